@@ -1,0 +1,85 @@
+"""`jaklapor`: run the system, route a point offline, issue OPD keys, submit demo reports.
+
+jaklapor run [--config FILE] [--services intake,routing,notify,stats]
+jaklapor route --lat LAT --lon LON [--category NAME]
+jaklapor demo [--url http://127.0.0.1:8000]
+jaklapor opd-key CODE
+jaklapor gen-key
+"""
+
+from __future__ import annotations
+
+import sys
+
+SERVICES = {
+    "intake": "services.intake.service:IntakeService",
+    "routing": "services.routing.service:RoutingService",
+    "notify": "services.notify.service:NotifyService",
+    "stats": "services.stats.service:StatsService",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        # must happen before anything imports socket, threading or pymongo
+        import eventlet
+
+        eventlet.monkey_patch()
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="jaklapor", description="JakLapor citizen-report backend")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start services in one process (all four by default)")
+    run.add_argument("--config", help="nameko config file (default: the packaged config.yaml)")
+    run.add_argument("--services", default=",".join(SERVICES), help="comma-separated: intake,routing,notify,stats")
+    run.add_argument("--no-s3-standin", action="store_true", help="never start the local S3 stand-in")
+
+    route = commands.add_parser("route", help="where would a report at this point go? (offline)", add_help=False)
+    route.add_argument("rest", nargs=argparse.REMAINDER)
+
+    demo = commands.add_parser("demo", help="submit realistic sample reports and walk them through the statuses")
+    demo.add_argument("--url", default="http://127.0.0.1:8000", help="intake gateway")
+    demo.add_argument("--stats-url", default="http://127.0.0.1:8002")
+    demo.add_argument("--config", help="config file (for the AMQP URI and the OPD key secret)")
+
+    key = commands.add_parser("opd-key", help="print the API key of an OPD (from OPD_KEY_SECRET)")
+    key.add_argument("opd_code")
+    key.add_argument("--config")
+
+    commands.add_parser("gen-key", help="print a new Fernet key for CONTACT_KEY")
+
+    if argv and argv[0] == "route":
+        from services.routing.cli import route_command
+
+        return route_command(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from jaklapor.runner import run_services
+
+        return run_services(args.config, args.services.split(","), standin=not args.no_s3_standin)
+    if args.command == "demo":
+        from jaklapor.demo import run_demo
+
+        return run_demo(args.url, args.stats_url, args.config)
+    if args.command == "opd-key":
+        from jaklapor.config import load_config
+        from jaklapor.opd_keys import derive_key
+        from jaklapor.reference import load_directory
+
+        if load_directory().get(args.opd_code) is None:
+            print(f"unknown OPD code {args.opd_code!r}", file=sys.stderr)
+            return 2
+        print(derive_key(load_config(args.config)["OPD_KEY_SECRET"], args.opd_code))
+        return 0
+    if args.command == "gen-key":
+        from jaklapor.contacts import generate_key
+
+        print(generate_key())
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Message contracts between services and towards OPD systems.
+
+Every event is a JSON object carrying `event_id`, `event_type`, `schema_version` and `occurred_at`, so a consumer can
+deduplicate and dispatch on the body alone. Events never carry reporter identity or contact: the tracking token only
+travels as a SHA-256 hash, which opens nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Status = Literal["menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai", "ditolak"]
+STATUSES: tuple[str, ...] = ("menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai", "ditolak")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Location(BaseModel):
+    lat: float
+    lon: float
+
+
+class AreaRef(BaseModel):
+    """The administrative area of a report, from the kelurahan boundaries."""
+
+    code: str
+    kelurahan: str
+    kecamatan: str
+    kota: str
+
+
+class OpdRef(BaseModel):
+    code: str
+    name: str
+    level: str
+
+
+class PhotoRef(BaseModel):
+    photo_id: str
+    url: str
+
+
+class Event(BaseModel):
+    """Envelope shared by every inter-service event."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    source: ClassVar[str]
+    type_name: ClassVar[str]
+
+    event_id: str = Field(default_factory=new_event_id)
+    event_type: str = ""
+    schema_version: int = SCHEMA_VERSION
+    occurred_at: datetime = Field(default_factory=utcnow)
+    report_id: str
+    # the report's version after the change this event describes; orders events of one report
+    version: int
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.event_type:
+            self.event_type = f"{self.source}.{self.type_name}"
+
+    def to_message(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class ReportSubmitted(Event):
+    source = "intake"
+    type_name = "report_submitted"
+
+    category: str
+    description: str
+    location: Location
+    photos: list[PhotoRef]
+    submitted_at: datetime
+    tracking_token_hash: str
+    has_contact: bool = False
+
+
+class ReportForwarded(Event):
+    """An OPD handed the report to another OPD (koordinasi) or a Dinas to its Suku Dinas (disposisi)."""
+
+    source = "intake"
+    type_name = "report_forwarded"
+
+    category: str
+    description: str
+    location: Location
+    photos: list[PhotoRef]
+    submitted_at: datetime
+    area: AreaRef | None = None
+    from_opd: str
+    target_opd: str
+    status: Status
+    note: str
+    hop: int
+
+
+class ReportStatusChanged(Event):
+    source = "intake"
+    type_name = "report_status_changed"
+
+    from_status: Status
+    to_status: Status
+    actor_opd: str
+    note: str
+    category: str
+    assigned_opd: str | None = None
+    target_opd: str | None = None
+    area: AreaRef | None = None
+    submitted_at: datetime
+    evidence_photos: list[PhotoRef] = Field(default_factory=list)
+
+
+class ReportRouted(Event):
+    source = "routing"
+    type_name = "report_routed"
+
+    opd: OpdRef
+    area: AreaRef
+    routing_key: str
+    hop: int = 0
+    category: str
+
+
+class ReportUnroutable(Event):
+    source = "routing"
+    type_name = "report_unroutable"
+
+    reason: str
+    detail: str
+    area: AreaRef | None = None
+    routing_key: str
+    hop: int = 0
+    category: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.source + "." + cls.type_name: cls
+    for cls in (ReportSubmitted, ReportForwarded, ReportStatusChanged, ReportRouted, ReportUnroutable)
+}
+
+
+def parse_event(body: dict[str, Any]) -> Event:
+    """Parse a received event body into its model; raises ValueError for an unknown or malformed event."""
+    event_type = body.get("event_type") if isinstance(body, dict) else None
+    model = EVENT_TYPES.get(event_type or "")
+    if model is None:
+        raise ValueError(f"unknown event_type {event_type!r}")
+    return model.model_validate(body)
+
+
+class OpdMessage(BaseModel):
+    """What an OPD reads from its queue: plain JSON, documented in the README, no reporter identity."""
+
+    message_type: Literal["report_assigned"] = "report_assigned"
+    schema_version: int = SCHEMA_VERSION
+    message_id: str
+    report_id: str
+    hop: int
+    assigned_at: datetime
+    opd: OpdRef
+    category: str
+    description: str
+    location: Location
+    area: AreaRef | None
+    photos: list[PhotoRef]
+    submitted_at: datetime
+    status: Status
+    forwarded_from: str | None = None
+    note: str | None = None
+    triage_reason: str | None = None
+    transitions_url: str

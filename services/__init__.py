@@ -1,0 +1,1 @@
+"""JakLapor services: intake, routing, notify, stats (one package each)."""

@@ -1,0 +1,265 @@
+"""Intake's dependency providers: the report store with its outbox, the outbox relay, reference data."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import eventlet
+from eventlet.queue import Empty, LightQueue
+from nameko.extensions import DependencyProvider
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from jaklapor.events import utcnow
+from jaklapor.messaging import ConfirmedPublisher, PublishFailed
+from jaklapor.mongo import MongoDatabase, database_for
+from jaklapor.reference import load_categories, load_directory
+
+log = logging.getLogger(__name__)
+
+OUTBOX_LEASE = timedelta(seconds=30)
+
+
+class VersionConflict(Exception):
+    """The report changed between read and write; the caller re-reads and decides again."""
+
+
+class ReportRepository:
+    """Reports, their status history and their pending outgoing messages, one document per report.
+
+    Pending messages live inside the report document (`outbox`), so storing a change and the event announcing it
+    is a single atomic write; `outbox_due` tells the relay when to (re)try.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.reports = db["reports"]
+        self.counters = db["counters"]
+
+    def ensure_indexes(self) -> None:
+        self.reports.create_index("tracking_token_hash", unique=True)
+        self.reports.create_index("idempotency_key_hash", unique=True, sparse=True)
+        self.reports.create_index("outbox_due", sparse=True)
+        self.reports.create_index([("assigned_opd.code", ASCENDING), ("status", ASCENDING)])
+
+    def ping(self) -> bool:
+        try:
+            self.reports.database.client.admin.command("ping")
+        except Exception:
+            return False
+        return True
+
+    def next_sequence(self, day: str) -> int:
+        counter = self.counters.find_one_and_update(
+            {"_id": f"report-{day}"},
+            {"$inc": {"seq": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(counter["seq"])
+
+    def insert(self, report: dict[str, Any]) -> None:
+        self.reports.insert_one(report)
+
+    def by_token_hash(self, token_hash: str) -> dict[str, Any] | None:
+        return self.reports.find_one({"tracking_token_hash": token_hash}, {"outbox": 0})
+
+    def by_idempotency_key(self, key_hash: str) -> dict[str, Any] | None:
+        return self.reports.find_one({"idempotency_key_hash": key_hash}, {"outbox": 0})
+
+    def by_id(self, report_id: str) -> dict[str, Any] | None:
+        return self.reports.find_one({"_id": report_id}, {"outbox": 0})
+
+    def update_versioned(
+        self,
+        report_id: str,
+        version: int,
+        changes: dict[str, Any],
+        history: dict[str, Any],
+        outbox: list[dict[str, Any]],
+        extra_push: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Apply a change if the report is still at `version`; record history and queue messages atomically."""
+        now = changes.get("updated_at") or utcnow()
+        push: dict[str, Any] = {"history": history}
+        if outbox:
+            push["outbox"] = {"$each": outbox}
+        push.update(extra_push or {})
+        update: dict[str, Any] = {"$set": {**changes, "version": version + 1}, "$push": push}
+        if outbox:
+            update["$set"]["outbox_due"] = now
+        updated = self.reports.find_one_and_update(
+            {"_id": report_id, "version": version},
+            update,
+            projection={"outbox": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+        if updated is None:
+            raise VersionConflict(report_id)
+        return updated
+
+    def apply_once(
+        self,
+        report_id: str,
+        event_id: str,
+        condition: dict[str, Any],
+        changes: dict[str, Any],
+        history: dict[str, Any],
+    ) -> bool:
+        """Apply a change caused by an event at most once (redeliveries are no-ops)."""
+        result = self.reports.update_one(
+            {"_id": report_id, "applied_events": {"$ne": event_id}, **condition},
+            {
+                "$set": changes,
+                "$inc": {"version": 1},
+                "$push": {"history": history, "applied_events": event_id},
+            },
+        )
+        return result.modified_count == 1
+
+    def claim_outbox(self, now: datetime) -> dict[str, Any] | None:
+        """Lease one report with pending messages, oldest first, so concurrent relays do not publish it twice."""
+        return self.reports.find_one_and_update(
+            {"outbox_due": {"$lte": now}},
+            {"$set": {"outbox_due": now + OUTBOX_LEASE}},
+            projection={"outbox": 1},
+            sort=[("outbox_due", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def outbox_published(self, report_id: str, message_ids: list[str]) -> None:
+        self.reports.update_one({"_id": report_id}, {"$pull": {"outbox": {"message_id": {"$in": message_ids}}}})
+        cleared = self.reports.update_one({"_id": report_id, "outbox": {"$size": 0}}, {"$unset": {"outbox_due": ""}})
+        if cleared.matched_count == 0:
+            # a change queued more messages meanwhile: make them due now
+            self.reports.update_one({"_id": report_id}, {"$set": {"outbox_due": utcnow()}})
+
+    def outbox_retry_later(self, report_id: str, at: datetime) -> None:
+        self.reports.update_one({"_id": report_id, "outbox_due": {"$exists": True}}, {"$set": {"outbox_due": at}})
+
+    def pending_outbox_count(self) -> int:
+        return self.reports.count_documents({"outbox_due": {"$exists": True}})
+
+
+class ReportStore(MongoDatabase):
+    database = "intake"
+
+    def make_repository(self, db: Database) -> ReportRepository:
+        return ReportRepository(db)
+
+
+def insert_new_report(repository: ReportRepository, report: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert; on an Idempotency-Key collision return the report that already answered that key."""
+    try:
+        repository.insert(report)
+    except DuplicateKeyError:
+        if report.get("idempotency_key_hash"):
+            return repository.by_idempotency_key(report["idempotency_key_hash"])
+        raise
+    return None
+
+
+class OutboxRelay(DependencyProvider):
+    """Publishes every pending message of the report store until the broker confirms it.
+
+    Requests store a change with its messages and call `wake()`; the relay's own green thread does the publishing,
+    so HTTP answers never wait on the broker and a broker outage only delays delivery.
+    """
+
+    def __init__(self, poll_interval: float = 1.0, max_backoff: float = 5.0) -> None:
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.client, db = database_for(config, "intake")
+        self.repository = ReportRepository(db)
+        self.publisher = ConfirmedPublisher(config["AMQP_URI"])
+        self._wakeups: LightQueue = LightQueue(maxsize=1)
+        self._running = False
+        self._thread: Any = None
+        self.on_published: Any = None
+
+    def start(self) -> None:
+        self._running = True
+        self._thread = self.container.spawn_managed_thread(self._run, identifier="outbox_relay")
+
+    def stop(self) -> None:
+        # let the current round finish: every message it confirmed is marked, the rest stays in the outbox
+        self._running = False
+        self.wake()
+        if self._thread is not None:
+            self._thread.wait()
+        self.publisher.close()
+
+    def kill(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.kill()
+        self.publisher.close()
+
+    def wake(self) -> None:
+        try:
+            self._wakeups.put_nowait(True)
+        except eventlet.queue.Full:
+            pass
+
+    def get_dependency(self, worker_ctx: Any) -> OutboxRelay:
+        return self
+
+    def _run(self) -> None:
+        delay = self.poll_interval
+        while self._running:
+            try:
+                ok = self.drain()
+            except Exception:
+                log.exception("outbox relay round failed")
+                ok = False
+            delay = self.poll_interval if ok else min(max(delay, 0.25) * 2, self.max_backoff)
+            try:
+                self._wakeups.get(timeout=delay)
+            except Empty:
+                pass
+
+    def drain(self, limit: int = 500) -> bool:
+        """Publish pending messages of up to `limit` reports; False if the broker failed us (back off)."""
+        for _ in range(limit):
+            if not self._running:
+                return True
+            now = utcnow()
+            report = self.repository.claim_outbox(now)
+            if report is None:
+                return True
+            published: list[str] = []
+            try:
+                for message in report.get("outbox", []):
+                    self.publisher.publish(
+                        message["body"],
+                        exchange=message["exchange"],
+                        routing_key=message["routing_key"],
+                        message_id=message["message_id"],
+                    )
+                    published.append(message["message_id"])
+                    if self.on_published is not None:
+                        self.on_published(message)
+            except PublishFailed as exc:
+                log.warning("outbox publish failed, will retry: %s", exc, extra={"report_id": report["_id"]})
+                if published:
+                    self.repository.outbox_published(report["_id"], published)
+                self.repository.outbox_retry_later(report["_id"], utcnow() + timedelta(seconds=1))
+                return False
+            self.repository.outbox_published(report["_id"], published)
+        return True
+
+
+class Reference(DependencyProvider):
+    """Categories and the OPD directory, loaded once (and validated) when the service starts."""
+
+    def setup(self) -> None:
+        self.categories = load_categories()
+        self.directory = load_directory()
+
+    def get_dependency(self, worker_ctx: Any) -> Reference:
+        return self

@@ -1,0 +1,293 @@
+"""Intake rules with no I/O: report numbers, tracking tokens, the official status machine and the public view.
+
+Statuses (JAKI): menunggu → koordinasi (handed to another OPD) / disposisi (Dinas to its Suku Dinas) → dikerjakan →
+selesai; ditolak with a reason. Every transition is recorded with actor OPD, time and note.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Protocol
+
+JAKARTA_TZ = timezone(timedelta(hours=7), "WIB")
+
+MENUNGGU, KOORDINASI, DISPOSISI, DIKERJAKAN, SELESAI, DITOLAK = (
+    "menunggu",
+    "koordinasi",
+    "disposisi",
+    "dikerjakan",
+    "selesai",
+    "ditolak",
+)
+
+STATUS_LABELS = {
+    MENUNGGU: "Menunggu",
+    KOORDINASI: "Koordinasi",
+    DISPOSISI: "Disposisi",
+    DIKERJAKAN: "Dikerjakan",
+    SELESAI: "Selesai",
+    DITOLAK: "Ditolak",
+}
+
+# which status may follow which; an OPD that finds mid-work the report is not its own may still hand it over
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    MENUNGGU: frozenset({KOORDINASI, DISPOSISI, DIKERJAKAN, DITOLAK}),
+    KOORDINASI: frozenset({KOORDINASI, DISPOSISI, DIKERJAKAN, DITOLAK}),
+    DISPOSISI: frozenset({KOORDINASI, DIKERJAKAN, DITOLAK}),
+    DIKERJAKAN: frozenset({KOORDINASI, SELESAI}),
+    SELESAI: frozenset(),
+    DITOLAK: frozenset(),
+}
+TARGET_STATUSES = frozenset(ALLOWED_TRANSITIONS) - {MENUNGGU}
+
+REJECTION_REASONS = {
+    "spam": "Spam atau bukan laporan",
+    "duplikat": "Duplikat dari laporan lain",
+    "di-luar-jakarta": "Lokasi di luar wilayah DKI Jakarta",
+    "tidak-lengkap": "Informasi tidak lengkap atau foto tidak jelas",
+    "bukan-kewenangan-pemprov": "Bukan kewenangan Pemprov DKI Jakarta",
+}
+
+NOTE_MAX_CHARS = 2000
+REPORT_NUMBER_PREFIX = "JK"
+
+
+def report_day(moment: datetime) -> str:
+    """The Jakarta calendar day of a moment, as used in report numbers."""
+    return moment.astimezone(JAKARTA_TZ).strftime("%Y%m%d")
+
+
+def format_report_number(day: str, sequence: int) -> str:
+    """CRM-style human-readable number: `JK-20261127-000042`."""
+    return f"{REPORT_NUMBER_PREFIX}-{day}-{sequence:06d}"
+
+
+def new_photo_id() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class TransitionRefused(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class OpdLike(Protocol):
+    code: str
+    name: str
+    level: str
+    agency: str
+    kota: str | None
+
+
+class DirectoryLike(Protocol):
+    def get(self, code: str) -> Any: ...
+
+    def sudin_of(self, dinas_code: str, kota_slug: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TransitionRequest:
+    status: str
+    note: str
+    target_opd: str | None = None
+    reason: str | None = None
+    has_evidence: bool = False
+
+
+@dataclass(frozen=True)
+class ReportState:
+    report_id: str
+    status: str
+    assigned_opd: str | None
+    kota_slug: str | None
+
+
+@dataclass(frozen=True)
+class TransitionDecision:
+    from_status: str
+    to_status: str
+    actor_opd: str
+    note: str
+    # set when the report leaves the actor for another OPD (koordinasi / disposisi)
+    target_opd: Any | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def forwards(self) -> bool:
+        return self.target_opd is not None
+
+
+def decide_transition(
+    state: ReportState, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike
+) -> TransitionDecision:
+    """Check one OPD's requested status change against the rules; raise TransitionRefused naming the problem."""
+    status = request.status
+    if status not in TARGET_STATUSES:
+        raise TransitionRefused(
+            422,
+            "invalid_status",
+            f"status must be one of {', '.join(sorted(TARGET_STATUSES))}",
+            "status",
+        )
+    if state.assigned_opd is None:
+        raise TransitionRefused(409, "not_routed_yet", "the report is still being routed; try again shortly")
+    if state.assigned_opd != actor.code:
+        # same answer as for a report that does not exist: an OPD learns nothing about others' reports
+        raise TransitionRefused(404, "report_not_found", f"no report {state.report_id} is assigned to {actor.code}")
+    if status not in ALLOWED_TRANSITIONS[state.status]:
+        allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[state.status])) or "none (final status)"
+        raise TransitionRefused(
+            409,
+            "illegal_transition",
+            f"a report in status {state.status} cannot move to {status}; allowed: {allowed}",
+            "status",
+        )
+    note = request.note.strip()
+    if len(note) > NOTE_MAX_CHARS:
+        raise TransitionRefused(422, "invalid_note", f"note must be at most {NOTE_MAX_CHARS} characters", "note")
+    if not note and status != DIKERJAKAN:
+        raise TransitionRefused(422, "missing_note", f"a note for the citizen is required to set {status}", "note")
+
+    target = None
+    reason = None
+    if status == KOORDINASI:
+        target = _koordinasi_target(actor, request, directory)
+    elif status == DISPOSISI:
+        target = _disposisi_target(state, actor, request, directory)
+    elif status == DITOLAK:
+        reason = request.reason
+        if reason not in REJECTION_REASONS:
+            raise TransitionRefused(
+                422,
+                "invalid_reason",
+                f"reason must be one of {', '.join(REJECTION_REASONS)}",
+                "reason",
+            )
+    elif request.target_opd:
+        raise TransitionRefused(
+            422,
+            "unexpected_target",
+            "target_opd only applies to koordinasi and disposisi",
+            "target_opd",
+        )
+    if status == SELESAI and not request.has_evidence:
+        raise TransitionRefused(422, "missing_evidence", "selesai requires an evidence photo of the work done", "photo")
+    return TransitionDecision(state.status, status, actor.code, note, target, reason)
+
+
+def _koordinasi_target(actor: OpdLike, request: TransitionRequest, directory: DirectoryLike) -> Any:
+    if not request.target_opd:
+        raise TransitionRefused(
+            422,
+            "missing_target",
+            "koordinasi needs target_opd, the OPD to hand over to",
+            "target_opd",
+        )
+    target = directory.get(request.target_opd)
+    if target is None:
+        raise TransitionRefused(422, "unknown_opd", f"unknown OPD {request.target_opd!r}", "target_opd")
+    if target.code == actor.code:
+        raise TransitionRefused(422, "same_opd", "an OPD cannot hand a report to itself", "target_opd")
+    return target
+
+
+def _disposisi_target(state: ReportState, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike) -> Any:
+    if state.kota_slug is None:
+        raise TransitionRefused(409, "no_area", "disposisi needs a report inside a kota; use koordinasi", "status")
+    sudin = directory.sudin_of(actor.agency, state.kota_slug) if actor.level in ("dinas", "satpol-pp") else None
+    if sudin is None or sudin.code == actor.code:
+        raise TransitionRefused(
+            403,
+            "disposisi_not_allowed",
+            "only a Dinas can instruct its Suku Dinas (disposisi); use koordinasi to hand over",
+            "status",
+        )
+    if request.target_opd and request.target_opd != sudin.code:
+        raise TransitionRefused(
+            422,
+            "invalid_target",
+            f"disposisi goes to the Suku Dinas of the report's kota: {sudin.code}",
+            "target_opd",
+        )
+    return sudin
+
+
+def history_entry(
+    kind: str,
+    at: datetime,
+    status: str,
+    *,
+    actor: str | None = None,
+    note: str = "",
+    opd: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "at": at,
+        "status": status,
+        "actor_opd": actor,
+        "note": note,
+    }
+    if opd is not None:
+        entry["opd"] = opd
+    entry.update({k: v for k, v in extra.items() if v is not None})
+    return entry
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # mongomock and pymongo without tz_aware return naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def photo_url(base_url: str, photo_id: str) -> str:
+    return f"{base_url.rstrip('/')}/api/v1/photos/{photo_id}"
+
+
+def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, token: str | None) -> dict[str, Any]:
+    """What a citizen sees of a report: never contact or identity (intake does not even store them)."""
+    history = [
+        {
+            "kind": entry["kind"],
+            "status": entry["status"],
+            "status_label": STATUS_LABELS[entry["status"]],
+            "at": iso(entry["at"]),
+            "actor_opd": entry.get("actor_opd"),
+            "opd": entry.get("opd"),
+            "note": entry.get("note", ""),
+            **({"reason": entry["reason"]} if entry.get("reason") else {}),
+            **({"photos": [photo_url(base_url, p) for p in entry["photos"]]} if entry.get("photos") else {}),
+        }
+        for entry in report["history"]
+    ]
+    view = {
+        "report_id": report["_id"],
+        "status": report["status"],
+        "status_label": STATUS_LABELS[report["status"]],
+        "category": report["category"],
+        "description": report["description"],
+        "location": report["location"],
+        "area": report.get("area"),
+        "responsible_opd": report.get("assigned_opd"),
+        "submitted_at": iso(report["submitted_at"]),
+        "updated_at": iso(report["updated_at"]),
+        "photos": [photo_url(base_url, p["photo_id"]) for p in report["photos"]],
+        "evidence_photos": [photo_url(base_url, p["photo_id"]) for p in report.get("evidence_photos", [])],
+        "history": history,
+        "version": report["version"],
+    }
+    if report.get("triage_reason"):
+        view["triage_reason"] = report["triage_reason"]
+    if token is not None:
+        view["stream_url"] = f"{stream_base_url.rstrip('/')}/api/v1/reports/{token}/stream"
+    return view

@@ -1,0 +1,38 @@
+"""Intake's Prometheus series (bounded labels: category codes, statuses, error codes)."""
+
+from prometheus_client import Counter, Histogram
+
+from jaklapor.metrics import LATENCY_BUCKETS, registry_for
+
+REGISTRY = registry_for("intake")
+
+SUBMISSIONS = Counter(
+    "jaklapor_reports_submitted_total",
+    "Reports accepted from citizens",
+    ["category"],
+    registry=REGISTRY,
+)
+SUBMISSIONS_REFUSED = Counter(
+    "jaklapor_report_submissions_refused_total",
+    "Submissions refused with a 4xx or 503, by error code",
+    ["code"],
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    "jaklapor_report_transitions_total",
+    "Status changes made by OPDs, by new status",
+    ["status"],
+    registry=REGISTRY,
+)
+OUTBOX_PUBLISHED = Counter(
+    "jaklapor_outbox_published_total",
+    "Messages the outbox relay got confirmed by the broker, by destination",
+    ["destination"],
+    registry=REGISTRY,
+)
+PHOTO_SECONDS = Histogram(
+    "jaklapor_photo_processing_seconds",
+    "Time to check and re-encode one uploaded photo",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)

@@ -1,0 +1,102 @@
+"""Input schemas of the intake API: every field checked, every error names its field."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jaklapor.web import ApiError
+
+DESCRIPTION_MAX_CHARS = 2000
+PHONE_RE = re.compile(r"^\+?[0-9]{8,15}$")
+
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+def _check_text(value: str, field: str) -> str:
+    if "\ufffd" in value:
+        # werkzeug decodes form fields with replacement characters; a citizen never types U+FFFD
+        raise ValueError(f"{field} is not valid UTF-8 text")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t\r" for ch in value):
+        raise ValueError(f"{field} contains control characters")
+    return value
+
+
+def normalize_contact(value: str) -> str:
+    """An e-mail address (lower-cased domain) or a phone number (Indonesian 08... becomes +628...)."""
+    value = value.strip()
+    if "@" in value:
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"contact is not a valid e-mail address: {exc}") from None
+    digits = re.sub(r"[\s\-().]", "", value)
+    if not PHONE_RE.match(digits):
+        raise ValueError("contact must be an e-mail address or a phone number such as +62812345678")
+    if digits.startswith("0"):
+        digits = "+62" + digits[1:]
+    elif not digits.startswith("+"):
+        digits = "+" + digits
+    return digits
+
+
+class SubmissionForm(BaseModel):
+    """The text fields of `POST /api/v1/reports` (the photo is checked separately)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    category: str = Field(min_length=1, max_length=100)
+    description: str = Field(min_length=1, max_length=DESCRIPTION_MAX_CHARS)
+    lat: Latitude
+    lon: Longitude
+    contact: str | None = Field(default=None, max_length=254)
+
+    @field_validator("description", "category")
+    @classmethod
+    def _text(cls, value: str, info: Any) -> str:
+        return _check_text(value, info.field_name)
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return normalize_contact(_check_text(value, "contact"))
+
+
+class TransitionForm(BaseModel):
+    """The fields of `POST /api/v1/opd/reports/{report_id}/transitions` (the evidence photo is separate)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    status: str = Field(min_length=1, max_length=20)
+    note: str = Field(default="", max_length=2000)
+    target_opd: str | None = Field(default=None, max_length=100)
+    reason: str | None = Field(default=None, max_length=50)
+
+    @field_validator("note", "status")
+    @classmethod
+    def _text(cls, value: str, info: Any) -> str:
+        return _check_text(value, info.field_name)
+
+
+def parse_form(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """Validate form data, turning the first problem into a 422 naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"]
+        if first["type"] == "missing":
+            message = f"{field} is required"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        else:
+            message = f"{field}: {message}"
+        raise ApiError(422, "invalid_field", message, field=field) from None

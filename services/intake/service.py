@@ -1,0 +1,548 @@
+"""Intake: the HTTP gateway for citizens and OPDs; owns reports, their history and photos."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from typing import Any
+
+from eventlet import tpool
+from pymongo.errors import PyMongoError
+from werkzeug.wrappers import Request, Response
+
+from jaklapor.config import setting
+from jaklapor.contacts import CONTACTS_QUEUE, encrypt_contact
+from jaklapor.events import (
+    AreaRef,
+    Event,
+    Location,
+    OpdRef,
+    PhotoRef,
+    ReportForwarded,
+    ReportRouted,
+    ReportStatusChanged,
+    ReportSubmitted,
+    ReportUnroutable,
+    new_event_id,
+    parse_event,
+    utcnow,
+)
+from jaklapor.messaging import (
+    PermanentFailure,
+    broker_reachable,
+    event_exchange,
+    work_consumer,
+    work_queue,
+)
+from jaklapor.opd_keys import verify_key
+from jaklapor.operations import OperationsEndpoints
+from jaklapor.reference import slugify
+from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
+from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none
+from jaklapor.web import ApiError, api, json_response, read_fields
+from services.intake import metrics
+from services.intake.dependencies import (
+    OutboxRelay,
+    Reference,
+    ReportStore,
+    VersionConflict,
+    insert_new_report,
+)
+from services.intake.domain import (
+    MENUNGGU,
+    STATUS_LABELS,
+    ReportState,
+    TransitionRefused,
+    TransitionRequest,
+    decide_transition,
+    format_report_number,
+    history_entry,
+    iso,
+    new_photo_id,
+    photo_url,
+    public_view,
+    report_day,
+)
+from services.intake.photos import PhotoPolicy, PhotoRejected, SanitizedPhoto, sanitize_photo
+from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
+
+log = logging.getLogger(__name__)
+
+PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def outbox_entry(event: Event) -> dict[str, Any]:
+    return {
+        "message_id": event.event_id,
+        "exchange": event_exchange(event.source).name,
+        "routing_key": event.type_name,
+        "body": event.to_message(),
+    }
+
+
+def opd_ref(opd: Any) -> dict[str, str]:
+    return OpdRef(code=opd.code, name=opd.name, level=opd.level).model_dump()
+
+
+class IntakeService(OperationsEndpoints):
+    name = "intake"
+
+    store = ReportStore()
+    photos = PhotoStorage()
+    relay = OutboxRelay()
+    reference = Reference()
+
+    # ---- citizens -------------------------------------------------------------------------------------------
+
+    @api("GET", "/api/v1/categories")
+    def list_categories(self, request: Request) -> Response:
+        categories = [
+            {"code": c.code, "name": c.name, "name_en": c.name_en, "description": c.description}
+            for c in self.reference.categories.values()
+        ]
+        return json_response({"categories": categories})
+
+    @api("POST", "/api/v1/reports")
+    def submit_report(self, request: Request) -> Response:
+        try:
+            return self._submit(request)
+        except ApiError as exc:
+            metrics.SUBMISSIONS_REFUSED.labels(exc.code).inc()
+            raise
+
+    def _submit(self, request: Request) -> Response:
+        idempotency_key = request.headers.get("Idempotency-Key")
+        key_hash = None
+        if idempotency_key is not None:
+            if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+                raise ApiError(
+                    400,
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1-128 printable ASCII characters",
+                )
+            key_hash = hashlib.sha256(b"idem:" + idempotency_key.encode()).hexdigest()
+            existing = self.store.by_idempotency_key(key_hash)
+            if existing is not None:
+                return self._replayed(existing)
+
+        fields, photo_bytes = read_fields(request, "photo")
+        form: SubmissionForm = parse_form(SubmissionForm, fields)
+        category = self._category(form.category)
+        if photo_bytes is None:
+            raise ApiError(422, "invalid_field", "photo is required (a JPEG, PNG or WebP image)", field="photo")
+        photo = self._sanitize(photo_bytes)
+
+        photo_id = new_photo_id()
+        self._store_photo(photo_id, photo)
+        now = utcnow()
+        token = new_tracking_token()
+        try:
+            day = report_day(now)
+            report_id = format_report_number(day, self.store.next_sequence(day))
+            report = self._new_report(report_id, token, form, category.code, photo_id, photo, now, key_hash)
+            existing = insert_new_report(self.store, report)
+        except PyMongoError as exc:
+            self.photos.delete(self._photo_key(photo_id))
+            log.error("report store unavailable: %r", exc)
+            raise ApiError(503, "store_unavailable", "reports cannot be stored right now; try again shortly") from None
+        if existing is not None:  # a concurrent retry with the same Idempotency-Key won
+            self.photos.delete(self._photo_key(photo_id))
+            return self._replayed(existing)
+        self.relay.wake()
+        metrics.SUBMISSIONS.labels(category.code).inc()
+        log.info("report submitted", extra={"report_id": report_id, "category": category.code})
+        return json_response(
+            self._receipt(report, token),
+            status=201,
+            headers={"Location": self._tracking_url(token)},
+        )
+
+    def _category(self, text: str) -> Any:
+        category = self.reference.categories.get(text)
+        if category is None:
+            raise ApiError(
+                422,
+                "unknown_category",
+                f"unknown category {text!r}; GET /api/v1/categories lists the valid codes",
+                field="category",
+            )
+        return category
+
+    def _sanitize(self, data: bytes) -> SanitizedPhoto:
+        started = time.perf_counter()
+        try:
+            # CPU-heavy: off the eventlet hub so heartbeats and other requests keep flowing
+            photo = tpool.execute(sanitize_photo, data, PhotoPolicy())
+        except PhotoRejected as exc:
+            raise ApiError(exc.status, f"photo_{exc.code}", exc.message, field="photo") from None
+        metrics.PHOTO_SECONDS.observe(time.perf_counter() - started)
+        return photo
+
+    @staticmethod
+    def _photo_key(photo_id: str) -> str:
+        return f"photos/{photo_id}.jpg"
+
+    def _store_photo(self, photo_id: str, photo: SanitizedPhoto) -> None:
+        try:
+            self.photos.put(self._photo_key(photo_id), photo.content, photo.content_type)
+        except StorageUnavailable as exc:
+            log.error("photo store unavailable: %s", exc)
+            raise ApiError(503, "storage_unavailable", "photos cannot be stored right now; try again shortly") from None
+
+    def _new_report(
+        self,
+        report_id: str,
+        token: str,
+        form: SubmissionForm,
+        category: str,
+        photo_id: str,
+        photo: SanitizedPhoto,
+        now: Any,
+        key_hash: str | None,
+    ) -> dict[str, Any]:
+        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
+        token_hash = hash_token(token)
+        location = Location(lat=form.lat, lon=form.lon)
+        submitted = ReportSubmitted(
+            report_id=report_id,
+            version=1,
+            category=category,
+            description=form.description,
+            location=location,
+            photos=[PhotoRef(photo_id=photo_id, url=photo_url(base_url, photo_id))],
+            submitted_at=now,
+            tracking_token_hash=token_hash,
+            has_contact=form.contact is not None,
+        )
+        outbox = [outbox_entry(submitted)]
+        if form.contact is not None:
+            key = setting(self.config, "CONTACT_KEY")
+            outbox.append(
+                {
+                    "message_id": new_event_id(),
+                    "exchange": "",
+                    "routing_key": CONTACTS_QUEUE,
+                    "body": {
+                        "message_type": "contact_registered",
+                        "report_id": report_id,
+                        "tracking_token_hash": token_hash,
+                        "contact_ciphertext": encrypt_contact(key, form.contact),
+                    },
+                }
+            )
+        report: dict[str, Any] = {
+            "_id": report_id,
+            "tracking_token_hash": token_hash,
+            "category": category,
+            "description": form.description,
+            "location": location.model_dump(),
+            "photos": [
+                {
+                    "photo_id": photo_id,
+                    "width": photo.width,
+                    "height": photo.height,
+                    "content_type": photo.content_type,
+                }
+            ],
+            "status": MENUNGGU,
+            "version": 1,
+            "hop": 0,
+            "assigned_opd": None,
+            "area": None,
+            "submitted_at": now,
+            "updated_at": now,
+            "history": [history_entry("submitted", now, MENUNGGU, note="Laporan diterima")],
+            "applied_events": [],
+            "outbox": outbox,
+            "outbox_due": now,
+        }
+        if key_hash is not None:
+            report["idempotency_key_hash"] = key_hash
+        return report
+
+    def _tracking_url(self, token: str) -> str:
+        return f"{setting(self.config, 'PUBLIC_URL', 'http://127.0.0.1:8000').rstrip('/')}/api/v1/reports/{token}"
+
+    def _stream_url(self, token: str) -> str:
+        base = setting(self.config, "NOTIFY_PUBLIC_URL", "http://127.0.0.1:8001").rstrip("/")
+        return f"{base}/api/v1/reports/{token}/stream"
+
+    def _receipt(self, report: dict[str, Any], token: str) -> dict[str, Any]:
+        return {
+            "report_id": report["_id"],
+            "tracking_token": token,
+            "status": report["status"],
+            "status_label": STATUS_LABELS[report["status"]],
+            "category": report["category"],
+            "submitted_at": iso(report["submitted_at"]),
+            "tracking_url": self._tracking_url(token),
+            "stream_url": self._stream_url(token),
+        }
+
+    def _replayed(self, report: dict[str, Any]) -> Response:
+        # the tracking token is not stored (only its hash), so a replay cannot hand it out again
+        return json_response(
+            {
+                "report_id": report["_id"],
+                "status": report["status"],
+                "status_label": STATUS_LABELS[report["status"]],
+                "category": report["category"],
+                "submitted_at": iso(report["submitted_at"]),
+                "replayed": True,
+            },
+            status=200,
+        )
+
+    @api("GET", "/api/v1/reports/<token>")
+    def track_report(self, request: Request, token: str) -> Response:
+        token_hash = token_hash_or_none(token)
+        report = self.store.by_token_hash(token_hash) if token_hash else None
+        if report is None:
+            raise ApiError(404, "report_not_found", "no report has this tracking token")
+        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
+        notify_url = setting(self.config, "NOTIFY_PUBLIC_URL", "http://127.0.0.1:8001")
+        return json_response(public_view(report, base_url, notify_url, token), headers={"Cache-Control": "no-store"})
+
+    @api("GET", "/api/v1/photos/<photo_id>")
+    def get_photo(self, request: Request, photo_id: str) -> Response:
+        if not PHOTO_ID_RE.match(photo_id):
+            raise ApiError(404, "photo_not_found", "no such photo")
+        try:
+            stored = self.photos.get(self._photo_key(photo_id))
+        except PhotoNotFound:
+            raise ApiError(404, "photo_not_found", "no such photo") from None
+        except StorageUnavailable:
+            raise ApiError(503, "storage_unavailable", "photos cannot be read right now; try again shortly") from None
+        return Response(
+            stored.content,
+            content_type=stored.content_type,
+            headers={
+                "Cache-Control": "private, max-age=86400",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    # ---- agencies (OPD API) -------------------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            error = ApiError(401, "unauthenticated", "send the OPD's API key as `Authorization: Bearer <key>`")
+            error.headers["WWW-Authenticate"] = 'Bearer realm="jaklapor-opd"'
+            raise error
+        opd_code = verify_key(setting(self.config, "OPD_KEY_SECRET"), presented.strip())
+        opd = self.reference.directory.get(opd_code) if opd_code else None
+        if opd is None:
+            error = ApiError(401, "invalid_key", "the API key is not valid")
+            error.headers["WWW-Authenticate"] = 'Bearer realm="jaklapor-opd", error="invalid_token"'
+            raise error
+        return opd
+
+    def _opd_view(self, report: dict[str, Any]) -> dict[str, Any]:
+        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
+        view = public_view(report, base_url, "", None)
+        view["hop"] = report.get("hop", 0)
+        return view
+
+    @api("GET", "/api/v1/opd/me")
+    def whoami(self, request: Request) -> Response:
+        opd = self._authenticate(request)
+        return json_response({"opd": opd_ref(opd)})
+
+    @api("GET", "/api/v1/opd/reports/<report_id>")
+    def opd_get_report(self, request: Request, report_id: str) -> Response:
+        opd = self._authenticate(request)
+        report = self.store.by_id(report_id)
+        if report is None or (report.get("assigned_opd") or {}).get("code") != opd.code:
+            raise ApiError(404, "report_not_found", f"no report {report_id} is assigned to {opd.code}")
+        return json_response(self._opd_view(report))
+
+    @api("POST", "/api/v1/opd/reports/<report_id>/transitions")
+    def transition(self, request: Request, report_id: str) -> Response:
+        opd = self._authenticate(request)
+        fields, photo_bytes = read_fields(request, "photo")
+        form: TransitionForm = parse_form(TransitionForm, fields)
+        for _attempt in range(3):
+            report = self.store.by_id(report_id)
+            if report is None:
+                raise ApiError(404, "report_not_found", f"no report {report_id} is assigned to {opd.code}")
+            state = ReportState(
+                report_id=report_id,
+                status=report["status"],
+                assigned_opd=(report.get("assigned_opd") or {}).get("code"),
+                kota_slug=(report.get("area") or {}).get("kota_slug"),
+            )
+            request_ = TransitionRequest(
+                status=form.status.lower(),
+                note=form.note,
+                target_opd=form.target_opd or None,
+                reason=form.reason or None,
+                has_evidence=photo_bytes is not None,
+            )
+            try:
+                decision = decide_transition(state, opd, request_, self.reference.directory)
+            except TransitionRefused as exc:
+                error = ApiError(exc.status, exc.code, exc.message, field=exc.field)
+                if exc.code == "not_routed_yet":
+                    error.headers["Retry-After"] = "1"
+                raise error from None
+            evidence_ids = self._store_evidence(photo_bytes)
+            try:
+                updated = self._apply_decision(report, decision, evidence_ids)
+            except VersionConflict:
+                for photo_id in evidence_ids:
+                    self.photos.delete(self._photo_key(photo_id))
+                continue
+            self.relay.wake()
+            metrics.TRANSITIONS.labels(decision.to_status).inc()
+            log.info(
+                "report status changed",
+                extra={"report_id": report_id, "status": decision.to_status, "actor_opd": opd.code},
+            )
+            return json_response(self._opd_view(updated))
+        raise ApiError(409, "concurrent_update", "the report changed while this request was handled; retry")
+
+    def _store_evidence(self, photo_bytes: bytes | None) -> list[str]:
+        if photo_bytes is None:
+            return []
+        photo = self._sanitize(photo_bytes)
+        photo_id = new_photo_id()
+        self._store_photo(photo_id, photo)
+        return [photo_id]
+
+    def _apply_decision(self, report: dict[str, Any], decision: Any, evidence_ids: list[str]) -> dict[str, Any]:
+        now = utcnow()
+        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
+        version = report["version"] + 1
+        area = AreaRef.model_validate(report["area"]) if report.get("area") else None
+        assigned = report.get("assigned_opd")
+        changes: dict[str, Any] = {"status": decision.to_status, "updated_at": now}
+        outbox: list[dict[str, Any]] = []
+        hop = report.get("hop", 0)
+        if decision.forwards:
+            hop += 1
+            assigned = opd_ref(decision.target_opd)
+            changes.update({"assigned_opd": assigned, "hop": hop})
+        evidence_refs = [PhotoRef(photo_id=p, url=photo_url(base_url, p)) for p in evidence_ids]
+        outbox.append(
+            outbox_entry(
+                ReportStatusChanged(
+                    report_id=report["_id"],
+                    version=version,
+                    occurred_at=now,
+                    from_status=decision.from_status,
+                    to_status=decision.to_status,
+                    actor_opd=decision.actor_opd,
+                    note=decision.note,
+                    category=report["category"],
+                    assigned_opd=assigned["code"] if assigned else None,
+                    target_opd=decision.target_opd.code if decision.forwards else None,
+                    area=area,
+                    submitted_at=report["submitted_at"],
+                    evidence_photos=evidence_refs,
+                )
+            )
+        )
+        if decision.forwards:
+            outbox.append(
+                outbox_entry(
+                    ReportForwarded(
+                        report_id=report["_id"],
+                        version=version,
+                        occurred_at=now,
+                        category=report["category"],
+                        description=report["description"],
+                        location=Location.model_validate(report["location"]),
+                        photos=[
+                            PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"]))
+                            for p in report["photos"]
+                        ],
+                        submitted_at=report["submitted_at"],
+                        area=area,
+                        from_opd=decision.actor_opd,
+                        target_opd=decision.target_opd.code,
+                        status=decision.to_status,
+                        note=decision.note,
+                        hop=hop,
+                    )
+                )
+            )
+        history = history_entry(
+            "transition",
+            now,
+            decision.to_status,
+            actor=decision.actor_opd,
+            note=decision.note,
+            opd=assigned if decision.forwards else None,
+            reason=decision.reason,
+            photos=evidence_ids or None,
+        )
+        extra_push = {"evidence_photos": {"$each": [{"photo_id": p} for p in evidence_ids]}} if evidence_ids else None
+        return self.store.update_versioned(report["_id"], report["version"], changes, history, outbox, extra_push)
+
+    # ---- routing results ----------------------------------------------------------------------------------------
+
+    @work_consumer(
+        work_queue(
+            "intake.routing-results",
+            [("routing", "report_routed"), ("routing", "report_unroutable")],
+        )
+    )
+    def apply_routing(self, body: dict[str, Any]) -> None:
+        try:
+            event = parse_event(body)
+        except ValueError as exc:
+            raise PermanentFailure(str(exc)) from exc
+        if not isinstance(event, ReportRouted | ReportUnroutable):
+            raise PermanentFailure(f"intake.routing-results does not handle {event.event_type}")
+        report = self.store.by_id(event.report_id)
+        if report is None:
+            raise LookupError(f"routing result for unknown report {event.report_id}")  # retried, then dead-lettered
+        area = event.area.model_dump() if event.area else None
+        if area is not None:
+            area["kota_slug"] = slugify(area["kota"])
+        if isinstance(event, ReportRouted):
+            opd = event.opd.model_dump()
+            changes = {
+                "assigned_opd": opd,
+                "area": area or report.get("area"),
+                "updated_at": utcnow(),
+            }
+            note = f"Diteruskan ke {event.opd.name}"
+            history = history_entry("routed", event.occurred_at, report["status"], actor="routing", note=note, opd=opd)
+        else:
+            triage = self.reference.directory.triage
+            opd = opd_ref(triage)
+            changes = {
+                "assigned_opd": opd,
+                "area": area or report.get("area"),
+                "triage_reason": event.reason,
+                "updated_at": utcnow(),
+            }
+            note = f"Perlu diperiksa petugas: {event.detail}"
+            history = history_entry(
+                "triage",
+                event.occurred_at,
+                report["status"],
+                actor="routing",
+                note=note,
+                opd=opd,
+                reason=event.reason,
+            )
+        applied = self.store.apply_once(event.report_id, event.event_id, {"hop": event.hop}, changes, history)
+        log.info(
+            "routing applied" if applied else "routing result ignored (duplicate or superseded)",
+            extra={"report_id": event.report_id, "opd": opd["code"], "hop": event.hop},
+        )
+
+    def health_checks(self) -> dict[str, Any]:
+        return {
+            "mongo": self.store.ping(),
+            "object_store": self.photos.healthy(),
+            "broker": broker_reachable(self.config["AMQP_URI"]),
+            "outbox_pending": self.store.pending_outbox_count() < 10_000,
+        }

@@ -1,0 +1,72 @@
+"""Routing's dependency providers: the area index and OPD directory, and the ledger of decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+from pymongo import ReturnDocument
+from pymongo.database import Database
+
+from jaklapor.events import utcnow
+from jaklapor.mongo import MongoDatabase
+from jaklapor.reference import load_directory
+from services.routing.domain import AreaIndex
+
+
+class RoutingData(DependencyProvider):
+    """The kelurahan index and the OPD directory: built and validated once at start, shared by all workers."""
+
+    def setup(self) -> None:
+        self.directory = load_directory()
+        self.index = AreaIndex.default()
+
+    def get_dependency(self, worker_ctx: Any) -> RoutingData:
+        return self
+
+
+class LedgerRepository:
+    """One record per (report, hop): the decision taken the first time and whether its OPD message is confirmed.
+
+    A redelivered report reuses the recorded decision and event ids, so the OPD gets no second message and
+    downstream consumers see the same event again (and ignore it).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.decisions = db["decisions"]
+
+    def ensure_indexes(self) -> None:
+        self.decisions.create_index("report_id")
+
+    def ping(self) -> bool:
+        try:
+            self.decisions.database.client.admin.command("ping")
+        except Exception:
+            return False
+        return True
+
+    def record_once(self, report_id: str, hop: int, decision: dict[str, Any]) -> dict[str, Any]:
+        return self.decisions.find_one_and_update(
+            {"_id": f"{report_id}:{hop}"},
+            {
+                "$setOnInsert": {
+                    "report_id": report_id,
+                    "hop": hop,
+                    "decided_at": utcnow(),
+                    **decision,
+                }
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def mark_delivered(self, report_id: str, hop: int, at: datetime) -> None:
+        self.decisions.update_one({"_id": f"{report_id}:{hop}"}, {"$set": {"delivered_at": at}})
+
+
+class RoutingLedger(MongoDatabase):
+    database = "routing"
+
+    def make_repository(self, db: Database) -> LedgerRepository:
+        return LedgerRepository(db)

@@ -1,0 +1,185 @@
+"""Routing: decides the responsible OPD for each report and delivers it to that OPD's durable queue."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from jaklapor.config import setting
+from jaklapor.events import (
+    AreaRef,
+    Event,
+    OpdMessage,
+    OpdRef,
+    ReportForwarded,
+    ReportRouted,
+    ReportSubmitted,
+    ReportUnroutable,
+    new_event_id,
+    parse_event,
+    utcnow,
+)
+from jaklapor.messaging import (
+    DEAD_LETTER_EXCHANGE,
+    OPD_DEAD_LETTER_QUEUE,
+    OPD_EXCHANGE,
+    PermanentFailure,
+    Publisher,
+    broker_reachable,
+    event_exchange,
+    opd_queue,
+    work_consumer,
+    work_queue,
+)
+from jaklapor.operations import OperationsEndpoints
+from services.routing import metrics
+from services.routing.dependencies import RoutingData, RoutingLedger
+from services.routing.domain import Routed, route, routing_key_for
+
+log = logging.getLogger(__name__)
+
+ROUTING_EVENTS = event_exchange("routing")
+
+
+class RoutingService(OperationsEndpoints):
+    name = "routing"
+
+    data = RoutingData()
+    ledger = RoutingLedger()
+    publisher = Publisher(declare=[ROUTING_EVENTS, OPD_EXCHANGE, DEAD_LETTER_EXCHANGE, OPD_DEAD_LETTER_QUEUE])
+
+    @work_consumer(work_queue("routing.reports", [("intake", "report_submitted"), ("intake", "report_forwarded")]))
+    def route_report(self, body: dict[str, Any]) -> None:
+        try:
+            event = parse_event(body)
+        except ValueError as exc:
+            raise PermanentFailure(str(exc)) from exc
+        if isinstance(event, ReportSubmitted):
+            decision = self._decide_new(event)
+            hop = 0
+        elif isinstance(event, ReportForwarded):
+            decision = self._decide_forward(event)
+            hop = event.hop
+        else:
+            raise PermanentFailure(f"routing.reports does not handle {event.event_type}")
+
+        # the first decision for (report, hop) is the one kept, with its ids: redeliveries repeat it exactly
+        record = self.ledger.record_once(event.report_id, hop, decision)
+        self.publisher.publish(
+            record["event"],
+            exchange=ROUTING_EVENTS,
+            routing_key=record["event_type"],
+            message_id=record["event"]["event_id"],
+        )
+        if record.get("delivered_at") is None:
+            self.publisher.publish(
+                record["opd_message"],
+                exchange=OPD_EXCHANGE,
+                routing_key=record["routing_key"],
+                message_id=record["opd_message"]["message_id"],
+                declare=[opd_queue(record["opd_code"])],
+            )
+            delivered_at = utcnow()
+            self.ledger.mark_delivered(event.report_id, hop, delivered_at)
+            started = event.submitted_at if hop == 0 else event.occurred_at
+            metrics.DELIVERY_LATENCY.observe(max((delivered_at - started).total_seconds(), 0.0))
+            if record["event_type"] == "report_routed":
+                metrics.ROUTED.labels(record["kota"] or "", record["opd_level"]).inc()
+            else:
+                metrics.UNROUTABLE.labels(record["reason"]).inc()
+        log.info(
+            "report delivered to OPD queue",
+            extra={
+                "report_id": event.report_id,
+                "opd": record["opd_code"],
+                "hop": hop,
+                "routing_key": record["routing_key"],
+            },
+        )
+
+    def _decide_new(self, event: ReportSubmitted) -> dict[str, Any]:
+        decision = route(self.data.index, self.data.directory, event.location.lat, event.location.lon, event.category)
+        area = AreaRef.model_validate(decision.area.as_area_ref()) if decision.area is not None else None
+        if isinstance(decision, Routed):
+            return self._routed(event, decision.opd, area, decision.routing_key, hop=0)
+        return self._unroutable(event, decision.reason, decision.detail, area, decision.routing_key, hop=0)
+
+    def _decide_forward(self, event: ReportForwarded) -> dict[str, Any]:
+        target = self.data.directory.get(event.target_opd)
+        if target is None:
+            detail = f"forwarded by {event.from_opd} to unknown OPD {event.target_opd!r}"
+            return self._unroutable(event, "unknown_opd", detail, event.area, "triage.unknown-opd", event.hop)
+        kelurahan = self.data.directory.areas.kelurahan.get(event.area.code) if event.area else None
+        key = routing_key_for(target, kelurahan)
+        return self._routed(event, target, event.area, key, hop=event.hop)
+
+    def _message(self, event: Any, opd: OpdRef, area: AreaRef | None, hop: int, **extra: Any) -> dict[str, Any]:
+        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+        return OpdMessage(
+            message_id=f"{event.report_id}:{hop}",
+            report_id=event.report_id,
+            hop=hop,
+            assigned_at=utcnow(),
+            opd=opd,
+            category=event.category,
+            description=event.description,
+            location=event.location,
+            area=area,
+            photos=event.photos,
+            submitted_at=event.submitted_at,
+            status=getattr(event, "status", "menunggu"),
+            transitions_url=f"{base_url}/api/v1/opd/reports/{event.report_id}/transitions",
+            **extra,
+        ).model_dump(mode="json")
+
+    def _routed(self, event: Any, opd: Any, area: AreaRef | None, key: str, hop: int) -> dict[str, Any]:
+        ref = OpdRef.model_validate(opd.as_ref())
+        routed = ReportRouted(
+            event_id=new_event_id(),
+            report_id=event.report_id,
+            version=event.version,
+            opd=ref,
+            area=area,
+            routing_key=key,
+            hop=hop,
+            category=event.category,
+        )
+        extra = {"forwarded_from": event.from_opd, "note": event.note} if isinstance(event, ReportForwarded) else {}
+        return self._record(routed, key, opd.code, self._message(event, ref, area, hop, **extra), area, opd.level)
+
+    def _unroutable(
+        self, event: Any, reason: str, detail: str, area: AreaRef | None, key: str, hop: int
+    ) -> dict[str, Any]:
+        triage = self.data.directory.triage
+        ref = OpdRef.model_validate(triage.as_ref())
+        unroutable = ReportUnroutable(
+            report_id=event.report_id,
+            version=event.version,
+            reason=reason,
+            detail=detail,
+            area=area,
+            routing_key=key,
+            hop=hop,
+            category=event.category,
+        )
+        message = self._message(event, ref, area, hop, triage_reason=f"{reason}: {detail}")
+        record = self._record(unroutable, key, triage.code, message, area, triage.level)
+        record["reason"] = reason
+        return record
+
+    @staticmethod
+    def _record(
+        event: Event, key: str, opd_code: str, message: dict[str, Any], area: AreaRef | None, level: str
+    ) -> dict[str, Any]:
+        return {
+            "event_type": event.type_name,
+            "event": event.to_message(),
+            "routing_key": key,
+            "opd_code": opd_code,
+            "opd_level": level,
+            "kota": area.kota if area else None,
+            "opd_message": message,
+        }
+
+    def health_checks(self) -> dict[str, Any]:
+        return {"mongo": self.ledger.ping(), "broker": broker_reachable(self.config["AMQP_URI"])}
