@@ -39,7 +39,7 @@ def connect(uri: str) -> Any:
                     "stops. Set MONGO_URI=mongodb://... for a real MongoDB.",
                     uri,
                 )
-                client = _shared_mock_clients[uri] = mongomock.MongoClient()
+                client = _shared_mock_clients[uri] = mongomock.MongoClient(tz_aware=True)
             return client
     import pymongo
 

@@ -23,6 +23,7 @@ from PIL import ExifTags, Image, ImageDraw, ImageFilter
 __all__ = [
     "JAKARTA",
     "decompression_bomb_png",
+    "encode",
     "gif_bytes",
     "gps_exif",
     "heic_header_bytes",
@@ -125,7 +126,8 @@ def _srgb_icc() -> bytes:
     return bytes(icc)
 
 
-def _save(im: Image.Image, fmt: str, **params) -> bytes:
+def encode(im: Image.Image, fmt: str, **params) -> bytes:
+    """`im` saved as `fmt` (a Pillow format name) into bytes."""
     buf = io.BytesIO()
     im.save(buf, fmt, **params)
     return buf.getvalue()
@@ -137,7 +139,7 @@ def jpeg_bytes(size: tuple[int, int] = (64, 48), *, mode: str = "RGB", **save_pa
     if mode != "RGB":
         im = im.convert(mode)
     save_params.setdefault("quality", 90)
-    return _save(im, "JPEG", **save_params)
+    return encode(im, "JPEG", **save_params)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def jpeg_with_gps(
         params["xmp"] = _xmp(lat, lon)
         params["icc_profile"] = _srgb_icc()
         params["comment"] = b"taken at Monas by reporter 0812-3456-7890"
-    return _save(orientation_pattern(size), "JPEG", **params)
+    return encode(orientation_pattern(size), "JPEG", **params)
 
 
 def png_bytes(
@@ -207,7 +209,7 @@ def png_bytes(
         info.add_text("Comment", f"reporter phone 0812-3456-7890 at {gps[0]},{gps[1]}")
         params["pnginfo"] = info
         params["exif"] = gps_exif(*gps)
-    return _save(im, "PNG", **params)
+    return encode(im, "PNG", **params)
 
 
 def webp_bytes(
@@ -231,13 +233,11 @@ def webp_bytes(
     if gps is not None:
         params["exif"] = gps_exif(*gps)
         params["xmp"] = _xmp(*gps)
-    return _save(first, "WEBP", **params)
+    return encode(first, "WEBP", **params)
 
 
 @functools.lru_cache(maxsize=16)
-def realistic_photo_jpeg(
-    target_kb: int = 200, seed: int = 0, size: tuple[int, int] = (1600, 1200)
-) -> bytes:
+def realistic_photo_jpeg(target_kb: int = 200, seed: int = 0, size: tuple[int, int] = (1600, 1200)) -> bytes:
     """A photo-like JPEG (gradients, shapes, grain) of about `target_kb` KB, fixed by `seed`.
 
     The JPEG quality is searched so the file lands near the target (within about 25 % for the
@@ -265,10 +265,10 @@ def realistic_photo_jpeg(
 
     target = target_kb * 1024
     lo, hi = 5, 95
-    best = _save(im, "JPEG", quality=75)
+    best = encode(im, "JPEG", quality=75)
     while lo <= hi:
         quality = (lo + hi) // 2
-        data = _save(im, "JPEG", quality=quality)
+        data = encode(im, "JPEG", quality=quality)
         if abs(len(data) - target) < abs(len(best) - target):
             best = data
         if len(data) > target:
@@ -333,9 +333,7 @@ def webp_canvas_bomb(size: tuple[int, int] = (9000, 9000)) -> bytes:
     decoded: 9000x9000 costs over 1 GB and seconds, below Pillow's own bomb threshold.
     """
     frames = [Image.new("RGB", (16, 16), c) for c in ("red", "blue")]
-    data = bytearray(
-        _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
-    )
+    data = bytearray(encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True))
     if data[12:16] != b"VP8X":
         raise AssertionError("expected an extended (VP8X) WebP")
     data[24:27] = (size[0] - 1).to_bytes(3, "little")
@@ -375,7 +373,7 @@ def gif_bytes(size: tuple[int, int] = (64, 48), frames: int = 2) -> bytes:
     """A real (animated when frames > 1) GIF."""
     images = [orientation_pattern(size).convert("P")]
     images += [Image.new("P", size, i) for i in range(1, frames)]
-    return _save(images[0], "GIF", save_all=frames > 1, append_images=images[1:], duration=100)
+    return encode(images[0], "GIF", save_all=frames > 1, append_images=images[1:], duration=100)
 
 
 def heic_header_bytes() -> bytes:
@@ -390,7 +388,7 @@ def jpeg_with_many_scans(scans: int = 2000) -> bytes:
     Each extra scan makes a decoder walk the coefficient buffer again: the shape of the
     "progressive scan" denial of service (tiny file, decoding time grows with the scan count).
     """
-    data = _save(orientation_pattern((256, 256)), "JPEG", quality=90, progressive=True)
+    data = encode(orientation_pattern((256, 256)), "JPEG", quality=90, progressive=True)
     last_sos = data.rfind(b"\xff\xda")
     eoi = data.rfind(b"\xff\xd9")
     head, last_scan = data[:last_sos], data[last_sos:eoi]

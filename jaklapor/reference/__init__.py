@@ -299,7 +299,7 @@ class KelurahanInfo:
 Area = KelurahanInfo | KecamatanInfo | KotaInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Areas:
     """Kelurahan, kecamatan and kota, each keyed by Kemendagri code, in file order."""
 
@@ -420,7 +420,7 @@ class Opd:
 class Rule:
     category: str
     handler: str  # agency code or one of AREA_HANDLERS
-    kota_overrides: Mapping[str, str | None] = field(default_factory=dict)
+    kota_overrides: Mapping[str, str | None] = field(default_factory=dict, hash=False)
     secondary: tuple[str, ...] = ()
     note: str = ""
 

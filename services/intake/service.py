@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from eventlet import tpool
+from eventlet.semaphore import Semaphore
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
@@ -72,6 +73,8 @@ log = logging.getLogger(__name__)
 
 PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+PHOTO_POLICY = PhotoPolicy()
+PHOTO_SLOTS = Semaphore(4)
 
 
 def outbox_entry(event: Event) -> dict[str, Any]:
@@ -174,8 +177,10 @@ class IntakeService(OperationsEndpoints):
     def _sanitize(self, data: bytes) -> SanitizedPhoto:
         started = time.perf_counter()
         try:
-            # CPU-heavy: off the eventlet hub so heartbeats and other requests keep flowing
-            photo = tpool.execute(sanitize_photo, data, PhotoPolicy())
+            # CPU-heavy: off the eventlet hub so heartbeats and other requests keep flowing; a few at a time,
+            # since one large PNG may take ~300 MB while it is decoded
+            with PHOTO_SLOTS:
+                photo = tpool.execute(sanitize_photo, data, PHOTO_POLICY)
         except PhotoRejected as exc:
             raise ApiError(exc.status, f"photo_{exc.code}", exc.message, field="photo") from None
         metrics.PHOTO_SECONDS.observe(time.perf_counter() - started)

@@ -51,8 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_SNAP_CAP_M,
         metavar="METRES",
-        help=f"snap a point in no polygon to the nearest one within this distance "
-        f"(default {DEFAULT_SNAP_CAP_M:g})",
+        help=f"snap a point in no polygon to the nearest one within this distance (default {DEFAULT_SNAP_CAP_M:g})",
     )
     return parser
 

@@ -154,9 +154,7 @@ class _LocalProjection:
 
     def forward(self, coords: np.ndarray) -> np.ndarray:
         """(n, 2) lon/lat -> (n, 2) x/y metres."""
-        return np.column_stack(
-            ((coords[:, 0] - self.lon0) * self.kx, (coords[:, 1] - self.lat0) * self.ky)
-        )
+        return np.column_stack(((coords[:, 0] - self.lon0) * self.kx, (coords[:, 1] - self.lat0) * self.ky))
 
     def inverse_xy(self, x: float, y: float) -> tuple[float, float]:
         """x/y metres -> (lon, lat)."""
@@ -183,12 +181,7 @@ def _coordinate(name: str, value: Any, limit: float) -> float:
 
 def _check_coordinates(lat: Any, lon: Any) -> tuple[float, float]:
     # fast path for plain floats in range (NaN and inf fail the comparisons)
-    if (
-        type(lat) is float
-        and type(lon) is float
-        and -90.0 <= lat <= 90.0
-        and -180.0 <= lon <= 180.0
-    ):
+    if type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0:
         return lat, lon
     return _coordinate("lat", lat, 90.0), _coordinate("lon", lon, 180.0)
 
@@ -212,25 +205,21 @@ class AreaIndex:
         if isinstance(snap_cap_m, bool) or not isinstance(snap_cap_m, numbers.Real):
             raise ValueError(f"snap_cap_m must be a number of metres, got {snap_cap_m!r}")
         if not (math.isfinite(snap_cap_m) and snap_cap_m >= 0):
-            raise ValueError(
-                f"snap_cap_m must be a finite, non-negative distance, got {snap_cap_m!r}"
-            )
+            raise ValueError(f"snap_cap_m must be a finite, non-negative distance, got {snap_cap_m!r}")
         geoms = np.asarray(list(geometries), dtype=object)
         problems = [
-            f"{k.code} ({k.name}): {why}"
-            for k, g in zip(kelurahan, geoms, strict=True)
-            if (why := _polygon_problem(g))
+            f"{k.code} ({k.name}): {why}" for k, g in zip(kelurahan, geoms, strict=True) if (why := _polygon_problem(g))
         ]
         if problems:
             raise AreaDataError("kelurahan geometries", problems)
         self._kelurahan: tuple[KelurahanInfo, ...] = tuple(kelurahan)
         self._codes: tuple[str, ...] = tuple(k.code for k in self._kelurahan)
         self._snap_cap_m = float(snap_cap_m)
-        # project around the middle of the mainland-dominated centroid cloud
+        # project around the mean of the kelurahan centroids (mostly mainland), rounded to 0.01 deg so that
+        # the projection, and so every answer, does not depend on the order of the features
         centroids = shapely.get_coordinates(shapely.centroid(geoms))
-        self._proj = proj = _LocalProjection(
-            float(np.mean(centroids[:, 0])), float(np.mean(centroids[:, 1]))
-        )
+        lon0, lat0 = (round(float(np.mean(centroids[:, k])), 2) for k in (0, 1))
+        self._proj = proj = _LocalProjection(lon0, lat0)
         self._geoms = shapely.transform(geoms, proj.forward)
         shapely.prepare(self._geoms)
         self._boundaries = shapely.boundary(self._geoms)
@@ -260,9 +249,7 @@ class AreaIndex:
                     data = json.load(fh)
             else:
                 data = geojson
-            areas = parse_areas(
-                data, source=str(geojson) if isinstance(geojson, str | Path) else "geojson"
-            )
+            areas = parse_areas(data, source=str(geojson) if isinstance(geojson, str | Path) else "geojson")
         kelurahan, geometries = [], []
         for feature in data["features"]:
             kelurahan.append(areas.kelurahan[feature["properties"]["code"]])
@@ -302,14 +289,10 @@ class AreaIndex:
         codes = self._codes
         depth = shapely.distance(self._boundaries[hits], point)
         best = min(range(len(hits)), key=lambda i: (-depth[i], codes[hits[i]]))
-        return AreaMatch(
-            self._kelurahan[hits[best]], "overlap", 0.0, tuple(sorted(codes[i] for i in hits))
-        )
+        return AreaMatch(self._kelurahan[hits[best]], "overlap", 0.0, tuple(sorted(codes[i] for i in hits)))
 
     def _nearest(self, point: Point, max_distance: float | None) -> tuple[int, float] | None:
-        idx, dist = self._tree.query_nearest(
-            point, max_distance=max_distance, return_distance=True, all_matches=True
-        )
+        idx, dist = self._tree.query_nearest(point, max_distance=max_distance, return_distance=True, all_matches=True)
         if not len(idx):
             return None
         codes = self._codes
@@ -327,9 +310,7 @@ class AreaIndex:
             # the flat projection means nothing far from Jakarta: measure along the sphere instead
             on_polygon = shapely.shortest_line(self._geoms[i], point).coords[0]
             dist = _great_circle_m(lon, lat, *self._proj.inverse_xy(*on_polygon))
-        return Outside(
-            reason="outside_jakarta", distance_m=round(dist, 1), nearest=self._kelurahan[i]
-        )
+        return Outside(reason="outside_jakarta", distance_m=round(dist, 1), nearest=self._kelurahan[i])
 
 
 def _polygon_problem(geom: Any) -> str | None:
@@ -395,16 +376,12 @@ def routing_key_for(opd: Opd | str, area: AreaMatch | KelurahanInfo | None) -> s
     return f"{code}.{kel.kota_slug}.{kel.kecamatan_slug}.{kel.slug}"
 
 
-def triage_routing_key(
-    reason: str, area: AreaMatch | KelurahanInfo | None = None, triage_code: str = "triage"
-) -> str:
+def triage_routing_key(reason: str, area: AreaMatch | KelurahanInfo | None = None, triage_code: str = "triage") -> str:
     """`triage.<reason-with-dashes>`, then `.<kota>.<kecamatan>.<kelurahan>` if the area is known.
 
     E.g. `triage.outside-jakarta`; `triage.no-handler.jakarta-selatan.kebayoran-baru.melawai`.
     """
-    head = (
-        routing_key_for(triage_code, None) + "." + routing_key_for(reason.replace("_", "-"), None)
-    )
+    head = routing_key_for(triage_code, None) + "." + routing_key_for(reason.replace("_", "-"), None)
     if area is None:
         return head
     kel = area.kelurahan if isinstance(area, AreaMatch) else area
@@ -416,9 +393,7 @@ def opd_queue_binding(opd_code: str) -> str:
     return f"{routing_key_for(opd_code, None)}.#"
 
 
-def route(
-    index: AreaIndex, directory: Directory, lat: float, lon: float, category_code: str
-) -> RoutingDecision:
+def route(index: AreaIndex, directory: Directory, lat: float, lon: float, category_code: str) -> RoutingDecision:
     """Decide where a report goes. Never raises for bad input: invalid coordinates, a point outside
     Jakarta, an unknown category (code, or a name / alias, see `Directory.category`) and a category
     nobody handles in that kota all give an `Unroutable` decision for the triage desk."""

@@ -7,7 +7,7 @@ nothing, and a status only moves forward in report version, so redeliveries and 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jaklapor.events import (
@@ -53,8 +53,12 @@ def new_projection(report_id: str) -> dict[str, Any]:
     }
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:
-    return candidate if current is None or candidate < current else current
+    return candidate if current is None or _utc(candidate) < _utc(current) else current
 
 
 def apply_event(projection: Mapping[str, Any] | None, event: Event) -> dict[str, Any] | None:

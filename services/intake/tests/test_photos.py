@@ -90,8 +90,8 @@ NASTY = [
     ("text", lambda: b"just some text\n", "unsupported_type", 415, "(detected: text)"),
     ("svg", lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>', "unsupported_type", 415, "SVG"),
     ("pdf", lambda: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "unsupported_type", 415, "PDF"),
-    ("bmp", lambda: fx._save(Image.new("RGB", (8, 8)), "BMP"), "unsupported_type", 415, "BMP"),
-    ("tiff", lambda: fx._save(Image.new("RGB", (8, 8)), "TIFF"), "unsupported_type", 415, "TIFF"),
+    ("bmp", lambda: fx.encode(Image.new("RGB", (8, 8)), "BMP"), "unsupported_type", 415, "BMP"),
+    ("tiff", lambda: fx.encode(Image.new("RGB", (8, 8)), "TIFF"), "unsupported_type", 415, "TIFF"),
     ("png-magic-jpeg-body", fx.png_magic_with_jpeg_body, "corrupt", 422, "PNG"),
     ("jpeg-magic-only", lambda: b"\xff\xd8\xff\xe0garbage", "corrupt", 422, "JPEG"),
     ("truncated-jpeg", fx.truncated_jpeg, "corrupt", 422, "truncated or corrupt"),
@@ -193,8 +193,13 @@ def test_bombs_are_rejected_fast_without_allocating_the_image():
 
 
 def test_bombs_keep_a_fresh_process_small_and_the_module_eventlet_free():
-    """Peak RSS of a process that sanitises every bomb (decoding any of them would cost
-    from 0.2 to 3.6 GB), and proof that the module pulls in no eventlet."""
+    """Peak memory of a process that sanitises every bomb (decoding any of them would cost
+    0.2 to 3.6 GB), and proof that the module pulls in no eventlet.
+
+    Resident memory (ru_maxrss) shows no pixels were decoded; on Linux the virtual peak (VmPeak)
+    also shows nothing was reserved: libwebp callocs its whole canvas inside Image.open, which
+    RSS does not see but a memory rlimit would.
+    """
     script = """
 import resource, sys
 from tests import photo_fixtures as fx
@@ -208,7 +213,13 @@ for data in bombs:
         assert exc.code == "too_many_pixels", exc
     else:
         raise SystemExit("bomb accepted")
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "eventlet" in sys.modules)
+try:
+    with open("/proc/self/status") as status:
+        vm_peak = [int(line.split()[1]) // 1024 for line in status if line.startswith("VmPeak")][0]
+except OSError:
+    vm_peak = -1
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(rss, vm_peak, "eventlet" in sys.modules)
 """
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -219,8 +230,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "eventlet" in 
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    peak_mb, eventlet_loaded = done.stdout.split()
-    assert int(peak_mb) < 120, f"peak RSS {peak_mb} MB"
+    rss_mb, vm_peak_mb, eventlet_loaded = done.stdout.split()
+    assert int(rss_mb) < 120, f"peak RSS {rss_mb} MB"
+    assert int(vm_peak_mb) < 400, f"peak virtual size {vm_peak_mb} MB"
     assert eventlet_loaded == "False"
 
 
@@ -269,10 +281,18 @@ def test_bytes_like_inputs_are_accepted_and_other_types_refused():
         sanitize_photo(data.decode("latin-1"))  # type: ignore[arg-type]
 
 
+def test_polyglot_payload_appended_to_a_jpeg_does_not_survive():
+    """A valid JPEG with HTML glued after its end: accepted, but only the pixels come out."""
+    data = fx.jpeg_bytes((64, 48)) + fx.html_disguised_as_jpeg()
+    result = sanitize_photo(data)
+    assert b"<script" not in result.content and b"html" not in result.content.lower()
+    assert result.content.endswith(b"\xff\xd9")
+
+
 def test_mpo_from_a_phone_counts_as_jpeg_and_uses_the_first_picture():
     first = fx.orientation_pattern((160, 120))
     second = Image.new("RGB", (160, 120), (255, 0, 255))
-    data = fx._save(first, "MPO", save_all=True, append_images=[second])
+    data = fx.encode(first, "MPO", save_all=True, append_images=[second])
     assert Image.open(io.BytesIO(data)).format == "MPO"
     result = sanitize_photo(data)
     assert result.source_format == "JPEG"
@@ -383,6 +403,15 @@ def test_exif_orientation_is_applied(orientation):
     assert (result.width, result.height) == ((120, 160) if swapped else (160, 120))
     assert out.size == expected.size
     assert _mean_diff(out, expected) < 4
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_exif_orientation_is_applied_for_png_and_webp(fmt):
+    data = fx.encode(fx.orientation_pattern((160, 120)), fmt, exif=fx.gps_exif(0, 0, orientation=6))
+    result = sanitize_photo(data)
+    assert (result.width, result.height) == (120, 160)
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert _mean_diff(_open(result), expected) < 4
 
 
 def test_portrait_phone_photo_comes_out_upright():

@@ -67,10 +67,37 @@ def containing(raw_polygons: list[tuple[str, Any]], lat: float, lon: float) -> l
     return [code for code, g in raw_polygons if g.intersects(shapely.Point(lon, lat))]
 
 
-def great_circle_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
+def geodesic_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Vincenty's inverse formula on the WGS84 ellipsoid (reference distances, ~mm accuracy)."""
+    a, f = 6_378_137.0, 1 / 298.257223563
+    b = (1 - f) * a
+    big_l = math.radians(lon2 - lon1)
+    u1 = math.atan((1 - f) * math.tan(math.radians(lat1)))
+    u2 = math.atan((1 - f) * math.tan(math.radians(lat2)))
+    su1, cu1, su2, cu2 = math.sin(u1), math.cos(u1), math.sin(u2), math.cos(u2)
+    lam = big_l
+    for _ in range(200):
+        sl, cl = math.sin(lam), math.cos(lam)
+        ss = math.hypot(cu2 * sl, cu1 * su2 - su1 * cu2 * cl)
+        cs = su1 * su2 + cu1 * cu2 * cl
+        sig = math.atan2(ss, cs)
+        sa = cu1 * cu2 * sl / ss
+        c2a = 1 - sa * sa
+        c2sm = cs - 2 * su1 * su2 / c2a if c2a else 0.0
+        c = f / 16 * c2a * (4 + f * (4 - 3 * c2a))
+        previous = lam
+        lam = big_l + (1 - c) * f * sa * (sig + c * ss * (c2sm + c * cs * (-1 + 2 * c2sm**2)))
+        if abs(lam - previous) < 1e-12:
+            break
+    usq = c2a * (a * a - b * b) / (b * b)
+    big_a = 1 + usq / 16384 * (4096 + usq * (-768 + usq * (320 - 175 * usq)))
+    big_b = usq / 1024 * (256 + usq * (-128 + usq * (74 - 47 * usq)))
+    ds = (
+        big_b
+        * ss
+        * (c2sm + big_b / 4 * (cs * (-1 + 2 * c2sm**2) - big_b / 6 * c2sm * (-3 + 4 * ss**2) * (-3 + 4 * c2sm**2)))
+    )
+    return b * big_a * (sig - ds)
 
 
 def topic_matches(binding: str, key: str) -> bool:
@@ -215,14 +242,16 @@ def test_off_the_coast(index: AreaIndex) -> None:
 
 
 def test_snap_distances_are_metres(index: AreaIndex, raw_polygons: list[tuple[str, Any]]) -> None:
-    """distance_m agrees with a great-circle distance to the nearest point of the polygon."""
-    for lat, lon in (OFF_COAST_300M, OFF_COAST_2KM, (-6.103, 106.878), (-6.4025, 106.7942)):
+    """distance_m agrees with the WGS84 geodesic distance to the nearest point of the polygon."""
+    points = [OFF_COAST_300M, OFF_COAST_2KM, (-6.103, 106.878), (-6.4025, 106.7942), (-6.2383, 106.9756)]
+    points += [(-5.799, 106.493), (-6.1783, 106.6319)]  # Pulau Tidung's shore; Tangerang
+    for lat, lon in points:
         found = index.locate(lat, lon)
         code = found.code if isinstance(found, AreaMatch) else found.nearest.code
         geom = next(g for c, g in raw_polygons if c == code)
         plon, plat = shapely.shortest_line(geom, shapely.Point(lon, lat)).coords[0]
-        expected = great_circle_m(lat, lon, plat, plon)
-        assert found.distance_m == pytest.approx(expected, rel=0.01, abs=1.0)
+        expected = geodesic_m(lat, lon, plat, plon)
+        assert found.distance_m == pytest.approx(expected, rel=0.002, abs=0.5)
 
 
 def test_snap_cap_is_configurable() -> None:

@@ -1,0 +1,275 @@
+"""A running jaklapor for end-to-end tests: the real RabbitMQ (own vhost), moto's S3 server, the services as a
+subprocess started exactly like `jaklapor run`, and small clients a user would use (HTTP, AMQP, SSE)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from kombu import Connection
+
+from jaklapor.messaging import opd_queue_name
+from jaklapor.opd_keys import derive_key
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+OPD_KEY_SECRET = "e2e-opd-secret"
+CONTACT_KEY = "ZTJlLXRlc3QtY29udGFjdC1rZXktMzItYnl0ZXMhISE="
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, message: str = "") -> T:
+    """Poll until `condition()` returns something truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception as exc:  # the condition may fail until the system catches up
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}; last error: {last_error!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rabbitmqctl(*args: str) -> str:
+    exe = shutil.which("rabbitmqctl")
+    if exe is None:
+        raise RuntimeError("rabbitmqctl not found: the tests need the local RabbitMQ")
+    return subprocess.run([exe, "-q", *args], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+@dataclass
+class Vhost:
+    name: str
+
+    @property
+    def amqp_uri(self) -> str:
+        return f"pyamqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    @classmethod
+    def create(cls) -> Vhost:
+        vhost = cls(f"jaklapor-test-{uuid.uuid4().hex[:10]}")
+        rabbitmqctl("add_vhost", vhost.name)
+        rabbitmqctl("set_permissions", "-p", vhost.name, "guest", ".*", ".*", ".*")
+        return vhost
+
+    def delete(self) -> None:
+        rabbitmqctl("delete_vhost", self.name)
+
+
+class S3StandIn:
+    """moto's S3 server on a free loopback port, in its own process (as a MinIO would be)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._listening, 30, message="moto S3 server")
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def client(self) -> Any:
+        from minio import Minio
+
+        return Minio(self.endpoint, access_key="e2e", secret_key="e2e-secret", secure=False, region="us-east-1")
+
+
+@dataclass
+class RunningSystem:
+    vhost: Vhost
+    s3: S3StandIn
+    ports: dict[str, int]
+    log_path: Path
+    process: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def url(self, service: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    @property
+    def amqp_uri(self) -> str:
+        return self.vhost.amqp_uri
+
+    def opd_headers(self, opd_code: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {derive_key(OPD_KEY_SECRET, opd_code)}"}
+
+    def build_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            AMQP_URI=self.vhost.amqp_uri,
+            MONGO_URI=f"mongomock://e2e-{uuid.uuid4().hex[:6]}",
+            S3_ENDPOINT=self.s3.endpoint,
+            S3_ACCESS_KEY="e2e",
+            S3_SECRET_KEY="e2e-secret",
+            S3_BUCKET="e2e-photos",
+            INTAKE_HTTP=f"127.0.0.1:{self.ports['intake']}",
+            NOTIFY_HTTP=f"127.0.0.1:{self.ports['notify']}",
+            STATS_HTTP=f"127.0.0.1:{self.ports['stats']}",
+            ROUTING_HTTP=f"127.0.0.1:{self.ports['routing']}",
+            PUBLIC_URL=self.url("intake"),
+            NOTIFY_PUBLIC_URL=self.url("notify"),
+            OPD_KEY_SECRET=OPD_KEY_SECRET,
+            CONTACT_KEY=CONTACT_KEY,
+            LOG_LEVEL="INFO",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        return env
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin"],
+                env=self.build_env(),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self.healthy, 60, interval=0.2, message=f"all services healthy (log: {self.log_path})")
+
+    def healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"jaklapor exited with {self.process.returncode}; see {self.log_path}")
+        return all(requests.get(self.url(name, "/health"), timeout=5).status_code == 200 for name in self.ports)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_system(tmp_dir: Path, vhost: Vhost, s3: S3StandIn, **env: str) -> RunningSystem:
+    system = RunningSystem(
+        vhost=vhost,
+        s3=s3,
+        ports={name: free_port() for name in ("intake", "routing", "notify", "stats")},
+        log_path=tmp_dir / f"jaklapor-{uuid.uuid4().hex[:6]}.log",
+        env=dict(env),
+    )
+    system.start()
+    return system
+
+
+class OpdQueueReader:
+    """What an agency does: read its durable queue with a plain AMQP client."""
+
+    def __init__(self, amqp_uri: str) -> None:
+        self.connection = Connection(amqp_uri)
+        self.channel = self.connection.channel()
+
+    def get(self, opd_code: str, timeout: float = 10.0, predicate: Callable[[dict], bool] | None = None) -> Any:
+        def fetch() -> Any:
+            message = self.channel.basic_get(opd_queue_name(opd_code), no_ack=False)
+            if message is None:
+                return None
+            body = json.loads(message.body)
+            self.channel.basic_ack(message.delivery_tag)
+            if predicate is not None and not predicate(body):
+                return None
+            return message, body
+
+        return wait_for(fetch, timeout, message=f"a message on {opd_queue_name(opd_code)}")
+
+    def count(self, opd_code: str) -> int:
+        _name, count, _consumers = self.channel.queue_declare(opd_queue_name(opd_code), passive=True)
+        return count
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class SseListener:
+    """A citizen's live stream: collects Server-Sent Events frames in a background thread."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.received: list[dict[str, Any]] = []
+        self._response = requests.get(url, stream=True, timeout=30, headers=headers or {})
+        self.status_code = self._response.status_code
+        self.content_type = self._response.headers.get("Content-Type", "")
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _frames(self) -> Iterator[dict[str, Any]]:
+        frame: dict[str, Any] = {}
+        for line in self._response.iter_lines(decode_unicode=True):
+            if line:
+                key, _, value = line.partition(":")
+                frame[key] = value.lstrip(" ")
+            elif frame:
+                yield frame
+                frame = {}
+
+    def _read(self) -> None:
+        try:
+            for frame in self._frames():
+                if "data" in frame:
+                    frame["json"] = json.loads(frame["data"])
+                    frame["received_at"] = time.monotonic()
+                    self.events.put(frame)
+        except Exception:  # the stream was closed by the test
+            pass
+
+    def next_matching(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        for seen in self.received:
+            if predicate(seen):
+                self.received.remove(seen)
+                return seen
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching live event within {timeout}s; got {self.received}")
+            try:
+                frame = self.events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if predicate(frame):
+                return frame
+            self.received.append(frame)
+
+    def close(self) -> None:
+        self._response.close()
