@@ -1,0 +1,38 @@
+# jaklapor: `make run` starts the whole system locally, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test demo setup system-deps lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+## start intake, routing, notify and stats in one process with local defaults (Ctrl-C stops)
+run: setup
+	scripts/ensure-rabbitmq
+	$(BIN)/jaklapor run
+
+## run the test suite (unit, end-to-end on the local RabbitMQ, deployment checks)
+test: setup system-deps
+	scripts/ensure-rabbitmq
+	$(BIN)/python -m pytest
+
+## submit sample reports to a running system (`make run` in another terminal) and walk them through
+demo: setup
+	$(BIN)/jaklapor demo
+
+system-deps:
+	scripts/install-system-deps
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
