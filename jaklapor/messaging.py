@@ -50,7 +50,7 @@ def _quorum_arguments(dead_letter_key: str) -> dict[str, Any]:
 
 
 def work_queue(name: str, bindings: Iterable[tuple[str, str]]) -> Queue:
-    """A durable quorum queue bound to `(service, routing key pattern)` event sources, dead-lettered to `<name>.dead-letter`."""
+    """A durable quorum queue bound to `(service, routing key)` sources; dead letters go to `<name>.dead-letter`."""
     return Queue(
         name,
         bindings=[binding(event_exchange(service), routing_key=key) for service, key in bindings],

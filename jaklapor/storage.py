@@ -53,11 +53,19 @@ class PhotoStore:
         self._bucket_ready = True
 
     def put(self, key: str, content: bytes, content_type: str) -> None:
-        self.ensure_bucket()
-        try:
-            self._client.put_object(self._bucket, key, io.BytesIO(content), len(content), content_type=content_type)
-        except Exception as exc:
-            raise StorageUnavailable(f"could not store photo: {type(exc).__name__}") from exc
+        for attempt in (1, 2):
+            self.ensure_bucket()
+            try:
+                self._client.put_object(self._bucket, key, io.BytesIO(content), len(content), content_type=content_type)
+                return
+            except S3Error as exc:
+                if exc.code == "NoSuchBucket" and attempt == 1:
+                    # the store was reset (a fresh MinIO volume): create the bucket again
+                    self._bucket_ready = False
+                    continue
+                raise StorageUnavailable(f"could not store photo: {exc.code}") from exc
+            except Exception as exc:
+                raise StorageUnavailable(f"could not store photo: {type(exc).__name__}") from exc
 
     def get(self, key: str) -> StoredObject:
         self.ensure_bucket()

@@ -130,13 +130,13 @@ api = ApiEndpoint.decorator
 
 def read_fields(request: Request, file_field: str | None = None) -> tuple[dict[str, str], bytes | None]:
     """Text fields and one optional file from a multipart, urlencoded or JSON body; 4xx for anything else."""
-    if request.content_length is not None and request.max_content_length is not None:
-        if request.content_length > request.max_content_length:
-            raise ApiError(
-                413,
-                "request_too_large",
-                f"request body is {request.content_length} bytes; the limit is {request.max_content_length}",
-            )
+    limit = request.max_content_length
+    if request.content_length is not None and limit is not None and request.content_length > limit:
+        raise ApiError(
+            413,
+            "request_too_large",
+            f"request body is {request.content_length} bytes; the limit is {limit}",
+        )
     mimetype = request.mimetype
     if mimetype == "application/json":
         try:

@@ -13,10 +13,12 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from jaklapor.config import setting
 from jaklapor.events import utcnow
 from jaklapor.messaging import ConfirmedPublisher, PublishFailed
 from jaklapor.mongo import MongoDatabase, database_for
 from jaklapor.reference import load_categories, load_directory
+from services.intake.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -263,3 +265,17 @@ class Reference(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Reference:
         return self
+
+
+class SubmissionLimiter(DependencyProvider):
+    """One token-bucket table per gateway process (see ratelimit.py), configured from RATE_LIMIT_*."""
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.limiter = RateLimiter(
+            burst=int(setting(config, "RATE_LIMIT_BURST", 20)),
+            per_minute=float(setting(config, "RATE_LIMIT_PER_MINUTE", 30)),
+        )
+
+    def get_dependency(self, worker_ctx: Any) -> RateLimiter:
+        return self.limiter

@@ -6,6 +6,7 @@ selesai; ditolak with a reason. Every transition is recorded with actor OPD, tim
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -291,3 +292,21 @@ def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, tok
     if token is not None:
         view["stream_url"] = f"{stream_base_url.rstrip('/')}/api/v1/reports/{token}/stream"
     return view
+
+
+@dataclass(frozen=True)
+class SubmissionRetry:
+    """What identifies a submission sent with an Idempotency-Key: the key (hashed), the content, the token."""
+
+    key_hash: str
+    fingerprint: str
+    token: str
+
+
+def submission_fingerprint(form: Any, category: str, photo: bytes) -> str:
+    """Hash of everything a citizen sent, so a reused Idempotency-Key with other content is told apart."""
+    digest = hashlib.sha256()
+    for part in (category, form.description, repr(form.lat), repr(form.lon), form.contact or ""):
+        digest.update(part.encode("utf-8") + b"\0")
+    digest.update(hashlib.sha256(photo).digest())
+    return digest.hexdigest()

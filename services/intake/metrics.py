@@ -36,3 +36,8 @@ PHOTO_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+SUBMISSIONS_REPLAYED = Counter(
+    "jaklapor_report_submissions_replayed_total",
+    "Retried submissions (same Idempotency-Key) answered with the report already stored",
+    registry=REGISTRY,
+)

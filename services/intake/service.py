@@ -41,13 +41,14 @@ from jaklapor.opd_keys import verify_key
 from jaklapor.operations import OperationsEndpoints
 from jaklapor.reference import slugify
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
-from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none
+from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none, tracking_token_for_retry
 from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake import metrics
 from services.intake.dependencies import (
     OutboxRelay,
     Reference,
     ReportStore,
+    SubmissionLimiter,
     VersionConflict,
     insert_new_report,
 )
@@ -55,6 +56,7 @@ from services.intake.domain import (
     MENUNGGU,
     STATUS_LABELS,
     ReportState,
+    SubmissionRetry,
     TransitionRefused,
     TransitionRequest,
     decide_transition,
@@ -65,14 +67,17 @@ from services.intake.domain import (
     photo_url,
     public_view,
     report_day,
+    submission_fingerprint,
 )
+from services.intake.openapi import openapi_document
 from services.intake.photos import PhotoPolicy, PhotoRejected, SanitizedPhoto, sanitize_photo
+from services.intake.ratelimit import client_address
 from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
 
 log = logging.getLogger(__name__)
 
 PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
-IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
 PHOTO_POLICY = PhotoPolicy()
 PHOTO_SLOTS = Semaphore(4)
 
@@ -97,8 +102,16 @@ class IntakeService(OperationsEndpoints):
     photos = PhotoStorage()
     relay = OutboxRelay()
     reference = Reference()
+    limiter = SubmissionLimiter()
 
     # ---- citizens -------------------------------------------------------------------------------------------
+
+    @api("GET", "/openapi.json")
+    def openapi(self, request: Request) -> Response:
+        document = openapi_document(
+            setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000"), list(self.reference.categories)
+        )
+        return json_response(document, headers={"Access-Control-Allow-Origin": "*"})
 
     @api("GET", "/api/v1/categories")
     def list_categories(self, request: Request) -> Response:
@@ -111,49 +124,68 @@ class IntakeService(OperationsEndpoints):
     @api("POST", "/api/v1/reports")
     def submit_report(self, request: Request) -> Response:
         try:
+            self._check_rate(request)
             return self._submit(request)
         except ApiError as exc:
             metrics.SUBMISSIONS_REFUSED.labels(exc.code).inc()
             raise
 
+    def _check_rate(self, request: Request) -> None:
+        client = client_address(
+            request.remote_addr,
+            request.headers.get("X-Forwarded-For"),
+            int(setting(self.config, "TRUSTED_PROXY_HOPS", 0)),
+        )
+        verdict = self.limiter.take(client)
+        if not verdict.allowed:
+            error = ApiError(
+                429, "rate_limited", f"too many reports from this client; retry in {verdict.retry_after} s"
+            )
+            error.headers["Retry-After"] = str(verdict.retry_after)
+            raise error
+
     def _submit(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key")
-        key_hash = None
-        if idempotency_key is not None:
-            if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
-                raise ApiError(
-                    400,
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1-128 printable ASCII characters",
-                )
-            key_hash = hashlib.sha256(b"idem:" + idempotency_key.encode()).hexdigest()
-            existing = self.store.by_idempotency_key(key_hash)
-            if existing is not None:
-                return self._replayed(existing)
-
+        if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+            raise ApiError(
+                400,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 16-128 printable ASCII characters (a random UUID is ideal)",
+            )
         fields, photo_bytes = read_fields(request, "photo")
         form: SubmissionForm = parse_form(SubmissionForm, fields)
         category = self._category(form.category)
         if photo_bytes is None:
             raise ApiError(422, "invalid_field", "photo is required (a JPEG, PNG or WebP image)", field="photo")
-        photo = self._sanitize(photo_bytes)
 
+        retry = None
+        if idempotency_key is not None:
+            retry = SubmissionRetry(
+                key_hash=hashlib.sha256(b"idempotency-key\0" + idempotency_key.encode()).hexdigest(),
+                fingerprint=submission_fingerprint(form, category.code, photo_bytes),
+                token=tracking_token_for_retry(setting(self.config, "TOKEN_SECRET"), idempotency_key),
+            )
+            existing = self.store.by_idempotency_key(retry.key_hash)
+            if existing is not None:
+                return self._replay(existing, retry)
+
+        photo = self._sanitize(photo_bytes)
         photo_id = new_photo_id()
         self._store_photo(photo_id, photo)
         now = utcnow()
-        token = new_tracking_token()
+        token = retry.token if retry else new_tracking_token()
         try:
             day = report_day(now)
             report_id = format_report_number(day, self.store.next_sequence(day))
-            report = self._new_report(report_id, token, form, category.code, photo_id, photo, now, key_hash)
+            report = self._new_report(report_id, token, form, category.code, photo_id, photo, now, retry)
             existing = insert_new_report(self.store, report)
         except PyMongoError as exc:
             self.photos.delete(self._photo_key(photo_id))
             log.error("report store unavailable: %r", exc)
             raise ApiError(503, "store_unavailable", "reports cannot be stored right now; try again shortly") from None
-        if existing is not None:  # a concurrent retry with the same Idempotency-Key won
+        if existing is not None:  # a concurrent retry with the same Idempotency-Key stored it first
             self.photos.delete(self._photo_key(photo_id))
-            return self._replayed(existing)
+            return self._replay(existing, retry)
         self.relay.wake()
         metrics.SUBMISSIONS.labels(category.code).inc()
         log.info("report submitted", extra={"report_id": report_id, "category": category.code})
@@ -161,6 +193,21 @@ class IntakeService(OperationsEndpoints):
             self._receipt(report, token),
             status=201,
             headers={"Location": self._tracking_url(token)},
+        )
+
+    def _replay(self, report: dict[str, Any], retry: SubmissionRetry | None) -> Response:
+        """The answer to a retried submission: the same report and token, unless the key was reused for another."""
+        if retry is None or report.get("idempotency_fingerprint") != retry.fingerprint:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different report; use a new key for a new report",
+            )
+        metrics.SUBMISSIONS_REPLAYED.inc()
+        return json_response(
+            self._receipt(report, retry.token),
+            status=201,
+            headers={"Location": self._tracking_url(retry.token), "Idempotent-Replayed": "true"},
         )
 
     def _category(self, text: str) -> Any:
@@ -206,7 +253,7 @@ class IntakeService(OperationsEndpoints):
         photo_id: str,
         photo: SanitizedPhoto,
         now: Any,
-        key_hash: str | None,
+        retry: SubmissionRetry | None,
     ) -> dict[str, Any]:
         base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
         token_hash = hash_token(token)
@@ -264,8 +311,9 @@ class IntakeService(OperationsEndpoints):
             "outbox": outbox,
             "outbox_due": now,
         }
-        if key_hash is not None:
-            report["idempotency_key_hash"] = key_hash
+        if retry is not None:
+            report["idempotency_key_hash"] = retry.key_hash
+            report["idempotency_fingerprint"] = retry.fingerprint
         return report
 
     def _tracking_url(self, token: str) -> str:
@@ -286,20 +334,6 @@ class IntakeService(OperationsEndpoints):
             "tracking_url": self._tracking_url(token),
             "stream_url": self._stream_url(token),
         }
-
-    def _replayed(self, report: dict[str, Any]) -> Response:
-        # the tracking token is not stored (only its hash), so a replay cannot hand it out again
-        return json_response(
-            {
-                "report_id": report["_id"],
-                "status": report["status"],
-                "status_label": STATUS_LABELS[report["status"]],
-                "category": report["category"],
-                "submitted_at": iso(report["submitted_at"]),
-                "replayed": True,
-            },
-            status=200,
-        )
 
     @api("GET", "/api/v1/reports/<token>")
     def track_report(self, request: Request, token: str) -> Response:

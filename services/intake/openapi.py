@@ -1,0 +1,267 @@
+"""The gateway's OpenAPI 3 document, served at `/openapi.json` (and used by the fuzz tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.intake.domain import REJECTION_REASONS, STATUS_LABELS, TARGET_STATUSES
+from services.intake.schemas import DESCRIPTION_MAX_CHARS
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "Malformed request",
+        401: "Missing or invalid OPD key",
+        404: "Not found (or not assigned to this OPD)",
+        409: "Illegal transition or concurrent change",
+        413: "Request body too large",
+        415: "Unsupported media type",
+        422: "A field is invalid; `error.field` names it",
+        429: "Too many submissions from this client; see Retry-After",
+        503: "A backing store is unavailable; retry later",
+    }
+    return {
+        str(code): {"description": reasons[code], "content": {"application/json": {"schema": ERROR}}} for code in codes
+    }
+
+
+def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, Any]:
+    report_fields = {
+        "category": {"type": "string", "enum": category_codes, "description": "a code from GET /api/v1/categories"},
+        "description": {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "contact": {"type": "string", "maxLength": 254, "description": "e-mail or phone, for notifications only"},
+        "photo": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP; at most 10 MB, 40 MP"},
+    }
+    transition_fields = {
+        "status": {"type": "string", "enum": sorted(TARGET_STATUSES)},
+        "note": {"type": "string", "maxLength": 2000},
+        "target_opd": {"type": "string", "description": "koordinasi: the OPD to hand over to; disposisi: optional"},
+        "reason": {"type": "string", "enum": list(REJECTION_REASONS), "description": "ditolak only"},
+    }
+    token_param = {
+        "name": "tracking_token",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "the token returned at submission",
+    }
+    report_param = {"name": "report_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    opd_security = [{"opdKey": []}]
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "jaklapor gateway",
+            "version": "1",
+            "description": "Citizen reports for Jakarta: anonymous submission and tracking, and the OPD API.",
+        },
+        "servers": [{"url": public_url}],
+        "paths": {
+            "/api/v1/categories": {
+                "get": {
+                    "operationId": "listCategories",
+                    "responses": {"200": _json("CategoryList", "The report categories")},
+                }
+            },
+            "/api/v1/reports": {
+                "post": {
+                    "operationId": "submitReport",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "minLength": 16, "maxLength": 128},
+                            "description": "retry with the same key to get the same report back",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["photo", "category", "description", "lat", "lon"],
+                                    "properties": report_fields,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json("Receipt", "Stored; keep the tracking token"),
+                        **_error_responses(400, 413, 415, 422, 429, 503),
+                    },
+                }
+            },
+            "/api/v1/reports/{tracking_token}": {
+                "get": {
+                    "operationId": "trackReport",
+                    "parameters": [token_param],
+                    "responses": {
+                        "200": _json("TrackingView", "The report as its citizen sees it"),
+                        **_error_responses(404),
+                    },
+                }
+            },
+            "/api/v1/photos/{photo_id}": {
+                "get": {
+                    "operationId": "getPhoto",
+                    "parameters": [{"name": "photo_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The photo, re-encoded without metadata",
+                            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_error_responses(404, 503),
+                    },
+                }
+            },
+            "/api/v1/opd/me": {
+                "get": {
+                    "operationId": "whoAmI",
+                    "security": opd_security,
+                    "responses": {"200": _json("OpdIdentity", "The OPD this key belongs to"), **_error_responses(401)},
+                }
+            },
+            "/api/v1/opd/reports/{report_id}": {
+                "get": {
+                    "operationId": "getAssignedReport",
+                    "security": opd_security,
+                    "parameters": [report_param],
+                    "responses": {"200": _json("TrackingView", "The report"), **_error_responses(401, 404)},
+                }
+            },
+            "/api/v1/opd/reports/{report_id}/transitions": {
+                "post": {
+                    "operationId": "transitionReport",
+                    "security": opd_security,
+                    "parameters": [report_param],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "required": ["status"], "properties": transition_fields}
+                            },
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["status"],
+                                    "properties": {
+                                        **transition_fields,
+                                        "photo": {"type": "string", "format": "binary", "description": "evidence"},
+                                    },
+                                }
+                            },
+                        },
+                    },
+                    "responses": {
+                        "200": _json("TrackingView", "The report after the change"),
+                        **_error_responses(400, 401, 404, 409, 413, 415, 422, 503),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "responses": {"200": {"description": "ok"}, "503": {"description": "a dependency is down"}},
+                }
+            },
+            "/metrics": {
+                "get": {"operationId": "metrics", "responses": {"200": {"description": "Prometheus text format"}}}
+            },
+        },
+        "components": {
+            "securitySchemes": {"opdKey": {"type": "http", "scheme": "bearer", "description": "jaklapor opd-key CODE"}},
+            "schemas": _schemas(),
+        },
+    }
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    status = {"type": "string", "enum": list(STATUS_LABELS)}
+    opd = {
+        "type": "object",
+        "properties": {"code": {"type": "string"}, "name": {"type": "string"}, "level": {"type": "string"}},
+        "required": ["code", "name", "level"],
+    }
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "field": {"type": "string"},
+                    },
+                }
+            },
+        },
+        "CategoryList": {
+            "type": "object",
+            "required": ["categories"],
+            "properties": {
+                "categories": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["code", "name"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "name": {"type": "string"},
+                            "name_en": {"type": "string"},
+                            "description": {"type": "string"},
+                        },
+                    },
+                }
+            },
+        },
+        "Receipt": {
+            "type": "object",
+            "required": ["report_id", "tracking_token", "status", "tracking_url", "stream_url"],
+            "properties": {
+                "report_id": {"type": "string", "example": "JK-20261128-000042"},
+                "tracking_token": {"type": "string"},
+                "status": status,
+                "status_label": {"type": "string"},
+                "category": {"type": "string"},
+                "submitted_at": {"type": "string", "format": "date-time"},
+                "tracking_url": {"type": "string"},
+                "stream_url": {"type": "string"},
+            },
+        },
+        "OpdIdentity": {"type": "object", "required": ["opd"], "properties": {"opd": opd}},
+        "TrackingView": {
+            "type": "object",
+            "required": ["report_id", "status", "category", "history"],
+            "properties": {
+                "report_id": {"type": "string"},
+                "status": status,
+                "status_label": {"type": "string"},
+                "category": {"type": "string"},
+                "description": {"type": "string"},
+                "location": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
+                "area": {"type": "object", "nullable": True},
+                "responsible_opd": {**opd, "nullable": True},
+                "submitted_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "photos": {"type": "array", "items": {"type": "string"}},
+                "evidence_photos": {"type": "array", "items": {"type": "string"}},
+                "history": {"type": "array", "items": {"type": "object"}},
+                "stream_url": {"type": "string"},
+            },
+        },
+    }
