@@ -47,6 +47,14 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
     raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}; last error: {last_error!r}")
 
 
+def client_headers(address: str | None = None) -> dict[str, str]:
+    """Headers as the reverse proxy in front of the gateway sets them, for one citizen's phone (random by default).
+    The test system trusts one proxy hop, so each simulated client gets its own rate-limit bucket."""
+    if address is None:
+        address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+    return {"X-Forwarded-For": address}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -150,6 +158,7 @@ class RunningSystem:
             OPD_KEY_SECRET=OPD_KEY_SECRET,
             CONTACT_KEY=CONTACT_KEY,
             LOG_LEVEL="INFO",
+            TRUSTED_PROXY_HOPS="1",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.env)

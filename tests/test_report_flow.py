@@ -13,7 +13,7 @@ import requests
 from PIL import Image
 
 from tests.photo_fixtures import jpeg_with_gps
-from tests.system import OpdQueueReader, RunningSystem, SseListener, wait_for
+from tests.system import OpdQueueReader, RunningSystem, SseListener, client_headers, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,7 @@ def submit(system: RunningSystem, lat: float, lon: float, category: str, **extra
         system.url("intake", "/api/v1/reports"),
         data=data,
         files={"photo": ("IMG_0001.jpg", photo, "image/jpeg")},
+        headers=client_headers(),
         timeout=30,
     )
 
@@ -182,6 +183,7 @@ def test_bad_submissions_name_the_field_and_store_nothing(
         system.url("intake", "/api/v1/reports"),
         data=data,
         files={"photo": ("a.jpg", jpeg_with_gps(-6.2, 106.8), "image/jpeg")},
+        headers=client_headers(),
         timeout=10,
     )
     assert response.status_code == status, response.text

@@ -121,9 +121,7 @@ def test_every_allowed_transition_is_accepted(directory: Directory, from_status:
     assert decision.reason == ("spam" if to_status == DITOLAK else None)
 
 
-@pytest.mark.parametrize(
-    ("from_status", "to_status"), [pair for pair in ALL_PAIRS if pair not in EXPECTED_ALLOWED]
-)
+@pytest.mark.parametrize(("from_status", "to_status"), [pair for pair in ALL_PAIRS if pair not in EXPECTED_ALLOWED])
 def test_every_other_transition_is_refused_as_illegal(directory: Directory, from_status: str, to_status: str) -> None:
     error = refused(directory, state(from_status), DINAS, valid_request(to_status))
     assert (error.status, error.code, error.field) == (409, "illegal_transition", "status")
@@ -198,9 +196,7 @@ def test_koordinasi_hands_over_to_an_existing_other_opd(directory: Directory) ->
     ("target", "code"),
     [(None, "missing_target"), ("", "missing_target"), ("dinas-tidak-ada", "unknown_opd"), (DINAS, "same_opd")],
 )
-def test_koordinasi_target_problems_are_422_on_target_opd(
-    directory: Directory, target: str | None, code: str
-) -> None:
+def test_koordinasi_target_problems_are_422_on_target_opd(directory: Directory, target: str | None, code: str) -> None:
     error = refused(directory, state(), DINAS, valid_request(KOORDINASI, target_opd=target))
     assert (error.status, error.code, error.field) == (422, code, "target_opd")
 
@@ -345,7 +341,12 @@ def stored_report() -> dict[str, Any]:
         "version": 2,
         "hop": 0,
         "assigned_opd": OPD_REF,
-        "area": {"code": "31.74.06.1006", "kelurahan": "Melawai", "kecamatan": "Kebayoran Baru", "kota": "Jakarta Selatan"},
+        "area": {
+            "code": "31.74.06.1006",
+            "kelurahan": "Melawai",
+            "kecamatan": "Kebayoran Baru",
+            "kota": "Jakarta Selatan",
+        },
         "submitted_at": SUBMITTED,
         "updated_at": rejected_at,
         "history": [

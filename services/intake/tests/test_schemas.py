@@ -47,9 +47,7 @@ def test_text_is_stripped_and_line_breaks_are_kept() -> None:
     assert form.lat == -6.2
 
 
-@pytest.mark.parametrize(
-    ("lat", "lon"), [("-90", "-180"), ("90", "180"), ("0", "0"), ("-6.1754", "106.8272")]
-)
+@pytest.mark.parametrize(("lat", "lon"), [("-90", "-180"), ("90", "180"), ("0", "0"), ("-6.1754", "106.8272")])
 def test_coordinate_bounds_are_inclusive(lat: str, lon: str) -> None:
     form = parse_form(SubmissionForm, {**GOOD, "lat": lat, "lon": lon})
     assert (form.lat, form.lon) == (float(lat), float(lon))

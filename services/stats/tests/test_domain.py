@@ -26,7 +26,9 @@ REPORT = "JK-20261127-000001"
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 MELAWAI = AreaRef(code="31.74.06.1006", kelurahan="Melawai", kecamatan="Kebayoran Baru", kota="Jakarta Selatan")
 BINA_MARGA = OpdRef(code="bina-marga", name="Dinas Bina Marga", level="dinas")
-SUDIN = OpdRef(code="sudin-bina-marga-jakarta-selatan", name="Suku Dinas Bina Marga Jakarta Selatan", level="suku-dinas")
+SUDIN = OpdRef(
+    code="sudin-bina-marga-jakarta-selatan", name="Suku Dinas Bina Marga Jakarta Selatan", level="suku-dinas"
+)
 
 
 def submitted(**kw: Any) -> ReportSubmitted:

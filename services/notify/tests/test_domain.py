@@ -1,0 +1,216 @@
+"""What a citizen's live timeline shows for each event, and the Server-Sent Events framing of it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from jaklapor.events import (
+    AreaRef,
+    Location,
+    OpdRef,
+    PhotoRef,
+    ReportForwarded,
+    ReportRouted,
+    ReportStatusChanged,
+    ReportSubmitted,
+    ReportUnroutable,
+    parse_event,
+)
+from services.notify.domain import parse_last_event_id, sse_frame, timeline_entry
+
+REPORT = "JK-20261127-000001"
+AT = datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC)
+AREA = AreaRef(code="31.74.06.1006", kelurahan="Melawai", kecamatan="Kebayoran Baru", kota="Jakarta Selatan")
+OPD = OpdRef(code="bina-marga", name="Dinas Bina Marga", level="dinas")
+TOKEN_HASH = "a" * 64
+
+
+def submitted() -> ReportSubmitted:
+    return ReportSubmitted(
+        report_id=REPORT,
+        version=1,
+        occurred_at=AT,
+        category="jalan-rusak",
+        description="Jalan berlubang",
+        location=Location(lat=-6.2441, lon=106.8013),
+        photos=[PhotoRef(photo_id="p1", url="http://x/api/v1/photos/p1")],
+        submitted_at=AT,
+        tracking_token_hash=TOKEN_HASH,
+        has_contact=True,
+    )
+
+
+def status_changed(**kw: Any) -> ReportStatusChanged:
+    fields: dict[str, Any] = {
+        "report_id": REPORT,
+        "version": 2,
+        "occurred_at": AT,
+        "from_status": "menunggu",
+        "to_status": "dikerjakan",
+        "actor_opd": "bina-marga",
+        "note": "Petugas menuju lokasi",
+        "category": "jalan-rusak",
+        "submitted_at": AT,
+    }
+    return ReportStatusChanged(**{**fields, **kw})
+
+
+def test_submitted_entry() -> None:
+    event = submitted()
+    entry = timeline_entry(event)
+    assert entry == {
+        "report_id": REPORT,
+        "at": "2026-11-27T01:02:03Z",
+        "event_id": event.event_id,
+        "kind": "submitted",
+        "status": "menunggu",
+        "note": "Laporan diterima",
+    }
+
+
+def test_submitted_entry_leaks_nothing_of_the_report_internals() -> None:
+    text = json.dumps(timeline_entry(submitted()))
+    assert TOKEN_HASH not in text and "has_contact" not in text
+
+
+def test_routed_entry_names_the_opd_and_area() -> None:
+    event = ReportRouted(
+        report_id=REPORT,
+        version=1,
+        occurred_at=AT,
+        opd=OPD,
+        area=AREA,
+        routing_key="bina-marga.jakarta-selatan.kebayoran-baru.melawai",
+        category="jalan-rusak",
+    )
+    entry = timeline_entry(event)
+    assert entry is not None
+    assert (entry["kind"], entry["status"]) == ("routed", None)
+    assert entry["opd"] == {"code": "bina-marga", "name": "Dinas Bina Marga", "level": "dinas"}
+    assert entry["area"]["kelurahan"] == "Melawai"
+    assert entry["note"] == "Diteruskan ke Dinas Bina Marga"
+    assert "routing_key" not in entry
+
+
+def test_unroutable_entry_is_triage_with_reason() -> None:
+    event = ReportUnroutable(
+        report_id=REPORT,
+        version=1,
+        occurred_at=AT,
+        reason="outside_jakarta",
+        detail="Lokasi di luar DKI Jakarta",
+        routing_key="triage.outside-jakarta",
+        category="jalan-rusak",
+    )
+    entry = timeline_entry(event)
+    assert entry is not None
+    assert (entry["kind"], entry["status"], entry["reason"], entry["note"]) == (
+        "triage",
+        None,
+        "outside_jakarta",
+        "Lokasi di luar DKI Jakarta",
+    )
+
+
+def test_status_changed_entry() -> None:
+    entry = timeline_entry(status_changed())
+    assert entry is not None
+    assert (entry["kind"], entry["status"], entry["from_status"], entry["actor_opd"], entry["note"]) == (
+        "status_changed",
+        "dikerjakan",
+        "menunggu",
+        "bina-marga",
+        "Petugas menuju lokasi",
+    )
+    assert "target_opd" not in entry and "evidence_photos" not in entry
+
+
+def test_status_changed_entry_with_handover_and_evidence() -> None:
+    handover = timeline_entry(status_changed(to_status="koordinasi", target_opd="perhubungan"))
+    assert handover is not None and handover["target_opd"] == "perhubungan"
+
+    evidence = [PhotoRef(photo_id="e1", url="https://lapor.example/api/v1/photos/e1")]
+    done = timeline_entry(status_changed(from_status="dikerjakan", to_status="selesai", evidence_photos=evidence))
+    assert done is not None
+    assert done["evidence_photos"] == ["https://lapor.example/api/v1/photos/e1"]
+
+
+def test_forwarded_events_are_not_on_the_citizen_timeline() -> None:
+    event = ReportForwarded(
+        report_id=REPORT,
+        version=2,
+        category="jalan-rusak",
+        description="Jalan berlubang",
+        location=Location(lat=-6.2441, lon=106.8013),
+        photos=[],
+        submitted_at=AT,
+        from_opd="bina-marga",
+        target_opd="perhubungan",
+        status="koordinasi",
+        note="bukan kami",
+        hop=1,
+    )
+    assert timeline_entry(event) is None
+
+
+def test_timeline_of_a_received_message_matches_the_original() -> None:
+    event = status_changed()
+    assert timeline_entry(parse_event(event.to_message())) == timeline_entry(event)
+
+
+# ---- SSE ------------------------------------------------------------------------------------------------------------
+
+
+def parse_frame(frame: str) -> dict[str, str]:
+    assert frame.endswith("\n\n") and frame.count("\n\n") == 1
+    lines = frame[:-2].split("\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    assert [line.split(": ", 1)[0] for line in lines] == ["id", "event", "data"]
+    return fields
+
+
+def test_sse_frame_format() -> None:
+    entry = timeline_entry(status_changed())
+    assert entry is not None
+    frame = sse_frame(7, entry)
+    fields = parse_frame(frame)
+    assert (fields["id"], fields["event"]) == ("7", "status_changed")
+    data = json.loads(fields["data"])
+    assert "event_id" not in data
+    assert data["status_label"] == "Dikerjakan"
+    assert {k: v for k, v in data.items() if k != "status_label"} == {k: v for k, v in entry.items() if k != "event_id"}
+    assert "event_id" in entry  # the caller's entry is left as it was
+
+
+def test_sse_frame_without_status_has_no_label() -> None:
+    entry = {"report_id": REPORT, "at": "2026-11-27T01:02:03Z", "event_id": "x", "kind": "routed", "status": None}
+    data = json.loads(parse_frame(sse_frame(1, entry))["data"])
+    assert "status_label" not in data and data["status"] is None
+
+
+def test_sse_frame_keeps_a_multiline_note_on_one_data_line() -> None:
+    note = "Baris satu\nBaris dua\r\n\nid: 999\nevent: fake"
+    entry = timeline_entry(status_changed(note=note))
+    assert entry is not None
+    fields = parse_frame(sse_frame(3, entry))
+    assert fields["id"] == "3"
+    assert json.loads(fields["data"])["note"] == note
+
+
+def test_sse_frame_keeps_unicode_readable() -> None:
+    entry = timeline_entry(status_changed(note="Sudah diperbaiki — terima kasih 🙏"))
+    assert entry is not None
+    frame = sse_frame(1, entry)
+    assert "terima kasih 🙏" in frame
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, 0), ("", 0), ("0", 0), ("42", 42), (" 42 ", 42), ("-5", 0), ("abc", 0), ("4.2", 0)],
+)
+def test_parse_last_event_id(value: str | None, expected: int) -> None:
+    assert parse_last_event_id(value) == expected
