@@ -28,7 +28,7 @@ def encrypt_contact(key: str, contact: str) -> str:
 def decrypt_contact(key: str, ciphertext: str) -> str | None:
     try:
         return _fernet(key).decrypt(ciphertext.encode("ascii")).decode("utf-8")
-    except InvalidToken:
+    except (InvalidToken, UnicodeEncodeError):
         return None
 
 

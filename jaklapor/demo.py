@@ -12,12 +12,14 @@ config.yaml with `${VAR:default}` expanded from the environment), so set the sam
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import queue
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -249,6 +251,10 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def error_of(response: requests.Response) -> str:
     """`409 illegal_transition: …` from the gateway's JSON error, or the start of whatever body came back."""
     try:
@@ -459,7 +465,8 @@ def wait_until_routed(demo: Demo) -> None:
 
     poll(all_routed, ROUTING_DEADLINE, "routing of " + ", ".join(r.report_id for r in pending.values()))
     for report in demo.reports.values():
-        say(f"   {report.report_id}  {shorten(where(report), 48):<48} → {opd_label(report.opd)}{expectation(report)}")
+        say(f"   {report.report_id}  {where(report)}")
+        say(f"   {'':18}  → {opd_label(report.opd)}{expectation(report)}")
 
 
 def where(report: Submitted) -> str:
@@ -467,7 +474,7 @@ def where(report: Submitted) -> str:
     if area and area.get("kelurahan"):
         return f"{area['kelurahan']}, {area['kecamatan']}, {area['kota']}"
     reason = report.view.get("triage_reason") or "no area"
-    return f"{report.sample.place}: not in Jakarta ({reason})"
+    return f"{report.sample.place}: no Jakarta kelurahan here ({reason}), so the triage desk gets it"
 
 
 def opd_label(opd: dict[str, Any]) -> str:
@@ -509,7 +516,8 @@ def read_opd_queue(demo: Demo) -> None:
     from kombu import Connection
     from kombu.exceptions import KombuError
 
-    from jaklapor.messaging import opd_queue_name
+    with quiet_nameko_import():
+        from jaklapor.messaging import opd_queue_name
 
     report = demo.reports[QUEUE_SAMPLE]
     opd_code = report.opd["code"]
@@ -533,8 +541,8 @@ def read_opd_queue(demo: Demo) -> None:
     say(f"   routing key {info.get('routing_key')}  ({persistent}, message_id {message.properties.get('message_id')})")
     for line in trimmed_json(body):
         say(f"     {line}")
-    leaks = [what for what, secret in (("contact", report.sample.contact), ("tracking token", report.token)) if secret]
-    leaks = [what for what in leaks if (report.sample.contact if what == "contact" else report.token) in raw]
+    secrets = {"contact": report.sample.contact, "tracking token": report.token}
+    leaks = [what for what, secret in secrets.items() if secret and secret in raw]
     if leaks:
         raise DemoError(f"the OPD message of {report.report_id} contains the reporter's {' and '.join(leaks)}")
     say(f"   ✓ acknowledged: the agency has taken {body['report_id']}; no reporter contact or token in the message")
@@ -561,7 +569,10 @@ def take_own_message(channel: Any, queue_name: str, ours: set[str]) -> tuple[Any
             message = channel.basic_get(queue_name, no_ack=False)
             if message is None:
                 if time.monotonic() > end:
-                    raise DemoError(f"none of the demo's reports arrived in {queue_name} within {QUEUE_DEADLINE:g}s")
+                    raise DemoError(
+                        f"none of the demo's reports arrived in {queue_name} within {QUEUE_DEADLINE:g}s. Does the "
+                        "demo use the same AMQP_URI (vhost included) as the running system? (set AMQP_URI, or --config)"
+                    )
                 time.sleep(POLL_INTERVAL)
                 continue
             body = _decode(message.body)
@@ -573,7 +584,9 @@ def take_own_message(channel: Any, queue_name: str, ours: set[str]) -> tuple[Any
                 raise DemoError(f"{queue_name} holds more than {QUEUE_SCAN_LIMIT} other messages before the demo's")
     finally:
         for other in held:
-            channel.basic_reject(other.delivery_tag, requeue=True)
+            # if the connection broke meanwhile, the broker hands them back by itself
+            with contextlib.suppress(Exception):
+                channel.basic_reject(other.delivery_tag, requeue=True)
 
 
 def _decode(body: Any) -> dict[str, Any]:
@@ -584,17 +597,25 @@ def _decode(body: Any) -> dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {}
 
 
-def trimmed_json(body: dict[str, Any], width: int = 100) -> Iterator[str]:
-    """One line per top-level key, long values shortened: readable in a terminal, still recognisably JSON."""
+def trimmed(value: Any, width: int = 44) -> Any:
+    """A copy of a JSON value with long strings cut and lists shortened to their first item."""
+    if isinstance(value, str):
+        return shorten(value, width)
+    if isinstance(value, list):
+        head = [trimmed(item, width) for item in value[:1]]
+        return head + ([f"… {len(value) - 1} more"] if len(value) > 1 else [])
+    if isinstance(value, dict):
+        return {key: trimmed(item, width) for key, item in value.items()}
+    return value
+
+
+def trimmed_json(body: dict[str, Any]) -> Iterator[str]:
+    """One line per top-level key, long strings shortened: readable in a terminal, still valid JSON."""
     keys = list(body)
     yield "{"
     for index, key in enumerate(keys):
-        value = body[key]
-        if isinstance(value, list) and len(value) > 1:
-            value = [*value[:1], f"… {len(value) - 1} more"]
-        text = json.dumps(value, ensure_ascii=False)
         comma = "," if index < len(keys) - 1 else ""
-        yield "  " + shorten(f"{json.dumps(key)}: {text}", width) + comma
+        yield f"  {json.dumps(key)}: {json.dumps(trimmed(body[key]), ensure_ascii=False)}{comma}"
     yield "}"
 
 
@@ -803,7 +824,9 @@ def wait_for_statistics(demo: Demo, baseline: dict[str, Any]) -> dict[str, Any]:
 
     summary = poll(reflects, STATS_DEADLINE, "the statistics to count the demo's reports and transitions")
     added = summary["total"] - baseline.get("total", 0)
-    say(f"   {summary['total']} reports counted ({added:+d} since the demo started). Headline: “{summary['headline']}”")
+    say(f"   {plural(summary['total'], 'report')} counted ({added:+d} since the demo started)")
+    say(f"   Headline: “{summary['headline']}”")
+    say()
     for line in table("Category", summary.get("by_category") or [], lambda row: row.get("name") or row["category"]):
         say(f"   {line}")
     say()
@@ -815,11 +838,11 @@ def wait_for_statistics(demo: Demo, baseline: dict[str, Any]) -> dict[str, Any]:
 def table(title: str, rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str], limit: int = 10) -> list[str]:
     """A compact text table: one row per group, a column per status that occurs, the selesai share last."""
     statuses = [s for s in STATUS_ORDER if any(row["by_status"].get(s) for row in rows)]
-    header = f"{title:<34} {'total':>5} " + " ".join(f"{s:>10}" for s in statuses) + f" {'% selesai':>9}"
+    header = f"{title:<36} {'total':>5} " + " ".join(f"{s:>10}" for s in statuses) + f" {'% selesai':>9}"
     lines = [header, "-" * len(header)]
     for row in rows[:limit]:
         cells = " ".join(f"{row['by_status'].get(s, 0):>10}" for s in statuses)
-        lines.append(f"{shorten(label(row), 34):<34} {row['total']:>5} {cells} {row['selesai_percent']:>8.1f}%")
+        lines.append(f"{shorten(label(row), 36):<36} {row['total']:>5} {cells} {row['selesai_percent']:>8.1f}%")
     if len(rows) > limit:
         lines.append(f"… and {len(rows) - limit} more")
     return lines
@@ -875,10 +898,8 @@ def routing_metrics_url(config: dict[str, Any]) -> str | None:
 
 def run_demo(url: str, stats_url: str, config_path: str | None) -> int:
     """Walk sample reports through the running system at `url` / `stats_url`; 0 when every step worked."""
-    from jaklapor.config import load_config
-
     try:
-        config = load_config(config_path)
+        config = demo_config(config_path)
     except (OSError, ValueError) as exc:
         print(f"cannot read the configuration {config_path or '(packaged config.yaml)'}: {exc}", file=sys.stderr)
         return 2
@@ -897,13 +918,29 @@ def run_demo(url: str, stats_url: str, config_path: str | None) -> int:
             return 1
 
 
+def demo_config(config_path: str | None) -> dict[str, Any]:
+    """The system's configuration as `jaklapor run` reads it (environment variables expanded)."""
+    with quiet_nameko_import():
+        from jaklapor.config import load_config
+
+        return load_config(config_path)
+
+
+@contextlib.contextmanager
+def quiet_nameko_import() -> Iterator[None]:
+    """Importing nameko (config loader, messaging helpers) warns that eventlet is deprecated: noise in a demo."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 def tell(demo: Demo) -> int:
     say("JakLapor demo: citizens report, routing assigns, agencies answer, the public sees the numbers")
     if not check_gateway(demo):
         return 1
     categories = fetch_categories(demo)
     baseline = fetch_summary(demo)
-    say(f"   statistics before the demo: {baseline.get('total', 0)} reports")
+    say(f"   statistics before the demo: {plural(baseline.get('total', 0), 'report')}")
     submit_all(demo, categories)
     wait_until_routed(demo)
     check_photos(demo)

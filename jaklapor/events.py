@@ -119,6 +119,7 @@ class ReportStatusChanged(Event):
     category: str
     assigned_opd: str | None = None
     target_opd: str | None = None
+    reason: str | None = None
     area: AreaRef | None = None
     submitted_at: datetime
     evidence_photos: list[PhotoRef] = Field(default_factory=list)

@@ -18,6 +18,8 @@ def derive_key(secret: str, opd_code: str) -> str:
 
 def verify_key(secret: str, presented: str) -> str | None:
     """The OPD code a presented key belongs to, or None; compares in constant time."""
+    if not presented.isascii():  # werkzeug decodes headers as latin-1; compare_digest refuses non-ASCII text
+        return None
     opd_code, _, _ = presented.rpartition(".")
     if not opd_code:
         return None

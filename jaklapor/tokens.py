@@ -21,7 +21,7 @@ def hash_token(token: str) -> str:
 
 def token_hash_or_none(token: str) -> str | None:
     """The hash of a well-formed token, None for anything that cannot be one (no store lookup needed)."""
-    return hash_token(token) if TOKEN_RE.match(token) else None
+    return hash_token(token) if TOKEN_RE.fullmatch(token) else None
 
 
 def tracking_token_for_retry(secret: str, idempotency_key: str) -> str:

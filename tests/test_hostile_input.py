@@ -17,11 +17,18 @@ from tests.system import OpdQueueReader, RunningSystem, client_headers, wait_for
 pytestmark = pytest.mark.e2e
 
 MONAS = (-6.175392, 106.827153)
-GOOD_FIELDS = {"category": "jalan", "description": "Jalan berlubang dekat halte", "lat": str(MONAS[0]), "lon": str(MONAS[1])}
+GOOD_FIELDS = {
+    "category": "jalan",
+    "description": "Jalan berlubang dekat halte",
+    "lat": str(MONAS[0]),
+    "lon": str(MONAS[1]),
+}
 MONAS_ROAD_OPD = "sudin-bina-marga-jakarta-pusat"
 
 
-def post_report(system: RunningSystem, fields: dict | None = None, photo: bytes | None = None, **kwargs) -> requests.Response:
+def post_report(
+    system: RunningSystem, fields: dict | None = None, photo: bytes | None = None, **kwargs
+) -> requests.Response:
     files = {"photo": ("photo.jpg", photo if photo is not None else photos.jpeg_with_gps(*MONAS), "image/jpeg")}
     headers = {**client_headers(), **kwargs.pop("headers", {})}
     return requests.post(
@@ -46,10 +53,14 @@ def multipart(fields: dict[str, bytes], photo: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
+        )
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="p.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n".encode() + photo + b"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n".encode()
+        + photo
+        + b"\r\n"
     )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
@@ -97,7 +108,9 @@ def test_nasty_uploads_are_refused_naming_the_photo(system: RunningSystem, name,
     assert stored_photo_count(system) == before
 
 
-@pytest.mark.parametrize(("fields", "field"), BAD_FIELDS, ids=[f"{k}={v!r:.20}" for d, _ in BAD_FIELDS for k, v in d.items()])
+@pytest.mark.parametrize(
+    ("fields", "field"), BAD_FIELDS, ids=[f"{k}={v!r:.20}" for d, _ in BAD_FIELDS for k, v in d.items()]
+)
 def test_bad_fields_are_refused_naming_the_field(system: RunningSystem, fields: dict, field: str) -> None:
     before = stored_photo_count(system)
     response = post_report(system, fields)
@@ -204,7 +217,9 @@ def test_a_retried_submission_returns_the_same_report(system: RunningSystem, opd
     # concurrent retries of one submission (a phone on a flaky network) still make one report
     burst_key = str(uuid.uuid4())
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: post_report(system, photo=photo, headers={"Idempotency-Key": burst_key}), range(8)))
+        answers = list(
+            pool.map(lambda _: post_report(system, photo=photo, headers={"Idempotency-Key": burst_key}), range(8))
+        )
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["report_id"] for a in answers}) == 1
 

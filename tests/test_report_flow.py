@@ -46,7 +46,9 @@ def exiftool_gps_tags(jpeg: bytes, tmp_path) -> list[str]:
     assert exiftool, "exiftool (Debian libimage-exiftool-perl) is needed to check stored photos"
     path = tmp_path / "stored.jpg"
     path.write_bytes(jpeg)
-    tags = json.loads(subprocess.run([exiftool, "-json", "-a", "-G1", str(path)], capture_output=True, check=True).stdout)[0]
+    tags = json.loads(
+        subprocess.run([exiftool, "-json", "-a", "-G1", str(path)], capture_output=True, check=True).stdout
+    )[0]
     return [k for k in tags if "GPS" in k or k.startswith(("EXIF:", "XMP", "IFD0:", "ExifIFD:"))]
 
 
@@ -101,7 +103,9 @@ def test_report_travels_from_citizen_to_agency_and_back(
     assert refused.status_code == 404
     assert requests.post(transitions, json={"status": "dikerjakan"}, timeout=10).status_code == 401
 
-    working = requests.post(transitions, json={"status": "dikerjakan", "note": "Petugas menuju lokasi"}, headers=headers)
+    working = requests.post(
+        transitions, json={"status": "dikerjakan", "note": "Petugas menuju lokasi"}, headers=headers
+    )
     assert working.status_code == 200, working.text
     assert working.json()["status"] == "dikerjakan"
     live = stream.next_matching(lambda f: f["json"].get("status") == "dikerjakan")

@@ -171,7 +171,7 @@ def decide_transition(
                 f"reason must be one of {', '.join(REJECTION_REASONS)}",
                 "reason",
             )
-    elif request.target_opd:
+    if request.target_opd and status not in (KOORDINASI, DISPOSISI):
         raise TransitionRefused(
             422,
             "unexpected_target",
@@ -202,7 +202,9 @@ def _koordinasi_target(actor: OpdLike, request: TransitionRequest, directory: Di
 def _disposisi_target(state: ReportState, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike) -> Any:
     if state.kota_slug is None:
         raise TransitionRefused(409, "no_area", "disposisi needs a report inside a kota; use koordinasi", "status")
-    sudin = directory.sudin_of(actor.agency, state.kota_slug) if actor.level in ("dinas", "satpol-pp") else None
+    # only the provincial body (no kota of its own) instructs a unit; a kota unit cannot dispose sideways
+    is_provincial = actor.level in ("dinas", "satpol-pp") and actor.kota is None
+    sudin = directory.sudin_of(actor.agency, state.kota_slug) if is_provincial else None
     if sudin is None or sudin.code == actor.code:
         raise TransitionRefused(
             403,

@@ -480,6 +480,7 @@ class IntakeService(OperationsEndpoints):
                     category=report["category"],
                     assigned_opd=assigned["code"] if assigned else None,
                     target_opd=decision.target_opd.code if decision.forwards else None,
+                    reason=decision.reason,
                     area=area,
                     submitted_at=report["submitted_at"],
                     evidence_photos=evidence_refs,

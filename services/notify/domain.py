@@ -46,6 +46,8 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
         }
         if event.target_opd:
             entry["target_opd"] = event.target_opd
+        if event.reason:
+            entry["reason"] = event.reason
         if event.evidence_photos:
             entry["evidence_photos"] = [p.url for p in event.evidence_photos]
         return entry

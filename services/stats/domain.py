@@ -81,7 +81,9 @@ def apply_event(projection: Mapping[str, Any] | None, event: Event) -> dict[str,
         current["category"] = current["category"] or event.category
         _set_area(current, event.area)
         current["unroutable_reason"] = event.reason
-        current["opd"] = "triage"
+        if event.hop >= current["hop"]:
+            current["opd"] = "triage"
+            current["hop"] = event.hop
     elif isinstance(event, ReportStatusChanged):
         current["category"] = current["category"] or event.category
         current["submitted_at"] = current["submitted_at"] or event.submitted_at

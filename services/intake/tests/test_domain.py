@@ -248,10 +248,6 @@ def test_disposisi_from_anyone_but_a_dinas_or_satpol_pp_is_403(directory: Direct
     assert (error.status, error.code) == (403, "disposisi_not_allowed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a kota Satpol PP unit (level satpol-pp, kota set) may 'dispose' to the Satpol PP of another kota",
-)
 def test_kota_satpol_pp_cannot_dispose_to_another_kotas_unit(directory: Directory) -> None:
     # a report in Jakarta Timur handed (koordinasi) to Satpol PP Jakarta Selatan: it is not the Dinas-level
     # Satpol PP, so it has no Suku Dinas to instruct; it must use koordinasi to pass the report sideways
@@ -292,9 +288,6 @@ def test_target_opd_is_refused_where_it_does_not_apply(directory: Directory, fro
     assert (error.status, error.code, error.field) == (422, "unexpected_target", "target_opd")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: target_opd on a ditolak request is silently ignored instead of 422 unexpected_target"
-)
 def test_target_opd_on_ditolak_is_refused(directory: Directory) -> None:
     error = refused(directory, state(), DINAS, valid_request(DITOLAK, target_opd=OTHER_OPD))
     assert (error.status, error.code, error.field) == (422, "unexpected_target", "target_opd")

@@ -214,11 +214,13 @@ for data in bombs:
     else:
         raise SystemExit("bomb accepted")
 try:
+    # VmHWM / VmPeak belong to this process image; ru_maxrss would include the parent's RSS at fork on Linux
     with open("/proc/self/status") as status:
-        vm_peak = [int(line.split()[1]) // 1024 for line in status if line.startswith("VmPeak")][0]
+        fields = {line.split(":")[0]: int(line.split()[1]) // 1024 for line in status if line.startswith("Vm")}
+    vm_peak, rss = fields["VmPeak"], fields["VmHWM"]
 except OSError:
     vm_peak = -1
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 print(rss, vm_peak, "eventlet" in sys.modules)
 """
     done = subprocess.run(

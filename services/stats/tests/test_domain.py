@@ -152,10 +152,6 @@ def test_an_older_routing_hop_does_not_take_the_report_back() -> None:
     assert (projection["opd"], projection["hop"]) == (SUDIN.code, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a late ReportUnroutable of an older hop sets opd='triage' regardless of hop (ReportRouted checks hop)",
-)
 def test_an_older_unroutable_does_not_take_the_report_back_to_triage() -> None:
     # hop 0 went to triage, triage handed it over (koordinasi), hop 1 was routed to bina-marga; the hop-0 event is
     # redelivered late

@@ -1,0 +1,94 @@
+"""Fuzzing the gateway from its own OpenAPI document (schemathesis): valid and invalid requests, thousands of
+them, and not a single 5xx. The document itself must be valid OpenAPI 3."""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
+from schemathesis.generation import GenerationMode
+
+from tests.photo_fixtures import jpeg_with_gps
+from tests.system import RunningSystem, client_headers, wait_for
+
+pytestmark = pytest.mark.e2e
+
+# examples per operation and generation mode; 9 operations x 2 modes x 150 = 2,700 requests by default
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+FUZZ_OPD = "sudin-bina-marga-jakarta-pusat"
+
+
+def test_openapi_document_is_valid(system: RunningSystem) -> None:
+    response = requests.get(system.url("intake", "/openapi.json"), timeout=10)
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    assert {"/api/v1/reports", "/api/v1/opd/reports/{report_id}/transitions"} <= set(document["paths"])
+
+
+@pytest.fixture(scope="module")
+def fuzz_report(system: RunningSystem) -> dict:
+    """A real report assigned to FUZZ_OPD, so fuzzed OPD calls reach the transition rules, not just a 404."""
+    response = requests.post(
+        system.url("intake", "/api/v1/reports"),
+        data={"category": "jalan", "description": "Jalan rusak (fuzz)", "lat": "-6.175392", "lon": "106.827153"},
+        files={"photo": ("p.jpg", jpeg_with_gps(-6.175392, 106.827153), "image/jpeg")},
+        headers=client_headers(),
+        timeout=30,
+    )
+    assert response.status_code == 201
+    receipt = response.json()
+    wait_for(
+        lambda: requests.get(system.url("intake", f"/api/v1/reports/{receipt['tracking_token']}"), timeout=5).json()[
+            "responsible_opd"
+        ],
+        10,
+        message="the fuzz report routed",
+    )
+    return receipt
+
+
+def fuzz(operation, strategy, opd_auth: dict, statuses: collections.Counter, failures: list[str]) -> None:
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def call(case) -> None:
+        headers = client_headers()
+        if "/opd/" in operation.path and sum(statuses.values()) % 2 == 0:
+            headers.update(opd_auth)  # half the OPD calls authenticated, to reach the rules behind the key
+        response = case.call(headers=headers, timeout=30)
+        statuses[response.status_code] += 1
+        if response.status_code >= 500:
+            failures.append(
+                f"{operation.method.upper()} {operation.path} -> {response.status_code}: {response.text[:200]}"
+            )
+
+    call()
+
+
+def test_no_request_makes_the_gateway_fail(system: RunningSystem, fuzz_report: dict) -> None:
+    schema = schemathesis.openapi.from_url(system.url("intake", "/openapi.json"))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    statuses: collections.Counter[int] = collections.Counter()
+    failures: list[str] = []
+    opd_auth = system.opd_headers(FUZZ_OPD)
+    path_values = {"report_id": fuzz_report["report_id"], "tracking_token": fuzz_report["tracking_token"]}
+
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            names = {p.name for p in operation.path_parameters}
+            known = {k: v for k, v in path_values.items() if k in names}
+            strategy = operation.as_strategy(generation_mode=mode)
+            if known and mode is GenerationMode.POSITIVE:
+                strategy = strategy | operation.as_strategy(generation_mode=mode, path_parameters=known)
+
+            fuzz(operation, strategy, opd_auth, statuses, failures)
+
+    total = sum(statuses.values())
+    print(f"\nfuzzed {total} requests over {len(operations)} operations: {dict(sorted(statuses.items()))}")
+    assert total >= 1000
+    assert not failures, "\n".join(failures[:20])
