@@ -647,15 +647,19 @@ class LiveStream:
                     self.error = error_of(response)
                     return
                 self.opened.set()
-                for frame in sse_frames(response.iter_lines(decode_unicode=True)):
+                for frame in sse_frames(self._lines(response)):
                     frame["received"] = time.monotonic()
                     self.frames.put(frame)
-                    if self._stop.is_set():
-                        return
         except requests.RequestException as exc:
             self.error = repr(exc)
         finally:
             self.opened.set()
+
+    def _lines(self, response: requests.Response) -> Iterator[str]:
+        for line in response.iter_lines(decode_unicode=True):
+            if self._stop.is_set():
+                return
+            yield line
 
     def collect_until(self, done: Callable[[dict[str, Any]], bool], deadline: float) -> list[dict[str, Any]]:
         """Every frame up to the first one for which `done` is true; DemoError after `deadline` seconds."""
@@ -677,7 +681,7 @@ class LiveStream:
                 return seen
 
     def stop(self) -> None:
-        # the reader leaves at its next frame (the server sends a keep-alive at least every 15 s)
+        # the reader leaves at the next line it receives (the server sends a keep-alive at least every 15 s)
         self._stop.set()
 
 
@@ -930,7 +934,8 @@ def demo_config(config_path: str | None) -> dict[str, Any]:
 def quiet_nameko_import() -> Iterator[None]:
     """Importing nameko (config loader, messaging helpers) warns that eventlet is deprecated: noise in a demo."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        # eventlet's EventletDeprecationWarning is a plain Warning whose message starts with a newline
+        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
         yield
 
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from openapi_spec_validator import validate
 from schemathesis.generation import GenerationMode
 
@@ -18,8 +19,8 @@ from tests.system import RunningSystem, client_headers, wait_for
 
 pytestmark = pytest.mark.e2e
 
-# examples per operation and generation mode; 9 operations x 2 modes x 150 = 2,700 requests by default
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+# examples per operation and generation mode (operations with few distinct inputs stop earlier)
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 FUZZ_OPD = "sudin-bina-marga-jakarta-pusat"
 
 
@@ -67,7 +68,10 @@ def fuzz(operation, strategy, opd_auth: dict, statuses: collections.Counter, fai
                 f"{operation.method.upper()} {operation.path} -> {response.status_code}: {response.text[:200]}"
             )
 
-    call()
+    try:
+        call()
+    except Unsatisfiable:  # e.g. no invalid input exists for an operation without parameters
+        pass
 
 
 def test_no_request_makes_the_gateway_fail(system: RunningSystem, fuzz_report: dict) -> None:
