@@ -30,6 +30,7 @@ import requests
 from PIL import ExifTags, Image, ImageDraw
 
 HTTP_TIMEOUT = 10.0
+SUBMIT_DEADLINE = 120.0
 ROUTING_DEADLINE = 30.0
 QUEUE_DEADLINE = 15.0
 STREAM_DEADLINE = 15.0
@@ -266,7 +267,7 @@ def error_of(response: requests.Response) -> str:
 
 def retry_after(response: requests.Response, default: float = 1.0) -> float:
     try:
-        return min(max(float(response.headers.get("Retry-After", default)), 0.1), 10.0)
+        return min(max(float(response.headers.get("Retry-After", default)), 0.1), 30.0)
     except ValueError:
         return default
 
@@ -404,16 +405,20 @@ def submit(demo: Demo, sample: Sample) -> Submitted:
     data = {"category": sample.category, "description": sample.description, "lat": sample.lat, "lon": sample.lon}
     if sample.contact:
         data["contact"] = sample.contact
-    for _attempt in range(5):
+    end = time.monotonic() + SUBMIT_DEADLINE
+    while True:
         response = demo.post(
             f"{demo.url}/api/v1/reports",
             data=data,
             files={"photo": (f"IMG_{sample.key}.jpg", photo, "image/jpeg")},
             timeout=30,
         )
-        if response.status_code not in (429, 503):
+        if response.status_code not in (429, 503) or time.monotonic() > end:
             break
-        time.sleep(retry_after(response))
+        # rate limited (anonymous intake allows a burst, then a steady rate) or briefly unavailable: wait as told
+        pause = retry_after(response)
+        say(f"   … the gateway answered {response.status_code}; waiting {pause:g}s as its Retry-After says")
+        time.sleep(pause)
     if response.status_code != 201:
         raise DemoError(f"submitting the {sample.key} report was refused: {error_of(response)}")
     receipt = response.json()

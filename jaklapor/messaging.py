@@ -251,6 +251,26 @@ class RejectingQueueConsumer(QueueConsumer):
             consumer.on_decode_error = self._reject_undecodable
         return consumers
 
+    # Acking or requeueing on a connection the broker just dropped must not kill the service: the broker already
+    # took the unacked message back and will deliver it again.
+    def ack_message(self, message: Any) -> None:
+        self._settle(message.ack, message)
+
+    def requeue_message(self, message: Any) -> None:
+        self._settle(message.requeue, message)
+
+    def reject_message(self, message: Any) -> None:
+        self._settle(lambda: message.reject(requeue=False), message)
+
+    @staticmethod
+    def _settle(action: Any, message: Any) -> None:
+        if not message.channel.connection:
+            return
+        try:
+            action()
+        except (AMQPError, KombuError, OSError) as exc:
+            log.warning("could not settle a message (the broker will redeliver it): %r", exc)
+
     @staticmethod
     def _reject_undecodable(message: Any, exc: Exception) -> None:
         log.error("dead-lettering a message that cannot be decoded: %s", exc)
@@ -278,8 +298,7 @@ class WorkConsumer(Consumer):
 
     def handle_message_processed(self, message: Any, result: Any = None, exc_info: Any = None) -> None:
         if exc_info is not None and issubclass(exc_info[0], PermanentFailure):
-            if message.channel.connection:
-                message.reject(requeue=False)
+            self.queue_consumer.reject_message(message)
             return
         super().handle_message_processed(message, result, exc_info)
 

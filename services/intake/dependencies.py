@@ -18,6 +18,7 @@ from jaklapor.events import utcnow
 from jaklapor.messaging import ConfirmedPublisher, PublishFailed
 from jaklapor.mongo import MongoDatabase, database_for
 from jaklapor.reference import load_categories, load_directory
+from services.intake import metrics
 from services.intake.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class OutboxRelay(DependencyProvider):
         self._wakeups: LightQueue = LightQueue(maxsize=1)
         self._running = False
         self._thread: Any = None
-        self.on_published: Any = None
+        metrics.OUTBOX_PENDING.set_function(self.repository.pending_outbox_count)
 
     def start(self) -> None:
         self._running = True
@@ -244,8 +245,7 @@ class OutboxRelay(DependencyProvider):
                         message_id=message["message_id"],
                     )
                     published.append(message["message_id"])
-                    if self.on_published is not None:
-                        self.on_published(message)
+                    metrics.OUTBOX_PUBLISHED.labels(message["exchange"] or message["routing_key"]).inc()
             except PublishFailed as exc:
                 log.warning("outbox publish failed, will retry: %s", exc, extra={"report_id": report["_id"]})
                 if published:

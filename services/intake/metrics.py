@@ -1,6 +1,6 @@
 """Intake's Prometheus series (bounded labels: category codes, statuses, error codes)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from jaklapor.metrics import LATENCY_BUCKETS, registry_for
 
@@ -28,6 +28,11 @@ OUTBOX_PUBLISHED = Counter(
     "jaklapor_outbox_published_total",
     "Messages the outbox relay got confirmed by the broker, by destination",
     ["destination"],
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge(
+    "jaklapor_outbox_pending_reports",
+    "Reports with messages not yet confirmed by the broker (all replicas share the store: same value everywhere)",
     registry=REGISTRY,
 )
 PHOTO_SECONDS = Histogram(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+
+import eventlet
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -13,6 +15,10 @@ from jaklapor.events import utcnow
 from jaklapor.mongo import MongoDatabase
 from jaklapor.reference import load_directory
 from services.routing.domain import AreaIndex
+
+
+CLAIM_LEASE = timedelta(seconds=30)
+CLAIM_POLL_SECONDS = 0.05
 
 
 class RoutingData(DependencyProvider):
@@ -61,8 +67,31 @@ class LedgerRepository:
             return_document=ReturnDocument.AFTER,
         )
 
+    def claim_delivery(self, report_id: str, hop: int, lease: timedelta = CLAIM_LEASE) -> bool:
+        """True if this worker may publish the OPD message now; False if it is already delivered.
+
+        While another worker holds the claim, wait for it to finish (or for its lease to expire, if it died).
+        """
+        key = f"{report_id}:{hop}"
+        while True:
+            now = utcnow()
+            claimed = self.decisions.find_one_and_update(
+                {"_id": key, "delivered_at": None, "$or": [{"claimed_until": None}, {"claimed_until": {"$lt": now}}]},
+                {"$set": {"claimed_until": now + lease}},
+                projection={"_id": 1},
+            )
+            if claimed is not None:
+                return True
+            current = self.decisions.find_one({"_id": key}, {"delivered_at": 1})
+            if current is None or current.get("delivered_at") is not None:
+                return False
+            eventlet.sleep(CLAIM_POLL_SECONDS)
+
+    def release_claim(self, report_id: str, hop: int) -> None:
+        self.decisions.update_one({"_id": f"{report_id}:{hop}"}, {"$set": {"claimed_until": None}})
+
     def mark_delivered(self, report_id: str, hop: int, at: datetime) -> None:
-        self.decisions.update_one({"_id": f"{report_id}:{hop}"}, {"$set": {"delivered_at": at}})
+        self.decisions.update_one({"_id": f"{report_id}:{hop}"}, {"$set": {"delivered_at": at, "claimed_until": None}})
 
 
 class RoutingLedger(MongoDatabase):

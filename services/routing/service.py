@@ -71,14 +71,19 @@ class RoutingService(OperationsEndpoints):
             routing_key=record["event_type"],
             message_id=record["event"]["event_id"],
         )
-        if record.get("delivered_at") is None:
-            self.publisher.publish(
-                record["opd_message"],
-                exchange=OPD_EXCHANGE,
-                routing_key=record["routing_key"],
-                message_id=record["opd_message"]["message_id"],
-                declare=[opd_queue(record["opd_code"])],
-            )
+        # one worker at a time may deliver a (report, hop): duplicate events handled concurrently wait for it
+        if self.ledger.claim_delivery(event.report_id, hop):
+            try:
+                self.publisher.publish(
+                    record["opd_message"],
+                    exchange=OPD_EXCHANGE,
+                    routing_key=record["routing_key"],
+                    message_id=record["opd_message"]["message_id"],
+                    declare=[opd_queue(record["opd_code"])],
+                )
+            except Exception:
+                self.ledger.release_claim(event.report_id, hop)
+                raise
             delivered_at = utcnow()
             self.ledger.mark_delivered(event.report_id, hop, delivered_at)
             started = event.submitted_at if hop == 0 else event.occurred_at

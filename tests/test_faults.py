@@ -1,0 +1,258 @@
+"""Break things for real and check no accepted report is lost or duplicated: the broker stopped mid-flood,
+poison messages, the object store gone."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from kombu import Connection, Exchange
+
+from jaklapor.messaging import event_exchange
+from jaklapor.reference import load_directory
+from services.routing.domain import default_area_index, route
+from tests.photo_fixtures import jpeg_bytes
+from tests.system import (
+    OpdQueueReader,
+    RunningSystem,
+    S3StandIn,
+    Vhost,
+    client_headers,
+    rabbitmqctl,
+    start_system,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+# places and categories whose responsible OPD the test computes with the routing code itself
+SCENARIOS = [
+    (-6.175392, 106.827153, "jalan"),  # Monas, Gambir
+    (-6.2443, 106.8003, "parkir-liar"),  # Blok M, Melawai
+    (-6.2250, 106.8450, "sampah"),  # Jakarta Selatan
+    (-6.1588, 106.9055, "gangguan-ketenteraman-dan-ketertiban"),  # Kelapa Gading
+]
+SUBMISSIONS = 500
+
+
+@pytest.fixture(scope="module")
+def fault_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """A system of its own (own vhost, own object store) so breaking it does not disturb other tests."""
+    vhost = Vhost.create()
+    s3 = S3StandIn()
+    s3.start()
+    running = start_system(tmp_path_factory.mktemp("faults"), vhost, s3, RATE_LIMIT_BURST="0")
+    yield running
+    if running.process and running.process.poll() is None:
+        running.stop()
+    s3.stop()
+    vhost.delete()
+
+
+def queue_depths(vhost: Vhost) -> dict[str, tuple[int, int]]:
+    out = rabbitmqctl(
+        "list_queues", "-p", vhost.name, "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"
+    )
+    depths = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            depths[parts[0]] = (int(parts[1]), int(parts[2]))
+    return depths
+
+
+def metric(system: RunningSystem, service: str, name: str) -> float:
+    for line in requests.get(system.url(service, "/metrics"), timeout=10).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed by {service}")
+
+
+def submit(system: RunningSystem, index: int) -> tuple[int, str | None, float]:
+    lat, lon, category = SCENARIOS[index % len(SCENARIOS)]
+    started = time.monotonic()
+    try:
+        response = requests.post(
+            system.url("intake", "/api/v1/reports"),
+            data={"category": category, "description": f"laporan uji {index}", "lat": lat, "lon": lon},
+            files={"photo": ("p.jpg", jpeg_bytes((160, 120)), "image/jpeg")},
+            headers=client_headers(),
+            timeout=30,
+        )
+    except requests.RequestException:
+        return 0, None, time.monotonic() - started
+    report_id = response.json().get("report_id") if response.status_code == 201 else None
+    return response.status_code, report_id, time.monotonic() - started
+
+
+def drain_opd_queues(reader: OpdQueueReader, opd_codes: set[str]) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for code in opd_codes:
+        while True:
+            message = reader.channel.basic_get(f"jaklapor.opd.{code}", no_ack=True)
+            if message is None:
+                break
+            seen[json.loads(message.body)["report_id"]] += 1
+    return seen
+
+
+def test_broker_stopped_mid_flood_loses_and_duplicates_nothing(fault_system: RunningSystem) -> None:
+    directory, index = load_directory(), default_area_index()
+    expected_opds = {route(index, directory, lat, lon, cat).opd.code for lat, lon, cat in SCENARIOS}
+    results: list[tuple[int, str | None, float]] = []
+    lock = threading.Lock()
+    broker_down = threading.Event()
+
+    def worker(indices: range) -> None:
+        for i in indices:
+            outcome = submit(fault_system, i)
+            with lock:
+                results.append(outcome)
+
+    def outage() -> None:
+        wait_for(lambda: len(results) >= SUBMISSIONS // 5, 120, message="first fifth submitted")
+        rabbitmqctl("stop_app")
+        broker_down.set()
+        wait_for(lambda: len(results) >= SUBMISSIONS // 2, 120, message="half submitted while the broker is down")
+        rabbitmqctl("start_app")
+
+    with ThreadPoolExecutor(5) as pool:
+        chaos = pool.submit(outage)
+        for future in [pool.submit(worker, range(start, SUBMISSIONS, 4)) for start in range(4)]:
+            future.result()
+        chaos.result()
+    assert broker_down.is_set()
+
+    accepted = [report_id for status, report_id, _ in results if status == 201]
+    statuses = Counter(status for status, _, _ in results)
+    slowest = max(elapsed for _, _, elapsed in results)
+    assert set(statuses) <= {201, 503}, statuses  # never a hang, never a 5xx other than a clean 503
+    assert slowest < 10, f"a submission took {slowest:.1f}s"
+    assert len(accepted) >= SUBMISSIONS * 0.9, statuses
+
+    # every accepted report reaches its OPD queue, once: wait for the pipeline to settle, then count
+    def settled() -> bool:
+        depths = queue_depths(fault_system.vhost)
+        in_flight = sum(sum(depths.get(q, (0, 0))) for q in ("routing.reports", "intake.routing-results"))
+        return metric(fault_system, "intake", "jaklapor_outbox_pending_reports") == 0 and in_flight == 0
+
+    wait_for(settled, 180, interval=0.5, message="outbox empty and routing queues drained")
+    reader = OpdQueueReader(fault_system.amqp_uri)
+    try:
+        delivered = drain_opd_queues(reader, expected_opds)
+    finally:
+        reader.close()
+    missing = set(accepted) - set(delivered)
+    duplicated = {r: n for r, n in delivered.items() if n > 1}
+    print(
+        f"\n{len(accepted)} accepted ({dict(statuses)}), slowest answer {slowest:.2f}s, "
+        f"{len(delivered)} delivered, {len(missing)} missing, {len(duplicated)} duplicated"
+    )
+    assert not missing, f"{len(missing)} accepted reports never reached their OPD: {sorted(missing)[:5]}"
+    assert not duplicated, f"delivered more than once: {duplicated}"
+    assert set(delivered) == set(accepted)
+
+
+def publish_raw(amqp_uri: str, exchange: Exchange, routing_key: str, body: bytes, content_type: str) -> None:
+    with Connection(amqp_uri) as connection:
+        producer = connection.Producer()
+        producer.publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            content_type=content_type,
+            content_encoding="utf-8",
+            declare=[exchange],
+            delivery_mode=2,
+        )
+
+
+def dead_letters(amqp_uri: str, queue: str) -> list[tuple[dict, bytes]]:
+    found = []
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            found.append((message.headers or {}, message.body))
+    return found
+
+
+def test_poison_messages_are_dead_lettered_and_the_rest_keeps_flowing(fault_system: RunningSystem) -> None:
+    uri = fault_system.amqp_uri
+    # a message that always fails (routing result for a report that does not exist): retried, then dead-lettered
+    ghost = {
+        "event_type": "routing.report_routed",
+        "event_id": "ghost-1",
+        "schema_version": 1,
+        "occurred_at": "2026-11-27T00:00:00Z",
+        "report_id": "JK-19990101-000001",
+        "version": 1,
+        "opd": {"code": "kelurahan-gambir", "name": "Kelurahan Gambir", "level": "kelurahan"},
+        "area": {"code": "31.71.01.1001", "kelurahan": "Gambir", "kecamatan": "Gambir", "kota": "Jakarta Pusat"},
+        "routing_key": "kelurahan-gambir.jakarta-pusat.gambir.gambir",
+        "hop": 0,
+        "category": "sampah",
+    }
+    publish_raw(uri, event_exchange("routing"), "report_routed", json.dumps(ghost).encode(), "application/json")
+    # malformed events and a body that is not JSON at all: dead-lettered at once
+    publish_raw(
+        uri,
+        event_exchange("intake"),
+        "report_submitted",
+        b'{"event_type": "intake.report_submitted"}',
+        "application/json",
+    )
+    publish_raw(uri, event_exchange("intake"), "report_submitted", b"\x00\xffnot json", "application/json")
+
+    # meanwhile a real report still goes through
+    status, report_id, _ = submit(fault_system, 0)
+    assert status == 201
+    reader = OpdQueueReader(fault_system.amqp_uri)
+    try:
+        reader.get("sudin-bina-marga-jakarta-pusat", timeout=20, predicate=lambda b: b["report_id"] == report_id)
+    finally:
+        reader.close()
+
+    found: dict[str, list] = {"intake.routing-results.dead-letter": [], "routing.reports.dead-letter": []}
+
+    def all_dead_lettered() -> bool:
+        for queue, bucket in found.items():
+            bucket.extend(dead_letters(uri, queue))
+        return len(found["intake.routing-results.dead-letter"]) >= 1 and len(found["routing.reports.dead-letter"]) >= 2
+
+    wait_for(all_dead_lettered, 60, interval=0.2, message="the poison messages in their dead-letter queues")
+    headers, body = found["intake.routing-results.dead-letter"][0]
+    assert json.loads(body)["event_id"] == "ghost-1"
+    assert headers.get("x-first-death-reason") == "delivery_limit", headers
+    assert headers.get("x-first-death-queue") == "intake.routing-results"
+    reasons = {h.get("x-first-death-reason") for h, _ in found["routing.reports.dead-letter"]}
+    assert reasons == {"rejected"}, reasons
+
+
+def test_object_store_down_gives_a_quick_503_and_stores_nothing(fault_system: RunningSystem) -> None:
+    s3 = fault_system.s3
+    stats = fault_system.url("stats", "/api/v1/stats/summary")
+    wait_for(lambda: metric(fault_system, "intake", "jaklapor_outbox_pending_reports") == 0, 60, message="quiet")
+    before = requests.get(stats, timeout=10).json()["total"]
+    s3.stop()
+    try:
+        started = time.monotonic()
+        status, report_id, _ = submit(fault_system, 1)
+        elapsed = time.monotonic() - started
+        assert status == 503 and report_id is None
+        assert elapsed < 10, f"took {elapsed:.1f}s"
+        health = requests.get(fault_system.url("intake", "/health"), timeout=30)
+        assert health.status_code == 503 and health.json()["checks"]["object_store"] is False
+    finally:
+        s3.start()  # a fresh, empty store on the same address: the gateway must recreate its bucket
+    status, report_id, _ = submit(fault_system, 1)
+    assert status == 201, status
+    wait_for(
+        lambda: requests.get(stats, timeout=10).json()["total"] >= before + 1, 20, message="the new report counted"
+    )
+    assert requests.get(stats, timeout=10).json()["total"] == before + 1
