@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # A message that failed this many deliveries goes to the dead-letter queue with x-death headers saying why.
 DELIVERY_LIMIT = 5
+# OPD queues are read by agencies' own clients, which may look at a message and hand it back a few times
+OPD_DELIVERY_LIMIT = 20
 
 DEAD_LETTER_EXCHANGE = Exchange("jaklapor.dead-letter", type="topic", durable=True)
 OPD_EXCHANGE = Exchange("jaklapor.opd", type="topic", durable=True)
@@ -40,10 +42,10 @@ def event_exchange(service: str) -> Exchange:
     return Exchange(f"{service}.events", type="topic", durable=True)
 
 
-def _quorum_arguments(dead_letter_key: str) -> dict[str, Any]:
+def _quorum_arguments(dead_letter_key: str, delivery_limit: int = DELIVERY_LIMIT) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
-        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
         "x-dead-letter-routing-key": dead_letter_key,
     }
@@ -85,7 +87,7 @@ def opd_queue(opd_code: str) -> Queue:
         exchange=OPD_EXCHANGE,
         routing_key=f"{opd_code}.#",
         durable=True,
-        queue_arguments=_quorum_arguments(f"opd.{opd_code}"),
+        queue_arguments=_quorum_arguments(f"opd.{opd_code}", OPD_DELIVERY_LIMIT),
     )
 
 

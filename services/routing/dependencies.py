@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-
-import eventlet
 from typing import Any
 
+import eventlet
 from nameko.extensions import DependencyProvider
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -15,7 +14,6 @@ from jaklapor.events import utcnow
 from jaklapor.mongo import MongoDatabase
 from jaklapor.reference import load_directory
 from services.routing.domain import AreaIndex
-
 
 CLAIM_LEASE = timedelta(seconds=30)
 CLAIM_POLL_SECONDS = 0.05
