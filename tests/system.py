@@ -121,14 +121,25 @@ class S3StandIn:
         return Minio(self.endpoint, access_key="e2e", secret_key="e2e-secret", secure=False, region="us-east-1")
 
 
+ALL_SERVICES = ("intake", "routing", "notify", "stats")
+
+
 @dataclass
 class RunningSystem:
+    """The four services as `jaklapor run` starts them: one process for all (the default, sharing mongomock), or
+    one process per group of services when `mongo_uri` points at a store outside the processes."""
+
     vhost: Vhost
     s3: S3StandIn
     ports: dict[str, int]
-    log_path: Path
-    process: subprocess.Popen | None = None
+    log_dir: Path
+    mongo_uri: str = ""
+    groups: tuple[tuple[str, ...], ...] = (ALL_SERVICES,)
     env: dict[str, str] = field(default_factory=dict)
+    processes: dict[tuple[str, ...], subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.mongo_uri = self.mongo_uri or f"mongomock://e2e-{uuid.uuid4().hex[:6]}"
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -137,6 +148,18 @@ class RunningSystem:
     def amqp_uri(self) -> str:
         return self.vhost.amqp_uri
 
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The process running intake (all services, in the default layout)."""
+        return self.processes.get(self.group_of("intake"))
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / "jaklapor.log"
+
+    def group_of(self, service: str) -> tuple[str, ...]:
+        return next(group for group in self.groups if service in group)
+
     def opd_headers(self, opd_code: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {derive_key(OPD_KEY_SECRET, opd_code)}"}
 
@@ -144,7 +167,7 @@ class RunningSystem:
         env = dict(os.environ)
         env.update(
             AMQP_URI=self.vhost.amqp_uri,
-            MONGO_URI=f"mongomock://e2e-{uuid.uuid4().hex[:6]}",
+            MONGO_URI=self.mongo_uri,
             S3_ENDPOINT=self.s3.endpoint,
             S3_ACCESS_KEY="e2e",
             S3_SECRET_KEY="e2e-secret",
@@ -165,36 +188,62 @@ class RunningSystem:
         return env
 
     def start(self) -> None:
+        for group in self.groups:
+            self.start_group(group)
+        wait_for(self.healthy, 60, interval=0.2, message=f"all services healthy (logs: {self.log_dir})")
+
+    def start_group(self, group: tuple[str, ...]) -> None:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin"],
+            self.processes[group] = subprocess.Popen(
+                [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin", "--services", ",".join(group)],
                 env=self.build_env(),
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self.healthy, 60, interval=0.2, message=f"all services healthy (log: {self.log_path})")
+
+    def restart(self, service: str) -> None:
+        """Start again the process of `service` (after it was killed or stopped) and wait until it is healthy."""
+        group = self.group_of(service)
+        self.start_group(group)
+        wait_for(self.healthy, 60, interval=0.2, message=f"{group} healthy again")
 
     def healthy(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"jaklapor exited with {self.process.returncode}; see {self.log_path}")
+        for group, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{group} exited with {process.returncode}; see {self.log_path}")
         return all(requests.get(self.url(name, "/health"), timeout=5).status_code == 200 for name in self.ports)
 
+    def send_signal(self, service: str, sig: int, timeout: float = 60) -> int:
+        """Send `sig` to the process running `service` and wait for it to exit; returns its exit code."""
+        process = self.processes.pop(self.group_of(service))
+        process.send_signal(sig)
+        return process.wait(timeout)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        codes = [self.send_signal(group[0], sig, timeout) for group in list(self.processes)]
+        return max(codes, default=0)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-def start_system(tmp_dir: Path, vhost: Vhost, s3: S3StandIn, **env: str) -> RunningSystem:
+def start_system(
+    tmp_dir: Path,
+    vhost: Vhost,
+    s3: S3StandIn,
+    *,
+    mongo_uri: str = "",
+    groups: tuple[tuple[str, ...], ...] = (ALL_SERVICES,),
+    **env: str,
+) -> RunningSystem:
     system = RunningSystem(
         vhost=vhost,
         s3=s3,
-        ports={name: free_port() for name in ("intake", "routing", "notify", "stats")},
-        log_path=tmp_dir / f"jaklapor-{uuid.uuid4().hex[:6]}.log",
+        ports={name: free_port() for name in ALL_SERVICES},
+        log_dir=tmp_dir,
+        mongo_uri=mongo_uri,
+        groups=groups,
         env=dict(env),
     )
     system.start()

@@ -49,8 +49,7 @@ def fault_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSy
     s3.start()
     running = start_system(tmp_path_factory.mktemp("faults"), vhost, s3, RATE_LIMIT_BURST="0")
     yield running
-    if running.process and running.process.poll() is None:
-        running.stop()
+    running.stop()
     s3.stop()
     vhost.delete()
 
