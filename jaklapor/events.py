@@ -90,7 +90,8 @@ class ReportSubmitted(Event):
 
 
 class ReportForwarded(Event):
-    """An OPD handed the report to another OPD (koordinasi) or a Dinas to its Suku Dinas (disposisi)."""
+    """The report leaves one OPD for another: koordinasi (an OPD hands it over), disposisi (a Dinas instructs its
+    Suku Dinas) or escalation (its response deadline passed; it goes up the chain)."""
 
     source = "intake"
     type_name = "report_forwarded"
@@ -106,6 +107,23 @@ class ReportForwarded(Event):
     status: Status
     note: str
     hop: int
+    kind: Literal["koordinasi", "disposisi", "escalation"] = "koordinasi"
+
+
+class ReportEscalated(Event):
+    """Nobody answered in time: the report moved from `from_opd` up to `to_opd` (status unchanged)."""
+
+    source = "intake"
+    type_name = "report_escalated"
+
+    category: str
+    status: Status
+    from_opd: str
+    to_opd: str
+    deadline: datetime
+    hop: int
+    area: AreaRef | None = None
+    submitted_at: datetime
 
 
 class ReportStatusChanged(Event):
@@ -130,10 +148,12 @@ class ReportRouted(Event):
     type_name = "report_routed"
 
     opd: OpdRef
-    area: AreaRef
+    area: AreaRef | None = None
     routing_key: str
     hop: int = 0
     category: str
+    # when the OPD must have answered (taken, forwarded or rejected the report) before it escalates
+    response_deadline: datetime | None = None
 
 
 class ReportUnroutable(Event):
@@ -150,7 +170,7 @@ class ReportUnroutable(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.source + "." + cls.type_name: cls
-    for cls in (ReportSubmitted, ReportForwarded, ReportStatusChanged, ReportRouted, ReportUnroutable)
+    for cls in (ReportSubmitted, ReportForwarded, ReportEscalated, ReportStatusChanged, ReportRouted, ReportUnroutable)
 }
 
 
@@ -183,4 +203,5 @@ class OpdMessage(BaseModel):
     forwarded_from: str | None = None
     note: str | None = None
     triage_reason: str | None = None
+    response_deadline: datetime | None = None
     transitions_url: str

@@ -18,6 +18,8 @@ from kombu.exceptions import KombuError
 from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer, QueueConsumer
 
+from jaklapor.metrics import consumer_metrics
+
 log = logging.getLogger(__name__)
 
 # A message that failed this many deliveries goes to the dead-letter queue with x-death headers saying why.
@@ -299,10 +301,28 @@ class WorkConsumer(Consumer):
         super().setup()
 
     def handle_message_processed(self, message: Any, result: Any = None, exc_info: Any = None) -> None:
-        if exc_info is not None and issubclass(exc_info[0], PermanentFailure):
+        metrics = consumer_metrics(self.container.service_name)
+        queue = self.queue.name
+        if exc_info is None:
+            metrics.handled.labels(queue, "ok").inc()
+            self.queue_consumer.ack_message(message)
+        elif issubclass(exc_info[0], PermanentFailure):
+            metrics.handled.labels(queue, "dead_letter").inc()
+            metrics.dead_lettered.labels(queue, "rejected").inc()
             self.queue_consumer.reject_message(message)
-            return
-        super().handle_message_processed(message, result, exc_info)
+        else:
+            # quorum queues count failed deliveries in x-delivery-count; one more past the limit is dead-lettered
+            failed_before = int((message.headers or {}).get("x-delivery-count", 0))
+            if failed_before >= self.delivery_limit:
+                metrics.handled.labels(queue, "dead_letter").inc()
+                metrics.dead_lettered.labels(queue, "delivery_limit").inc()
+            else:
+                metrics.handled.labels(queue, "retry").inc()
+            self.queue_consumer.requeue_message(message)
+
+    @property
+    def delivery_limit(self) -> int:
+        return int((self.queue.queue_arguments or {}).get("x-delivery-limit", DELIVERY_LIMIT))
 
 
 class BroadcastConsumer(Consumer):

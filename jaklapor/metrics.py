@@ -63,6 +63,39 @@ def http_metrics(service: str) -> HttpMetrics:
     return metrics
 
 
+@dataclass
+class ConsumerMetrics:
+    handled: Counter
+    dead_lettered: Counter
+
+
+_consumers: dict[str, ConsumerMetrics] = {}
+
+
+def consumer_metrics(service: str) -> ConsumerMetrics:
+    metrics = _consumers.get(service)
+    if metrics is None:
+        registry = registry_for(service)
+        with _lock:
+            metrics = _consumers.get(service)
+            if metrics is None:
+                metrics = _consumers[service] = ConsumerMetrics(
+                    Counter(
+                        "jaklapor_messages_handled_total",
+                        "Messages consumed from work queues, by queue and outcome (ok, retry, dead_letter)",
+                        ["queue", "outcome"],
+                        registry=registry,
+                    ),
+                    Counter(
+                        "jaklapor_messages_dead_lettered_total",
+                        "Messages this service sent to a dead-letter queue, by queue and reason",
+                        ["queue", "reason"],
+                        registry=registry,
+                    ),
+                )
+    return metrics
+
+
 def exposition(service: str) -> tuple[bytes, str]:
     """The text exposition of a service's registry and its content type."""
     return generate_latest(registry_for(service)), CONTENT_TYPE_LATEST

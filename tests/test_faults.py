@@ -68,7 +68,7 @@ def queue_depths(vhost: Vhost) -> dict[str, tuple[int, int]]:
 
 def metric(system: RunningSystem, service: str, name: str) -> float:
     for line in requests.get(system.url(service, "/metrics"), timeout=10).text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")) if "{" not in name else line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not exposed by {service}")
 
@@ -231,6 +231,11 @@ def test_poison_messages_are_dead_lettered_and_the_rest_keeps_flowing(fault_syst
     assert headers.get("x-first-death-queue") == "intake.routing-results"
     reasons = {h.get("x-first-death-reason") for h, _ in found["routing.reports.dead-letter"]}
     assert reasons == {"rejected"}, reasons
+    # and the services counted what they dead-lettered, for the ops alert
+    limit_series = 'jaklapor_messages_dead_lettered_total{queue="intake.routing-results",reason="delivery_limit"}'
+    rejected_series = 'jaklapor_messages_dead_lettered_total{queue="routing.reports",reason="rejected"}'
+    assert metric(fault_system, "intake", limit_series) == 1
+    assert metric(fault_system, "routing", rejected_series) >= 2
 
 
 def test_object_store_down_gives_a_quick_503_and_stores_nothing(fault_system: RunningSystem) -> None:
