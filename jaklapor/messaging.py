@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from amqp.exceptions import AMQPError, ChannelError, MessageNacked
@@ -252,7 +253,7 @@ class RejectingQueueConsumer(QueueConsumer):
     def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
         consumers = super().get_consumers(consumer_cls, channel)
         for consumer in consumers:
-            consumer.on_decode_error = self._reject_undecodable
+            consumer.on_decode_error = partial(self._reject_undecodable, consumer.queues[0].name)
         return consumers
 
     # Acking or requeueing on a connection the broker just dropped must not kill the service: the broker already
@@ -275,10 +276,10 @@ class RejectingQueueConsumer(QueueConsumer):
         except (AMQPError, KombuError, OSError) as exc:
             log.warning("could not settle a message (the broker will redeliver it): %r", exc)
 
-    @staticmethod
-    def _reject_undecodable(message: Any, exc: Exception) -> None:
-        log.error("dead-lettering a message that cannot be decoded: %s", exc)
-        message.reject(requeue=False)
+    def _reject_undecodable(self, queue: str, message: Any, exc: Exception) -> None:
+        log.error("dead-lettering a message that cannot be decoded from %s: %s", queue, exc)
+        consumer_metrics(self.container.service_name).dead_lettered.labels(queue, "undecodable").inc()
+        self.reject_message(message)
 
 
 class WorkConsumer(Consumer):

@@ -234,8 +234,10 @@ def test_poison_messages_are_dead_lettered_and_the_rest_keeps_flowing(fault_syst
     # and the services counted what they dead-lettered, for the ops alert
     limit_series = 'jaklapor_messages_dead_lettered_total{queue="intake.routing-results",reason="delivery_limit"}'
     rejected_series = 'jaklapor_messages_dead_lettered_total{queue="routing.reports",reason="rejected"}'
+    undecodable_series = 'jaklapor_messages_dead_lettered_total{queue="routing.reports",reason="undecodable"}'
     assert metric(fault_system, "intake", limit_series) == 1
-    assert metric(fault_system, "routing", rejected_series) >= 2
+    assert metric(fault_system, "routing", rejected_series) == 1
+    assert metric(fault_system, "routing", undecodable_series) == 1
 
 
 def test_object_store_down_gives_a_quick_503_and_stores_nothing(fault_system: RunningSystem) -> None:
