@@ -201,6 +201,8 @@ class OpdMessage(BaseModel):
     submitted_at: datetime
     status: Status
     forwarded_from: str | None = None
+    # why it was forwarded: koordinasi, disposisi or escalation (a missed response deadline)
+    forward_kind: str | None = None
     note: str | None = None
     triage_reason: str | None = None
     response_deadline: datetime | None = None

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import datetime
 import errno
 import itertools
@@ -864,9 +863,9 @@ class MongoStandIn:
                         log.warning("mongo stand-in: bad message length %d from %s", length, conn.address)
                         return
                     if len(pending) < length:
-                        if length > RECV_SIZE:
-                            pending = self._receive_rest(sock, pending, length)
-                        break
+                        if length <= RECV_SIZE:
+                            break
+                        pending = self._receive_rest(sock, pending, length)
                     body = pending[16:length]
                     pending = pending[length:]
                     if opcode == OP_MSG:
@@ -1088,7 +1087,7 @@ class MongoStandIn:
                 "maxBsonObjectSize": MAX_BSON_SIZE,
                 "maxMessageSizeBytes": MAX_MESSAGE_SIZE,
                 "maxWriteBatchSize": MAX_WRITE_BATCH,
-                "localTime": datetime.datetime.now(datetime.timezone.utc),
+                "localTime": datetime.datetime.now(datetime.UTC),
                 "logicalSessionTimeoutMinutes": SESSION_TIMEOUT_MINUTES,
                 "connectionId": conn.id,
                 "minWireVersion": 0,
@@ -1125,7 +1124,7 @@ class MongoStandIn:
             "process": "jaklapor.mongo_standin",
             "pid": Int64(os.getpid()),
             "uptime": time.monotonic() - self._started_at,
-            "localTime": datetime.datetime.now(datetime.timezone.utc),
+            "localTime": datetime.datetime.now(datetime.UTC),
             "connections": {"current": current, "available": 100000, "totalCreated": self._total_connections},
             "storageEngine": {"name": "mongomock", "persistent": self._journal is not None},
             "ok": 1.0,

@@ -19,11 +19,13 @@ from jaklapor.messaging import ConfirmedPublisher, PublishFailed
 from jaklapor.mongo import MongoDatabase, database_for
 from jaklapor.reference import load_categories, load_directory
 from services.intake import metrics
+from services.intake.domain import WAITING_STATUSES
 from services.intake.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 OUTBOX_LEASE = timedelta(seconds=30)
+ESCALATION_LEASE = timedelta(seconds=60)
 
 
 class VersionConflict(Exception):
@@ -45,6 +47,7 @@ class ReportRepository:
         self.reports.create_index("tracking_token_hash", unique=True)
         self.reports.create_index("idempotency_key_hash", unique=True, sparse=True)
         self.reports.create_index("outbox_due", sparse=True)
+        self.reports.create_index("response_deadline", sparse=True)
         self.reports.create_index([("assigned_opd.code", ASCENDING), ("status", ASCENDING)])
 
     def ping(self) -> bool:
@@ -142,6 +145,24 @@ class ReportRepository:
     def outbox_retry_later(self, report_id: str, at: datetime) -> None:
         self.reports.update_one({"_id": report_id, "outbox_due": {"$exists": True}}, {"$set": {"outbox_due": at}})
 
+    def claim_overdue(self, now: datetime, waiting: list[str]) -> dict[str, Any] | None:
+        """Lease one report whose response deadline passed, so one checker (of several replicas) escalates it."""
+        return self.reports.find_one_and_update(
+            {"response_deadline": {"$lte": now}, "status": {"$in": waiting}},
+            {"$set": {"response_deadline": now + ESCALATION_LEASE}},
+            projection={"outbox": 0},
+            sort=[("response_deadline", ASCENDING)],
+            return_document=ReturnDocument.BEFORE,
+        )
+
+    def overdue_count(self, now: datetime, waiting: list[str]) -> int:
+        return self.reports.count_documents(
+            {
+                "status": {"$in": waiting},
+                "$or": [{"response_deadline": {"$lte": now}}, {"escalation_exhausted": True}],
+            }
+        )
+
     def pending_outbox_count(self) -> int:
         return self.reports.count_documents({"outbox_due": {"$exists": True}})
 
@@ -151,6 +172,11 @@ class ReportStore(MongoDatabase):
 
     def make_repository(self, db: Database) -> ReportRepository:
         return ReportRepository(db)
+
+    def prepare(self, repository: ReportRepository) -> None:
+        super().prepare(repository)
+        waiting = sorted(WAITING_STATUSES)
+        metrics.OVERDUE.set_function(lambda: repository.overdue_count(utcnow(), waiting))
 
 
 def insert_new_report(repository: ReportRepository, report: dict[str, Any]) -> dict[str, Any] | None:

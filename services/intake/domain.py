@@ -42,6 +42,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     DITOLAK: frozenset(),
 }
 TARGET_STATUSES = frozenset(ALLOWED_TRANSITIONS) - {MENUNGGU}
+# the assigned OPD has not answered yet: these reports escalate when their response deadline passes
+WAITING_STATUSES = frozenset({MENUNGGU, KOORDINASI, DISPOSISI})
+AREA_HANDLERS = ("kelurahan", "kecamatan", "kota")
 
 REJECTION_REASONS = {
     "spam": "Spam atau bukan laporan",
@@ -270,6 +273,8 @@ def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, tok
             "note": entry.get("note", ""),
             **({"reason": entry["reason"]} if entry.get("reason") else {}),
             **({"photos": [photo_url(base_url, p) for p in entry["photos"]]} if entry.get("photos") else {}),
+            **({"from_opd": entry["from_opd"]} if entry.get("from_opd") else {}),
+            **({"missed_deadline": iso(entry["deadline"])} if entry.get("deadline") else {}),
         }
         for entry in report["history"]
     ]
@@ -291,6 +296,11 @@ def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, tok
     }
     if report.get("triage_reason"):
         view["triage_reason"] = report["triage_reason"]
+    deadline = report.get("response_deadline")
+    # the OPD's response deadline while it has not answered; `overdue` once it passed with nobody higher to take it
+    view["response_deadline"] = iso(deadline) if report["status"] in WAITING_STATUSES else None
+    view["overdue"] = bool(report.get("escalation_exhausted")) and report["status"] in WAITING_STATUSES
+    view["escalations"] = sum(1 for entry in report["history"] if entry["kind"] == "escalated")
     if token is not None:
         view["stream_url"] = f"{stream_base_url.rstrip('/')}/api/v1/reports/{token}/stream"
     return view
@@ -312,3 +322,19 @@ def submission_fingerprint(form: Any, category: str, photo: bytes) -> str:
         digest.update(part.encode("utf-8") + b"\0")
     digest.update(hashlib.sha256(photo).digest())
     return digest.hexdigest()
+
+
+def escalation_target(directory: Any, opd_code: str, category: str) -> Any | None:
+    """The OPD a report goes to when `opd_code` misses its deadline: kelurahan -> kecamatan -> kota office ->
+    the provincial Dinas of the category; a Suku Dinas or kota unit -> its Dinas. None at the top of the chain."""
+    parent = directory.escalation_parent(opd_code)
+    if parent is not None:
+        return parent
+    opd = directory.get(opd_code)
+    rule = directory.rules.get(category)
+    if opd is None or opd.level != "kota" or rule is None:
+        return None
+    for agency in (rule.handler, *rule.secondary):
+        if agency not in AREA_HANDLERS and (dinas := directory.get(agency)) is not None:
+            return dinas
+    return None

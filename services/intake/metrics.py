@@ -35,6 +35,17 @@ OUTBOX_PENDING = Gauge(
     "Reports with messages not yet confirmed by the broker (all replicas share the store: same value everywhere)",
     registry=REGISTRY,
 )
+OVERDUE = Gauge(
+    "jaklapor_reports_overdue",
+    "Reports waiting past their response deadline (not yet escalated, or at the top of the chain)",
+    registry=REGISTRY,
+)
+ESCALATIONS = Counter(
+    "jaklapor_reports_escalated_total",
+    "Reports moved up the chain after a missed response deadline, by the level of the OPD that missed it",
+    ["from_level"],
+    registry=REGISTRY,
+)
 PHOTO_SECONDS = Histogram(
     "jaklapor_photo_processing_seconds",
     "Time to check and re-encode one uploaded photo",

@@ -21,6 +21,7 @@ from jaklapor.events import (
     Location,
     OpdRef,
     PhotoRef,
+    ReportEscalated,
     ReportForwarded,
     ReportRouted,
     ReportStatusChanged,
@@ -41,6 +42,7 @@ from jaklapor.opd_keys import verify_key
 from jaklapor.operations import OperationsEndpoints
 from jaklapor.reference import slugify
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
+from jaklapor.timers import timer_from_config
 from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none, tracking_token_for_retry
 from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake import metrics
@@ -55,11 +57,13 @@ from services.intake.dependencies import (
 from services.intake.domain import (
     MENUNGGU,
     STATUS_LABELS,
+    WAITING_STATUSES,
     ReportState,
     SubmissionRetry,
     TransitionRefused,
     TransitionRequest,
     decide_transition,
+    escalation_target,
     format_report_number,
     history_entry,
     iso,
@@ -459,7 +463,8 @@ class IntakeService(OperationsEndpoints):
         version = report["version"] + 1
         area = AreaRef.model_validate(report["area"]) if report.get("area") else None
         assigned = report.get("assigned_opd")
-        changes: dict[str, Any] = {"status": decision.to_status, "updated_at": now}
+        # any answer of the assigned OPD stops its response clock; a hand-over starts a new one when routed
+        changes: dict[str, Any] = {"status": decision.to_status, "updated_at": now, "response_deadline": None}
         outbox: list[dict[str, Any]] = []
         hop = report.get("hop", 0)
         if decision.forwards:
@@ -488,29 +493,10 @@ class IntakeService(OperationsEndpoints):
             )
         )
         if decision.forwards:
-            outbox.append(
-                outbox_entry(
-                    ReportForwarded(
-                        report_id=report["_id"],
-                        version=version,
-                        occurred_at=now,
-                        category=report["category"],
-                        description=report["description"],
-                        location=Location.model_validate(report["location"]),
-                        photos=[
-                            PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"]))
-                            for p in report["photos"]
-                        ],
-                        submitted_at=report["submitted_at"],
-                        area=area,
-                        from_opd=decision.actor_opd,
-                        target_opd=decision.target_opd.code,
-                        status=decision.to_status,
-                        note=decision.note,
-                        hop=hop,
-                    )
-                )
+            forwarded = self._forwarded(
+                report, version, now, decision.actor_opd, decision.target_opd.code, decision.to_status, decision.note
             )
+            outbox.append(outbox_entry(forwarded.model_copy(update={"hop": hop, "kind": decision.to_status})))
         history = history_entry(
             "transition",
             now,
@@ -523,6 +509,100 @@ class IntakeService(OperationsEndpoints):
         )
         extra_push = {"evidence_photos": {"$each": [{"photo_id": p} for p in evidence_ids]}} if evidence_ids else None
         return self.store.update_versioned(report["_id"], report["version"], changes, history, outbox, extra_push)
+
+    def _forwarded(
+        self, report: dict[str, Any], version: int, now: Any, from_opd: str, target_opd: str, status: str, note: str
+    ) -> ReportForwarded:
+        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
+        return ReportForwarded(
+            report_id=report["_id"],
+            version=version,
+            occurred_at=now,
+            category=report["category"],
+            description=report["description"],
+            location=Location.model_validate(report["location"]),
+            photos=[PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"])) for p in report["photos"]],
+            submitted_at=report["submitted_at"],
+            area=AreaRef.model_validate(report["area"]) if report.get("area") else None,
+            from_opd=from_opd,
+            target_opd=target_opd,
+            status=status,
+            note=note,
+            hop=report.get("hop", 0) + 1,
+        )
+
+    # ---- deadlines ------------------------------------------------------------------------------------------------
+
+    @timer_from_config("DEADLINE_CHECK_SECONDS", 30)
+    def escalate_overdue(self) -> None:
+        """Move every report whose OPD missed its response deadline one step up the chain."""
+        waiting = sorted(WAITING_STATUSES)
+        for _ in range(500):  # bounded per tick; the next tick continues
+            now = utcnow()
+            report = self.store.claim_overdue(now, waiting)
+            if report is None:
+                return
+            try:
+                self._escalate(report, now)
+            except VersionConflict:
+                # the OPD answered in the meantime (or another change won): nothing to escalate now
+                log.info("escalation skipped: report changed", extra={"report_id": report["_id"]})
+
+    def _escalate(self, report: dict[str, Any], now: Any) -> None:
+        directory = self.reference.directory
+        missed = report["assigned_opd"]
+        target = escalation_target(directory, missed["code"], report["category"])
+        deadline = report["response_deadline"]
+        missed_name = missed["name"]
+        if target is None:
+            note = f"Batas waktu respons {missed_name} terlewati; tidak ada tingkat yang lebih tinggi"
+            history = history_entry("overdue", now, report["status"], actor="sistem", note=note, deadline=deadline)
+            changes = {"response_deadline": None, "escalation_exhausted": True, "updated_at": now}
+            self.store.update_versioned(report["_id"], report["version"], changes, history, [])
+            log.warning("report overdue at the top of the chain", extra={"report_id": report["_id"]})
+            return
+        version = report["version"] + 1
+        ref = opd_ref(target)
+        note = f"Batas waktu respons {missed_name} terlewati; laporan dinaikkan ke {target.name}"
+        forwarded = self._forwarded(report, version, now, missed["code"], target.code, report["status"], note)
+        escalated = ReportEscalated(
+            report_id=report["_id"],
+            version=version,
+            occurred_at=now,
+            category=report["category"],
+            status=report["status"],
+            from_opd=missed["code"],
+            to_opd=target.code,
+            deadline=deadline,
+            hop=forwarded.hop,
+            area=forwarded.area,
+            submitted_at=report["submitted_at"],
+        )
+        changes = {
+            "assigned_opd": ref,
+            "hop": forwarded.hop,
+            "response_deadline": None,
+            "escalation_exhausted": False,
+            "updated_at": now,
+        }
+        history = history_entry(
+            "escalated",
+            now,
+            report["status"],
+            actor="sistem",
+            note=note,
+            opd=ref,
+            from_opd=missed["code"],
+            deadline=deadline,
+        )
+        outbox = [outbox_entry(escalated), outbox_entry(forwarded.model_copy(update={"kind": "escalation"}))]
+        self.store.update_versioned(report["_id"], report["version"], changes, history, outbox)
+        self.relay.wake()
+        missed_opd = directory.get(missed["code"])
+        metrics.ESCALATIONS.labels(missed_opd.level if missed_opd else "unknown").inc()
+        log.info(
+            "report escalated", extra={"report_id": report["_id"], "from_opd": missed["code"], "to_opd": target.code}
+        )
 
     # ---- routing results ----------------------------------------------------------------------------------------
 
@@ -550,6 +630,8 @@ class IntakeService(OperationsEndpoints):
             changes = {
                 "assigned_opd": opd,
                 "area": area or report.get("area"),
+                "assigned_at": event.occurred_at,
+                "response_deadline": event.response_deadline if report["status"] in WAITING_STATUSES else None,
                 "updated_at": utcnow(),
             }
             note = f"Diteruskan ke {event.opd.name}"

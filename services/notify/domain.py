@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jaklapor.events import Event, ReportRouted, ReportStatusChanged, ReportSubmitted, ReportUnroutable
+from jaklapor.events import (
+    Event,
+    ReportEscalated,
+    ReportRouted,
+    ReportStatusChanged,
+    ReportSubmitted,
+    ReportUnroutable,
+)
 
 STATUS_LABELS = {
     "menunggu": "Menunggu",
@@ -30,8 +37,21 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
             "kind": "routed",
             "status": None,
             "opd": event.opd.model_dump(),
-            "area": event.area.model_dump(),
+            "area": event.area.model_dump() if event.area else None,
+            "response_deadline": event.response_deadline.isoformat().replace("+00:00", "Z")
+            if event.response_deadline
+            else None,
             "note": f"Diteruskan ke {event.opd.name}",
+        }
+    if isinstance(event, ReportEscalated):
+        return {
+            **base,
+            "kind": "escalated",
+            "status": None,
+            "from_opd": event.from_opd,
+            "to_opd": event.to_opd,
+            "missed_deadline": event.deadline.isoformat().replace("+00:00", "Z"),
+            "note": "Batas waktu respons terlewati; laporan dinaikkan ke tingkat berikutnya",
         }
     if isinstance(event, ReportUnroutable):
         return {**base, "kind": "triage", "status": None, "reason": event.reason, "note": event.detail}

@@ -38,6 +38,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -48,6 +49,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from jaklapor.reference import (
+    DEFAULT_RESPONSE_DAYS,
     AreaDataError,
     Category,
     Directory,
@@ -432,3 +434,14 @@ def _unroutable(
     triage = directory.triage
     key = triage_routing_key(reason, area, triage.code)
     return Unroutable(reason, detail, key, triage, area, category, distance_m)
+
+
+def response_deadline(
+    assigned_at: datetime, category: Category | None, override_seconds: float | None = None
+) -> datetime:
+    """When the assigned OPD must have answered: the category's target (the city's 3 days by default), or a
+    configured number of seconds for every category (operations may tighten it; tests shorten it)."""
+    if override_seconds:
+        return assigned_at + timedelta(seconds=override_seconds)
+    days = category.response_days if category is not None else DEFAULT_RESPONSE_DAYS
+    return assigned_at + timedelta(days=days)

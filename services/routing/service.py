@@ -34,7 +34,7 @@ from jaklapor.messaging import (
 from jaklapor.operations import OperationsEndpoints
 from services.routing import metrics
 from services.routing.dependencies import RoutingData, RoutingLedger
-from services.routing.domain import Routed, route, routing_key_for
+from services.routing.domain import Routed, response_deadline, route, routing_key_for
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,14 @@ class RoutingService(OperationsEndpoints):
             hop=hop,
             category=event.category,
         )
-        extra = {"forwarded_from": event.from_opd, "note": event.note} if isinstance(event, ReportForwarded) else {}
+        override = setting(self.config, "RESPONSE_DEADLINE_SECONDS", None)
+        category = self.data.directory.categories.get(event.category)
+        routed.response_deadline = response_deadline(
+            routed.occurred_at, category, float(override) if override else None
+        )
+        extra: dict[str, Any] = {"response_deadline": routed.response_deadline}
+        if isinstance(event, ReportForwarded):
+            extra.update(forwarded_from=event.from_opd, note=event.note, forward_kind=event.kind)
         return self._record(routed, key, opd.code, self._message(event, ref, area, hop, **extra), area, opd.level)
 
     def _unroutable(
