@@ -171,6 +171,9 @@ def _exception_message(exc: BaseException) -> str:
 # --- mongomock with a few fast paths --------------------------------------------------------------------------
 
 _SCALAR_ID_TYPES = frozenset({str, int, Int64, float, ObjectId, bytes, Binary, datetime.datetime, uuid.UUID})
+_UPDATE_PIPELINE_STAGES = frozenset(
+    {"$addFields", "$set", "$project", "$unset", "$replaceRoot", "$replaceWith"}
+)
 _UNHASHABLE = object()
 _SKIP = object()
 _MISSING = object()
@@ -265,6 +268,22 @@ class _DuplicateKey(DuplicateKeyError):
         self.plain_message = message
 
 
+def _snapshot(doc: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a stored document; BSON round trip is several times faster than copy.deepcopy."""
+    try:
+        return _decode(_encode(doc), CODEC)
+    except Exception:
+        return copy.deepcopy(doc)
+
+
+def _validate_update_pipeline(pipeline: list[Any]) -> None:
+    for stage in pipeline:
+        for name in stage:
+            mm_aggregate.validate_stage_name(name)
+            if name not in _UPDATE_PIPELINE_STAGES:
+                raise WriteError(f"{name} is not allowed to be used within an update", 2)
+
+
 def _duplicate_key_error(namespace: str, index_name: str, fields: list[str], values: list[Any]) -> DuplicateKeyError:
     shown = ", ".join(f"{field}: {json.dumps(value, default=str)}" for field, value in zip(fields, values))
     message = f"E11000 duplicate key error collection: {namespace} index: {index_name} dup key: {{ {shown} }}"
@@ -315,6 +334,96 @@ class FastCollection(_MockCollection):
         for doc in docs:
             recorder.append(("t", db, name, doc.get("_id")))
             yield doc
+
+    def _update(
+        self,
+        spec: Any,
+        document: Any,
+        upsert: bool = False,
+        manipulate: bool = False,
+        multi: bool = False,
+        check_keys: bool = False,
+        hint: Any = None,
+        session: Any = None,
+        collation: Any = None,
+        let: Any = None,
+        array_filters: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """mongomock 4.3's `Collection._update`, with the rollback snapshot taken by a BSON round trip (C speed)
+        instead of `copy.deepcopy`, and without its per-call server-version check (this server reports 6.0)."""
+        if collation:
+            raise NotImplementedError("collation")
+        if array_filters:
+            raise NotImplementedError("arrayFilters")
+        if let:
+            raise NotImplementedError("let")
+        if not isinstance(spec, Mapping):
+            raise TypeError("filter must be a mapping")
+        if not isinstance(document, (Mapping, list)):
+            raise TypeError("update must be a document or a pipeline")
+        spec = mm_helpers.patch_datetime_awareness_in_document(spec)
+        document = mm_helpers.patch_datetime_awareness_in_document(document)
+        if isinstance(document, list):
+            _validate_update_pipeline(document)
+
+        updated_existing = False
+        upserted_id = None
+        num_updated = 0
+        num_matched = 0
+        for existing_document in itertools.chain(self._iter_documents(spec), [None]):
+            was_insert = False
+            if existing_document is None:
+                if not upsert or num_matched:
+                    continue
+                if spec.get("_id") is not None:
+                    _id = spec["_id"]
+                elif not isinstance(document, list) and document.get("_id") is not None:
+                    _id = document["_id"]
+                else:
+                    _id = ObjectId()
+                to_insert = dict(spec, _id=_id)
+                to_insert = self._expand_dots(to_insert)
+                to_insert, _ = self._discard_operators(to_insert)
+                existing_document = to_insert
+                was_insert = True
+            else:
+                original = _snapshot(existing_document)
+                updated_existing = True
+            num_matched += 1
+
+            if isinstance(document, list):
+                self._apply_update_pipeline(existing_document, document, session)
+            else:
+                self._apply_update_document(existing_document, spec, document, was_insert)
+
+            if was_insert:
+                upserted_id = self._insert(existing_document)
+                num_updated += 1
+            elif existing_document != original:
+                if original.get("_id") != existing_document.get("_id"):
+                    self._store[_store_key(original["_id"])] = original
+                    raise WriteError(
+                        "After applying the update, the (immutable) field '_id' was found to have been altered "
+                        f"to _id: {existing_document.get('_id')}",
+                        66,
+                    )
+                try:
+                    self._ensure_uniques(existing_document)
+                    num_updated += 1
+                except DuplicateKeyError:
+                    self._store[_store_key(original["_id"])] = original
+                    raise
+            if not multi:
+                break
+
+        return {
+            "n": num_matched,
+            "nModified": num_updated if updated_existing else 0,
+            "ok": 1,
+            "upserted": upserted_id,
+            "updatedExisting": updated_existing,
+        }
 
     def _insert(self, data: Any, session: Any = None, ordered: bool = True) -> Any:
         if not isinstance(data, Mapping):
