@@ -415,3 +415,16 @@ def test_decisions_are_immutable(index: AreaIndex, directory: Directory) -> None
     decision = route(index, directory, -6.1754, 106.8272, "jalan")
     with pytest.raises(AttributeError):
         decision.routing_key = "x"  # type: ignore[misc]
+
+
+def test_the_snapping_cap_is_the_edge_of_jakarta(index: AreaIndex) -> None:
+    """Walking north from the Ancol shore out to sea: snapped up to 500 m off the polygon, outside beyond."""
+    start_lat, lon = OFF_COAST_300M
+    seen = []
+    for step in range(120):
+        found = index.locate(start_lat + step * 0.00004, lon)  # about 4.4 m north per step
+        seen.append((found.distance_m, isinstance(found, AreaMatch)))
+    assert all(snapped for distance, snapped in seen if distance <= 500)
+    assert all(not snapped for distance, snapped in seen if distance > 500)
+    assert any(480 <= distance <= 500 for distance, _ in seen), "a point just inside the cap was tried"
+    assert any(500 < distance <= 520 for distance, _ in seen), "a point just outside the cap was tried"
