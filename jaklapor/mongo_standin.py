@@ -889,6 +889,9 @@ class MongoStandIn:
     def stop(self) -> None:
         """Stop listening, drop every client connection, write the journal's compacted form."""
         self._stopping.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() at once on Linux
         if self._accept_thread is not None:
             self._accept_thread.join()
             self._accept_thread = None

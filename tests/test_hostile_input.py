@@ -141,7 +141,7 @@ def test_invalid_utf8_is_refused(system: RunningSystem) -> None:
         ("text/plain", b"category=jalan", 415),
         ("application/json", b'{"category": "jalan"', 400),
         ("multipart/form-data; boundary=xyz", b"--xyz\r\nbroken", 422),
-        ("application/x-www-form-urlencoded", b"category=jalan&description=x&lat=-6.2&lon=106.8", 422),
+        ("application/x-www-form-urlencoded", b"category=jalan&description=x&lat=-6.2", 422),
     ],
 )
 def test_malformed_bodies_get_a_4xx(system: RunningSystem, content_type: str, body: bytes, status: int) -> None:
@@ -153,6 +153,18 @@ def test_malformed_bodies_get_a_4xx(system: RunningSystem, content_type: str, bo
     )
     assert response.status_code == status, response.text
     assert response.json()["error"]["message"]
+
+
+def test_a_channel_without_a_camera_may_send_no_photo(system: RunningSystem) -> None:
+    response = requests.post(
+        system.url("intake", "/api/v1/reports"),
+        data=b"category=jalan&description=Laporan+via+SMS&lat=-6.2&lon=106.8",
+        headers={"Content-Type": "application/x-www-form-urlencoded", **client_headers()},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    view = requests.get(response.json()["tracking_url"], timeout=10).json()
+    assert view["photos"] == [] and view["description"] == "Laporan via SMS"
 
 
 def test_oversized_body_is_refused_before_it_is_read(system: RunningSystem) -> None:

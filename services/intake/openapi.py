@@ -34,7 +34,11 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "contact": {"type": "string", "maxLength": 254, "description": "e-mail or phone, for notifications only"},
-        "photo": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP; at most 10 MB, 40 MP"},
+        "photo": {
+            "type": "string",
+            "format": "binary",
+            "description": "JPEG, PNG or WebP; at most 10 MB, 40 MP (channels without a camera may omit it)",
+        },
     }
     transition_fields = {
         "status": {"type": "string", "enum": sorted(TARGET_STATUSES)},
@@ -84,7 +88,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["photo", "category", "description", "lat", "lon"],
+                                    "required": ["category", "description", "lat", "lon"],
                                     "properties": report_fields,
                                 }
                             }

@@ -159,36 +159,33 @@ class IntakeService(OperationsEndpoints):
         fields, photo_bytes = read_fields(request, "photo")
         form: SubmissionForm = parse_form(SubmissionForm, fields)
         category = self._category(form.category)
-        if photo_bytes is None:
-            raise ApiError(422, "invalid_field", "photo is required (a JPEG, PNG or WebP image)", field="photo")
 
         retry = None
         if idempotency_key is not None:
             retry = SubmissionRetry(
                 key_hash=hashlib.sha256(b"idempotency-key\0" + idempotency_key.encode()).hexdigest(),
-                fingerprint=submission_fingerprint(form, category.code, photo_bytes),
+                fingerprint=submission_fingerprint(form, category.code, photo_bytes or b""),
                 token=tracking_token_for_retry(setting(self.config, "TOKEN_SECRET"), idempotency_key),
             )
             existing = self.store.by_idempotency_key(retry.key_hash)
             if existing is not None:
                 return self._replay(existing, retry)
 
-        photo = self._sanitize(photo_bytes)
-        photo_id = new_photo_id()
-        self._store_photo(photo_id, photo)
+        # a photo is what JAKI sends; channels without a camera (SMS relays, call centre) may omit it
+        photos = self._store_new_photos(photo_bytes)
         now = utcnow()
         token = retry.token if retry else new_tracking_token()
         try:
             day = report_day(now)
             report_id = format_report_number(day, self.store.next_sequence(day))
-            report = self._new_report(report_id, token, form, category.code, photo_id, photo, now, retry)
+            report = self._new_report(report_id, token, form, category.code, photos, now, retry)
             existing = insert_new_report(self.store, report)
         except PyMongoError as exc:
-            self.photos.delete(self._photo_key(photo_id))
+            self._delete_photos(photos)
             log.error("report store unavailable: %r", exc)
             raise ApiError(503, "store_unavailable", "reports cannot be stored right now; try again shortly") from None
         if existing is not None:  # a concurrent retry with the same Idempotency-Key stored it first
-            self.photos.delete(self._photo_key(photo_id))
+            self._delete_photos(photos)
             return self._replay(existing, retry)
         self.relay.wake()
         metrics.SUBMISSIONS.labels(category.code).inc()
@@ -237,6 +234,19 @@ class IntakeService(OperationsEndpoints):
         metrics.PHOTO_SECONDS.observe(time.perf_counter() - started)
         return photo
 
+    def _store_new_photos(self, photo_bytes: bytes | None) -> list[dict[str, Any]]:
+        """Check, clean and store the uploaded photo (if any); the stored records for the report document."""
+        if photo_bytes is None:
+            return []
+        photo = self._sanitize(photo_bytes)
+        photo_id = new_photo_id()
+        self._store_photo(photo_id, photo)
+        return [dict(photo_id=photo_id, width=photo.width, height=photo.height, content_type=photo.content_type)]
+
+    def _delete_photos(self, photos: list[dict[str, Any]]) -> None:
+        for photo in photos:
+            self.photos.delete(self._photo_key(photo["photo_id"]))
+
     @staticmethod
     def _photo_key(photo_id: str) -> str:
         return f"photos/{photo_id}.jpg"
@@ -254,8 +264,7 @@ class IntakeService(OperationsEndpoints):
         token: str,
         form: SubmissionForm,
         category: str,
-        photo_id: str,
-        photo: SanitizedPhoto,
+        photos: list[dict[str, Any]],
         now: Any,
         retry: SubmissionRetry | None,
     ) -> dict[str, Any]:
@@ -268,7 +277,7 @@ class IntakeService(OperationsEndpoints):
             category=category,
             description=form.description,
             location=location,
-            photos=[PhotoRef(photo_id=photo_id, url=photo_url(base_url, photo_id))],
+            photos=[PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"])) for p in photos],
             submitted_at=now,
             tracking_token_hash=token_hash,
             has_contact=form.contact is not None,
@@ -295,14 +304,7 @@ class IntakeService(OperationsEndpoints):
             "category": category,
             "description": form.description,
             "location": location.model_dump(),
-            "photos": [
-                {
-                    "photo_id": photo_id,
-                    "width": photo.width,
-                    "height": photo.height,
-                    "content_type": photo.content_type,
-                }
-            ],
+            "photos": photos,
             "status": MENUNGGU,
             "version": 1,
             "hop": 0,
@@ -433,12 +435,11 @@ class IntakeService(OperationsEndpoints):
                 if exc.code == "not_routed_yet":
                     error.headers["Retry-After"] = "1"
                 raise error from None
-            evidence_ids = self._store_evidence(photo_bytes)
+            evidence = self._store_new_photos(photo_bytes)
             try:
-                updated = self._apply_decision(report, decision, evidence_ids)
+                updated = self._apply_decision(report, decision, [p["photo_id"] for p in evidence])
             except VersionConflict:
-                for photo_id in evidence_ids:
-                    self.photos.delete(self._photo_key(photo_id))
+                self._delete_photos(evidence)
                 continue
             self.relay.wake()
             metrics.TRANSITIONS.labels(decision.to_status).inc()
@@ -448,14 +449,6 @@ class IntakeService(OperationsEndpoints):
             )
             return json_response(self._opd_view(updated))
         raise ApiError(409, "concurrent_update", "the report changed while this request was handled; retry")
-
-    def _store_evidence(self, photo_bytes: bytes | None) -> list[str]:
-        if photo_bytes is None:
-            return []
-        photo = self._sanitize(photo_bytes)
-        photo_id = new_photo_id()
-        self._store_photo(photo_id, photo)
-        return [photo_id]
 
     def _apply_decision(self, report: dict[str, Any], decision: Any, evidence_ids: list[str]) -> dict[str, Any]:
         now = utcnow()

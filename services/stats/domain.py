@@ -1,25 +1,41 @@
-"""Statistics rules with no I/O: a per-report projection folded from events, and the public summary.
+"""Statistics rules with no I/O: the per-report projection folded from events, its rebuild from a stored report, and
+the public summary.
 
-The projection is rebuilt from events alone, idempotently: an event already applied (same event id) changes
-nothing, and a status only moves forward in report version, so redeliveries and reordering cannot double count.
+A projection keeps the facts of one report, one per change, keyed by what makes the change unique (the report
+version of a status change, the hop of a routing decision), and derives everything else from those facts. So an
+event delivered twice (same event id, or a rebuilt copy of it) adds nothing, the order of delivery does not matter
+(a status only moves forward in report version), and the facts rebuilt from the report's history give the same
+projection as the events that announced them.
+
+Per hop (the report at one OPD) the projection records: the OPD, when it got the report and its response deadline,
+its first response, how the hop ended (koordinasi / disposisi hand-over, escalation), rejection, selesai, and a
+selesai that was reopened afterwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from jaklapor.events import (
     STATUSES,
+    AreaRef,
     Event,
+    Location,
+    OpdRef,
+    ReportEscalated,
+    ReportForwarded,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
     ReportUnroutable,
 )
 
+JAKARTA_TZ = timezone(timedelta(hours=7), "WIB")
 UNKNOWN_KOTA = "(di luar Jakarta / belum diketahui)"
+TRIAGE_OPD = "triage"
+FORWARD_STATUSES = ("koordinasi", "disposisi")
 STATUS_LABELS = {
     "menunggu": "Menunggu",
     "koordinasi": "Koordinasi",
@@ -28,10 +44,107 @@ STATUS_LABELS = {
     "selesai": "Selesai",
     "ditolak": "Ditolak",
 }
+# the derived fields compared between the live projection and a rebuild (facts carry event ids, which differ)
+COMPARED_FIELDS = (
+    "status",
+    "category",
+    "kota",
+    "kecamatan",
+    "kelurahan",
+    "area_code",
+    "opd",
+    "hop",
+    "submitted_at",
+    "day",
+    "first_response_at",
+    "resolved_at",
+    "resolved_by",
+    "koordinasi_count",
+    "disposisi_count",
+    "escalation_count",
+    "reopened_count",
+    "rejection_reason",
+    "unroutable_reason",
+    "hops",
+)
+
+
+def utc(moment: datetime) -> datetime:
+    """Aware UTC; Mongo clients without tz_aware hand back naive UTC datetimes."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def jakarta_day(moment: datetime) -> str:
+    """The calendar day in Jakarta (UTC+7) of a moment, `YYYY-MM-DD`."""
+    return utc(moment).astimezone(JAKARTA_TZ).strftime("%Y-%m-%d")
+
+
+# ---- facts ----------------------------------------------------------------------------------------------------------
+
+
+def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
+    """The key and body of the fact an event records; None for an event stats does not use."""
+    base: dict[str, Any] = {"event_id": event.event_id}
+    if isinstance(event, ReportSubmitted):
+        return "submitted", {**base, "kind": "submitted", "version": event.version, "at": event.submitted_at}
+    if isinstance(event, ReportRouted):
+        return f"route:{event.hop}", {
+            **base,
+            "kind": "routed",
+            "hop": event.hop,
+            "at": event.occurred_at,
+            "opd": event.opd.code,
+            "deadline": event.response_deadline,
+        }
+    if isinstance(event, ReportUnroutable):
+        return f"route:{event.hop}", {
+            **base,
+            "kind": "unroutable",
+            "hop": event.hop,
+            "at": event.occurred_at,
+            "opd": TRIAGE_OPD,
+            "deadline": None,
+            "reason": event.reason,
+        }
+    if isinstance(event, ReportStatusChanged):
+        return f"status:{event.version}", {
+            **base,
+            "kind": "status",
+            "version": event.version,
+            "at": event.occurred_at,
+            "from": event.from_status,
+            "to": event.to_status,
+            "actor": event.actor_opd,
+            "target": event.target_opd,
+            "reason": event.reason,
+        }
+    if isinstance(event, ReportForwarded):
+        return f"forwarded:{event.version}", {
+            **base,
+            "kind": "forwarded",
+            "version": event.version,
+            "hop": event.hop,
+            "at": event.occurred_at,
+            "from": event.from_opd,
+            "to": event.target_opd,
+            "forward_kind": event.kind,
+        }
+    if isinstance(event, ReportEscalated):
+        return f"escalated:{event.version}", {
+            **base,
+            "kind": "escalated",
+            "version": event.version,
+            "hop": event.hop,
+            "at": event.occurred_at,
+            "from": event.from_opd,
+            "to": event.to_opd,
+            "deadline": event.deadline,
+        }
+    return None
 
 
 def new_projection(report_id: str) -> dict[str, Any]:
-    return {
+    projection: dict[str, Any] = {
         "_id": report_id,
         "rev": 0,
         "category": None,
@@ -39,75 +152,343 @@ def new_projection(report_id: str) -> dict[str, Any]:
         "kecamatan": None,
         "kelurahan": None,
         "area_code": None,
-        "opd": None,
-        "hop": 0,
-        "status": None,
-        "status_version": 0,
         "submitted_at": None,
-        "first_response_at": None,
-        "resolved_at": None,
-        "koordinasi_count": 0,
-        "disposisi_count": 0,
-        "unroutable_reason": None,
-        "applied": [],
+        "facts": {},
     }
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _earliest(current: datetime | None, candidate: datetime) -> datetime:
-    return candidate if current is None or _utc(candidate) < _utc(current) else current
+    projection.update(derive(projection))
+    return projection
 
 
 def apply_event(projection: Mapping[str, Any] | None, event: Event) -> dict[str, Any] | None:
-    """The projection after `event`, or None if the event was already applied (nothing to write)."""
+    """The projection after `event`, or None if it records nothing new (a duplicate: nothing to write)."""
     current = dict(projection) if projection is not None else new_projection(event.report_id)
-    if event.event_id in current["applied"]:
+    fact = fact_of(event)
+    facts = dict(current.get("facts") or {})
+    if fact is None or fact[0] in facts:
         return None
-    current["applied"] = [*current["applied"], event.event_id]
-    if isinstance(event, ReportSubmitted):
-        current["category"] = event.category
-        current["submitted_at"] = event.submitted_at
-        _set_status(current, "menunggu", event.version)
-    elif isinstance(event, ReportRouted):
-        current["category"] = current["category"] or event.category
-        _set_area(current, event.area)
-        if event.hop >= current["hop"]:
-            current["opd"] = event.opd.code
-            current["hop"] = event.hop
-    elif isinstance(event, ReportUnroutable):
-        current["category"] = current["category"] or event.category
-        _set_area(current, event.area)
-        current["unroutable_reason"] = event.reason
-        if event.hop >= current["hop"]:
-            current["opd"] = "triage"
-            current["hop"] = event.hop
-    elif isinstance(event, ReportStatusChanged):
-        current["category"] = current["category"] or event.category
-        current["submitted_at"] = current["submitted_at"] or event.submitted_at
-        _set_area(current, event.area)
-        current["first_response_at"] = _earliest(current["first_response_at"], event.occurred_at)
-        if event.to_status == "koordinasi":
-            current["koordinasi_count"] += 1
-        elif event.to_status == "disposisi":
-            current["disposisi_count"] += 1
-        if event.to_status == "selesai":
-            current["resolved_at"] = _earliest(current["resolved_at"], event.occurred_at)
-        _set_status(current, event.to_status, event.version)
+    key, body = fact
+    facts[key] = body
+    current["facts"] = facts
+    current["category"] = current.get("category") or getattr(event, "category", None)
+    submitted_at = getattr(event, "submitted_at", None)
+    if current.get("submitted_at") is None and submitted_at is not None:
+        current["submitted_at"] = submitted_at
+    area = getattr(event, "area", None)
+    if area is not None:
+        current.update(kota=area.kota, kecamatan=area.kecamatan, kelurahan=area.kelurahan, area_code=area.code)
+    current.update(derive(current))
     return current
 
 
-def _set_status(projection: dict[str, Any], status: str, version: int) -> None:
-    if version > projection["status_version"]:
-        projection["status"] = status
-        projection["status_version"] = version
+# ---- what the facts say -------------------------------------------------------------------------------------------
 
 
-def _set_area(projection: dict[str, Any], area: Any) -> None:
-    if area is not None:
-        projection.update(kota=area.kota, kecamatan=area.kecamatan, kelurahan=area.kelurahan, area_code=area.code)
+def _sort_time(moment: datetime | None) -> datetime:
+    return utc(moment) if moment is not None else datetime.max.replace(tzinfo=UTC)
+
+
+def _earliest(moments: Iterable[datetime | None]) -> datetime | None:
+    present = [m for m in moments if m is not None]
+    return min(present, key=utc) if present else None
+
+
+def _new_hop(hop: int) -> dict[str, Any]:
+    return {
+        "hop": hop,
+        "opd": None,
+        "assigned_at": None,
+        "deadline": None,
+        "first_response_at": None,
+        "first_response": None,
+        "ended": None,  # koordinasi | disposisi | escalation: the report left this OPD that way
+        "ended_at": None,
+        "rejected": False,
+        "rejection_reason": None,
+        "selesai_at": None,  # the latest selesai set during this hop
+        "selesai_count": 0,
+        "reopened": 0,  # a selesai of this hop was taken back out of selesai
+    }
+
+
+def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the statistics read, computed from the projection's facts alone (order of arrival irrelevant)."""
+    facts = list((projection.get("facts") or {}).values())
+    statuses = sorted((f for f in facts if f["kind"] == "status"), key=lambda f: f["version"])
+    submitted = next((f for f in facts if f["kind"] == "submitted"), None)
+
+    # hand-overs: each starts a new hop at its report version; a status change and the forward it caused share one
+    boundaries: dict[int, dict[str, Any]] = {}
+    for fact in facts:
+        if fact["kind"] == "status" and fact["to"] in FORWARD_STATUSES:
+            entry = boundaries.setdefault(fact["version"], {})
+            entry.setdefault("kind", fact["to"])
+            entry.setdefault("at", fact["at"])
+            entry.setdefault("to", fact["target"])
+        elif fact["kind"] in ("forwarded", "escalated"):
+            entry = boundaries.setdefault(fact["version"], {})
+            entry["hop"] = fact["hop"]
+            kind = "escalation" if fact["kind"] == "escalated" else fact["forward_kind"]
+            if kind == "escalation" or "kind" not in entry:
+                entry["kind"] = kind
+            entry["at"] = fact["at"] if "at" not in entry else _earliest([entry["at"], fact["at"]])
+            entry["to"] = fact["to"]
+            if fact["kind"] == "escalated":
+                entry["deadline"] = fact["deadline"]
+    ordered = sorted(boundaries.items())
+    hop_number = 0
+    for _version, entry in ordered:
+        hop_number = entry.get("hop") or hop_number + 1
+        entry["hop"] = hop_number
+
+    def hop_at(version: int) -> int:
+        """The hop a change at `version` belongs to: the last hand-over before it."""
+        hop = 0
+        for boundary_version, entry in ordered:
+            if boundary_version >= version:
+                break
+            hop = entry["hop"]
+        return hop
+
+    hops: dict[int, dict[str, Any]] = {}
+    for boundary_version, entry in ordered:
+        ended = hops.setdefault(hop_at(boundary_version), _new_hop(hop_at(boundary_version)))
+        ended["ended"], ended["ended_at"] = entry["kind"], entry["at"]
+        started = hops.setdefault(entry["hop"], _new_hop(entry["hop"]))
+        started["opd"] = started["opd"] or entry["to"]
+        started["assigned_at"] = started["assigned_at"] or entry["at"]
+    for fact in facts:
+        if fact["kind"] in ("routed", "unroutable"):
+            hop = hops.setdefault(fact["hop"], _new_hop(fact["hop"]))
+            hop["opd"], hop["assigned_at"], hop["deadline"] = fact["opd"], fact["at"], fact["deadline"]
+    for boundary_version, entry in ordered:
+        # an escalation names the deadline the previous OPD missed, even if its routing did not carry one
+        ended = hops[hop_at(boundary_version)]
+        ended["deadline"] = ended["deadline"] or entry.get("deadline")
+    for fact in statuses:
+        hop = hops.setdefault(hop_at(fact["version"]), _new_hop(hop_at(fact["version"])))
+        if hop["first_response_at"] is None or utc(fact["at"]) < utc(hop["first_response_at"]):
+            hop["first_response_at"], hop["first_response"] = fact["at"], fact["to"]
+        if fact["to"] == "ditolak":
+            hop["rejected"], hop["rejection_reason"] = True, fact["reason"]
+        if fact["to"] == "selesai":
+            hop["selesai_at"] = fact["at"]
+            hop["selesai_count"] += 1
+    reopened = 0
+    for fact in statuses:
+        if fact["from"] == "selesai" and fact["to"] != "selesai":
+            reopened += 1
+            earlier = [s for s in statuses if s["to"] == "selesai" and s["version"] < fact["version"]]
+            if earlier:
+                hops[hop_at(earlier[-1]["version"])]["reopened"] += 1
+
+    if statuses:
+        status, status_version = statuses[-1]["to"], statuses[-1]["version"]
+    elif submitted is not None:
+        status, status_version = "menunggu", submitted["version"]
+    else:
+        status, status_version = None, 0
+    last = statuses[-1] if statuses else None
+    current_hop = hops[max(hops)] if hops else None
+    routes = sorted((f for f in facts if f["kind"] in ("routed", "unroutable")), key=lambda f: f["hop"])
+    unroutable = [f for f in routes if f["kind"] == "unroutable"]
+    submitted_at = projection.get("submitted_at") or (submitted["at"] if submitted else None)
+    return {
+        "status": status,
+        "status_version": status_version,
+        "submitted_at": submitted_at,
+        "day": jakarta_day(submitted_at) if submitted_at is not None else None,
+        "opd": current_hop["opd"] if current_hop else None,
+        "hop": current_hop["hop"] if current_hop else 0,
+        "first_response_at": _earliest(f["at"] for f in statuses),
+        "resolved_at": last["at"] if last and status == "selesai" else None,
+        "resolved_by": last["actor"] if last and status == "selesai" else None,
+        "rejection_reason": last["reason"] if last and status == "ditolak" else None,
+        "koordinasi_count": sum(1 for e in boundaries.values() if e["kind"] == "koordinasi"),
+        "disposisi_count": sum(1 for e in boundaries.values() if e["kind"] == "disposisi"),
+        "escalation_count": sum(1 for e in boundaries.values() if e["kind"] == "escalation"),
+        "reopened_count": reopened,
+        "unroutable_reason": unroutable[-1]["reason"] if unroutable else None,
+        "hops": [hops[n] for n in sorted(hops)],
+    }
+
+
+def comparable(projection: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a projection a rebuild must reproduce, with times in UTC to the millisecond (as Mongo keeps them)."""
+    if projection is None:
+        return None
+    return {name: _normalise(projection.get(name)) for name in COMPARED_FIELDS}
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, datetime):
+        moment = utc(value)
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if isinstance(value, Mapping):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def differences(live: Mapping[str, Any] | None, rebuilt: Mapping[str, Any] | None) -> list[str]:
+    """Human-readable differences between a live projection and its rebuild (empty when they agree)."""
+    if live is None and rebuilt is None:
+        return []
+    if live is None:
+        return ["missing from the live projections"]
+    if rebuilt is None:
+        return ["live projection has no report in the report store"]
+    a, b = comparable(live), comparable(rebuilt)
+    assert a is not None and b is not None
+    return [f"{name}: live {a[name]!r} != rebuilt {b[name]!r}" for name in COMPARED_FIELDS if a[name] != b[name]]
+
+
+# ---- rebuild from the report store ----------------------------------------------------------------------------------
+
+
+def report_events(report: Mapping[str, Any]) -> list[Event]:
+    """The events that announced a stored report's history, in order: what stats would have received.
+
+    Intake writes one history entry per change and bumps the report version with it, so entry `i` is version
+    `i + 1`. A hand-over (koordinasi / disposisi / escalation) starts the next hop; routing answers each hop once.
+    """
+    report_id = str(report["_id"])
+    category = str(report.get("category") or "")
+    area = AreaRef.model_validate(report["area"]) if report.get("area") else None
+    submitted_at = report["submitted_at"]
+    location = Location.model_validate(report.get("location") or {"lat": 0.0, "lon": 0.0})
+    common = {"report_id": report_id, "category": category}
+    events: list[Event] = []
+    status = "menunggu"
+    hop = 0
+    forward_version = 1
+    assigned: str | None = None
+    for index, entry in enumerate(report.get("history") or []):
+        version = int(entry.get("version") or index + 1)
+        kind = entry.get("kind")
+        at = entry["at"]
+        event_id = f"rebuild:{report_id}:{version}"
+        opd = entry.get("opd") or {}
+        if kind == "submitted":
+            events.append(
+                ReportSubmitted(
+                    **common,
+                    event_id=event_id,
+                    version=version,
+                    occurred_at=at,
+                    description=str(report.get("description") or ""),
+                    location=location,
+                    photos=[],
+                    submitted_at=submitted_at,
+                    tracking_token_hash=str(report.get("tracking_token_hash") or ""),
+                )
+            )
+        elif kind == "routed" and opd:
+            assigned = opd["code"]
+            events.append(
+                ReportRouted(
+                    **common,
+                    event_id=event_id,
+                    version=forward_version,
+                    occurred_at=at,
+                    opd=OpdRef.model_validate(opd),
+                    area=area,
+                    routing_key="",
+                    hop=int(entry.get("hop", hop)),
+                    response_deadline=entry.get("response_deadline") or entry.get("deadline"),
+                )
+            )
+        elif kind == "triage":
+            assigned = TRIAGE_OPD
+            events.append(
+                ReportUnroutable(
+                    **common,
+                    event_id=event_id,
+                    version=forward_version,
+                    occurred_at=at,
+                    reason=str(entry.get("reason") or report.get("triage_reason") or "unknown"),
+                    detail=str(entry.get("note") or ""),
+                    area=area,
+                    routing_key="",
+                    hop=int(entry.get("hop", hop)),
+                )
+            )
+        elif kind == "transition":
+            to_status = entry["status"]
+            forwards = to_status in FORWARD_STATUSES and bool(opd)
+            events.append(
+                ReportStatusChanged(
+                    **common,
+                    event_id=event_id,
+                    version=version,
+                    occurred_at=at,
+                    from_status=status,
+                    to_status=to_status,
+                    actor_opd=str(entry.get("actor_opd") or ""),
+                    note=str(entry.get("note") or ""),
+                    assigned_opd=opd.get("code") if forwards else assigned,
+                    target_opd=opd.get("code") if forwards else None,
+                    reason=entry.get("reason"),
+                    area=area,
+                    submitted_at=submitted_at,
+                )
+            )
+            if forwards:
+                hop = int(entry.get("hop", hop + 1))
+                forward_version = version
+                events.append(
+                    ReportForwarded(
+                        **common,
+                        event_id=f"{event_id}:forwarded",
+                        version=version,
+                        occurred_at=at,
+                        description=str(report.get("description") or ""),
+                        location=location,
+                        photos=[],
+                        submitted_at=submitted_at,
+                        area=area,
+                        from_opd=str(entry.get("actor_opd") or assigned or ""),
+                        target_opd=opd["code"],
+                        status=to_status,
+                        note=str(entry.get("note") or ""),
+                        hop=hop,
+                        kind=to_status,
+                    )
+                )
+                assigned = opd["code"]
+            status = to_status
+        elif kind == "escalated" and opd:
+            hop = int(entry.get("hop", hop + 1))
+            forward_version = version
+            from_opd = str(entry.get("from_opd") or assigned or "")
+            events.append(
+                ReportEscalated(
+                    **common,
+                    event_id=event_id,
+                    version=version,
+                    occurred_at=at,
+                    status=entry.get("status") or status,
+                    from_opd=from_opd,
+                    to_opd=opd["code"],
+                    deadline=entry.get("deadline") or at,
+                    hop=hop,
+                    area=area,
+                    submitted_at=submitted_at,
+                )
+            )
+            assigned = opd["code"]
+    return events
+
+
+def rebuild_projection(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The projection of a stored report, folded from the events its history stands for."""
+    projection: dict[str, Any] | None = None
+    for event in report_events(report):
+        projection = apply_event(projection, event) or projection
+    return projection
+
+
+# ---- the public summary (counts grouped by status, category and kota) -----------------------------------------------
 
 
 def _shares(counts: Mapping[str, int]) -> dict[str, dict[str, Any]]:
@@ -128,7 +509,7 @@ def headline(counts: Mapping[str, int]) -> str:
     total = sum(counts.values())
     if not total:
         return "Belum ada laporan"
-    parts = sorted(((n, s) for s, n in counts.items() if n), reverse=True)
+    parts = sorted(((n, s) for s, n in counts.items() if n), key=lambda p: (-p[0], STATUSES.index(p[1])))
     return ", ".join(f"{round(100 * n / total, 1):g}% {s}" for n, s in parts)
 
 
@@ -168,10 +549,16 @@ def summarize(
         return sorted(rows, key=lambda r: (-r["total"], r[key]))
 
     return {
-        "generated_at": generated_at.isoformat().replace("+00:00", "Z"),
+        "generated_at": iso(generated_at),
         "total": total,
         "headline": headline(by_status),
         "by_status": _shares(by_status),
         "by_category": breakdown("category", by_category, category_names),
         "by_kota": breakdown("kota", by_kota),
     }
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return utc(moment).isoformat().replace("+00:00", "Z")
