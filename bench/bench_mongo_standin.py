@@ -3,6 +3,9 @@
 Starts the stand-in as its own process (as the services use it), fills a collection, then for 1 and 8 concurrent
 clients (separate processes by default, each with its own MongoClient) runs each operation for a few seconds:
 
+Besides the throughput, it prints the stand-in's own CPU time per operation (from /proc), which is what bounds
+its capacity when the clients run on other cores (one core at most: one process, one lock, the GIL).
+
     insert_one                      a small report-like document
     find_one by _id                 random ids among the pre-filled documents
     find_one_and_update by _id      {$inc: {n: 1}}, return_document=AFTER
@@ -39,7 +42,7 @@ def _doc(key: str, n: int) -> dict[str, Any]:
         "status": "menunggu",
         "category": "jalan-rusak",
         "kota": "jakarta-selatan",
-        "created_at": datetime.datetime.now(datetime.timezone.utc),
+        "created_at": datetime.datetime.now(datetime.UTC),
         "description": "Jalan berlubang di depan sekolah, membahayakan pengendara motor.",
         "location": {"lat": -6.2446, "lon": 106.8006},
     }
@@ -76,14 +79,27 @@ def _worker(uri: str, op: str, worker: int, preload: int, seconds: float, barrie
     client.close()
 
 
-def run(uri: str, op: str, clients: int, preload: int, seconds: float, threads: bool) -> float:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (Linux), 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(uri: str, op: str, clients: int, preload: int, seconds: float, threads: bool) -> tuple[float, int]:
     if threads:
         import queue
 
         barrier: Any = threading.Barrier(clients + 1)
         result: Any = queue.Queue()
         workers: list[Any] = [
-            threading.Thread(target=_worker, args=(uri, op, i, preload, seconds, barrier, result)) for i in range(clients)
+            threading.Thread(target=_worker, args=(uri, op, i, preload, seconds, barrier, result))
+            for i in range(clients)
         ]
     else:
         ctx = multiprocessing.get_context("spawn")
@@ -100,7 +116,7 @@ def run(uri: str, op: str, clients: int, preload: int, seconds: float, threads: 
     elapsed = time.perf_counter() - started
     for w in workers:
         w.join()
-    return total / elapsed
+    return total / elapsed, total
 
 
 def start_server(data_dir: str | None) -> tuple[subprocess.Popen[str], str]:
@@ -142,10 +158,22 @@ def main() -> None:
             f"mongo stand-in at {uri}, {args.preload} documents preloaded, {args.seconds:g}s per run, clients as "
             f"{'threads' if args.threads else 'processes'}, {os.cpu_count()} CPUs"
         )
-        print(f"{'operation':<28}" + "".join(f"{f'{n} client(s)':>16}" for n in args.clients))
+        pid = proc.pid if proc is not None else None
+        header = "".join(f"{f'{n} client(s)':>16}" for n in args.clients)
+        if pid is not None:
+            header += "".join(f"{f'server CPU, {n}':>20}" for n in args.clients)
+        print(f"{'operation':<28}{header}")
         for op in OPS:
-            rates = [run(uri, op, n, args.preload, args.seconds, args.threads) for n in args.clients]
-            print(f"{op:<28}" + "".join(f"{rate:>12,.0f} op/s" for rate in rates), flush=True)
+            rates, costs = [], []
+            for n in args.clients:
+                before = cpu_seconds(pid)
+                rate, total = run(uri, op, n, args.preload, args.seconds, args.threads)
+                rates.append(rate)
+                costs.append((cpu_seconds(pid) - before) / max(total, 1) * 1e6)
+            line = f"{op:<28}" + "".join(f"{rate:>12,.0f} op/s" for rate in rates)
+            if pid is not None:
+                line += "".join(f"{cost:>14.0f} us/op" for cost in costs)
+            print(line, flush=True)
         client.drop_database(DB)
         client.close()
     finally:

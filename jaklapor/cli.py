@@ -5,6 +5,7 @@ jaklapor route --lat LAT --lon LON [--category NAME]
 jaklapor demo [--url http://127.0.0.1:8000]
 jaklapor opd-key CODE
 jaklapor gen-key
+jaklapor stats-rebuild [--config FILE] [--check]
 """
 
 from __future__ import annotations
@@ -49,11 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--config")
 
     commands.add_parser("gen-key", help="print a new Fernet key for CONTACT_KEY")
+    commands.add_parser(
+        "stats-rebuild", help="recompute the statistics from the report store (--check: compare)", add_help=False
+    ).add_argument("rest", nargs=argparse.REMAINDER)
 
     if argv and argv[0] == "route":
         from services.routing.cli import route_command
 
         return route_command(argv[1:])
+    if argv and argv[0] == "stats-rebuild":
+        from services.stats.rebuild import rebuild_command
+
+        return rebuild_command(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
         from jaklapor.runner import run_services

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime
 import errno
 import itertools
@@ -59,6 +60,8 @@ from bson.binary import Binary
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
 from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
 from mongomock import aggregate as mm_aggregate
@@ -171,9 +174,7 @@ def _exception_message(exc: BaseException) -> str:
 # --- mongomock with a few fast paths --------------------------------------------------------------------------
 
 _SCALAR_ID_TYPES = frozenset({str, int, Int64, float, ObjectId, bytes, Binary, datetime.datetime, uuid.UUID})
-_UPDATE_PIPELINE_STAGES = frozenset(
-    {"$addFields", "$set", "$project", "$unset", "$replaceRoot", "$replaceWith"}
-)
+_UPDATE_PIPELINE_STAGES = frozenset({"$addFields", "$set", "$project", "$unset", "$replaceRoot", "$replaceWith"})
 _UNHASHABLE = object()
 _SKIP = object()
 _MISSING = object()
@@ -285,10 +286,165 @@ def _validate_update_pipeline(pipeline: list[Any]) -> None:
 
 
 def _duplicate_key_error(namespace: str, index_name: str, fields: list[str], values: list[Any]) -> DuplicateKeyError:
-    shown = ", ".join(f"{field}: {json.dumps(value, default=str)}" for field, value in zip(fields, values))
+    shown = ", ".join(f"{field}: {json.dumps(value, default=str)}" for field, value in zip(fields, values, strict=True))
     message = f"E11000 duplicate key error collection: {namespace} index: {index_name} dup key: {{ {shown} }}"
-    details = {"keyPattern": dict.fromkeys(fields, 1), "keyValue": dict(zip(fields, values))}
+    details = {"keyPattern": dict.fromkeys(fields, 1), "keyValue": dict(zip(fields, values, strict=True))}
     return _DuplicateKey(message, details)
+
+
+_INDEXABLE_TYPES = frozenset({str, int, Int64, float, bool, ObjectId, bytes, datetime.datetime, type(None)})
+_COMPLEX = object()
+_PRESENT = object()
+_RANGE_OPS = frozenset({"$gt", "$gte", "$lt", "$lte"})
+_PATH_OPS = frozenset({"$regex", "$size", "$elemMatch", "$all", "$mod"})  # match only where the path exists
+
+
+class _FieldIndex:
+    """Candidate sets for one indexed path: value -> store keys, plus the documents whose value there is complex.
+
+    It over-approximates: every stored document is filed under its current value (maintained on insert and
+    update), while entries left by later changes and deletions stay until a query meets them and drops them.
+    Queries therefore only narrow the documents that mongomock's matcher then checks, so results are mongomock's.
+    """
+
+    __slots__ = ("by_value", "complex", "entries", "parts")
+
+    def __init__(self, path: str, documents: Mapping[Any, dict[str, Any]]) -> None:
+        self.parts = path.split(".")
+        self.by_value: dict[Any, dict[Any, None]] = {}
+        self.complex: dict[Any, None] = {}
+        self.entries = 0
+        for key, doc in documents.items():
+            self.add(key, doc)
+
+    def value_of(self, doc: Mapping[str, Any]) -> Any:
+        current: Any = doc
+        for part in self.parts:
+            if type(current) is dict:
+                current = current.get(part, _MISSING)
+                if current is _MISSING:
+                    return _MISSING
+            elif isinstance(current, list):
+                return _COMPLEX
+            elif isinstance(current, dict):
+                current = current.get(part, _MISSING)
+                if current is _MISSING:
+                    return _MISSING
+            else:
+                return _MISSING
+        if type(current) not in _INDEXABLE_TYPES or current != current:  # arrays, documents, other types, NaN
+            return _COMPLEX
+        return current
+
+    def add(self, key: Any, doc: Mapping[str, Any]) -> None:
+        value = self.value_of(doc)
+        if value is _MISSING:
+            return
+        if value is _COMPLEX:
+            if key not in self.complex:
+                self.complex[key] = None
+                self.entries += 1
+            return
+        bucket = self.by_value.get(value)
+        if bucket is None:
+            self.by_value[value] = {key: None}
+            self.entries += 1
+        elif key not in bucket:
+            bucket[key] = None
+            self.entries += 1
+
+    def estimate(self, values: list[Any] | None) -> int:
+        if values is None:
+            return self.entries
+        return len(self.complex) + sum(len(self.by_value.get(value, ())) for value in values)
+
+    def candidates(self, documents: Mapping[Any, dict[str, Any]], values: list[Any] | None) -> list[Any]:
+        """Store keys of the documents that may hold one of `values` (None: any value) here, dropping stale ones."""
+        found: dict[Any, None] = {}
+        if values is None:
+            buckets = list(self.by_value.items())
+        else:
+            buckets = [(value, self.by_value.get(value)) for value in values]
+        for value, bucket in buckets:
+            if not bucket:
+                continue
+            for key in list(bucket):
+                doc = documents.get(key)
+                current = _MISSING if doc is None else self.value_of(doc)
+                if current is _MISSING or current is _COMPLEX or current != value:
+                    del bucket[key]
+                    self.entries -= 1
+                    continue
+                found[key] = None
+            if not bucket:
+                self.by_value.pop(value, None)
+        for key in list(self.complex):
+            doc = documents.get(key)
+            if doc is None or self.value_of(doc) is not _COMPLEX:
+                del self.complex[key]
+                self.entries -= 1
+                continue
+            found[key] = None
+        return list(found)
+
+
+def _equality_restriction(value: Any) -> Any:
+    if value is None or isinstance(value, (MinKey, MaxKey)):
+        return None  # null also matches a missing field
+    if type(value) in _INDEXABLE_TYPES:
+        return [value]
+    return _PRESENT  # a document, an array, a regex...: matches only where the path exists
+
+
+def _restriction(condition: Any) -> Any:
+    """What a filter condition on one path needs there: a list of values, _PRESENT (any value), or None."""
+    if type(condition) is not dict or not condition or not next(iter(condition)).startswith("$"):
+        return _equality_restriction(condition)
+    best: Any = None
+    for op, arg in condition.items():
+        found: Any = None
+        if op == "$eq":
+            found = _equality_restriction(arg)
+        elif op == "$in" and type(arg) is list:
+            if all(type(v) in _INDEXABLE_TYPES and v is not None for v in arg):
+                found = list(dict.fromkeys(arg)) if len(arg) > 1 else list(arg)
+            elif all(v is not None and not isinstance(v, (MinKey, MaxKey, list)) for v in arg):
+                found = _PRESENT
+        elif op in _RANGE_OPS:
+            if arg is not None and not isinstance(arg, (MinKey, MaxKey)):
+                found = _PRESENT
+        elif op == "$exists":
+            if arg:
+                found = _PRESENT
+        elif op in _PATH_OPS:
+            found = _PRESENT
+        if found is None or (found is _PRESENT and best is not None):
+            continue
+        if best is None or best is _PRESENT or len(found) < len(best):
+            best = found
+    return best
+
+
+def _field_indexes(store: Any) -> dict[str, _FieldIndex]:
+    """The candidate index of each path that leads an index of the collection (kept in sync with the indexes)."""
+    state = store.__dict__.get("_standin_fields")
+    names = tuple(store.indexes)
+    if state is not None and state[0] == names:
+        return state[1]
+    paths: dict[str, _FieldIndex] = {}
+    previous = state[1] if state is not None else {}
+    for spec in store.indexes.values():
+        path = spec["key"][0][0]
+        if path in paths or path.startswith("$"):
+            continue
+        paths[path] = previous.get(path) or _FieldIndex(path, store._documents)
+    store.__dict__["_standin_fields"] = (names, paths)
+    return paths
+
+
+def _forget_indexes(store: Any) -> None:
+    store.__dict__.pop("_standin_fields", None)
+    store.__dict__.pop("_standin_unique", None)
 
 
 class FastCollection(_MockCollection):
@@ -319,7 +475,52 @@ class FastCollection(_MockCollection):
                 return found
         if filter is None:
             filter = {}
+        elif type(filter) is dict and filter and store.indexes:
+            planned = self._planned(store, filter)
+            if planned is not None:
+                return planned
         return super()._iter_documents(filter)
+
+    def _planned(self, store: Any, filter: dict[str, Any]) -> Iterator[dict[str, Any]] | None:
+        """The documents a filter can match, narrowed through an indexed path; None when that would not help."""
+        fields = _field_indexes(store)
+        if not fields:
+            return None
+        best: tuple[int, _FieldIndex, list[Any] | None] | None = None
+        for path, condition in filter.items():
+            index = fields.get(path)
+            if index is None:
+                continue
+            restriction = _restriction(condition)
+            if restriction is None:
+                continue
+            values = None if restriction is _PRESENT else restriction
+            estimate = index.estimate(values)
+            if best is None or estimate < best[0]:
+                best = (estimate, index, values)
+        if best is None:
+            return None
+        if store._ttl_indexes:
+            store._remove_expired_documents()
+        documents = store._documents
+        if best[0] >= len(documents):
+            return None
+        keys = best[1].candidates(documents, best[2])
+        return self._matching(documents, keys, filter)
+
+    @staticmethod
+    def _matching(documents: Mapping[Any, dict[str, Any]], keys: list[Any], filter: dict[str, Any]) -> Iterator[Any]:
+        applies = mm_filtering.filter_applies
+        for key in keys:
+            doc = documents.get(key)
+            if doc is not None and applies(filter, doc):
+                yield doc
+
+    def _index_document(self, key: Any, doc: dict[str, Any]) -> None:
+        store = self._store
+        if store.indexes:
+            for index in _field_indexes(store).values():
+                index.add(key, doc)
 
     # used by mongomock internally (updates, unique checks): the documents it hands out are recorded as touched
     def _iter_documents(self, filter: Any) -> Iterable[dict[str, Any]]:
@@ -366,6 +567,7 @@ class FastCollection(_MockCollection):
         document = mm_helpers.patch_datetime_awareness_in_document(document)
         if isinstance(document, list):
             _validate_update_pipeline(document)
+        self._unique_indexes()  # built from documents at rest, before any of them changes
 
         updated_existing = False
         upserted_id = None
@@ -401,18 +603,22 @@ class FastCollection(_MockCollection):
                 upserted_id = self._insert(existing_document)
                 num_updated += 1
             elif existing_document != original:
+                key = _store_key(original["_id"])
                 if original.get("_id") != existing_document.get("_id"):
-                    self._store[_store_key(original["_id"])] = original
+                    self._store[key] = original
+                    self._index_document(key, original)
                     raise WriteError(
                         "After applying the update, the (immutable) field '_id' was found to have been altered "
                         f"to _id: {existing_document.get('_id')}",
                         66,
                     )
+                self._index_document(key, existing_document)
                 try:
                     self._ensure_uniques(existing_document)
                     num_updated += 1
                 except DuplicateKeyError:
-                    self._store[_store_key(original["_id"])] = original
+                    self._store[key] = original
+                    self._index_document(key, original)
                     raise
             if not multi:
                 break
@@ -438,18 +644,36 @@ class FastCollection(_MockCollection):
             raise WriteError("can't use an array for _id", 2)
         key = _store_key(object_id)
         store = self._store
-        if key in store:
+        if store._ttl_indexes:
+            store._remove_expired_documents()
+        # the server's lock serialises every access, so mongomock's own reader/writer lock is bypassed
+        documents = store._documents
+        if key in documents:
             raise _duplicate_key_error(self.full_name, "_id_", ["_id"], [object_id])
-        store[key] = data
+        if store.indexes:
+            self._unique_indexes()
+        documents[key] = data
+        self._index_document(key, data)
         try:
             self._ensure_uniques(data)
         except DuplicateKeyError:
-            del store[key]
+            del documents[key]
             raise
         recorder = self.database.client._recorder
         if recorder is not None:
             recorder.append(("t", self.database.name, self._name, object_id))
         return object_id
+
+    def _unique_indexes(self) -> dict[str, _UniqueIndex]:
+        """The hash maps of the unique indexes, built while no document is half-way through a change."""
+        store = self._store
+        state = store.__dict__.setdefault("_standin_unique", {})
+        for name, spec in store.indexes.items():
+            if spec.get("unique"):
+                index = state.get(name)
+                if index is None or index.spec is not spec:
+                    state[name] = _UniqueIndex(spec, store._documents, _MISSING)
+        return state
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         store = self._store
@@ -488,15 +712,13 @@ class FastCollection(_MockCollection):
                 query[field] = mm_helpers.get_value_by_dot(new_data, field)
             except KeyError:
                 query[field] = None
-        if spec.get("sparse") and set(map(repr, query.values())) == {"None"}:
+        if spec.get("sparse") and all(value is None for value in query.values()):
             return
         if spec.get("partialFilterExpression") is not None:
             if not mm_filtering.filter_applies(spec["partialFilterExpression"], new_data):
                 return
             query = {"$and": [spec["partialFilterExpression"], query]}
-        matches = 0
-        for _ in self._find_docs(query):
-            matches += 1
+        for matches, _ in enumerate(self._find_docs(query), start=1):
             if matches > 1:
                 raise _duplicate_key_error(self.full_name, name, list(query), list(query.values()))
 
@@ -519,7 +741,9 @@ class FastDatabase(_MockDatabase):
         recorder = self._client._recorder
         if recorder is not None:
             recorder.append(("s", {"o": "dc", "d": self.name, "c": name}))
-        self._store[name].drop()
+        store = self._store[name]
+        store.drop()
+        _forget_indexes(store)
 
     def with_options(self, *args: Any, **kwargs: Any) -> Any:
         return self
@@ -769,6 +993,32 @@ class _Connection:
         self.id = conn_id
 
 
+class _Writing:
+    """The context of one write command (a class: cheaper than a generator-based context manager)."""
+
+    __slots__ = ("recorder", "server")
+
+    def __init__(self, server: MongoStandIn) -> None:
+        self.server = server
+        self.recorder: list[tuple[Any, ...]] | None = None
+
+    def __enter__(self) -> None:
+        server = self.server
+        server._lock.acquire()
+        if server._journal is not None:
+            self.recorder = server._client._recorder = []
+
+    def __exit__(self, *exc: object) -> None:
+        server = self.server
+        try:
+            if self.recorder is not None:
+                server._client._recorder = None
+                if self.recorder:
+                    server._flush(self.recorder)
+        finally:
+            server._lock.release()
+
+
 Handler = Callable[[dict[str, Any], str, _Connection], dict[str, Any]]
 
 
@@ -784,6 +1034,7 @@ class MongoStandIn:
         self._client = FastClient()
         self._journal: Journal | None = None
         self._cursors: dict[int, _Cursor] = {}
+        self._collections: dict[tuple[str, Any], FastCollection] = {}
         self._last_sweep = time.monotonic()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
@@ -852,6 +1103,8 @@ class MongoStandIn:
     def start(self) -> MongoStandIn:
         if self.data_dir:
             self._journal = Journal(self.data_dir)
+            self._client = FastClient()  # the journal holds the data
+            self._collections = {}
             try:
                 started = time.monotonic()
                 records = self._journal.replay(self._client)
@@ -1092,28 +1345,21 @@ class MongoStandIn:
             return _error_doc(_exception_message(exc), code, **_exception_extra(exc))
 
     def _collection(self, db_name: str, name: Any) -> FastCollection:
+        collection = self._collections.get((db_name, name))
+        if collection is not None:
+            return collection
         if not isinstance(name, str) or not name:
             raise CommandError(f"collection name must be a non-empty string, not {name!r}", 73)
         try:
-            return self._client.get_database(db_name).get_collection(name)
+            collection = self._client.get_database(db_name).get_collection(name)
         except mongomock.InvalidName as exc:
             raise CommandError(str(exc), 73) from exc
+        self._collections[(db_name, name)] = collection
+        return collection
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self) -> _Writing:
         """Hold the store lock for a write; with a journal, record what the write touched and append it."""
-        with self._lock:
-            if self._journal is None:
-                yield
-                return
-            recorder: list[tuple[Any, ...]] = []
-            self._client._recorder = recorder
-            try:
-                yield
-            finally:
-                self._client._recorder = None
-                if recorder:
-                    self._flush(recorder)
+        return _Writing(self)
 
     def _flush(self, recorder: list[tuple[Any, ...]]) -> None:
         assert self._journal is not None
@@ -1489,9 +1735,7 @@ class MongoStandIn:
                 docs = [_copy_doc(doc) for doc in collection._find_docs(query)]
                 results = mm_aggregate.process_pipeline(docs, collection.database, pipeline, None)
             raws = [_raw(doc) for doc in results]
-        return self._cursor_reply(
-            f"{db_name}.{name}", raws, _int(cursor_options.get("batchSize"), DEFAULT_FIRST_BATCH)
-        )
+        return self._cursor_reply(f"{db_name}.{name}", raws, _int(cursor_options.get("batchSize"), DEFAULT_FIRST_BATCH))
 
     @staticmethod
     def _count_shortcut(
@@ -1502,7 +1746,11 @@ class MongoStandIn:
             return None
         group = pipeline[0]["$group"]
         group_id = group.get("_id", _MISSING)
-        if group_id is _MISSING or isinstance(group_id, (dict, list)) or (isinstance(group_id, str) and "$" in group_id):
+        if (
+            group_id is _MISSING
+            or isinstance(group_id, (dict, list))
+            or (isinstance(group_id, str) and "$" in group_id)
+        ):
             return None
         counters = [field for field in group if field != "_id"]
         if not all(group[field] == {"$sum": 1} for field in counters):
@@ -1710,9 +1958,7 @@ class MongoStandIn:
                 database.rename_collection(source_name, target_name, dropTarget=bool(command.get("dropTarget")))
             except OperationFailure as exc:
                 raise CommandError(str(exc), 26 if exc.code == 10026 else 48) from exc
-            # the collection objects hold names: forget both so each name maps to its own store again
-            database._collection_accesses.pop(source_name, None)
-            database._collection_accesses.pop(target_name, None)
+            # collection objects find their store by name, so the cached ones stay valid
             self._record({"o": "rn", "d": source_db, "c": source_name, "to": target_name})
         return {"ok": 1.0}
 

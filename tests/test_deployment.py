@@ -3,11 +3,12 @@ command and environment must match what the code reads."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
@@ -74,6 +75,74 @@ def test_prometheus_scrapes_every_service_and_rabbitmq(compose: dict) -> None:
         port = compose["services"][name]["environment"][HTTP_ENV[name]].rsplit(":", 1)[1]
         assert f"{name}:{port}" in targets
     assert "rabbitmq:15692" in targets
+
+
+def mounts(service: dict) -> dict[str, Path | str]:
+    """A compose service's volumes as {container path: host path (bind mount) or volume name}."""
+    found: dict[str, Path | str] = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            source, target = volume["source"], volume["target"]
+        else:
+            source, target = volume.split(":")[:2]
+        found[target] = Path(source) if source.startswith(("/", ".")) else source
+    return found
+
+
+def test_prometheus_loads_the_alert_rules(compose: dict) -> None:
+    config_dir = PurePosixPath("/etc/prometheus")
+    volumes = mounts(compose["services"]["prometheus"])
+    assert volumes[str(config_dir / "prometheus.yml")] == ROOT / "deploy/prometheus/prometheus.yml"
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert scrape["rule_files"], "prometheus.yml loads no alert rules"
+    for rule_file in scrape["rule_files"]:  # relative to the config file, inside the container
+        host = volumes.get(str(config_dir / rule_file))
+        assert host is not None, f"{rule_file} is not mounted next to prometheus.yml"
+        assert Path(host).is_file() and yaml.safe_load(Path(host).read_text())["groups"]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboards(compose: dict) -> None:
+    grafana = compose["services"]["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert "prometheus" in grafana["depends_on"]
+    volumes = mounts(grafana)
+    provisioning = volumes["/etc/grafana/provisioning"]
+    assert provisioning == ROOT / "deploy/grafana/provisioning"
+
+    def provisioned(path: str) -> dict:
+        # Grafana replaces ${VAR} in provisioning files with its environment
+        text = re.sub(r"\$\{(\w+)\}", lambda m: grafana["environment"][m.group(1)], (provisioning / path).read_text())
+        return yaml.safe_load(text)
+
+    # the datasource points at the compose Prometheus
+    datasources = provisioned("datasources/prometheus.yml")["datasources"]
+    (datasource,) = datasources
+    assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
+    assert any(str(p["target"]) == "9090" for p in compose["services"]["prometheus"]["ports"])
+
+    # the dashboard provider reads a directory that compose mounts from deploy/grafana/dashboards
+    providers = provisioned("dashboards/jaklapor.yml")["providers"]
+    (provider,) = providers
+    dashboards_dir = volumes[provider["options"]["path"]]
+    assert dashboards_dir == ROOT / "deploy/grafana/dashboards"
+    files = sorted(Path(dashboards_dir).glob("*.json"))
+    assert files
+    home = grafana["environment"].get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    assert home == f"{provider['options']['path']}/jaklapor.json"
+
+    uids = set()
+    for file in files:
+        dashboard = json.loads(file.read_text())
+        assert dashboard["uid"] not in uids and dashboard["title"]
+        uids.add(dashboard["uid"])
+        panels = [p for row in dashboard["panels"] for p in [row, *row.get("panels", [])]]
+        queries = [t for p in panels for t in p.get("targets", [])]
+        assert queries, f"{file.name} has no queries"
+        for panel in panels:
+            for target in [panel, *panel.get("targets", [])]:
+                if "datasource" in target:
+                    assert target["datasource"]["uid"] == datasource["uid"], f"{file.name}: {panel['title']}"
+        assert all(t["expr"].strip() for t in queries)
 
 
 def test_dockerfile_installs_the_package_and_its_cli() -> None:

@@ -36,7 +36,7 @@ from pymongo.write_concern import WriteConcern
 
 from jaklapor.mongo_standin import Journal, MongoStandIn
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 WIB = datetime.timezone(datetime.timedelta(hours=7))
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,7 +195,9 @@ def test_find_one_and_update_patterns(db: pymongo.database.Database) -> None:
 
     # $pull with $in, then clear outbox_due only when the outbox is empty (intake.outbox_published)
     db.reports.update_one({"_id": "R1"}, {"$pull": {"outbox": {"message_id": {"$in": ["m1"]}}}})
-    assert db.reports.update_one({"_id": "R1", "outbox": {"$size": 0}}, {"$unset": {"outbox_due": ""}}).matched_count == 0
+    assert (
+        db.reports.update_one({"_id": "R1", "outbox": {"$size": 0}}, {"$unset": {"outbox_due": ""}}).matched_count == 0
+    )
     db.reports.update_one({"_id": "R1"}, {"$pull": {"outbox": {"message_id": {"$in": ["m2"]}}}})
     cleared = db.reports.update_one({"_id": "R1", "outbox": {"$size": 0}}, {"$unset": {"outbox_due": ""}})
     assert (cleared.matched_count, cleared.modified_count) == (1, 1)
@@ -240,9 +242,7 @@ def test_update_one_replace_one_and_update_many(db: pymongo.database.Database) -
     assert db.reports.find_one({"_id": "R"})["version"] == 2
 
     # upsert with $setOnInsert (notify.register_token)
-    result = db.tokens.update_one(
-        {"_id": "R"}, {"$set": {"token_hash": "t"}, "$setOnInsert": {"seq": 0}}, upsert=True
-    )
+    result = db.tokens.update_one({"_id": "R"}, {"$set": {"token_hash": "t"}, "$setOnInsert": {"seq": 0}}, upsert=True)
     assert result.upserted_id == "R" and result.matched_count == 0
     result = db.tokens.update_one(
         {"_id": "R"}, {"$set": {"token_hash": "t2"}, "$setOnInsert": {"seq": 99}}, upsert=True
@@ -286,9 +286,7 @@ def test_count_aggregate_and_distinct(db: pymongo.database.Database) -> None:
         ("menunggu", "banjir", "jakarta-utara"),
         (None, "banjir", "jakarta-utara"),
     ]
-    db.projections.insert_many(
-        [{"_id": i, "status": s, "category": c, "kota": k} for i, (s, c, k) in enumerate(rows)]
-    )
+    db.projections.insert_many([{"_id": i, "status": s, "category": c, "kota": k} for i, (s, c, k) in enumerate(rows)])
     assert db.projections.count_documents({}) == 5
     assert db.projections.count_documents({"status": "menunggu"}) == 3
     assert db.projections.count_documents({"status": "menunggu"}, skip=1, limit=1) == 1
@@ -486,7 +484,7 @@ def test_wire_protocol_op_query_and_op_msg(standin: MongoStandIn, db: pymongo.da
         query += bson.encode({"isMaster": 1, "helloOk": True, "client": {"driver": {"name": "test"}}})
         opcode, payload = _exchange(sock, 2004, query, 1)
         assert opcode == 1
-        flags, cursor_id, starting_from, returned = struct.unpack_from("<iqii", payload)
+        _flags, cursor_id, _starting_from, returned = struct.unpack_from("<iqii", payload)
         assert (cursor_id, returned) == (0, 1)
         reply = bson.decode(payload[20:])
         assert reply["ismaster"] is True and reply["helloOk"] is True and reply["ok"] == 1.0

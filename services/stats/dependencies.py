@@ -1,14 +1,23 @@
-"""Stats' dependency provider: the store of per-report projections."""
+"""Stats' dependency providers: the store of per-report projections, and the kelurahan map."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from nameko.extensions import DependencyProvider
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from jaklapor.events import STATUSES
 from jaklapor.mongo import MongoDatabase
+from jaklapor.reference import load_kelurahan_geojson
+from services.stats import metrics
+from services.stats.geo import simplify_kelurahan
+
+# what the statistics read of a projection: everything but the facts it was derived from
+ROW_FIELDS = {"facts": 0}
 
 
 class ProjectionConflict(Exception):
@@ -21,6 +30,7 @@ class ProjectionRepository:
 
     def ensure_indexes(self) -> None:
         self.projections.create_index([("status", 1), ("category", 1), ("kota", 1)])
+        self.projections.create_index("submitted_at")
 
     def ping(self) -> bool:
         try:
@@ -29,6 +39,9 @@ class ProjectionRepository:
             return False
         return True
 
+    def get(self, report_id: str) -> dict[str, Any] | None:
+        return self.projections.find_one({"_id": report_id})
+
     def update(self, report_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> bool:
         """Read-modify-write one projection with optimistic concurrency; False if `change` had nothing to do."""
         for _attempt in range(10):
@@ -36,6 +49,7 @@ class ProjectionRepository:
             updated = change(current)
             if updated is None:
                 return False
+            updated = {**updated, "_id": report_id}
             if current is None:
                 updated["rev"] = 1
                 try:
@@ -43,15 +57,17 @@ class ProjectionRepository:
                 except DuplicateKeyError:
                     continue
                 return True
-            updated["rev"] = current["rev"] + 1
-            result = self.projections.replace_one({"_id": report_id, "rev": current["rev"]}, updated)
+            updated["rev"] = current.get("rev", 0) + 1
+            result = self.projections.replace_one({"_id": report_id, "rev": current.get("rev", 0)}, updated)
             if result.modified_count == 1:
                 return True
         raise ProjectionConflict(report_id)
 
-    def grouped_counts(self) -> list[tuple[str | None, str | None, str | None, int]]:
+    def grouped_counts(
+        self, query: dict[str, Any] | None = None
+    ) -> list[tuple[str | None, str | None, str | None, int]]:
         pipeline = [
-            {"$match": {"status": {"$ne": None}}},
+            {"$match": {"status": {"$ne": None}, **(query or {})}},
             {"$group": {"_id": {"status": "$status", "category": "$category", "kota": "$kota"}, "n": {"$sum": 1}}},
         ]
         return [
@@ -59,9 +75,37 @@ class ProjectionRepository:
             for row in self.projections.aggregate(pipeline)
         ]
 
+    def rows(self, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The derived fields of every counted projection matching `query`."""
+        return list(self.projections.find({"status": {"$ne": None}, **(query or {})}, ROW_FIELDS))
+
+    def all(self) -> Iterator[dict[str, Any]]:
+        return iter(self.projections.find({}))
+
+    def status_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in self.projections.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
+            if row["_id"] in counts:
+                counts[row["_id"]] = row["n"]
+        return counts
+
 
 class ProjectionStore(MongoDatabase):
     database = "stats"
 
     def make_repository(self, db: Database) -> ProjectionRepository:
         return ProjectionRepository(db)
+
+    def prepare(self, repository: ProjectionRepository) -> None:
+        super().prepare(repository)
+        metrics.REPORTS_BY_STATUS.watch(repository.status_counts)
+
+
+class KelurahanMap(DependencyProvider):
+    """The simplified kelurahan boundaries as GeoJSON bytes, computed once when the service starts."""
+
+    def setup(self) -> None:
+        self.body = json.dumps(simplify_kelurahan(load_kelurahan_geojson()), separators=(",", ":")).encode()
+
+    def get_dependency(self, worker_ctx: Any) -> bytes:
+        return self.body

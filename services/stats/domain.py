@@ -14,7 +14,7 @@ selesai that was reopened afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -33,6 +33,8 @@ from jaklapor.events import (
 )
 
 JAKARTA_TZ = timezone(timedelta(hours=7), "WIB")
+# when the OPD that got a report (category, at that moment) must answer
+DeadlineRule = Callable[[str, datetime], "datetime | None"]
 UNKNOWN_KOTA = "(di luar Jakarta / belum diketahui)"
 TRIAGE_OPD = "triage"
 FORWARD_STATUSES = ("koordinasi", "disposisi")
@@ -67,6 +69,18 @@ COMPARED_FIELDS = (
     "unroutable_reason",
     "hops",
 )
+
+
+def deadline_rule(response_days: Mapping[str, int], override_seconds: float | None = None) -> DeadlineRule:
+    """Routing's rule for a hop's response deadline: a configured number of seconds for every category, else the
+    category's own target in days (the city's 3 days when it has none)."""
+
+    def deadline_of(category: str, assigned_at: datetime) -> datetime:
+        if override_seconds:
+            return assigned_at + timedelta(seconds=override_seconds)
+        return assigned_at + timedelta(days=response_days.get(category, 3))
+
+    return deadline_of
 
 
 def utc(moment: datetime) -> datetime:
@@ -346,11 +360,13 @@ def differences(live: Mapping[str, Any] | None, rebuilt: Mapping[str, Any] | Non
 # ---- rebuild from the report store ----------------------------------------------------------------------------------
 
 
-def report_events(report: Mapping[str, Any]) -> list[Event]:
+def report_events(report: Mapping[str, Any], deadline_of: DeadlineRule | None = None) -> list[Event]:
     """The events that announced a stored report's history, in order: what stats would have received.
 
     Intake writes one history entry per change and bumps the report version with it, so entry `i` is version
     `i + 1`. A hand-over (koordinasi / disposisi / escalation) starts the next hop; routing answers each hop once.
+    A routed entry does not keep the hop's response deadline: `deadline_of(category, routed_at)` recomputes it with
+    routing's rule, unless the entry carries `response_deadline`.
     """
     report_id = str(report["_id"])
     category = str(report.get("category") or "")
@@ -395,7 +411,8 @@ def report_events(report: Mapping[str, Any]) -> list[Event]:
                     area=area,
                     routing_key="",
                     hop=int(entry.get("hop", hop)),
-                    response_deadline=entry.get("response_deadline") or entry.get("deadline"),
+                    response_deadline=entry.get("response_deadline")
+                    or (deadline_of(category, at) if deadline_of is not None else None),
                 )
             )
         elif kind == "triage":
@@ -480,10 +497,10 @@ def report_events(report: Mapping[str, Any]) -> list[Event]:
     return events
 
 
-def rebuild_projection(report: Mapping[str, Any]) -> dict[str, Any] | None:
+def rebuild_projection(report: Mapping[str, Any], deadline_of: DeadlineRule | None = None) -> dict[str, Any] | None:
     """The projection of a stored report, folded from the events its history stands for."""
     projection: dict[str, Any] | None = None
-    for event in report_events(report):
+    for event in report_events(report, deadline_of):
         projection = apply_event(projection, event) or projection
     return projection
 

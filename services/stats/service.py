@@ -1,29 +1,118 @@
-"""Stats: aggregates rebuilt from events; the public statistics API."""
+"""Stats: aggregates rebuilt from events; the public statistics API, agency performance and the dashboard."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from functools import partial
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
+from jaklapor.config import setting
 from jaklapor.events import parse_event, utcnow
 from jaklapor.messaging import PermanentFailure, broker_reachable, work_consumer, work_queue
 from jaklapor.operations import OperationsEndpoints
-from jaklapor.reference import load_categories
-from jaklapor.web import api, json_response
-from services.stats.dependencies import ProjectionStore
-from services.stats.domain import apply_event, summarize
-from services.stats.metrics import EVENTS_APPLIED
+from jaklapor.reference import load_areas, load_categories, load_directory
+from jaklapor.web import ApiError, api, json_response
+from services.stats.aggregates import DIMENSIONS, MAX_DAYS, breakdown, durations, per_day, status_counts
+from services.stats.dependencies import KelurahanMap, ProjectionStore
+from services.stats.domain import JAKARTA_TZ, apply_event, headline, iso, summarize, utc
+from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
+from services.stats.performance import DEFAULT_MIN_REPORTS, agency_table
+from services.stats.query import Filters, QueryError, parse_filters, positive_int
 
 log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|png|ico)$")
+CONTENT_TYPES = {
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+    "ico": "image/x-icon",
+}
+PUBLIC_HEADERS = {"Cache-Control": "public, max-age=5", "Access-Control-Allow-Origin": "*"}
+DASHBOARD_HEADERS = {
+    "Cache-Control": "public, max-age=60",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+DEFAULT_TREND_DAYS = 30
+
+
+@functools.cache
+def reference_names() -> dict[str, Any]:
+    categories = load_categories()
+    areas = load_areas()
+    kotas: dict[str, str] = {}
+    for kota in areas.kota.values():
+        kotas[kota.name.lower()] = kota.name
+        kotas[kota.slug] = kota.name
+    return {
+        "categories": {c.code: {"name": c.name, "name_en": c.name_en} for c in categories.values()},
+        "opds": {o.code: {"name": o.name, "level": o.level} for o in load_directory().all()},
+        "kotas": kotas,
+    }
+
+
+class ResponseCache(DependencyProvider):
+    """Computed statistics kept briefly: at most `fresh` seconds old, or up to `idle` seconds while no event changed
+    the projections in this process (another replica's changes show within `fresh`)."""
+
+    def __init__(self, fresh: float = 1.0, idle: float = 30.0, size: int = 256) -> None:
+        self.fresh = fresh
+        self.idle = idle
+        self.size = size
+        self.generation = 0
+        self.entries: dict[Any, tuple[float, int, Any]] = {}
+        self.lock = threading.Lock()
+
+    def changed(self) -> None:
+        with self.lock:
+            self.generation += 1
+
+    def get_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self.lock:
+            hit = self.entries.get(key)
+            generation = self.generation
+        if hit is not None:
+            created, seen_generation, value = hit
+            age = now - created
+            if age < self.fresh or (seen_generation == generation and age < self.idle):
+                return value
+        value = compute()
+        with self.lock:
+            if len(self.entries) >= self.size:
+                self.entries.clear()
+            self.entries[key] = (now, generation, value)
+        return value
+
+    def get_dependency(self, worker_ctx: Any) -> ResponseCache:
+        return self
 
 
 class StatsService(OperationsEndpoints):
     name = "stats"
 
     projections = ProjectionStore()
+    kelurahan_map = KelurahanMap()
+    cache = ResponseCache()
+
+    # ---- events in ---------------------------------------------------------------------------------------------
 
     @work_consumer(work_queue("stats.events", [("intake", "#"), ("routing", "#")]))
     def fold_event(self, body: dict[str, Any]) -> None:
@@ -31,17 +120,191 @@ class StatsService(OperationsEndpoints):
             event = parse_event(body)
         except ValueError as exc:
             raise PermanentFailure(str(exc)) from exc
-        if self.projections.update(event.report_id, partial(_apply, event)):
+        if self.projections.update(event.report_id, functools.partial(_apply, event)):
             EVENTS_APPLIED.labels(event.event_type).inc()
+            self.cache.changed()
+        else:
+            EVENTS_DUPLICATE.labels(event.event_type).inc()
+            log.info("event already counted", extra={"report_id": event.report_id, "event_id": event.event_id})
+
+    # ---- statistics API ----------------------------------------------------------------------------------------
 
     @api("GET", "/api/v1/stats/summary")
     def summary(self, request: Request) -> Response:
-        names = {code: category.name for code, category in load_categories().items()}
-        body = summarize(self.projections.grouped_counts(), names, utcnow())
-        return json_response(body, headers={"Cache-Control": "public, max-age=5", "Access-Control-Allow-Origin": "*"})
+        """Totals and shares per status, category and kota (the sentence the city publishes)."""
+        filters = self._filters(request)
+
+        def compute() -> dict[str, Any]:
+            names = {code: c["name"] for code, c in reference_names()["categories"].items()}
+            body = summarize(self.projections.grouped_counts(filters.mongo()), names, utcnow())
+            return {**body, "filters": filters.echo()}
+
+        return self._public("summary", request, compute)
+
+    @api("GET", "/api/v1/stats/by/<dimension>")
+    def by_dimension(self, request: Request, dimension: str) -> Response:
+        """Totals per status of each category / kota / kecamatan / kelurahan / responsible OPD."""
+        if dimension not in DIMENSIONS:
+            raise ApiError(404, "unknown_dimension", f"statistics exist by {', '.join(DIMENSIONS)}; not {dimension!r}")
+        filters = self._filters(request)
+
+        def compute() -> dict[str, Any]:
+            names = reference_names()
+            lookup = {"category": names["categories"], "opd": names["opds"]}.get(dimension)
+            body = breakdown(self.projections.rows(filters.mongo()), dimension, lookup)
+            return {"generated_at": iso(utcnow()), **body, "filters": filters.echo()}
+
+        return self._public(f"by/{dimension}", request, compute)
+
+    @api("GET", "/api/v1/stats/daily")
+    def daily(self, request: Request) -> Response:
+        """Reports submitted per Jakarta day (zero days included) and reports that reached selesai that day."""
+        filters = self._filters(request)
+        today = utcnow().astimezone(JAKARTA_TZ).date()
+        last = (filters.end - timedelta(milliseconds=1)).astimezone(JAKARTA_TZ).date() if filters.end else today
+        first = (
+            filters.start.astimezone(JAKARTA_TZ).date()
+            if filters.start
+            else last - timedelta(days=DEFAULT_TREND_DAYS - 1)
+        )
+        if (last - first).days + 1 > MAX_DAYS:
+            raise self._bad_query(QueryError("from", f"at most {MAX_DAYS} days per request"))
+        window = Filters(
+            start=filters.start or utc(datetime.combine(first, datetime.min.time(), JAKARTA_TZ)),
+            end=filters.end,
+            kota=filters.kota,
+            category=filters.category,
+        )
+
+        def compute() -> dict[str, Any]:
+            body = per_day(self.projections.rows(window.mongo()), first, last)
+            return {"generated_at": iso(utcnow()), **body, "filters": window.echo()}
+
+        return self._public("daily", request, compute)
+
+    @api("GET", "/api/v1/stats/durations")
+    def durations(self, request: Request) -> Response:
+        """Time to first response and to selesai (median, p90), overall, per OPD and per category; share within
+        deadline."""
+        filters = self._filters(request)
+
+        def compute() -> dict[str, Any]:
+            names = reference_names()
+            now = utcnow()
+            body = durations(
+                self.projections.rows(filters.mongo()),
+                now,
+                self._default_deadline(),
+                names["opds"],
+                names["categories"],
+            )
+            return {"generated_at": iso(now), **body, "filters": filters.echo()}
+
+        return self._public("durations", request, compute)
+
+    @api("GET", "/api/v1/stats/agencies")
+    def agencies(self, request: Request) -> Response:
+        """Agency performance: rates, times, deadlines and a composite score; ranked only with enough reports."""
+        filters = self._filters(request, {"min_reports": positive_int(100_000)})
+        min_reports = filters.extra.get("min_reports", self._min_reports())
+
+        def compute() -> dict[str, Any]:
+            now = utcnow()
+            rows = self.projections.rows(filters.mongo())
+            table = agency_table(
+                rows,
+                now,
+                min_reports=min_reports,
+                default_deadline=self._default_deadline(),
+                names=reference_names()["opds"],
+            )
+            counts = status_counts(rows)
+            return {
+                "generated_at": iso(now),
+                "total": sum(counts.values()),
+                "headline": headline(counts),
+                "min_reports_default": self._min_reports(),
+                **table,
+                "filters": filters.echo(),
+            }
+
+        return self._public("agencies", request, compute)
+
+    @api("GET", "/api/v1/stats/map/kelurahan.geojson")
+    def kelurahan_geojson(self, request: Request) -> Response:
+        """The 267 kelurahan boundaries, simplified, for maps (properties: code, kelurahan, kecamatan, kota)."""
+        return Response(
+            self.kelurahan_map,
+            content_type="application/geo+json",
+            headers={"Cache-Control": "public, max-age=86400", "Access-Control-Allow-Origin": "*"},
+        )
+
+    # ---- dashboard ---------------------------------------------------------------------------------------------
+
+    @api("GET", "/")
+    def home(self, request: Request) -> Response:
+        return self._dashboard()
+
+    @api("GET", "/dashboard")
+    def dashboard(self, request: Request) -> Response:
+        return self._dashboard()
+
+    @api("GET", "/static/<name>")
+    def static(self, request: Request, name: str) -> Response:
+        path = STATIC_DIR / name
+        if not STATIC_NAME.match(name) or not path.is_file():
+            raise ApiError(404, "not_found", f"no static file {name!r}")
+        return Response(
+            _read_static(name),
+            content_type=CONTENT_TYPES[name.rsplit(".", 1)[1]],
+            headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+        )
+
+    def _dashboard(self) -> Response:
+        return Response(
+            _read_static("dashboard.html"), content_type="text/html; charset=utf-8", headers=DASHBOARD_HEADERS
+        )
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+
+    def _filters(self, request: Request, extra: dict[str, Any] | None = None) -> Filters:
+        names = reference_names()
+        try:
+            return parse_filters(
+                request.args.lists(), kotas=names["kotas"], categories=names["categories"], extra=extra
+            )
+        except QueryError as exc:
+            raise self._bad_query(exc) from None
+
+    @staticmethod
+    def _bad_query(exc: QueryError) -> ApiError:
+        error = ApiError(400, "invalid_query", exc.message, field=exc.param)
+        error.headers.update(PUBLIC_HEADERS)
+        return error
+
+    def _public(self, endpoint: str, request: Request, compute: Callable[[], dict[str, Any]]) -> Response:
+        key = (endpoint, request.path, tuple(sorted(request.args.items(multi=True))))
+        body = self.cache.get_or_compute(key, compute)
+        return json_response(body, headers=PUBLIC_HEADERS)
+
+    def _min_reports(self) -> int:
+        value = setting(self.config, "STATS_MIN_REPORTS_FOR_RANK") or os.environ.get("STATS_MIN_REPORTS_FOR_RANK")
+        try:
+            return max(int(value), 1) if value not in (None, "") else DEFAULT_MIN_REPORTS
+        except (TypeError, ValueError):
+            log.error("STATS_MIN_REPORTS_FOR_RANK=%r is not a number; using %d", value, DEFAULT_MIN_REPORTS)
+            return DEFAULT_MIN_REPORTS
+
+    def _default_deadline(self) -> timedelta:
+        return timedelta(seconds=float(setting(self.config, "RESPONSE_DEADLINE_SECONDS", 3 * 24 * 3600)))
 
     def health_checks(self) -> dict[str, Any]:
         return {"mongo": self.projections.ping(), "broker": broker_reachable(self.config["AMQP_URI"])}
+
+
+@functools.cache
+def _read_static(name: str) -> bytes:
+    return (STATIC_DIR / name).read_bytes()
 
 
 def _apply(event: Any, current: dict[str, Any] | None) -> dict[str, Any] | None:

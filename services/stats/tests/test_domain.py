@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,13 +16,25 @@ from jaklapor.events import (
     Location,
     OpdRef,
     PhotoRef,
+    ReportEscalated,
     ReportForwarded,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
     ReportUnroutable,
 )
-from services.stats.domain import UNKNOWN_KOTA, apply_event, headline, new_projection, summarize
+from services.stats.domain import (
+    UNKNOWN_KOTA,
+    apply_event,
+    comparable,
+    differences,
+    headline,
+    rebuild_projection,
+    report_events,
+    summarize,
+    utc,
+)
+from services.stats.tests.story import DEADLINE_RULE, stories
 
 REPORT = "JK-20261127-000001"
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
@@ -111,7 +125,8 @@ def test_submitted_starts_a_menunggu_projection() -> None:
     assert (projection["status"], projection["status_version"]) == ("menunggu", 1)
     assert projection["category"] == "jalan-rusak"
     assert projection["submitted_at"] == T0
-    assert projection["applied"] == [event.event_id]
+    assert projection["day"] == "2026-11-27"
+    assert projection["facts"]["submitted"]["event_id"] == event.event_id
     assert projection["first_response_at"] is None and projection["resolved_at"] is None
 
 
@@ -122,13 +137,16 @@ def test_the_same_event_twice_counts_once() -> None:
     assert apply_event(first, event) is None
     # a redelivery is the same event id parsed afresh, not the same object
     assert apply_event(first, ReportStatusChanged.model_validate(event.to_message())) is None
+    # a copy published again with a new event id describes the same change (same report version): still once
+    copy = ReportStatusChanged.model_validate({**event.to_message(), "event_id": "another-id"})
+    assert apply_event(first, copy) is None
     assert first["koordinasi_count"] == 1
 
 
 def test_apply_event_does_not_modify_its_input() -> None:
     start = apply_event(None, submitted())
     assert start is not None
-    snapshot = {**start, "applied": list(start["applied"])}
+    snapshot = copy.deepcopy(start)
     apply_event(start, changed(2, "menunggu", "dikerjakan", T0 + timedelta(hours=1)))
     assert start == snapshot
 
@@ -144,6 +162,8 @@ def test_routed_sets_opd_and_area() -> None:
     )
     assert projection["area_code"] == "31.74.06.1006"
     assert projection["status"] == "menunggu"  # routing does not change the official status
+    assert projection["hops"][0]["opd"] == "bina-marga"
+    assert projection["hops"][0]["assigned_at"] == T0 + timedelta(seconds=5)
 
 
 def test_an_older_routing_hop_does_not_take_the_report_back() -> None:
@@ -204,53 +224,135 @@ def test_first_response_and_resolution_times() -> None:
     assert projection is not None
     assert projection["first_response_at"] == first  # the earliest status change, whatever the delivery order
     assert projection["resolved_at"] == done
+    assert projection["resolved_by"] == "bina-marga"
     assert projection["disposisi_count"] == 1 and projection["koordinasi_count"] == 0
     assert projection["status"] == "selesai"
 
 
+def test_each_hop_records_its_opd_response_and_how_it_ended() -> None:
+    disposed = T0 + timedelta(hours=1)
+    events = [
+        submitted(),
+        routed(),
+        changed(3, "menunggu", "disposisi", disposed, target_opd=SUDIN.code),
+        routed(hop=1, opd=SUDIN, occurred_at=disposed + timedelta(seconds=1)),
+        changed(5, "disposisi", "dikerjakan", disposed + timedelta(hours=2)),
+        changed(6, "dikerjakan", "selesai", disposed + timedelta(hours=30)),
+    ]
+    for order in (events, list(reversed(events)), events[3:] + events[:3]):
+        projection = fold(order)
+        assert projection is not None
+        dinas, sudin = projection["hops"]
+        assert (dinas["opd"], dinas["first_response"], dinas["ended"]) == ("bina-marga", "disposisi", "disposisi")
+        assert dinas["first_response_at"] == disposed and dinas["ended_at"] == disposed
+        assert (sudin["hop"], sudin["opd"], sudin["assigned_at"]) == (1, SUDIN.code, disposed + timedelta(seconds=1))
+        assert (sudin["first_response"], sudin["first_response_at"]) == ("dikerjakan", disposed + timedelta(hours=2))
+        assert sudin["selesai_at"] == disposed + timedelta(hours=30) and sudin["ended"] is None
+        assert (projection["opd"], projection["hop"], projection["status"]) == (SUDIN.code, 1, "selesai")
+
+
+def test_a_forward_seen_before_its_routing_already_moves_the_report() -> None:
+    projection = fold(
+        [submitted(), routed(), changed(3, "menunggu", "koordinasi", T0 + timedelta(hours=1), target_opd="dishub")]
+    )
+    assert projection is not None
+    assert (projection["opd"], projection["hop"]) == ("dishub", 1)
+    assert projection["hops"][1]["assigned_at"] == T0 + timedelta(hours=1)
+
+
 def test_ditolak_is_a_response_but_not_a_resolution() -> None:
     rejected_at = T0 + timedelta(minutes=30)
-    projection = fold([submitted(), changed(2, "menunggu", "ditolak", rejected_at)])
+    projection = fold([submitted(), routed(), changed(2, "menunggu", "ditolak", rejected_at, reason="spam")])
     assert projection is not None
     assert (projection["status"], projection["first_response_at"], projection["resolved_at"]) == (
         "ditolak",
         rejected_at,
         None,
     )
+    assert projection["rejection_reason"] == "spam"
+    assert projection["hops"][0]["rejected"] and projection["hops"][0]["rejection_reason"] == "spam"
+
+
+def test_reopened_after_selesai_is_counted_against_the_opd_that_closed_it() -> None:
+    events = [
+        submitted(),
+        routed(),
+        changed(3, "menunggu", "dikerjakan", T0 + timedelta(hours=1)),
+        changed(4, "dikerjakan", "selesai", T0 + timedelta(hours=2)),
+        changed(5, "selesai", "dikerjakan", T0 + timedelta(hours=3), actor_opd="verifikator"),
+    ]
+    projection = fold(events)
+    assert projection is not None
+    assert (projection["status"], projection["reopened_count"], projection["resolved_at"]) == ("dikerjakan", 1, None)
+    assert projection["hops"][0]["reopened"] == 1 and projection["hops"][0]["selesai_count"] == 1
+    closed_again = apply_event(projection, changed(6, "dikerjakan", "selesai", T0 + timedelta(hours=9)))
+    assert closed_again is not None
+    assert (closed_again["status"], closed_again["resolved_at"]) == ("selesai", T0 + timedelta(hours=9))
+    assert closed_again["reopened_count"] == 1
+
+
+def test_escalation_starts_a_hop_and_names_the_missed_deadline() -> None:
+    deadline = T0 + timedelta(days=3)
+    escalated = ReportEscalated(
+        report_id=REPORT,
+        version=3,
+        occurred_at=deadline + timedelta(minutes=1),
+        category="jalan-rusak",
+        status="menunggu",
+        from_opd="kelurahan-melawai",
+        to_opd="kecamatan-kebayoran-baru",
+        deadline=deadline,
+        hop=1,
+        area=MELAWAI,
+        submitted_at=T0,
+    )
+    kelurahan = OpdRef(code="kelurahan-melawai", name="Kelurahan Melawai", level="kelurahan")
+    projection = fold([submitted(), routed(opd=kelurahan), escalated])
+    assert projection is not None
+    first, second = projection["hops"]
+    assert (first["ended"], first["deadline"], first["first_response_at"]) == ("escalation", deadline, None)
+    assert (second["opd"], second["hop"]) == ("kecamatan-kebayoran-baru", 1)
+    assert projection["escalation_count"] == 1 and projection["opd"] == "kecamatan-kebayoran-baru"
 
 
 def test_naive_stored_times_compare_with_aware_event_times() -> None:
     # a projection read back from Mongo without tz_aware carries naive UTC datetimes
-    stored = {
-        **new_projection(REPORT),
-        "status": "dikerjakan",
-        "status_version": 2,
-        "submitted_at": T0.replace(tzinfo=None),
-        "first_response_at": (T0 + timedelta(hours=1)).replace(tzinfo=None),
-    }
-    later = apply_event(stored, changed(3, "dikerjakan", "selesai", T0 + timedelta(hours=5)))
+    stored = fold([submitted(), routed(), changed(3, "menunggu", "dikerjakan", T0 + timedelta(hours=1))])
+    assert stored is not None
+    naive = _naive(stored)
+    later = apply_event(naive, changed(4, "dikerjakan", "selesai", T0 + timedelta(hours=5)))
     assert later is not None
-    assert later["first_response_at"] == (T0 + timedelta(hours=1)).replace(tzinfo=None)  # kept, not replaced
+    assert utc(later["first_response_at"]) == T0 + timedelta(hours=1)  # kept, not replaced
     assert later["resolved_at"] == T0 + timedelta(hours=5)
-
-    # an earlier aware time replaces a later naive one (compared as UTC, not as local time)
-    earlier = apply_event(stored, changed(3, "dikerjakan", "koordinasi", T0 + timedelta(minutes=10)))
+    # an earlier aware time wins over a later naive one (compared as UTC, not as local time)
+    earlier = apply_event(naive, changed(2, "menunggu", "dikerjakan", T0 + timedelta(minutes=10)))
     assert earlier is not None
     assert earlier["first_response_at"] == T0 + timedelta(minutes=10)
+
+
+def _naive(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, dict):
+        return {k: _naive(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_naive(v) for v in value]
+    return value
 
 
 def test_koordinasi_counts_each_handover() -> None:
     events = [
         submitted(),
-        changed(2, "menunggu", "koordinasi", T0 + timedelta(hours=1)),
-        changed(3, "koordinasi", "koordinasi", T0 + timedelta(hours=2)),
+        changed(2, "menunggu", "koordinasi", T0 + timedelta(hours=1), target_opd="a"),
+        changed(3, "koordinasi", "koordinasi", T0 + timedelta(hours=2), target_opd="b"),
     ]
     projection = fold(events)
     assert projection is not None
     assert projection["koordinasi_count"] == 2
+    assert [h["opd"] for h in projection["hops"]][1:] == ["a", "b"]
 
 
-def test_forwarded_events_are_recorded_but_change_nothing_else() -> None:
+def test_a_forwarded_event_and_its_status_change_are_one_handover() -> None:
     start = fold([submitted(), routed()])
     assert start is not None
     forwarded = ReportForwarded(
@@ -270,8 +372,85 @@ def test_forwarded_events_are_recorded_but_change_nothing_else() -> None:
     )
     after = apply_event(start, forwarded)
     assert after is not None
-    assert {k: v for k, v in after.items() if k != "applied"} == {k: v for k, v in start.items() if k != "applied"}
     assert apply_event(after, forwarded) is None
+    both = apply_event(after, changed(2, "menunggu", "koordinasi", T0 + timedelta(hours=1), target_opd="perhubungan"))
+    assert both is not None
+    assert both["koordinasi_count"] == 1 and len(both["hops"]) == 2
+    assert (both["opd"], both["hop"], both["status"]) == ("perhubungan", 1, "koordinasi")
+
+
+# ---- rebuild from the report store ----------------------------------------------------------------------------------
+
+
+def test_rebuild_from_stored_reports_equals_the_live_fold_of_their_events() -> None:
+    """The same reports, told by events (shuffled, some delivered twice) and by their stored history."""
+    rng = random.Random(7)
+    for story in stories():
+        events = [*story.events, *rng.sample(story.events, k=min(3, len(story.events)))]
+        rng.shuffle(events)
+        live = fold(events)
+        rebuilt = rebuild_projection(story.report, DEADLINE_RULE)
+        assert differences(live, rebuilt) == [], story.report_id
+        assert comparable(live) == comparable(rebuilt)
+
+
+def test_the_stories_cover_every_path() -> None:
+    projections = {s.report_id: rebuild_projection(s.report, DEADLINE_RULE) for s in stories()}
+    assert {p["status"] for p in projections.values() if p} == {
+        "selesai",
+        "dikerjakan",
+        "ditolak",
+        "menunggu",
+        "koordinasi",
+    }
+    assert projections["JK-2"]["koordinasi_count"] == 1 and projections["JK-3"]["disposisi_count"] == 1
+    assert projections["JK-4"]["rejection_reason"] == "duplikat"
+    assert projections["JK-5"]["hops"][0]["opd"] == "triage" and projections["JK-5"]["opd"].startswith("sudin")
+    assert projections["JK-6"]["escalation_count"] == 1 and projections["JK-6"]["hops"][0]["ended"] == "escalation"
+    assert projections["JK-8"]["reopened_count"] == 1 and projections["JK-8"]["status"] == "selesai"
+    assert projections["JK-1"]["hops"][0]["deadline"] == T0 + timedelta(seconds=0.5, days=3)
+    assert projections["JK-6"]["hops"][0]["deadline"] == T0 + timedelta(seconds=0.5, days=1)
+    assert projections["JK-9"]["escalation_count"] == 1 and projections["JK-9"]["opd"] == "lingkungan-hidup"
+
+
+def test_report_events_translate_history_into_the_event_contracts() -> None:
+    story = next(s for s in stories() if s.report_id == "JK-2")
+    events = report_events(story.report)
+    assert [e.event_type for e in events] == [
+        "intake.report_submitted",
+        "routing.report_routed",
+        "intake.report_status_changed",
+        "intake.report_forwarded",
+        "routing.report_routed",
+        "intake.report_status_changed",
+        "intake.report_status_changed",
+    ]
+    koordinasi = events[2]
+    assert isinstance(koordinasi, ReportStatusChanged)
+    assert (koordinasi.version, koordinasi.from_status, koordinasi.to_status) == (3, "menunggu", "koordinasi")
+    assert koordinasi.target_opd == "sudin-perhubungan-jakarta-selatan"
+    assert [getattr(e, "hop", None) for e in events if isinstance(e, ReportRouted)] == [0, 1]
+    # every event id is stable, so running the rebuild twice gives the same projection
+    assert [e.event_id for e in events] == [e.event_id for e in report_events(story.report)]
+
+
+def test_rebuild_ignores_history_kinds_it_does_not_know() -> None:
+    story = stories()[0]
+    report = {**story.report, "history": [*story.report["history"], {"kind": "commented", "at": T0, "status": "x"}]}
+    assert differences(rebuild_projection(story.report), rebuild_projection(report)) == []
+
+
+def test_differences_name_the_field() -> None:
+    story = stories()[0]
+    live = rebuild_projection(story.report)
+    assert live is not None
+    changed_live = {**live, "status": "dikerjakan"}
+    assert differences(changed_live, live) == ["status: live 'dikerjakan' != rebuilt 'selesai'"]
+    assert differences(None, live) == ["missing from the live projections"]
+    assert differences(live, None) == ["live projection has no report in the report store"]
+    # Mongo keeps milliseconds: a rebuild from stored times still agrees with the microsecond event times
+    truncated = {**live, "submitted_at": live["submitted_at"].replace(microsecond=0)}
+    assert differences({**live, "submitted_at": live["submitted_at"].replace(microsecond=123)}, truncated) == []
 
 
 # ---- summarize / headline -------------------------------------------------------------------------------------------
