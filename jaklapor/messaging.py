@@ -301,6 +301,15 @@ class WorkConsumer(Consumer):
                 self.queue.declare(channel=channel)
         super().setup()
 
+    def start(self) -> None:
+        # every series exists from the start at 0, so rate() and increase() see the first failure
+        metrics = consumer_metrics(self.container.service_name)
+        for outcome in ("ok", "retry", "dead_letter"):
+            metrics.handled.labels(self.queue.name, outcome)
+        for reason in ("rejected", "delivery_limit", "undecodable"):
+            metrics.dead_lettered.labels(self.queue.name, reason)
+        super().start()
+
     def handle_message_processed(self, message: Any, result: Any = None, exc_info: Any = None) -> None:
         metrics = consumer_metrics(self.container.service_name)
         queue = self.queue.name

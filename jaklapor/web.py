@@ -98,7 +98,22 @@ class ApiEndpoint(HttpRequestHandler):
         kwargs.setdefault("expected_exceptions", (ApiError, HTTPException))
         super().__init__(method, url, **kwargs)
 
+    stopping = False
+
+    def stop(self) -> None:
+        # from now on no new worker: nameko waits for running workers, then closes their clients (MongoDB, ...);
+        # a request still arriving on an open connection gets a 503 to retry instead of a half-closed service
+        self.stopping = True
+        super().stop()
+
     def handle_request(self, request: Request) -> Response:
+        if self.stopping:
+            response = json_response(
+                {"error": {"code": "shutting_down", "message": "this instance is restarting; retry"}},
+                status=503,
+                headers={"Retry-After": "1", "Connection": "close"},
+            )
+            return response
         started = time.perf_counter()
         # cap what a client may send before any of the body is read (the handler may lower it)
         request.max_content_length = int(self.container.config.get("MAX_REQUEST_BYTES", 12 * 1024 * 1024))

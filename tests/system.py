@@ -124,6 +124,41 @@ class S3StandIn:
 ALL_SERVICES = ("intake", "routing", "notify", "stats")
 
 
+class MongoServerStandIn:
+    """The MongoDB wire stand-in (`python -m jaklapor.mongo_standin`) in its own process: a store that outlives
+    the service processes, so they can be killed and restarted as they would be against a real MongoDB."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}/"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jaklapor.mongo_standin", "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._listening, 30, message="mongo stand-in server")
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def client(self) -> Any:
+        import pymongo
+
+        return pymongo.MongoClient(self.uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
 @dataclass
 class RunningSystem:
     """The four services as `jaklapor run` starts them: one process for all (the default, sharing mongomock), or

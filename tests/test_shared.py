@@ -19,6 +19,7 @@ from jaklapor.events import (
     Location,
     OpdRef,
     PhotoRef,
+    ReportEscalated,
     ReportForwarded,
     ReportRouted,
     ReportStatusChanged,
@@ -214,6 +215,7 @@ def one_of_each() -> list[Event]:
             status="disposisi",
             note="Mohon ditindaklanjuti",
             hop=1,
+            kind="disposisi",
         ),
         ReportStatusChanged(
             **common,
@@ -231,12 +233,24 @@ def one_of_each() -> list[Event]:
         ReportUnroutable(
             **common, reason="outside_jakarta", detail="Di luar Jakarta", routing_key="triage.x", category="x"
         ),
+        ReportEscalated(
+            **common,
+            category="jalan-rusak",
+            status="menunggu",
+            from_opd="kelurahan-melawai",
+            to_opd="kecamatan-kebayoran-baru",
+            deadline=AT,
+            hop=2,
+            area=AREA,
+            submitted_at=AT,
+        ),
     ]
 
 
 EXPECTED_TYPES = {
     ReportSubmitted: "intake.report_submitted",
     ReportForwarded: "intake.report_forwarded",
+    ReportEscalated: "intake.report_escalated",
     ReportStatusChanged: "intake.report_status_changed",
     ReportRouted: "routing.report_routed",
     ReportUnroutable: "routing.report_unroutable",

@@ -10,6 +10,7 @@ from nameko.extensions import DependencyProvider
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
+from jaklapor.config import setting
 from jaklapor.events import utcnow
 from jaklapor.mongo import MongoDatabase
 from jaklapor.reference import load_directory
@@ -37,8 +38,9 @@ class LedgerRepository:
     downstream consumers see the same event again (and ignore it).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, claim_lease: timedelta = CLAIM_LEASE) -> None:
         self.decisions = db["decisions"]
+        self.claim_lease = claim_lease
 
     def ensure_indexes(self) -> None:
         self.decisions.create_index("report_id")
@@ -65,7 +67,7 @@ class LedgerRepository:
             return_document=ReturnDocument.AFTER,
         )
 
-    def claim_delivery(self, report_id: str, hop: int, lease: timedelta = CLAIM_LEASE) -> bool:
+    def claim_delivery(self, report_id: str, hop: int) -> bool:
         """True if this worker may publish the OPD message now; False if it is already delivered.
 
         While another worker holds the claim, wait for it to finish (or for its lease to expire, if it died).
@@ -75,7 +77,7 @@ class LedgerRepository:
             now = utcnow()
             claimed = self.decisions.find_one_and_update(
                 {"_id": key, "delivered_at": None, "$or": [{"claimed_until": None}, {"claimed_until": {"$lt": now}}]},
-                {"$set": {"claimed_until": now + lease}},
+                {"$set": {"claimed_until": now + self.claim_lease}},
                 projection={"_id": 1},
             )
             if claimed is not None:
@@ -96,4 +98,6 @@ class RoutingLedger(MongoDatabase):
     database = "routing"
 
     def make_repository(self, db: Database) -> LedgerRepository:
-        return LedgerRepository(db)
+        # a worker that died while delivering holds its claim this long before another may retry
+        lease = float(setting(self.container.config, "DELIVERY_CLAIM_SECONDS", CLAIM_LEASE.total_seconds()))
+        return LedgerRepository(db, timedelta(seconds=lease))
