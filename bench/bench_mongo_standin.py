@@ -3,12 +3,12 @@
 Starts the stand-in as its own process (as the services use it), fills a collection, then for 1 and 8 concurrent
 clients (separate processes by default, each with its own MongoClient) runs each operation for a few seconds:
 
-Besides the throughput, it prints the stand-in's own CPU time per operation (from /proc), which is what bounds
-its capacity when the clients run on other cores (one core at most: one process, one lock, the GIL).
-
     insert_one                      a small report-like document
     find_one by _id                 random ids among the pre-filled documents
     find_one_and_update by _id      {$inc: {n: 1}}, return_document=AFTER
+
+Besides the throughput, it prints the stand-in's own CPU time per operation (from /proc), which is what bounds
+its capacity when the clients run on other cores (one core at most: one process, one lock, the GIL).
 
     python bench/bench_mongo_standin.py [--seconds 3] [--clients 1 8] [--threads] [--preload 10000]
     python bench/bench_mongo_standin.py --uri mongodb://127.0.0.1:27017/   # against a running server

@@ -267,6 +267,12 @@ def test_update_one_replace_one_and_update_many(db: pymongo.database.Database) -
         db.many.update_one({"_id": 1}, {"$set": {"_id": 100}})
     assert db.many.find_one({"_id": 1}) is not None
 
+    # an update that fails half-way leaves the document as it was (MongoDB's single-document atomicity)
+    db.many.update_one({"_id": 2}, {"$set": {"label": "two"}})
+    with pytest.raises(WriteError):
+        db.many.update_one({"_id": 2}, {"$set": {"flag": 2}, "$inc": {"label": 1}})
+    assert db.many.find_one({"_id": 2}) == {"_id": 2, "even": True, "flag": 1, "label": "two"}
+
 
 def test_delete(db: pymongo.database.Database) -> None:
     db.c.insert_many([{"_id": i, "k": i % 3} for i in range(9)])
@@ -323,14 +329,15 @@ def test_cursors_across_batches(standin: MongoStandIn, db: pymongo.database.Data
     assert len(small) == 245 and small[0]["seq"] == 5
     assert [e["seq"] for e in db.timeline.find().sort("seq", -1).limit(-3)] == [249, 248, 247]
 
+    open_before = len(standin._cursors)
     cursor = db.timeline.find().batch_size(10)
     assert next(cursor)["seq"] == 0
-    assert len(standin._cursors) == 1  # the rest waits in a server-side cursor
+    assert len(standin._cursors) == open_before + 1  # the rest waits in a server-side cursor
     cursor.close()  # killCursors
     deadline = time.monotonic() + 5
-    while standin._cursors and time.monotonic() < deadline:
+    while len(standin._cursors) > open_before and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not standin._cursors
+    assert len(standin._cursors) == open_before
 
     aggregated = list(db.timeline.aggregate([{"$match": {"seq": {"$gte": 0}}}], batchSize=20))
     assert len(aggregated) == 250
@@ -651,3 +658,184 @@ def test_service_process_killed_while_store_survives(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(10) == 0
+
+
+# --- the stand-in's shortcuts return what mongomock returns ------------------------------------------------------
+
+
+def test_index_shortcuts_agree_with_mongomock() -> None:
+    """Random documents, writes and queries on indexed paths: same results as plain mongomock (which scans)."""
+    import random
+
+    import mongomock
+
+    from jaklapor.mongo_standin import FastClient
+
+    rng = random.Random(20250301)
+    days = [datetime.datetime(2025, 3, d) for d in range(1, 6)]
+    fast = FastClient().db.c
+    reference = mongomock.MongoClient().db.c
+    for collection in (fast, reference):
+        collection.create_index("a")
+        collection.create_index([("b.c", ASCENDING), ("a", DESCENDING)])
+        collection.create_index("d", sparse=True)
+        collection.create_index("u", unique=True, sparse=True)
+
+    def value() -> object:
+        return rng.choice([0, 1, 2, 3, 2.0, None, True, "x", [1, 2], [3], {"k": 1}, float("nan")])
+
+    def document(i: int) -> dict[str, object]:
+        doc: dict[str, object] = {"_id": i}
+        if rng.random() < 0.8:
+            doc["a"] = value()
+        if rng.random() < 0.6:
+            doc["b"] = rng.choice([{"c": rng.choice("pqr")}, [{"c": "p"}, {"c": "q"}], {"x": 1}, "flat"])
+        if rng.random() < 0.5:
+            doc["d"] = rng.choice(days)
+        if rng.random() < 0.3:
+            doc["u"] = f"u{rng.randrange(40)}"
+        return doc
+
+    def query() -> dict[str, object]:
+        v = rng.choice([0, 1, 2, 3, 2.0, None, True, "x", [1, 2], 3.5])
+        return rng.choice(
+            [
+                {"a": v},
+                {"a": {"$eq": v}},
+                {"a": {"$in": [v, rng.choice([0, 1, None, "x"])]}},
+                {"a": {"$gte": 1}},
+                {"a": {"$gt": 0, "$lt": 3}},
+                {"a": {"$lte": v}},
+                {"a": {"$exists": rng.choice([True, False])}},
+                {"a": {"$ne": v}},
+                {"a": {"$nin": [0, 1]}},
+                {"a": {"$size": 2}},
+                {"a": {"$elemMatch": {"$gt": 1}}},
+                {"a": {"$all": [1]}},
+                {"b.c": rng.choice("pqr")},
+                {"b.c": {"$in": ["p", "r"]}},
+                {"b.c": {"$exists": True}, "a": v},
+                {"d": {"$lte": rng.choice(days)}},
+                {"d": rng.choice(days)},
+                {"u": f"u{rng.randrange(40)}"},
+                {"u": {"$exists": False}},
+                {"$or": [{"a": 1}, {"b.c": "p"}]},
+                {"b.c": {"$regex": "^[pq]"}},
+                {"a": {"$not": {"$gt": 1}}},
+                {"a": {"$type": "number"}},
+                {"a": {"$in": [[1, 2], 3]}},
+                {"a": [1, 2]},
+                {"a": {"k": 1}},
+                {"a": v, "d": {"$gt": days[1]}},
+            ]
+        )
+
+    def write(i: int) -> None:
+        choice = rng.random()
+        q = query()
+        if choice < 0.35:
+            doc = document(1000 + i)
+            outcomes = []
+            for collection in (fast, reference):
+                try:
+                    collection.insert_one(dict(doc))
+                    outcomes.append("ok")
+                except DuplicateKeyError:
+                    outcomes.append("duplicate")
+            assert outcomes[0] == outcomes[1], doc
+        elif choice < 0.6:
+            update = rng.choice(
+                [
+                    {"$set": {"a": value()}},
+                    {"$inc": {"n": 1}},
+                    {"$unset": {"a": ""}},
+                    {"$set": {"b.c": rng.choice("pqr")}},
+                    {"$set": {"d": rng.choice(days)}},
+                    {"$unset": {"d": ""}},
+                    {"$set": {"u": f"u{rng.randrange(40)}"}},
+                ]
+            )
+            results = []
+            for collection in (fast, reference):
+                try:
+                    r = collection.update_many(q, update)
+                    results.append((r.matched_count, r.modified_count))
+                except DuplicateKeyError:
+                    results.append("duplicate")
+                except (WriteError, TypeError, ValueError, OperationFailure):
+                    results.append("failed")
+            assert results[0] == results[1], (q, update)
+            if isinstance(results[0], str):
+                resync()
+        elif choice < 0.7:
+            assert fast.delete_many(q).deleted_count == reference.delete_many(q).deleted_count, q
+        elif choice < 0.8:
+            inc = {"$inc": {"a": 1}} if rng.random() < 0.5 else {"$set": {"a": rng.choice([0, 1, 2])}}
+            try:
+                left = fast.update_many({"a": {"$gte": 0}}, inc).modified_count
+            except (WriteError, TypeError, ValueError, OperationFailure):
+                left = None
+            try:
+                right = reference.update_many({"a": {"$gte": 0}}, inc).modified_count
+            except (WriteError, TypeError, ValueError, OperationFailure):
+                right = None
+            assert left == right
+            if left is None:
+                resync()
+
+    def resync() -> None:
+        # a multi-document update that failed half-way changed documents in iteration order, which is not defined
+        fast.delete_many({})
+        for doc in reference.find():
+            fast.insert_one(doc)
+
+    def same(docs_fast: list[dict[str, object]], docs_reference: list[dict[str, object]]) -> bool:
+        return repr(sorted(docs_fast, key=lambda d: d["_id"])) == repr(sorted(docs_reference, key=lambda d: d["_id"]))
+
+    for i in range(300):
+        doc = document(i)
+        doc.pop("u", None)
+        fast.insert_one(dict(doc))
+        reference.insert_one(dict(doc))
+    for i in range(1500):
+        write(i)
+        q = query()
+        assert same(list(fast.find(q)), list(reference.find(q))), q
+    assert same(list(fast.find()), list(reference.find()))
+
+
+def test_indexed_queries_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queries on the leading field of an index (and on _id) only match the documents holding the value."""
+    from mongomock import collection as mongomock_collection
+    from mongomock import filtering
+
+    from jaklapor.mongo_standin import FastClient
+
+    reports = FastClient().jaklapor_intake.reports
+    reports.create_index("tracking_token_hash", unique=True)
+    reports.create_index("outbox_due", sparse=True)
+    due = datetime.datetime(2025, 3, 1)
+    for i in range(2000):
+        reports.insert_one(
+            {"_id": f"R{i}", "tracking_token_hash": f"t{i}", **({"outbox_due": due} if i % 500 == 0 else {})}
+        )
+    reports.update_one({"_id": "R500"}, {"$unset": {"outbox_due": ""}})
+
+    calls = 0
+    original = filtering.filter_applies
+
+    def counting(*args: object, **kwargs: object) -> bool:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(filtering, "filter_applies", counting)
+    monkeypatch.setattr(mongomock_collection, "filter_applies", counting)
+    assert reports.find_one({"tracking_token_hash": "t1234"})["_id"] == "R1234"
+    assert [d["_id"] for d in reports.find({"outbox_due": {"$lte": due}}).sort("_id")] == ["R0", "R1000", "R1500"]
+    assert reports.count_documents({"outbox_due": {"$exists": True}}) == 3
+    assert reports.find_one({"_id": "R7"}, {"_id": 1}) == {"_id": "R7"}
+    assert calls < 20
+    calls = 0
+    assert reports.count_documents({"tracking_token_hash": {"$ne": "t1"}}) == 1999  # not narrowed: scans
+    assert calls >= 2000
