@@ -773,8 +773,10 @@ class FastDatabase(_MockDatabase):
 
 
 class FastClient(mongomock.MongoClient):
-    def __init__(self) -> None:
-        super().__init__(tz_aware=False)
+    """mongomock's client with indexed lookups: the stand-in server's store, and the in-process `mongomock://` one."""
+
+    def __init__(self, tz_aware: bool = False) -> None:
+        super().__init__(tz_aware=tz_aware)
         self._recorder: list[tuple[Any, ...]] | None = None
 
     def get_database(self, name: str | None = None, *args: Any, **kwargs: Any) -> FastDatabase:
