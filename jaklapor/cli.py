@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--config")
 
     commands.add_parser("gen-key", help="print a new Fernet key for CONTACT_KEY")
+
+    verify = commands.add_parser("verify-webhook", help="check a webhook's signature (body on stdin)")
+    verify.add_argument("--signature", required=True, help="the X-Jaklapor-Signature header value")
+    verify.add_argument("--secret", help="the shared secret (default: $JAKLAPOR_WEBHOOK_SECRET)")
+    verify.add_argument("--tolerance", type=int, default=300, help="seconds a signature stays valid (default 300)")
     commands.add_parser(
         "stats-rebuild", help="recompute the statistics from the report store (--check: compare)", add_help=False
     ).add_argument("rest", nargs=argparse.REMAINDER)
@@ -86,6 +91,15 @@ def main(argv: list[str] | None = None) -> int:
 
         print(generate_key())
         return 0
+    if args.command == "verify-webhook":
+        import os
+
+        from services.notify.signing import verify_signature
+
+        secret = args.secret or os.environ.get("JAKLAPOR_WEBHOOK_SECRET", "")
+        valid = bool(secret) and verify_signature(secret, args.signature, sys.stdin.buffer.read(), args.tolerance)
+        print("valid" if valid else "invalid (wrong secret, changed body, or older than the tolerance)")
+        return 0 if valid else 1
     return 2
 
 

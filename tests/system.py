@@ -365,4 +365,12 @@ class SseListener:
             self.received.append(frame)
 
     def close(self) -> None:
+        # shut the socket down first: closing the response would wait for the reader thread's next keep-alive
+        connection = getattr(self._response.raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._response.close()

@@ -4,6 +4,7 @@ no longer act, the history shows every hop, and a missed response deadline moves
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 import requests
@@ -172,7 +173,7 @@ def test_unanswered_report_escalates_up_the_chain(hasty_system: RunningSystem) -
     receipt = submit(system, "sampah", "Sampah menumpuk sudah seminggu")
     stream = SseListener(receipt["stream_url"])
     chain = ["kelurahan-melawai", "kecamatan-kebayoran-baru", "kota-jakarta-selatan", "lingkungan-hidup"]
-    for lower, higher in zip(chain, chain[1:], strict=False):
+    for lower, higher in pairwise(chain):
         frame = stream.next_matching(lambda f, to=higher: f["event"] == "escalated" and f["json"]["to_opd"] == to, 15)
         assert frame["json"]["from_opd"] == lower and frame["json"]["missed_deadline"]
     view = assigned_to(system, receipt, "lingkungan-hidup")
@@ -185,7 +186,7 @@ def test_unanswered_report_escalates_up_the_chain(hasty_system: RunningSystem) -
     # each level was handed the report on its own queue, saying why
     reader = OpdQueueReader(system.amqp_uri)
     try:
-        for lower, higher in zip(chain, chain[1:], strict=False):
+        for lower, higher in pairwise(chain):
             _message, body = reader.get(higher, predicate=lambda b: b["report_id"] == receipt["report_id"])
             assert body["forward_kind"] == "escalation" and body["forwarded_from"] == lower
     finally:

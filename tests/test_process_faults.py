@@ -156,9 +156,11 @@ def test_sigterm_drains_in_flight_work(split_system: RunningSystem) -> None:
     delivered = settle_and_count(system)
     missing = set(flood.accepted) - set(delivered)
     duplicated = {r: n for r, n in delivered.items() if n > 1}
-    print(f"\nSIGTERM: {Counter(s for s, _ in flood.outcomes)} answered after {flood.retries} retries, "
-          f"{len(delivered)} delivered, "
-          f"{len(missing)} missing, {len(duplicated)} duplicated")
+    print(
+        f"\nSIGTERM: {Counter(s for s, _ in flood.outcomes)} answered after {flood.retries} retries, "
+        f"{len(delivered)} delivered, "
+        f"{len(missing)} missing, {len(duplicated)} duplicated"
+    )
     assert len(flood.accepted) == flood.total, Counter(s for s, _ in flood.outcomes)
     assert not missing
     assert not duplicated
@@ -181,9 +183,11 @@ def test_sigkill_loses_nothing_acknowledged(split_system: RunningSystem) -> None
     delivered = settle_and_count(system)
     missing = set(flood.accepted) - set(delivered)
     duplicated = {r: n for r, n in delivered.items() if n > 1}
-    print(f"\nSIGKILL: {Counter(s for s, _ in flood.outcomes)} answered after {flood.retries} retries, "
-          f"{len(delivered)} delivered, "
-          f"{len(missing)} missing, {len(duplicated)} duplicated")
+    print(
+        f"\nSIGKILL: {Counter(s for s, _ in flood.outcomes)} answered after {flood.retries} retries, "
+        f"{len(delivered)} delivered, "
+        f"{len(missing)} missing, {len(duplicated)} duplicated"
+    )
     assert len(flood.accepted) == flood.total, Counter(s for s, _ in flood.outcomes)
     assert len(set(flood.accepted)) == flood.total, "retries with one Idempotency-Key made one report"
     assert not missing, f"accepted but never delivered: {sorted(missing)[:5]}"

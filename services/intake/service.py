@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -294,7 +295,10 @@ class IntakeService(OperationsEndpoints):
                         "message_type": "contact_registered",
                         "report_id": report_id,
                         "tracking_token_hash": token_hash,
-                        "contact_ciphertext": encrypt_contact(key, form.contact),
+                        # notify needs the tracking link for its messages; it travels encrypted with the contact
+                        "contact_ciphertext": encrypt_contact(
+                            key, json.dumps({"contact": form.contact, "tracking_url": self._tracking_url(token)})
+                        ),
                     },
                 }
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import eventlet
@@ -16,18 +17,30 @@ from pymongo.errors import DuplicateKeyError
 from jaklapor.events import utcnow
 from jaklapor.mongo import MongoDatabase
 
+ACTIVE = "active"
+# contacts stored before subscriptions had a state are active
+ACTIVE_STATES = [ACTIVE, None]
+PENDING, SENDING, SENT, DEAD, CANCELLED = "pending", "sending", "sent", "dead", "cancelled"
+OPEN_STATES = (PENDING, SENDING)
+
 
 class NotifyRepository:
-    """Per report: the token hash that opens its stream, its public timeline, and (only here) the contact."""
+    """Per report: the token hash that opens its stream, its public timeline, and (only here) the contact, encrypted;
+    and the deliveries of notifications, one document per message to send, with its retry state."""
 
     def __init__(self, db: Database) -> None:
         self.reports = db["reports"]
         self.timeline = db["timeline"]
         self.contacts = db["contacts"]
+        self.deliveries = db["deliveries"]
 
     def ensure_indexes(self) -> None:
         self.reports.create_index("token_hash", unique=True, sparse=True)
         self.timeline.create_index([("report_id", ASCENDING), ("seq", ASCENDING)])
+        self.contacts.create_index("unsubscribe_hash", unique=True, sparse=True)
+        self.contacts.create_index([("state", ASCENDING), ("final_at", ASCENDING)])
+        self.deliveries.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
+        self.deliveries.create_index([("report_id", ASCENDING), ("audience", ASCENDING), ("state", ASCENDING)])
 
     def ping(self) -> bool:
         try:
@@ -36,10 +49,14 @@ class NotifyRepository:
             return False
         return True
 
-    def register_report(self, report_id: str, token_hash: str) -> None:
-        self.reports.update_one(
-            {"_id": report_id}, {"$set": {"token_hash": token_hash}, "$setOnInsert": {"seq": 0}}, upsert=True
-        )
+    def register_report(self, report_id: str, token_hash: str, has_contact: bool | None = None) -> None:
+        changes: dict[str, Any] = {"token_hash": token_hash}
+        if has_contact is not None:
+            changes["has_contact"] = has_contact
+        self.reports.update_one({"_id": report_id}, {"$set": changes, "$setOnInsert": {"seq": 0}}, upsert=True)
+
+    def report(self, report_id: str) -> dict[str, Any] | None:
+        return self.reports.find_one({"_id": report_id}, {"has_contact": 1, "final_at": 1})
 
     def report_for_token(self, token_hash: str) -> str | None:
         found = self.reports.find_one({"token_hash": token_hash}, {"_id": 1})
@@ -63,16 +80,136 @@ class NotifyRepository:
         cursor = self.timeline.find({"report_id": report_id, "seq": {"$gt": seq}}).sort("seq", ASCENDING)
         return [(doc["seq"], doc["entry"]) for doc in cursor]
 
-    def store_contact(self, report_id: str, token_hash: str, ciphertext: str) -> None:
-        self.contacts.update_one(
-            {"_id": report_id},
-            {"$set": {"ciphertext": ciphertext, "token_hash": token_hash}, "$setOnInsert": {"registered_at": utcnow()}},
-            upsert=True,
-        )
+    # ---- contacts: stored as they arrived (Fernet ciphertext), decrypted only to send ------------------------------
+
+    def store_contact(
+        self,
+        report_id: str,
+        token_hash: str,
+        ciphertext: str,
+        kind: str | None = None,
+        unsubscribe_hash: str | None = None,
+        unsubscribe_ciphertext: str | None = None,
+    ) -> bool:
+        """Keep a contact once: a redelivered hand-over never replaces it, nor brings back one that was deleted
+        (unsubscribed or past retention; the document stays as a tombstone without the contact). True if new."""
+        report = self.reports.find_one({"_id": report_id}, {"final_at": 1}) or {}
+        document: dict[str, Any] = {
+            "ciphertext": ciphertext,
+            "token_hash": token_hash,
+            "state": ACTIVE,
+            "registered_at": utcnow(),
+            "final_at": report.get("final_at"),
+        }
+        if kind is not None:
+            document["kind"] = kind
+        if unsubscribe_hash is not None:
+            document["unsubscribe_hash"] = unsubscribe_hash
+            document["unsubscribe_ciphertext"] = unsubscribe_ciphertext
+        result = self.contacts.update_one({"_id": report_id}, {"$setOnInsert": document}, upsert=True)
+        return result.upserted_id is not None
+
+    def contact(self, report_id: str) -> dict[str, Any] | None:
+        return self.contacts.find_one({"_id": report_id})
 
     def contact_ciphertext(self, report_id: str) -> str | None:
         found = self.contacts.find_one({"_id": report_id})
-        return found["ciphertext"] if found else None
+        return found.get("ciphertext") if found else None
+
+    def ensure_unsubscribe_token(
+        self, report_id: str, unsubscribe_hash: str, unsubscribe_ciphertext: str
+    ) -> str | None:
+        """Give a contact stored before unsubscribe links existed its token (once); returns the token's ciphertext in
+        effect (this one, or one another process set first)."""
+        self.contacts.update_one(
+            {"_id": report_id, "unsubscribe_hash": None, "state": {"$in": ACTIVE_STATES}},
+            {"$set": {"unsubscribe_hash": unsubscribe_hash, "unsubscribe_ciphertext": unsubscribe_ciphertext}},
+        )
+        found = self.contacts.find_one({"_id": report_id}, {"unsubscribe_ciphertext": 1})
+        return (found or {}).get("unsubscribe_ciphertext")
+
+    def contact_by_unsubscribe_hash(self, unsubscribe_hash: str) -> dict[str, Any] | None:
+        return self.contacts.find_one({"unsubscribe_hash": unsubscribe_hash}, {"ciphertext": 0})
+
+    def remove_contact(self, report_id: str, reason: str) -> bool:
+        """Delete the contact (and the unsubscribe token's ciphertext), keep a tombstone; True if it was there."""
+        result = self.contacts.update_one(
+            {"_id": report_id, "state": {"$in": ACTIVE_STATES}},
+            {
+                "$set": {"state": reason, "removed_at": utcnow()},
+                "$unset": {"ciphertext": "", "kind": "", "unsubscribe_ciphertext": ""},
+            },
+        )
+        return result.modified_count == 1
+
+    def mark_final(self, report_id: str, at: datetime) -> None:
+        """The report reached selesai or ditolak: its contact's retention clock starts (once)."""
+        self.reports.update_one({"_id": report_id, "final_at": None}, {"$set": {"final_at": at}})
+        self.contacts.update_one({"_id": report_id, "final_at": None}, {"$set": {"final_at": at}})
+
+    def contacts_final_before(self, cutoff: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        cursor = self.contacts.find(
+            {"state": {"$in": ACTIVE_STATES}, "final_at": {"$ne": None, "$lte": cutoff}}, {"_id": 1, "final_at": 1}
+        )
+        return list(cursor.limit(limit))
+
+    # ---- deliveries ---------------------------------------------------------------------------------------------
+
+    def enqueue_delivery(self, document: dict[str, Any]) -> bool:
+        """Insert a delivery once (its id is derived from the event): False if it was already there."""
+        try:
+            self.deliveries.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def claim_delivery(
+        self, now: datetime, busy_destinations: list[str], lease_until: datetime, owner: str
+    ) -> dict[str, Any] | None:
+        """Take the most overdue pending delivery whose destination is not busy, for one attempt (a lease: if this
+        process dies mid-attempt, the delivery becomes due again when the lease runs out)."""
+        query: dict[str, Any] = {"state": PENDING, "next_attempt_at": {"$lte": now}}
+        if busy_destinations:
+            query["destination"] = {"$nin": busy_destinations}
+        return self.deliveries.find_one_and_update(
+            query,
+            {"$set": {"state": SENDING, "leased_until": lease_until, "lease_owner": owner}, "$inc": {"attempts": 1}},
+            sort=[("next_attempt_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def settle_delivery(self, delivery_id: str, owner: str, changes: dict[str, Any]) -> bool:
+        """Record the outcome of an attempt, if this process still holds the lease."""
+        result = self.deliveries.update_one(
+            {"_id": delivery_id, "state": SENDING, "lease_owner": owner},
+            {"$set": {**changes, "leased_until": None, "lease_owner": None}},
+        )
+        return result.modified_count == 1
+
+    def release_expired_leases(self, now: datetime) -> int:
+        result = self.deliveries.update_many(
+            {"state": SENDING, "leased_until": {"$lte": now}},
+            {"$set": {"state": PENDING, "next_attempt_at": now, "leased_until": None, "lease_owner": None}},
+        )
+        return result.modified_count
+
+    def open_citizen_deliveries(self, report_id: str) -> int:
+        return self.deliveries.count_documents(
+            {"report_id": report_id, "audience": "citizen", "state": {"$in": list(OPEN_STATES)}}
+        )
+
+    def cancel_citizen_deliveries(self, report_id: str, reason: str) -> int:
+        result = self.deliveries.update_many(
+            {"report_id": report_id, "audience": "citizen", "state": PENDING},
+            {"$set": {"state": CANCELLED, "last_error": reason, "finished_at": utcnow()}},
+        )
+        return result.modified_count
+
+    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        return self.deliveries.find_one({"_id": delivery_id})
+
+    def delivery_counts(self) -> dict[str, int]:
+        return {state: self.deliveries.count_documents({"state": state}) for state in (PENDING, SENDING, DEAD)}
 
 
 class NotifyStore(MongoDatabase):

@@ -229,6 +229,11 @@ class ContactBundle:
         return "email" if "@" in self.contact else "phone"
 
 
+def unsubscribe_token_hash(token: str) -> str:
+    """What notify stores of an unsubscribe token (to find the subscription; the token itself opens it)."""
+    return hashlib.sha256(b"unsubscribe\0" + token.encode("utf-8")).hexdigest()
+
+
 def parse_contact_plaintext(plaintext: str) -> ContactBundle | None:
     """The decrypted hand-over: `{"contact": ..., "tracking_url": ...}`, or (older intake) the bare contact. A bare
     contact never parses as a JSON object: an e-mail address ends with its domain, a phone number with a digit."""

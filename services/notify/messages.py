@@ -96,6 +96,8 @@ def _what_happened_en(kind: str, facts: dict[str, Any]) -> str:
     status = facts.get("status")
     if status in ("koordinasi", "disposisi") and facts.get("target_opd_name"):
         return f"Your report was handed to {facts['target_opd_name']}."
+    if status == "dikerjakan":
+        return "Officers are working on your report."
     if status == "selesai":
         return "Your report has been resolved. Thank you for reporting."
     if status == "ditolak":

@@ -42,7 +42,7 @@ CONTACTS_REMOVED = Counter(
     registry=REGISTRY,
 )
 DELIVERY_BACKLOG = Gauge(
-    "jaklapor_notify_deliveries",
+    "jaklapor_notify_delivery_backlog",
     "Deliveries in notify's store by state (pending: waiting for their next attempt; sending; dead: dead-lettered)",
     ["state"],
     registry=REGISTRY,

@@ -1,17 +1,23 @@
-"""Notify: the only holder of reporter contacts; follows report events and streams them live to citizens."""
+"""Notify: the only holder of reporter contacts; follows report events, streams them live to citizens, and tells
+citizens (e-mail, or a push / SMS relay webhook) and agencies (signed webhooks, e-mail) what happened."""
 
 from __future__ import annotations
 
+import html
 import logging
+import re
+import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import eventlet
 from eventlet.queue import Empty
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.contacts import CONTACTS_QUEUE
-from jaklapor.events import ReportSubmitted, parse_event
+from jaklapor.config import setting
+from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, encrypt_contact
+from jaklapor.events import ReportStatusChanged, ReportSubmitted, parse_event, utcnow
 from jaklapor.messaging import (
     PermanentFailure,
     Publisher,
@@ -24,11 +30,22 @@ from jaklapor.messaging import (
     work_queue,
 )
 from jaklapor.operations import OperationsEndpoints
+from jaklapor.timers import timer_from_config
 from jaklapor.tokens import token_hash_or_none
-from jaklapor.web import ApiError, api
-from services.notify.dependencies import LiveStreams, NotifyStore
-from services.notify.domain import parse_last_event_id, sse_frame, timeline_entry
-from services.notify.metrics import LIVE_STREAMS, TIMELINE_EVENTS
+from jaklapor.web import ApiError, api, json_response
+from services.notify.dependencies import ACTIVE_STATES, LiveStreams, NotifyStore
+from services.notify.dispatcher import Deliveries
+from services.notify.domain import (
+    FINAL_STATUSES,
+    contact_purge_due,
+    notifications_for,
+    parse_contact_plaintext,
+    parse_last_event_id,
+    sse_frame,
+    timeline_entry,
+    unsubscribe_token_hash,
+)
+from services.notify.metrics import CONTACTS_REMOVED, LIVE_STREAMS, TIMELINE_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +54,7 @@ KEEPALIVE_SECONDS = 15.0
 # a wake-up can be lost (broker hiccup); streams re-read their timeline at least this often anyway
 SAFETY_POLL_SECONDS = 5.0
 REGISTRATION_WAIT_SECONDS = 5.0
+UNSUBSCRIBE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 
 
 class NotifyService(OperationsEndpoints):
@@ -45,6 +63,7 @@ class NotifyService(OperationsEndpoints):
     store = NotifyStore()
     live = LiveStreams()
     publisher = Publisher(declare=[NOTIFY_EVENTS])
+    deliveries = Deliveries()
 
     @work_consumer(work_queue("notify.events", [("intake", "#"), ("routing", "#")]))
     def record_event(self, body: dict[str, Any]) -> None:
@@ -53,7 +72,12 @@ class NotifyService(OperationsEndpoints):
         except ValueError as exc:
             raise PermanentFailure(str(exc)) from exc
         if isinstance(event, ReportSubmitted):
-            self.store.register_report(event.report_id, event.tracking_token_hash)
+            self.store.register_report(event.report_id, event.tracking_token_hash, event.has_contact)
+        # idempotent on the event id (a delivery's id derives from it): safe on a redelivered event
+        names = self.deliveries.opd_names
+        self.deliveries.enqueue(notifications_for(event, names.get, "triage"))
+        if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
+            self.store.mark_final(event.report_id, event.occurred_at)
         entry = timeline_entry(event)
         if entry is None:
             return
@@ -84,8 +108,97 @@ class NotifyService(OperationsEndpoints):
             isinstance(body.get(k), str) for k in ("report_id", "tracking_token_hash", "contact_ciphertext")
         ):
             raise PermanentFailure("contact message without report_id, tracking_token_hash or contact_ciphertext")
-        self.store.store_contact(body["report_id"], body["tracking_token_hash"], body["contact_ciphertext"])
-        log.info("contact registered for notifications", extra={"report_id": body["report_id"]})
+        report_id = body["report_id"]
+        key = setting(self.config, "CONTACT_KEY")
+        plaintext = decrypt_contact(key, body["contact_ciphertext"])
+        bundle = parse_contact_plaintext(plaintext) if plaintext is not None else None
+        if bundle is None:
+            # intake and notify disagree on CONTACT_KEY: keep the message (dead letter) for after the fix
+            raise PermanentFailure(f"contact of {report_id} cannot be decrypted with this CONTACT_KEY")
+        # a random unsubscribe token per subscription: stored hashed (to find it) and encrypted (to put it in links)
+        token = secrets.token_urlsafe(32)
+        stored = self.store.store_contact(
+            report_id,
+            body["tracking_token_hash"],
+            body["contact_ciphertext"],
+            kind=bundle.kind,
+            unsubscribe_hash=unsubscribe_token_hash(token),
+            unsubscribe_ciphertext=encrypt_contact(key, token),
+        )
+        log.info(
+            "contact registered for notifications" if stored else "contact hand-over already registered",
+            extra={"report_id": report_id},
+        )
+
+    @api("GET", "/api/v1/unsubscribe/<token>")
+    def unsubscribe(self, request: Request, token: str) -> Response:
+        return self._unsubscribe(request, token)
+
+    @api("POST", "/api/v1/unsubscribe/<token>")
+    def unsubscribe_one_click(self, request: Request, token: str) -> Response:
+        """RFC 8058 one-click unsubscribe: mail clients POST `List-Unsubscribe=One-Click` to the link."""
+        return self._unsubscribe(request, token)
+
+    def _unsubscribe(self, request: Request, token: str) -> Response:
+        found = None
+        if UNSUBSCRIBE_TOKEN_RE.fullmatch(token):
+            found = self.store.contact_by_unsubscribe_hash(unsubscribe_token_hash(token))
+        if found is None:
+            return self._unsubscribe_answer(request, 404, "not_found", None)
+        report_id = found["_id"]
+        if found.get("state") in ACTIVE_STATES and self.store.remove_contact(report_id, "unsubscribed"):
+            cancelled = self.store.cancel_citizen_deliveries(report_id, "unsubscribed")
+            CONTACTS_REMOVED.labels("unsubscribed").inc()
+            log.info("contact removed: unsubscribed", extra={"report_id": report_id, "cancelled": cancelled})
+            return self._unsubscribe_answer(request, 200, "unsubscribed", report_id)
+        state = "unsubscribed" if found.get("state") in (*ACTIVE_STATES, "unsubscribed") else "removed"
+        return self._unsubscribe_answer(request, 200, state, report_id)
+
+    @staticmethod
+    def _unsubscribe_answer(request: Request, status: int, outcome: str, report_id: str | None) -> Response:
+        messages = {
+            "unsubscribed": (
+                "Anda tidak akan menerima pemberitahuan lagi untuk laporan ini. Kontak Anda telah dihapus.",
+                "You will not receive further notifications about this report. Your contact was deleted.",
+            ),
+            "removed": (
+                "Kontak Anda untuk laporan ini sudah dihapus; tidak ada pemberitahuan lagi.",
+                "Your contact for this report was already deleted; no further notifications.",
+            ),
+            "not_found": ("Tautan ini tidak dikenal.", "This link is not known."),
+        }
+        text_id, text_en = messages[outcome]
+        headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+            title = html.escape(f"JakLapor: {report_id}" if report_id else "JakLapor")
+            page = (
+                '<!doctype html><html lang="id"><head><meta charset="utf-8">'
+                '<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f"<title>{title}</title></head><body><h1>{title}</h1>"
+                f'<p>{html.escape(text_id)}</p><p lang="en">{html.escape(text_en)}</p></body></html>'
+            )
+            return Response(page, status=status, mimetype="text/html", headers=headers)
+        payload = {"status": outcome, "report_id": report_id, "message": text_id, "message_en": text_en}
+        if status == 404:
+            payload = {"error": {"code": "unsubscribe_link_not_found", "message": text_en}}
+        return json_response(payload, status=status, headers=headers)
+
+    @timer_from_config("CONTACT_PURGE_CHECK_SECONDS", 3600)
+    def purge_contacts(self) -> None:
+        """Delete each contact CONTACT_RETENTION_DAYS after its report reached selesai or ditolak."""
+        retention_days = float(setting(self.config, "CONTACT_RETENTION_DAYS", 30))
+        now = utcnow()
+        for contact in self.store.contacts_final_before(now - timedelta(days=max(retention_days, 0.0))):
+            report_id = contact["_id"]
+            pending = self.store.open_citizen_deliveries(report_id)
+            if not contact_purge_due(contact.get("final_at"), now, retention_days, pending):
+                continue
+            if self.store.remove_contact(report_id, "retention"):
+                CONTACTS_REMOVED.labels("retention").inc()
+                log.info(
+                    "contact purged after the retention period",
+                    extra={"report_id": report_id, "retention_days": retention_days},
+                )
 
     @api("GET", "/api/v1/reports/<token>/stream")
     def stream(self, request: Request, token: str) -> Response:
