@@ -61,11 +61,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rabbitmqctl(*args: str) -> str:
+def rabbitmqctl(*args: str, timeout: float = 120) -> str:
     exe = shutil.which("rabbitmqctl")
     if exe is None:
         raise RuntimeError("rabbitmqctl not found: the tests need the local RabbitMQ")
-    return subprocess.run([exe, "-q", *args], check=True, capture_output=True, text=True, timeout=120).stdout
+    # its own process group: on a timeout the Erlang VM it starts must die too, or it holds one of the few
+    # CLI slots the node allows and later calls fail
+    process = subprocess.Popen(
+        [exe, "-q", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, [exe, *args], out, err)
+    return out
 
 
 @dataclass

@@ -632,7 +632,16 @@ class IntakeService(OperationsEndpoints):
                 "updated_at": utcnow(),
             }
             note = f"Diteruskan ke {event.opd.name}"
-            history = history_entry("routed", event.occurred_at, report["status"], actor="routing", note=note, opd=opd)
+            history = history_entry(
+                "routed",
+                event.occurred_at,
+                report["status"],
+                actor="routing",
+                note=note,
+                opd=opd,
+                hop=event.hop,
+                response_deadline=event.response_deadline,
+            )
         else:
             triage = self.reference.directory.triage
             opd = opd_ref(triage)

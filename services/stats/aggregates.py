@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from jaklapor.events import STATUSES
-from services.stats.domain import UNKNOWN_KOTA, headline, iso, jakarta_day, utc
+from services.stats.domain import UNKNOWN_KOTA, DeadlineRule, jakarta_day, utc
 
 NO_CATEGORY = "(tanpa kategori)"
 UNKNOWN_AREA = "(belum diketahui)"
@@ -85,20 +85,23 @@ class HopOutcome:
     due: bool  # its response deadline has passed
 
 
-def hop_deadline(hop: Mapping[str, Any], default_deadline: timedelta) -> datetime | None:
+def hop_deadline(hop: Mapping[str, Any], category: str | None, deadline_of: DeadlineRule) -> datetime | None:
+    """The hop's response deadline as routing set it; for a hop without one (the triage desk, older events) the
+    same rule routing uses."""
     if hop.get("deadline") is not None:
         return utc(hop["deadline"])
     if hop.get("assigned_at") is None:
         return None
-    return utc(hop["assigned_at"]) + default_deadline
+    deadline = deadline_of(category or "", utc(hop["assigned_at"]))
+    return None if deadline is None else utc(deadline)
 
 
-def hop_outcomes(row: Mapping[str, Any], now: datetime, default_deadline: timedelta) -> list[HopOutcome]:
+def hop_outcomes(row: Mapping[str, Any], now: datetime, deadline_of: DeadlineRule) -> list[HopOutcome]:
     hops = [h for h in row.get("hops") or [] if h.get("opd")]
     outcomes = []
     for index, hop in enumerate(hops):
         last = index == len(hops) - 1
-        deadline = hop_deadline(hop, default_deadline)
+        deadline = hop_deadline(hop, row.get("category"), deadline_of)
         due = deadline is not None and utc(now) > deadline
         first = hop.get("first_response_at")
         if first is not None and deadline is not None:
@@ -252,14 +255,14 @@ def per_day(rows: Iterable[Mapping[str, Any]], first: date, last: date) -> dict[
 def durations(
     rows: Iterable[Mapping[str, Any]],
     now: datetime,
-    default_deadline: timedelta,
+    deadline_of: DeadlineRule,
     opd_names: Mapping[str, Mapping[str, Any]] | None = None,
     category_names: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Time to first response and to selesai (median, p90) overall, per OPD and per category, and the share of
     responses given within the deadline."""
     rows = counted(rows)
-    outcomes = [o for row in rows for o in hop_outcomes(row, now, default_deadline)]
+    outcomes = [o for row in rows for o in hop_outcomes(row, now, deadline_of)]
 
     def report_level(subset: list[Mapping[str, Any]]) -> dict[str, Any]:
         first = [_seconds(r.get("submitted_at"), r.get("first_response_at")) for r in subset]
@@ -305,21 +308,4 @@ def durations(
         "overall": {**report_level(rows), "within_deadline": deadline_share(outcomes)},
         "by_opd": per_opd,
         "by_category": per_category,
-        "default_deadline_hours": round(default_deadline.total_seconds() / 3600, 2),
-    }
-
-
-def overview(rows: Iterable[Mapping[str, Any]], now: datetime, default_deadline: timedelta) -> dict[str, Any]:
-    """The few numbers a dashboard leads with."""
-    rows = counted(rows)
-    counts = status_counts(rows)
-    timing = durations(rows, now, default_deadline)["overall"]
-    return {
-        "total": len(rows),
-        "headline": headline(counts),
-        "by_status": counts,
-        "first_response": timing["first_response"],
-        "selesai": timing["selesai"],
-        "within_deadline": timing["within_deadline"],
-        "generated_at": iso(now),
     }

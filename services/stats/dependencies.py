@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -18,6 +18,9 @@ from services.stats.geo import simplify_kelurahan
 
 # what the statistics read of a projection: everything but the facts it was derived from
 ROW_FIELDS = {"facts": 0}
+# what breakdowns and reports per day read (no hops)
+AREA_FIELDS = ("status", "category", "kota", "kecamatan", "kelurahan", "area_code", "opd")
+DAY_FIELDS = ("status", "day", "submitted_at", "resolved_at")
 
 
 class ProjectionConflict(Exception):
@@ -75,9 +78,10 @@ class ProjectionRepository:
             for row in self.projections.aggregate(pipeline)
         ]
 
-    def rows(self, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """The derived fields of every counted projection matching `query`."""
-        return list(self.projections.find({"status": {"$ne": None}, **(query or {})}, ROW_FIELDS))
+    def rows(self, query: dict[str, Any] | None = None, fields: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The derived fields (only `fields`, if given) of every counted projection matching `query`."""
+        projection = dict.fromkeys(fields, 1) if fields is not None else ROW_FIELDS
+        return list(self.projections.find({"status": {"$ne": None}, **(query or {})}, projection))
 
     def all(self) -> Iterator[dict[str, Any]]:
         return iter(self.projections.find({}))

@@ -1,7 +1,7 @@
 """The kelurahan map of the dashboard (no I/O): the boundary file simplified for a browser.
 
 `jaklapor/reference/jakarta_kelurahan.geojson` (267 kelurahan, MIT, see ATTRIBUTION.md) is simplified with shapely
-(Douglas-Peucker, topology preserved) to about 30 m and its coordinates rounded to 5 decimals (about 1 m): a
+(Douglas-Peucker, topology preserved) to about 50 m and its coordinates rounded to 4 decimals (about 11 m): a
 fraction of the size, with no visible change at city scale. The dashboard projects it to SVG itself: no tile server.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from shapely.geometry import mapping, shape
 
-TOLERANCE_DEGREES = 0.0003
-PRECISION = 5
+TOLERANCE_DEGREES = 0.0005
+PRECISION = 4
 
 
 def _rounded(coordinates: Any, precision: int) -> Any:

@@ -18,7 +18,8 @@ The composite score (0-100) of an agency:
                     selesai, T = the response target (3 days by default): 1 when instant, 0.5 at T, 0 with no selesai
     bounce_rate   = koordinasi hand-overs / received;  rejection_rate = ditolak / received
     reopened_rate = its selesai later reopened / hops where it set selesai
-A rate with nothing to measure counts as 0 (no evidence, no credit). Why it resists gaming:
+A rate with nothing to measure counts as 0 (no evidence, no credit); an agency whose reports are all still within
+their deadline has no score yet. Why it resists gaming:
 - bouncing or rejecting a report is a quick "response" (on_time) but never a completion, and each costs up to half
   the score on top: an agency that bounces everything scores at most 15;
 - closing a report as selesai too early is caught when it is reopened (the reopened factor, and it is no longer
@@ -36,9 +37,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.stats.aggregates import HopOutcome, counted, deadline_share, duration_stats, hop_outcomes, ratio
-from services.stats.domain import TRIAGE_OPD
+from services.stats.domain import TRIAGE_OPD, DeadlineRule
 
 DEFAULT_MIN_REPORTS = 20
+# T of the speed term: the city's 3-day response target
+DEFAULT_TARGET = timedelta(days=3)
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,10 @@ def agency_row(opd: str, outcomes: list[HopOutcome], target: timedelta) -> dict[
         "resolution": resolution,
         "within_deadline": deadlines,
         "speed": round(speed_value, 4),
-        "score": composite_score(
+        # nothing to judge yet (every report still within its deadline): no score rather than a zero
+        "score": None
+        if expected <= 0 and deadlines["decided"] == 0
+        else composite_score(
             rates["completion_rate"],
             deadlines["share"],
             speed_value,
@@ -138,15 +144,14 @@ def agency_table(
     now: datetime,
     *,
     min_reports: int = DEFAULT_MIN_REPORTS,
-    default_deadline: timedelta,
-    target: timedelta | None = None,
+    deadline_of: DeadlineRule,
+    target: timedelta = DEFAULT_TARGET,
     names: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Per OPD performance; agencies with at least `min_reports` reports ranked by score, the others listed apart."""
-    target = target or default_deadline
     by_opd: dict[str, list[HopOutcome]] = {}
     for row in counted(rows):
-        for outcome in hop_outcomes(row, now, default_deadline):
+        for outcome in hop_outcomes(row, now, deadline_of):
             by_opd.setdefault(outcome.opd, []).append(outcome)
     ranked, unranked = [], []
     for opd, outcomes in by_opd.items():
@@ -158,7 +163,7 @@ def agency_table(
             unranked.append({**row, "unranked_reason": f"fewer than {min_reports} reports"})
         else:
             ranked.append(row)
-    ranked.sort(key=lambda r: (-r["score"], -r["received"], r["opd"]))
+    ranked.sort(key=lambda r: (-(r["score"] if r["score"] is not None else -1), -r["received"], r["opd"]))
     for position, row in enumerate(ranked, start=1):
         row["rank"] = position
     unranked.sort(key=lambda r: (-r["received"], r["opd"]))

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from jaklapor.config import load_config, setting
-from jaklapor.mongo import connect, is_in_process
 from jaklapor.reference import load_categories
-from services.stats.dependencies import ProjectionRepository
 from services.stats.domain import DeadlineRule, deadline_rule, differences, rebuild_projection
+
+with warnings.catch_warnings():  # nameko, imported for the services, warns that eventlet is deprecated: not here
+    warnings.filterwarnings("ignore", message="(?s).*Eventlet is deprecated")
+    from jaklapor.mongo import connect, is_in_process
+    from services.stats.dependencies import ProjectionRepository
 
 # fields of a stored report the rebuild reads; never its outbox or idempotency data
 REPORT_FIELDS = ("category", "area", "submitted_at", "location", "description", "history", "triage_reason")

@@ -23,11 +23,12 @@ from jaklapor.operations import OperationsEndpoints
 from jaklapor.reference import load_areas, load_categories, load_directory
 from jaklapor.web import ApiError, api, json_response
 from services.stats.aggregates import DIMENSIONS, MAX_DAYS, breakdown, durations, per_day, status_counts
-from services.stats.dependencies import KelurahanMap, ProjectionStore
-from services.stats.domain import JAKARTA_TZ, apply_event, headline, iso, summarize, utc
+from services.stats.dependencies import AREA_FIELDS, DAY_FIELDS, KelurahanMap, ProjectionStore
+from services.stats.domain import JAKARTA_TZ, DeadlineRule, apply_event, headline, iso, summarize, utc
 from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
 from services.stats.performance import DEFAULT_MIN_REPORTS, agency_table
 from services.stats.query import Filters, QueryError, parse_filters, positive_int
+from services.stats.rebuild import deadline_rule_from
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class StatsService(OperationsEndpoints):
         def compute() -> dict[str, Any]:
             names = reference_names()
             lookup = {"category": names["categories"], "opd": names["opds"]}.get(dimension)
-            body = breakdown(self.projections.rows(filters.mongo()), dimension, lookup)
+            body = breakdown(self.projections.rows(filters.mongo(), AREA_FIELDS), dimension, lookup)
             return {"generated_at": iso(utcnow()), **body, "filters": filters.echo()}
 
         return self._public(f"by/{dimension}", request, compute)
@@ -177,7 +178,7 @@ class StatsService(OperationsEndpoints):
         )
 
         def compute() -> dict[str, Any]:
-            body = per_day(self.projections.rows(window.mongo()), first, last)
+            body = per_day(self.projections.rows(window.mongo(), DAY_FIELDS), first, last)
             return {"generated_at": iso(utcnow()), **body, "filters": window.echo()}
 
         return self._public("daily", request, compute)
@@ -194,7 +195,7 @@ class StatsService(OperationsEndpoints):
             body = durations(
                 self.projections.rows(filters.mongo()),
                 now,
-                self._default_deadline(),
+                self._deadline_rule(),
                 names["opds"],
                 names["categories"],
             )
@@ -215,7 +216,7 @@ class StatsService(OperationsEndpoints):
                 rows,
                 now,
                 min_reports=min_reports,
-                default_deadline=self._default_deadline(),
+                deadline_of=self._deadline_rule(),
                 names=reference_names()["opds"],
             )
             counts = status_counts(rows)
@@ -295,14 +296,13 @@ class StatsService(OperationsEndpoints):
             log.error("STATS_MIN_REPORTS_FOR_RANK=%r is not a number; using %d", value, DEFAULT_MIN_REPORTS)
             return DEFAULT_MIN_REPORTS
 
-    def _default_deadline(self) -> timedelta:
-        return timedelta(seconds=float(setting(self.config, "RESPONSE_DEADLINE_SECONDS", 3 * 24 * 3600)))
+    def _deadline_rule(self) -> DeadlineRule:
+        return deadline_rule_from(self.config)
 
     def health_checks(self) -> dict[str, Any]:
         return {"mongo": self.projections.ping(), "broker": broker_reachable(self.config["AMQP_URI"])}
 
 
-@functools.cache
 def _read_static(name: str) -> bytes:
     return (STATIC_DIR / name).read_bytes()
 

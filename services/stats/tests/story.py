@@ -23,13 +23,14 @@ from jaklapor.events import (
     ReportSubmitted,
     ReportUnroutable,
 )
+from jaklapor.reference import load_categories
 from services.intake.domain import history_entry
 from services.stats.domain import deadline_rule
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 MELAWAI = AreaRef(code="31.74.07.1001", kelurahan="Melawai", kecamatan="Kebayoran Baru", kota="Jakarta Selatan")
-# routing's rule: the category's own target (sampah: 1 day), else the city's 3 days
-DEADLINE_RULE = deadline_rule({"sampah": 1})
+# routing's rule: each category's own target (penanganan-banjir: 1 day), else the city's 3 days
+DEADLINE_RULE = deadline_rule({code: c.response_days for code, c in load_categories().items()})
 TEBET = AreaRef(code="31.74.01.1001", kelurahan="Tebet Barat", kecamatan="Tebet", kota="Jakarta Selatan")
 
 
@@ -272,9 +273,9 @@ def stories() -> list[Story]:
     triaged.transition("koordinasi", hours=4, target="sudin-bina-marga-jakarta-selatan").routed(
         "sudin-bina-marga-jakarta-selatan"
     )
-    escalated = Story("JK-6", category="sampah").routed("kelurahan-melawai")
+    escalated = Story("JK-6", category="penanganan-banjir").routed("kelurahan-melawai")
     escalated.escalated("kecamatan-kebayoran-baru").routed("kecamatan-kebayoran-baru").transition("dikerjakan")
-    exhausted = Story("JK-9", category="sampah").routed("kota-jakarta-selatan")
+    exhausted = Story("JK-9", category="penanganan-banjir").routed("kota-jakarta-selatan")
     exhausted.escalated("lingkungan-hidup").routed("lingkungan-hidup").overdue()
     waiting = Story("JK-7", start=T0 + timedelta(days=1)).routed("sudin-bina-marga-jakarta-selatan")
     reopened = Story("JK-8").routed("sudin-bina-marga-jakarta-selatan")
