@@ -17,6 +17,8 @@ SCHEMA_VERSION = 1
 
 Status = Literal["menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai", "ditolak"]
 STATUSES: tuple[str, ...] = ("menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai", "ditolak")
+# how the citizen, the agencies and the public read them (JAKI's own words)
+STATUS_LABELS: dict[str, str] = {status: status.capitalize() for status in STATUSES}
 
 
 def utcnow() -> datetime:

@@ -55,6 +55,16 @@ def database_for(config: dict[str, Any], name: str) -> tuple[Any, Database]:
     return client, client[f"{prefix}_{name}"]
 
 
+def ping(db: Database) -> bool:
+    """True if the database's server answers now (health checks)."""
+    try:
+        db.client.admin.command("ping")
+    except Exception as exc:  # any failure means unhealthy
+        log.warning("MongoDB ping failed: %r", exc)
+        return False
+    return True
+
+
 def close(client: Any, uri: str) -> None:
     if not is_in_process(uri):
         client.close()
@@ -91,10 +101,3 @@ class MongoDatabase(DependencyProvider):
     def get_dependency(self, worker_ctx: Any) -> Any:
         return self.repository
 
-    def healthy(self) -> bool:
-        try:
-            self.client.admin.command("ping")
-        except Exception:  # any failure means unhealthy; the reason is logged
-            log.exception("MongoDB ping failed")
-            return False
-        return True

@@ -100,21 +100,21 @@ class Vhost:
         rabbitmqctl("delete_vhost", self.name)
 
 
-class S3StandIn:
-    """moto's S3 server on a free loopback port, in its own process (as a MinIO would be)."""
+class LoopbackServer:
+    """A stand-in server (for a store this machine cannot run) in its own process, on a free loopback port."""
+
+    name = "server"
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._listening, 30, message="moto S3 server")
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._listening, 30, message=self.name)
 
     def _listening(self) -> bool:
         try:
@@ -127,6 +127,19 @@ class S3StandIn:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(10)
+
+
+class S3StandIn(LoopbackServer):
+    """moto's S3 server, as a MinIO would be."""
+
+    name = "moto S3 server"
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
 
     def client(self) -> Any:
         from minio import Minio
@@ -134,42 +147,26 @@ class S3StandIn:
         return Minio(self.endpoint, access_key="e2e", secret_key="e2e-secret", secure=False, region="us-east-1")
 
 
-ALL_SERVICES = ("intake", "routing", "notify", "stats")
+class MongoServerStandIn(LoopbackServer):
+    """The MongoDB wire stand-in (`python -m jaklapor.mongo_standin`): a store that outlives the service processes,
+    so they can be killed and restarted as they would be against a real MongoDB."""
 
+    name = "mongo stand-in server"
 
-class MongoServerStandIn:
-    """The MongoDB wire stand-in (`python -m jaklapor.mongo_standin`) in its own process: a store that outlives
-    the service processes, so they can be killed and restarted as they would be against a real MongoDB."""
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jaklapor.mongo_standin", "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._listening, 30, message="mongo stand-in server")
-
-    def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "jaklapor.mongo_standin", "--host", "127.0.0.1", "--port", str(self.port)]
 
     def client(self) -> Any:
         import pymongo
 
         return pymongo.MongoClient(self.uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
+ALL_SERVICES = ("intake", "routing", "notify", "stats")
 
 
 @dataclass

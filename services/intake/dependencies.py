@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from jaklapor.config import setting
 from jaklapor.events import utcnow
 from jaklapor.messaging import ConfirmedPublisher, PublishFailed
-from jaklapor.mongo import MongoDatabase, database_for
+from jaklapor.mongo import MongoDatabase, database_for, ping
 from jaklapor.reference import load_categories, load_directory
 from services.intake import metrics
 from services.intake.domain import WAITING_STATUSES
@@ -51,11 +51,7 @@ class ReportRepository:
         self.reports.create_index([("assigned_opd.code", ASCENDING), ("status", ASCENDING)])
 
     def ping(self) -> bool:
-        try:
-            self.reports.database.client.admin.command("ping")
-        except Exception:
-            return False
-        return True
+        return ping(self.reports.database)
 
     def next_sequence(self, day: str) -> int:
         counter = self.counters.find_one_and_update(

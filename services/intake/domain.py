@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from jaklapor.events import STATUS_LABELS
+
 JAKARTA_TZ = timezone(timedelta(hours=7), "WIB")
 
 MENUNGGU, KOORDINASI, DISPOSISI, DIKERJAKAN, SELESAI, DITOLAK = (
@@ -23,14 +25,6 @@ MENUNGGU, KOORDINASI, DISPOSISI, DIKERJAKAN, SELESAI, DITOLAK = (
     "ditolak",
 )
 
-STATUS_LABELS = {
-    MENUNGGU: "Menunggu",
-    KOORDINASI: "Koordinasi",
-    DISPOSISI: "Disposisi",
-    DIKERJAKAN: "Dikerjakan",
-    SELESAI: "Selesai",
-    DITOLAK: "Ditolak",
-}
 
 # which status may follow which; an OPD that finds mid-work the report is not its own may still hand it over
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {

@@ -15,7 +15,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jaklapor.events import utcnow
-from jaklapor.mongo import MongoDatabase
+from jaklapor.mongo import MongoDatabase, ping
 
 ACTIVE = "active"
 # contacts stored before subscriptions had a state are active
@@ -43,11 +43,7 @@ class NotifyRepository:
         self.deliveries.create_index([("report_id", ASCENDING), ("audience", ASCENDING), ("state", ASCENDING)])
 
     def ping(self) -> bool:
-        try:
-            self.reports.database.client.admin.command("ping")
-        except Exception:
-            return False
-        return True
+        return ping(self.reports.database)
 
     def register_report(self, report_id: str, token_hash: str, has_contact: bool | None = None) -> None:
         changes: dict[str, Any] = {"token_hash": token_hash}

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from jaklapor.events import (
+    STATUS_LABELS,
     Event,
     ReportEscalated,
     ReportForwarded,
@@ -21,14 +22,6 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 
-STATUS_LABELS = {
-    "menunggu": "Menunggu",
-    "koordinasi": "Koordinasi",
-    "disposisi": "Disposisi",
-    "dikerjakan": "Dikerjakan",
-    "selesai": "Selesai",
-    "ditolak": "Ditolak",
-}
 FINAL_STATUSES = frozenset({"selesai", "ditolak"})
 
 

@@ -12,7 +12,7 @@ from pymongo.database import Database
 
 from jaklapor.config import setting
 from jaklapor.events import utcnow
-from jaklapor.mongo import MongoDatabase
+from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_directory
 from services.routing.domain import AreaIndex
 
@@ -46,11 +46,7 @@ class LedgerRepository:
         self.decisions.create_index("report_id")
 
     def ping(self) -> bool:
-        try:
-            self.decisions.database.client.admin.command("ping")
-        except Exception:
-            return False
-        return True
+        return ping(self.decisions.database)
 
     def record_once(self, report_id: str, hop: int, decision: dict[str, Any]) -> dict[str, Any]:
         return self.decisions.find_one_and_update(

@@ -11,7 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jaklapor.events import STATUSES
-from jaklapor.mongo import MongoDatabase
+from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_kelurahan_geojson
 from services.stats import metrics
 from services.stats.geo import simplify_kelurahan
@@ -36,11 +36,7 @@ class ProjectionRepository:
         self.projections.create_index("submitted_at")
 
     def ping(self) -> bool:
-        try:
-            self.projections.database.client.admin.command("ping")
-        except Exception:
-            return False
-        return True
+        return ping(self.projections.database)
 
     def get(self, report_id: str) -> dict[str, Any] | None:
         return self.projections.find_one({"_id": report_id})

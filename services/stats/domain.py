@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from jaklapor.events import (
+    STATUS_LABELS,
     STATUSES,
     AreaRef,
     Event,
@@ -38,14 +39,6 @@ DeadlineRule = Callable[[str, datetime], "datetime | None"]
 UNKNOWN_KOTA = "(di luar Jakarta / belum diketahui)"
 TRIAGE_OPD = "triage"
 FORWARD_STATUSES = ("koordinasi", "disposisi")
-STATUS_LABELS = {
-    "menunggu": "Menunggu",
-    "koordinasi": "Koordinasi",
-    "disposisi": "Disposisi",
-    "dikerjakan": "Dikerjakan",
-    "selesai": "Selesai",
-    "ditolak": "Ditolak",
-}
 # the derived fields compared between the live projection and a rebuild (facts carry event ids, which differ)
 COMPARED_FIELDS = (
     "status",
