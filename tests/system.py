@@ -384,3 +384,58 @@ class SseListener:
             except OSError:
                 pass
         self._response.close()
+
+
+# places and categories used by the flood tests; their responsible OPDs come from the routing code itself
+FLOOD_SCENARIOS = [
+    (-6.175392, 106.827153, "jalan"),  # Monas, Gambir
+    (-6.2443, 106.8003, "parkir-liar"),  # Blok M, Melawai
+    (-6.2250, 106.8450, "sampah"),  # Menteng Dalam, Tebet
+    (-6.1588, 106.9055, "gangguan-ketenteraman-dan-ketertiban"),  # Kelapa Gading
+]
+
+
+def flood_scenario_opds() -> set[str]:
+    from jaklapor.reference import load_directory
+    from services.routing.domain import default_area_index, route
+
+    directory, index = load_directory(), default_area_index()
+    return {route(index, directory, lat, lon, category).opd.code for lat, lon, category in FLOOD_SCENARIOS}
+
+
+@dataclass
+class OpdDeliveries:
+    """Every copy found on OPD queues, per report: what an agency de-duplicating by message_id would see."""
+
+    copies: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    @classmethod
+    def drain(cls, amqp_uri: str, opd_codes: set[str]) -> OpdDeliveries:
+        found = cls()
+        reader = OpdQueueReader(amqp_uri)
+        try:
+            for code in opd_codes:
+                while (message := reader.channel.basic_get(opd_queue_name(code), no_ack=True)) is not None:
+                    body = message.body if isinstance(message.body, str) else message.body.decode()
+                    report_id = json.loads(body)["report_id"]
+                    found.copies.setdefault(report_id, []).append((message.properties.get("message_id"), body))
+        finally:
+            reader.close()
+        return found
+
+    @property
+    def reports(self) -> set[str]:
+        return set(self.copies)
+
+    def second_assignments(self) -> dict[str, set[str]]:
+        """Reports handed to an OPD twice as different messages: a real duplicate, never allowed."""
+        return {r: ids for r, c in self.copies.items() if len(ids := {mid for mid, _ in c}) > 1}
+
+    def redundant_copies(self) -> int:
+        """Identical re-publications of one message (same message_id and body), the at-least-once window of
+        AMQP 0-9-1 when a connection or process dies between the broker storing a message and the publisher
+        recording it; an agency de-duplicating by message_id sees each report once."""
+        return sum(len(c) - 1 for c in self.copies.values())
+
+    def all_copies_identical(self) -> bool:
+        return all(len(set(c)) == 1 for c in self.copies.values())
