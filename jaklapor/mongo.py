@@ -29,7 +29,7 @@ def is_in_process(uri: str) -> bool:
 def connect(uri: str) -> Any:
     """A MongoClient for `uri`; for `mongomock://` one client per URI per process, so services share its data."""
     if is_in_process(uri):
-        import mongomock
+        from jaklapor.mongo_standin import FastClient
 
         with _lock:
             client = _shared_mock_clients.get(uri)
@@ -39,7 +39,9 @@ def connect(uri: str) -> Any:
                     "stops. Set MONGO_URI=mongodb://... for a real MongoDB.",
                     uri,
                 )
-                client = _shared_mock_clients[uri] = mongomock.MongoClient(tz_aware=True)
+                # mongomock with O(1) _id lookups and hashed and field indexes: plain mongomock scans every document
+                # on every query and every unique-index check, which collapses as reports accumulate
+                client = _shared_mock_clients[uri] = FastClient(tz_aware=True)
             return client
     import pymongo
 

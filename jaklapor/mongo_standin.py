@@ -665,6 +665,9 @@ class FastCollection(_MockCollection):
         object_id = data["_id"]
         if isinstance(object_id, list):
             raise WriteError("can't use an array for _id", 2)
+        # stored as MongoDB stores it (naive UTC, millisecond precision) and as a copy: an in-process caller keeps
+        # its own dict, and aware and naive datetimes never meet in a comparison
+        data = mm_helpers.patch_datetime_awareness_in_document(data)
         key = _store_key(object_id)
         store = self._store
         if store._ttl_indexes:
