@@ -22,12 +22,19 @@ class OperationsEndpoints:
         body, content_type = exposition(self.name)
         return Response(body, content_type=content_type)
 
+    # the checks whose failure makes this instance unable to serve; the others are reported, not fatal
+    # (None: all of them)
+    required_checks: tuple[str, ...] | None = None
+
     @api("GET", "/health")
     def health(self, request: Request) -> Response:
         checks = self.health_checks()
-        healthy = all(checks.values())
+        required = [name for name in (self.required_checks or checks) if name in checks]
+        healthy = all(checks[name] for name in required)
+        degraded = not all(checks.values())
+        status = ("degraded" if degraded else "ok") if healthy else "unavailable"
         return json_response(
-            {"service": self.name, "status": "ok" if healthy else "unavailable", "checks": checks},
+            {"service": self.name, "status": status, "checks": checks, "required": required},
             status=200 if healthy else 503,
         )
 

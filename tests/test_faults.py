@@ -88,6 +88,7 @@ def test_broker_stopped_mid_flood_loses_and_duplicates_nothing(fault_system: Run
     results: list[tuple[int, str | None, float]] = []
     lock = threading.Lock()
     broker_down = threading.Event()
+    outage_health: dict = {}
 
     def worker(indices: range) -> None:
         for i in indices:
@@ -99,6 +100,9 @@ def test_broker_stopped_mid_flood_loses_and_duplicates_nothing(fault_system: Run
         wait_for(lambda: len(results) >= SUBMISSIONS // 5, 120, message="first fifth submitted")
         rabbitmqctl("stop_app")
         broker_down.set()
+        # intake keeps taking reports into its outbox: degraded, still ready
+        health = requests.get(fault_system.url("intake", "/health"), timeout=30)
+        outage_health.update(code=health.status_code, body=health.json())
         wait_for(lambda: len(results) >= SUBMISSIONS // 2, 120, message="half submitted while the broker is down")
         rabbitmqctl("start_app")
 
@@ -108,6 +112,8 @@ def test_broker_stopped_mid_flood_loses_and_duplicates_nothing(fault_system: Run
             future.result()
         chaos.result()
     assert broker_down.is_set()
+    assert outage_health["code"] == 200 and outage_health["body"]["status"] == "degraded", outage_health
+    assert outage_health["body"]["checks"]["broker"] is False
 
     accepted = [report_id for status, report_id, _ in results if status == 201]
     statuses = Counter(status for status, _, _ in results)

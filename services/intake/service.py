@@ -102,6 +102,8 @@ def opd_ref(opd: Any) -> dict[str, str]:
 
 class IntakeService(OperationsEndpoints):
     name = "intake"
+    # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
+    required_checks = ("mongo", "object_store")
 
     store = ReportStore()
     photos = PhotoStorage()

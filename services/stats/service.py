@@ -108,6 +108,8 @@ class ResponseCache(DependencyProvider):
 
 class StatsService(OperationsEndpoints):
     name = "stats"
+    # the statistics stay readable while the broker is away (they just stop moving)
+    required_checks = ("mongo",)
 
     projections = ProjectionStore()
     kelurahan_map = KelurahanMap()
