@@ -102,4 +102,3 @@ class MongoDatabase(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Any:
         return self.repository
-
