@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,6 +123,15 @@ class ReportRepository:
         )
         return result.modified_count == 1
 
+    def claim_report_outbox(self, report_id: str, now: datetime) -> dict[str, Any] | None:
+        """Lease one given report's pending messages (None if already published or leased elsewhere)."""
+        return self.reports.find_one_and_update(
+            {"_id": report_id, "outbox_due": {"$lte": now}},
+            {"$set": {"outbox_due": now + OUTBOX_LEASE}},
+            projection={"outbox": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+
     def claim_outbox(self, now: datetime) -> dict[str, Any] | None:
         """Lease one report with pending messages, oldest first, so concurrent relays do not publish it twice."""
         return self.reports.find_one_and_update(
@@ -189,13 +200,16 @@ def insert_new_report(repository: ReportRepository, report: dict[str, Any]) -> d
 class OutboxRelay(DependencyProvider):
     """Publishes every pending message of the report store until the broker confirms it.
 
-    Requests store a change with its messages and call `wake()`; the relay's own green thread does the publishing,
-    so HTTP answers never wait on the broker and a broker outage only delays delivery.
+    Requests store a change with its messages and hand the report id over (`publish_soon`); the relay's own green
+    thread does the publishing, so HTTP answers never wait on the broker and a broker outage only delays delivery.
+    Handed-over reports are claimed by id (cheap); a periodic scan of everything due catches the rest: retries after
+    a broker failure and reports another replica stored but did not publish before it died.
     """
 
-    def __init__(self, poll_interval: float = 1.0, max_backoff: float = 5.0) -> None:
+    def __init__(self, poll_interval: float = 1.0, max_backoff: float = 5.0, scan_interval: float = 2.0) -> None:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
+        self.scan_interval = scan_interval
 
     def setup(self) -> None:
         config = self.container.config
@@ -203,6 +217,8 @@ class OutboxRelay(DependencyProvider):
         self.repository = ReportRepository(db)
         self.publisher = ConfirmedPublisher(config["AMQP_URI"])
         self._wakeups: LightQueue = LightQueue(maxsize=1)
+        self._handed_over: deque[str] = deque()
+        self._next_scan = 0.0
         self._running = False
         self._thread: Any = None
         metrics.OUTBOX_PENDING.set_function(self.repository.pending_outbox_count)
@@ -224,6 +240,11 @@ class OutboxRelay(DependencyProvider):
         if self._thread is not None:
             self._thread.kill()
         self.publisher.close()
+
+    def publish_soon(self, report_id: str) -> None:
+        """A report's new messages are stored: publish them now (the periodic scan would find them later)."""
+        self._handed_over.append(report_id)
+        self.wake()
 
     def wake(self) -> None:
         try:
@@ -253,28 +274,46 @@ class OutboxRelay(DependencyProvider):
         for _ in range(limit):
             if not self._running:
                 return True
-            now = utcnow()
-            report = self.repository.claim_outbox(now)
+            report = self._next_report(utcnow())
             if report is None:
                 return True
-            published: list[str] = []
-            try:
-                for message in report.get("outbox", []):
-                    self.publisher.publish(
-                        message["body"],
-                        exchange=message["exchange"],
-                        routing_key=message["routing_key"],
-                        message_id=message["message_id"],
-                    )
-                    published.append(message["message_id"])
-                    metrics.OUTBOX_PUBLISHED.labels(message["exchange"] or message["routing_key"]).inc()
-            except PublishFailed as exc:
-                log.warning("outbox publish failed, will retry: %s", exc, extra={"report_id": report["_id"]})
-                if published:
-                    self.repository.outbox_published(report["_id"], published)
-                self.repository.outbox_retry_later(report["_id"], utcnow() + timedelta(seconds=1))
+            if not self._publish(report):
                 return False
-            self.repository.outbox_published(report["_id"], published)
+        return True
+
+    def _next_report(self, now: datetime) -> dict[str, Any] | None:
+        while self._handed_over:
+            report = self.repository.claim_report_outbox(self._handed_over.popleft(), now)
+            if report is not None:
+                return report
+        if time.monotonic() < self._next_scan:
+            return None
+        report = self.repository.claim_outbox(now)
+        if report is None:
+            self._next_scan = time.monotonic() + self.scan_interval
+        return report
+
+    def _publish(self, report: dict[str, Any]) -> bool:
+        """Publish a leased report's messages in order; False if the broker failed us (the rest is retried)."""
+        published: list[str] = []
+        try:
+            for message in report.get("outbox", []):
+                self.publisher.publish(
+                    message["body"],
+                    exchange=message["exchange"],
+                    routing_key=message["routing_key"],
+                    message_id=message["message_id"],
+                )
+                published.append(message["message_id"])
+                metrics.OUTBOX_PUBLISHED.labels(message["exchange"] or message["routing_key"]).inc()
+        except PublishFailed as exc:
+            log.warning("outbox publish failed, will retry: %s", exc, extra={"report_id": report["_id"]})
+            if published:
+                self.repository.outbox_published(report["_id"], published)
+            self.repository.outbox_retry_later(report["_id"], utcnow() + timedelta(seconds=1))
+            self._next_scan = 0.0  # the retry is found by the scan once due
+            return False
+        self.repository.outbox_published(report["_id"], published)
         return True
 
 

@@ -190,7 +190,7 @@ class IntakeService(OperationsEndpoints):
         if existing is not None:  # a concurrent retry with the same Idempotency-Key stored it first
             self._delete_photos(photos)
             return self._replay(existing, retry)
-        self.relay.wake()
+        self.relay.publish_soon(report_id)
         metrics.SUBMISSIONS.labels(category.code).inc()
         log.info("report submitted", extra={"report_id": report_id, "category": category.code})
         return json_response(
@@ -447,7 +447,7 @@ class IntakeService(OperationsEndpoints):
             except VersionConflict:
                 self._delete_photos(evidence)
                 continue
-            self.relay.wake()
+            self.relay.publish_soon(report_id)
             metrics.TRANSITIONS.labels(decision.to_status).inc()
             log.info(
                 "report status changed",
@@ -596,7 +596,7 @@ class IntakeService(OperationsEndpoints):
         )
         outbox = [outbox_entry(escalated), outbox_entry(forwarded.model_copy(update={"kind": "escalation"}))]
         self.store.update_versioned(report["_id"], report["version"], changes, history, outbox)
-        self.relay.wake()
+        self.relay.publish_soon(report["_id"])
         missed_opd = directory.get(missed["code"])
         metrics.ESCALATIONS.labels(missed_opd.level if missed_opd else "unknown").inc()
         log.info(
