@@ -410,18 +410,38 @@ class OpdDeliveries:
     copies: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @classmethod
-    def drain(cls, amqp_uri: str, opd_codes: set[str]) -> OpdDeliveries:
+    def collect(cls, amqp_uri: str, opd_codes: set[str], expected: set[str], timeout: float = 180) -> OpdDeliveries:
+        """Take messages off the OPD queues until every expected report arrived (or `timeout`), then until the
+        pipeline is quiet: no message left on the routing work queue and none arriving for a second."""
         found = cls()
         reader = OpdQueueReader(amqp_uri)
         try:
-            for code in opd_codes:
-                while (message := reader.channel.basic_get(opd_queue_name(code), no_ack=True)) is not None:
-                    body = message.body if isinstance(message.body, str) else message.body.decode()
-                    report_id = json.loads(body)["report_id"]
-                    found.copies.setdefault(report_id, []).append((message.properties.get("message_id"), body))
+            wait_for(
+                lambda: found._take(reader, opd_codes) or expected <= found.reports,
+                timeout,
+                interval=0.2,
+                message=f"{len(expected)} reports on their OPD queues",
+            )
+            quiet = 0
+            while quiet < 5:
+                _name, waiting, _consumers = reader.channel.queue_declare("routing.reports", passive=True)
+                quiet = 0 if found._take(reader, opd_codes) or waiting else quiet + 1
+                time.sleep(0.2)
+        except AssertionError:
+            pass  # the caller reports what is missing
         finally:
             reader.close()
         return found
+
+    def _take(self, reader: OpdQueueReader, opd_codes: set[str]) -> bool:
+        took = False
+        for code in opd_codes:
+            while (message := reader.channel.basic_get(opd_queue_name(code), no_ack=True)) is not None:
+                body = message.body if isinstance(message.body, str) else message.body.decode()
+                report_id = json.loads(body)["report_id"]
+                self.copies.setdefault(report_id, []).append((message.properties.get("message_id"), body))
+                took = True
+        return took
 
     @property
     def reports(self) -> set[str]:

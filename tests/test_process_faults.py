@@ -24,7 +24,6 @@ from tests.system import (
     Vhost,
     client_headers,
     flood_scenario_opds,
-    rabbitmqctl,
     start_system,
     wait_for,
 )
@@ -107,20 +106,6 @@ class Flood:
         return [report_id for status, report_id in self.outcomes if status == 201]
 
 
-def settle_and_drain(system: RunningSystem) -> OpdDeliveries:
-    """Wait until nothing is in flight, then take every message off the OPD queues of the scenarios."""
-    reports = system.mongo.client()["jaklapor_intake"]["reports"]  # type: ignore[attr-defined]
-
-    def settled() -> bool:
-        out = rabbitmqctl("list_queues", "-p", system.vhost.name, "--no-table-headers", "name", "messages")
-        depth = {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if len(line.split()) == 2}
-        busy = sum(depth.get(q, 0) for q in ("routing.reports", "intake.routing-results"))
-        return busy == 0 and reports.count_documents({"outbox_due": {"$exists": True}}) == 0
-
-    wait_for(settled, 120, interval=0.5, message="the outbox empty and the work queues drained")
-    return OpdDeliveries.drain(system.amqp_uri, flood_scenario_opds())
-
-
 def test_sigterm_drains_in_flight_work(split_system: RunningSystem) -> None:
     system = split_system
     flood = Flood(system, 240)
@@ -136,7 +121,7 @@ def test_sigterm_drains_in_flight_work(split_system: RunningSystem) -> None:
 
     flood.run(stop_intake_then_routing)
     assert exit_codes == {"intake": 0, "routing": 0}, f"a graceful stop must exit 0: {exit_codes}"
-    delivered = settle_and_drain(system)
+    delivered = OpdDeliveries.collect(system.amqp_uri, flood_scenario_opds(), set(flood.accepted))
     missing = set(flood.accepted) - delivered.reports
     print(
         f"\nSIGTERM: {Counter(s for s, _ in flood.outcomes)} answered after {flood.retries} retries, "
@@ -163,7 +148,7 @@ def test_sigkill_loses_nothing_acknowledged(split_system: RunningSystem) -> None
         system.restart("intake")
 
     flood.run(kill_routing_then_intake)
-    delivered = settle_and_drain(system)
+    delivered = OpdDeliveries.collect(system.amqp_uri, flood_scenario_opds(), set(flood.accepted))
     missing = set(flood.accepted) - delivered.reports
     print(
         f"\nSIGKILL: {Counter(s for s, _ in flood.outcomes)} answered after {flood.retries} retries, "
