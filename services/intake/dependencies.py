@@ -6,6 +6,7 @@ import logging
 import time
 from collections import deque
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import eventlet
@@ -125,24 +126,35 @@ class ReportRepository:
 
     def claim_report_outbox(self, report_id: str, now: datetime) -> dict[str, Any] | None:
         """Lease one given report's pending messages (None if already published or leased elsewhere)."""
-        return self.reports.find_one_and_update(
-            {"_id": report_id, "outbox_due": {"$lte": now}},
-            {"$set": {"outbox_due": now + OUTBOX_LEASE}},
-            projection={"outbox": 1},
-            return_document=ReturnDocument.AFTER,
-        )
+        return self._claim({"_id": report_id, "outbox_due": {"$lte": now}}, now, sort=None)
 
     def claim_outbox(self, now: datetime) -> dict[str, Any] | None:
         """Lease one report with pending messages, oldest first, so concurrent relays do not publish it twice."""
-        return self.reports.find_one_and_update(
-            {"outbox_due": {"$lte": now}},
-            {"$set": {"outbox_due": now + OUTBOX_LEASE}},
+        return self._claim({"outbox_due": {"$lte": now}}, now, sort=[("outbox_due", ASCENDING)])
+
+    def _claim(self, query: dict[str, Any], now: datetime, sort: Any) -> dict[str, Any] | None:
+        # MongoDB keeps milliseconds: the lease is stored exactly as computed, so it can be matched again
+        lease = (now + OUTBOX_LEASE).replace(microsecond=(now.microsecond // 1000) * 1000)
+        report = self.reports.find_one_and_update(
+            query,
+            {"$set": {"outbox_due": lease}},
             projection={"outbox": 1},
-            sort=[("outbox_due", ASCENDING)],
+            sort=sort,
             return_document=ReturnDocument.AFTER,
         )
+        if report is not None:
+            report["lease"] = lease
+        return report
 
-    def outbox_published(self, report_id: str, message_ids: list[str]) -> None:
+    def outbox_published(self, report_id: str, message_ids: list[str], lease: datetime | None = None) -> None:
+        """Drop published messages. With the lease of the claim (the report's whole outbox was published and
+        nothing was queued since, which would have moved `outbox_due`), one write clears it."""
+        if lease is not None:
+            done = self.reports.update_one(
+                {"_id": report_id, "outbox_due": lease}, {"$set": {"outbox": []}, "$unset": {"outbox_due": ""}}
+            )
+            if done.matched_count == 1:
+                return
         self.reports.update_one({"_id": report_id}, {"$pull": {"outbox": {"message_id": {"$in": message_ids}}}})
         cleared = self.reports.update_one({"_id": report_id, "outbox": {"$size": 0}}, {"$unset": {"outbox_due": ""}})
         if cleared.matched_count == 0:
@@ -215,31 +227,40 @@ class OutboxRelay(DependencyProvider):
         config = self.container.config
         self.client, db = database_for(config, "intake")
         self.repository = ReportRepository(db)
-        self.publisher = ConfirmedPublisher(config["AMQP_URI"])
-        self._wakeups: LightQueue = LightQueue(maxsize=1)
+        # several relays in parallel, each with its own connection: their store round trips and broker confirms
+        # overlap, while each report's own messages still go out in order through one of them
+        self.workers = max(1, int(setting(config, "OUTBOX_RELAY_WORKERS", 4)))
+        self.publishers = [ConfirmedPublisher(config["AMQP_URI"]) for _ in range(self.workers)]
+        self._wakeups: LightQueue = LightQueue(maxsize=self.workers)
         self._handed_over: deque[str] = deque()
         self._next_scan = 0.0
         self._running = False
-        self._thread: Any = None
+        self._threads: list[Any] = []
         metrics.OUTBOX_PENDING.set_function(self.repository.pending_outbox_count)
 
     def start(self) -> None:
         self._running = True
-        self._thread = self.container.spawn_managed_thread(self._run, identifier="outbox_relay")
+        self._threads = [
+            self.container.spawn_managed_thread(partial(self._run, publisher), identifier=f"outbox_relay_{n}")
+            for n, publisher in enumerate(self.publishers)
+        ]
 
     def stop(self) -> None:
         # let the current round finish: every message it confirmed is marked, the rest stays in the outbox
         self._running = False
-        self.wake()
-        if self._thread is not None:
-            self._thread.wait()
-        self.publisher.close()
+        for _ in self._threads:
+            self.wake()
+        for thread in self._threads:
+            thread.wait()
+        for publisher in self.publishers:
+            publisher.close()
 
     def kill(self) -> None:
         self._running = False
-        if self._thread is not None:
-            self._thread.kill()
-        self.publisher.close()
+        for thread in self._threads:
+            thread.kill()
+        for publisher in self.publishers:
+            publisher.close()
 
     def publish_soon(self, report_id: str) -> None:
         """A report's new messages are stored: publish them now (the periodic scan would find them later)."""
@@ -255,11 +276,11 @@ class OutboxRelay(DependencyProvider):
     def get_dependency(self, worker_ctx: Any) -> OutboxRelay:
         return self
 
-    def _run(self) -> None:
+    def _run(self, publisher: ConfirmedPublisher) -> None:
         delay = self.poll_interval
         while self._running:
             try:
-                ok = self.drain()
+                ok = self.drain(publisher)
             except Exception:
                 log.exception("outbox relay round failed")
                 ok = False
@@ -269,7 +290,7 @@ class OutboxRelay(DependencyProvider):
             except Empty:
                 pass
 
-    def drain(self, limit: int = 500) -> bool:
+    def drain(self, publisher: ConfirmedPublisher, limit: int = 500) -> bool:
         """Publish pending messages of up to `limit` reports; False if the broker failed us (back off)."""
         for _ in range(limit):
             if not self._running:
@@ -277,7 +298,7 @@ class OutboxRelay(DependencyProvider):
             report = self._next_report(utcnow())
             if report is None:
                 return True
-            if not self._publish(report):
+            if not self._publish(report, publisher):
                 return False
         return True
 
@@ -291,14 +312,18 @@ class OutboxRelay(DependencyProvider):
         report = self.repository.claim_outbox(now)
         if report is None:
             self._next_scan = time.monotonic() + self.scan_interval
+        elif self._handed_over:
+            self.wake()  # more work than this relay: let a sibling start on it
         return report
 
-    def _publish(self, report: dict[str, Any]) -> bool:
+    def _publish(self, report: dict[str, Any], publisher: ConfirmedPublisher) -> bool:
         """Publish a leased report's messages in order; False if the broker failed us (the rest is retried)."""
+        if self._handed_over:
+            self.wake()  # more reports waiting: a sibling relay takes the next while this one publishes
         published: list[str] = []
         try:
             for message in report.get("outbox", []):
-                self.publisher.publish(
+                publisher.publish(
                     message["body"],
                     exchange=message["exchange"],
                     routing_key=message["routing_key"],
@@ -313,7 +338,7 @@ class OutboxRelay(DependencyProvider):
             self.repository.outbox_retry_later(report["_id"], utcnow() + timedelta(seconds=1))
             self._next_scan = 0.0  # the retry is found by the scan once due
             return False
-        self.repository.outbox_published(report["_id"], published)
+        self.repository.outbox_published(report["_id"], published, report["lease"])
         return True
 
 
