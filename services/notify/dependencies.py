@@ -58,8 +58,9 @@ class NotifyRepository:
         found = self.reports.find_one({"token_hash": token_hash}, {"_id": 1})
         return found["_id"] if found else None
 
-    def append(self, report_id: str, entry: dict[str, Any]) -> int | None:
-        """Add an entry once (keyed by event id); returns its sequence number, None if already there."""
+    def append(self, report_id: str, entry: dict[str, Any]) -> tuple[int, bool] | None:
+        """Add an entry once (keyed by event id): its sequence number and whether a live stream follows the report
+        (anywhere); None if the entry was already there."""
         if self.timeline.find_one({"_id": entry["event_id"]}, {"_id": 1}) is not None:
             return None
         counter = self.reports.find_one_and_update(
@@ -70,7 +71,13 @@ class NotifyRepository:
             self.timeline.insert_one({"_id": entry["event_id"], "report_id": report_id, "seq": seq, "entry": entry})
         except DuplicateKeyError:
             return None
-        return seq
+        return seq, counter.get("streams", 0) > 0
+
+    def stream_opened(self, report_id: str) -> None:
+        self.reports.update_one({"_id": report_id}, {"$inc": {"streams": 1}})
+
+    def stream_closed(self, report_id: str) -> None:
+        self.reports.update_one({"_id": report_id, "streams": {"$gt": 0}}, {"$inc": {"streams": -1}})
 
     def entries_after(self, report_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         cursor = self.timeline.find({"report_id": report_id, "seq": {"$gt": seq}}).sort("seq", ASCENDING)

@@ -81,10 +81,13 @@ class NotifyService(OperationsEndpoints):
         entry = timeline_entry(event)
         if entry is None:
             return
-        seq = self.store.append(event.report_id, entry)
-        if seq is None:
+        appended = self.store.append(event.report_id, entry)
+        if appended is None:
             return
+        seq, watched = appended
         TIMELINE_EVENTS.labels(entry["kind"]).inc()
+        if not watched:
+            return  # nobody follows this report live: no wake-up to publish (most reports)
         try:
             # every notify instance wakes its own streams of this report
             self.publisher.publish(
@@ -226,6 +229,8 @@ class NotifyService(OperationsEndpoints):
 
     def _frames(self, report_id: str, last_seq: int) -> Iterator[bytes]:
         store, hub = self.store, self.live
+        # counted before the first read: an entry added after this wakes the stream, one added before is read
+        store.stream_opened(report_id)
         wakeups = hub.subscribe(report_id)
         LIVE_STREAMS.inc()
         try:
@@ -245,6 +250,7 @@ class NotifyService(OperationsEndpoints):
                         yield b": keep-alive\n\n"
         finally:
             hub.unsubscribe(report_id, wakeups)
+            store.stream_closed(report_id)
             LIVE_STREAMS.dec()
 
     def health_checks(self) -> dict[str, Any]:
