@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from kombu import Connection
 
 from jaklapor.messaging import opd_queue_name
 from jaklapor.opd_keys import derive_key
+from tests.broker_admin import create_vhost, delete_vhost
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,26 +61,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rabbitmqctl(*args: str, timeout: float = 120) -> str:
-    exe = shutil.which("rabbitmqctl")
-    if exe is None:
-        raise RuntimeError("rabbitmqctl not found: the tests need the local RabbitMQ")
-    # its own process group: on a timeout the Erlang VM it starts must die too, or it holds one of the few
-    # CLI slots the node allows and later calls fail
-    process = subprocess.Popen(
-        [exe, "-q", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    if process.returncode != 0:
-        raise subprocess.CalledProcessError(process.returncode, [exe, *args], out, err)
-    return out
-
-
 @dataclass
 class Vhost:
     name: str
@@ -90,14 +70,13 @@ class Vhost:
         return f"pyamqp://guest:guest@127.0.0.1:5672/{self.name}"
 
     @classmethod
-    def create(cls) -> Vhost:
-        vhost = cls(f"jaklapor-test-{uuid.uuid4().hex[:10]}")
-        rabbitmqctl("add_vhost", vhost.name)
-        rabbitmqctl("set_permissions", "-p", vhost.name, "guest", ".*", ".*", ".*")
+    def create(cls, prefix: str = "jaklapor-test", patience: float = 0.0) -> Vhost:
+        vhost = cls(f"{prefix}-{uuid.uuid4().hex[:10]}")
+        create_vhost(vhost.name, patience)
         return vhost
 
     def delete(self) -> None:
-        rabbitmqctl("delete_vhost", self.name)
+        delete_vhost(self.name)
 
 
 class LoopbackServer:

@@ -15,6 +15,7 @@ import requests
 from kombu import Connection, Exchange
 
 from jaklapor.messaging import event_exchange
+from tests.broker_admin import rabbitmqctl
 from tests.photo_fixtures import jpeg_bytes
 from tests.system import (
     FLOOD_SCENARIOS,
@@ -25,7 +26,6 @@ from tests.system import (
     Vhost,
     client_headers,
     flood_scenario_opds,
-    rabbitmqctl,
     start_system,
     wait_for,
 )

@@ -14,8 +14,9 @@ import requests
 from kombu import Connection, Queue, binding
 
 from jaklapor.messaging import DEAD_LETTER_EXCHANGE, OPD_EXCHANGE, event_exchange
+from tests.broker_admin import rabbitmqctl
 from tests.photo_fixtures import jpeg_with_gps
-from tests.system import RunningSystem, SseListener, client_headers, rabbitmqctl, wait_for
+from tests.system import RunningSystem, SseListener, client_headers, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,210 @@
+"""Start the system for a benchmark run, as `jaklapor run` does, in a RabbitMQ vhost of its own.
+
+Layouts:
+  single           one process runs all four services (the local default; MONGO_URI=mongomock://..., in-process)
+  per-service      one process per service; they share the MongoDB stand-in (`python -m jaklapor.mongo_standin`)
+  two-per-service  two processes per service (two intake gateways on two ports), sharing the MongoDB stand-in
+
+moto's S3 server stands in for MinIO (its own process). Rate limiting is off (RATE_LIMIT_BURST=0) and one proxy hop
+is trusted (TRUSTED_PROXY_HOPS=1), unless `env` says otherwise. Nothing here touches a developer's system: own vhost,
+free ports, logs in the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.system import S3StandIn, Vhost, free_port  # noqa: E402
+
+SERVICES = ("intake", "routing", "notify", "stats")
+LAYOUTS = ("single", "per-service", "two-per-service")
+
+
+@dataclass
+class ServiceProcess:
+    label: str  # e.g. "intake#1" or "all"
+    services: tuple[str, ...]
+    ports: dict[str, int]
+    process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+
+@dataclass
+class BenchSystem:
+    layout: str
+    mongo: str  # "mongomock" (in-process) or "standin"
+    env: dict[str, str] = field(default_factory=dict)
+    run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jaklapor-bench-")))
+    vhost: Vhost | None = None
+    s3: S3StandIn | None = None
+    mongo_port: int = 0
+    mongo_process: subprocess.Popen | None = None
+    processes: list[ServiceProcess] = field(default_factory=list)
+    # run the services (and the MongoDB stand-in) from another copy of the code, e.g. a candidate change
+    code_dir: Path = REPO
+
+    # ---- addresses ----------------------------------------------------------------------------------------------
+
+    @property
+    def amqp_uri(self) -> str:
+        assert self.vhost is not None
+        return self.vhost.amqp_uri
+
+    @property
+    def mongo_uri(self) -> str:
+        if self.mongo == "standin":
+            return f"mongodb://127.0.0.1:{self.mongo_port}/"
+        return f"mongomock://bench-{uuid.uuid4().hex[:6]}"
+
+    def intake_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p.ports['intake']}" for p in self.processes if "intake" in p.services]
+
+    def pids(self) -> dict[str, int]:
+        """Process label -> pid, for the resource monitor and the profiler."""
+        out = {p.label: p.pid for p in self.processes}
+        if self.s3 is not None and self.s3.process is not None:
+            out["s3-standin"] = self.s3.process.pid
+        if self.mongo_process is not None:
+            out["mongo-standin"] = self.mongo_process.pid
+        return out
+
+    def pid_of(self, service: str) -> int:
+        return next(p.pid for p in self.processes if service in p.services)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------------
+
+    def plan(self) -> list[ServiceProcess]:
+        if self.layout == "single":
+            groups = [("all", SERVICES)]
+        elif self.layout == "per-service":
+            groups = [(name, (name,)) for name in SERVICES]
+        elif self.layout == "two-per-service":
+            groups = [(f"{name}#{i}", (name,)) for name in SERVICES for i in (1, 2)]
+        else:
+            raise ValueError(f"unknown layout {self.layout!r}; choose from {', '.join(LAYOUTS)}")
+        # every process gets its own HTTP port for every service (only its own services listen)
+        return [ServiceProcess(label, services, {s: free_port() for s in SERVICES}) for label, services in groups]
+
+    def start(self, timeout: float = 90.0) -> None:
+        if self.layout != "single" and self.mongo != "standin":
+            raise ValueError("several service processes need a shared store: use --mongo standin")
+        self.vhost = Vhost.create("jaklapor-bench", patience=180)
+        self.s3 = S3StandIn()
+        self.s3.start()
+        if self.mongo == "standin":
+            self.mongo_port = free_port()
+            log = open(self.run_dir / "mongo-standin.log", "ab")  # noqa: SIM115 - closed with the process
+            self.mongo_process = subprocess.Popen(
+                [sys.executable, "-m", "jaklapor.mongo_standin", "--host", "127.0.0.1", "--port", str(self.mongo_port)],
+                cwd=self.code_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            _wait_port(self.mongo_port, 30, self.mongo_process, "mongo stand-in")
+        mongo_uri = self.mongo_uri  # one mongomock name per run (single layout) or the stand-in's address
+        self.processes = self.plan()
+        for proc in self.processes:
+            env = self._env(proc, mongo_uri)
+            log = open(self.run_dir / f"{proc.label.replace('#', '-')}.log", "ab")  # noqa: SIM115
+            proc.process = subprocess.Popen(
+                [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin", "--services", ",".join(proc.services)],
+                env=env,
+                cwd=self.code_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        for proc in self.processes:
+            for service in proc.services:
+                url = f"http://127.0.0.1:{proc.ports[service]}/health"
+                while True:
+                    if proc.process is not None and proc.process.poll() is not None:
+                        raise RuntimeError(f"{proc.label} exited with {proc.process.returncode}; see {self.run_dir}")
+                    try:
+                        if requests.get(url, timeout=5).status_code == 200:
+                            break
+                    except requests.RequestException:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{proc.label}/{service} not healthy after {timeout} s; see {self.run_dir}")
+                    time.sleep(0.2)
+
+    def _env(self, proc: ServiceProcess, mongo_uri: str) -> dict[str, str]:
+        assert self.s3 is not None
+        env = dict(os.environ)
+        intake_url = self.intake_urls()[0] if self.intake_urls() else "http://127.0.0.1:8000"
+        env.update(
+            AMQP_URI=self.amqp_uri,
+            MONGO_URI=mongo_uri,
+            S3_ENDPOINT=self.s3.endpoint,
+            S3_ACCESS_KEY="e2e",
+            S3_SECRET_KEY="e2e-secret",
+            S3_BUCKET="bench-photos",
+            INTAKE_HTTP=f"127.0.0.1:{proc.ports['intake']}",
+            NOTIFY_HTTP=f"127.0.0.1:{proc.ports['notify']}",
+            STATS_HTTP=f"127.0.0.1:{proc.ports['stats']}",
+            ROUTING_HTTP=f"127.0.0.1:{proc.ports['routing']}",
+            PUBLIC_URL=intake_url,
+            NOTIFY_PUBLIC_URL=f"http://127.0.0.1:{proc.ports['notify']}",
+            OPD_KEY_SECRET="bench-opd-secret",
+            LOG_LEVEL="INFO",
+            RATE_LIMIT_BURST="0",
+            TRUSTED_PROXY_HOPS="1",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(self.code_dir),
+        )
+        env.update(self.env)
+        return env
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.process is not None and proc.process.poll() is None:
+                proc.process.terminate()
+        for proc in self.processes:
+            if proc.process is not None:
+                try:
+                    proc.process.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.process.kill()
+                    proc.process.wait(10)
+        if self.mongo_process is not None:
+            self.mongo_process.terminate()
+            try:
+                self.mongo_process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.mongo_process.kill()
+        if self.s3 is not None:
+            self.s3.stop()
+        if self.vhost is not None:
+            self.vhost.delete()
+
+
+def _wait_port(port: int, timeout: float, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
