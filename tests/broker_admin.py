@@ -136,6 +136,15 @@ def delete_vhost(name: str) -> bool:
         return False
 
 
+def vhost_publish_count(name: str) -> int | None:
+    """Messages published into the vhost since it was created (management statistics, refreshed every 5 s)."""
+    try:
+        stats = _api_json(f"/vhosts/{urllib.parse.quote(name, safe='')}", timeout=10)
+    except Exception:
+        return None
+    return int((stats.get("message_stats") or {}).get("publish", 0))  # type: ignore[attr-defined]
+
+
 def list_vhosts() -> list[str]:
     if management_up():
         return [vhost["name"] for vhost in _api_json("/vhosts?columns=name")]  # type: ignore[attr-defined]
