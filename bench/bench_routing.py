@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 from shapely.geometry import shape  # noqa: E402
 
+from bench.workload import points_inside  # noqa: E402
 from jaklapor.reference import REFERENCE_DIR, load_directory, load_kelurahan_geojson  # noqa: E402
 from services.routing.domain import DEFAULT_SNAP_CAP_M, AreaIndex, AreaMatch, route  # noqa: E402
 
@@ -53,14 +54,7 @@ def sample_points(n_inside: int, n_outside: int, rng: np.random.Generator) -> np
     counts = rng.multinomial(n_inside, areas / areas.sum())
     chunks = []
     for geom, count in zip(geoms, counts, strict=True):
-        minx, miny, maxx, maxy = geom.bounds
-        got = np.empty((0, 2))
-        while len(got) < count:
-            k = max(64, 3 * (count - len(got)))
-            xs, ys = rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)
-            keep = shapely.contains_xy(geom, xs, ys)
-            got = np.vstack([got, np.column_stack([ys[keep], xs[keep]])])
-        chunks.append(got[:count])
+        chunks.append(points_inside(geom, int(count), rng))
     union = shapely.union_all(geoms)
     shapely.prepare(union)
     mainland = shapely.union_all([g for g in geoms if g.bounds[1] < -6.0])

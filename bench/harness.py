@@ -12,7 +12,6 @@ free ports, logs in the run directory.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.system import S3StandIn, Vhost, free_port  # noqa: E402
+from tests.system import S3StandIn, Vhost, free_port, service_env  # noqa: E402
 
 SERVICES = ("intake", "routing", "notify", "stats")
 LAYOUTS = ("single", "per-service", "two-per-service")
@@ -149,28 +148,9 @@ class BenchSystem:
 
     def _env(self, proc: ServiceProcess, mongo_uri: str) -> dict[str, str]:
         assert self.s3 is not None
-        env = dict(os.environ)
         intake_url = self.intake_urls()[0] if self.intake_urls() else "http://127.0.0.1:8000"
-        env.update(
-            AMQP_URI=self.amqp_uri,
-            MONGO_URI=mongo_uri,
-            S3_ENDPOINT=self.s3.endpoint,
-            S3_ACCESS_KEY="e2e",
-            S3_SECRET_KEY="e2e-secret",
-            S3_BUCKET="bench-photos",
-            INTAKE_HTTP=f"127.0.0.1:{proc.ports['intake']}",
-            NOTIFY_HTTP=f"127.0.0.1:{proc.ports['notify']}",
-            STATS_HTTP=f"127.0.0.1:{proc.ports['stats']}",
-            ROUTING_HTTP=f"127.0.0.1:{proc.ports['routing']}",
-            PUBLIC_URL=intake_url,
-            NOTIFY_PUBLIC_URL=f"http://127.0.0.1:{proc.ports['notify']}",
-            OPD_KEY_SECRET="bench-opd-secret",
-            LOG_LEVEL="INFO",
-            RATE_LIMIT_BURST="0",
-            TRUSTED_PROXY_HOPS="1",
-            PYTHONUNBUFFERED="1",
-            PYTHONPATH=str(self.code_dir),
-        )
+        env = service_env(self.amqp_uri, mongo_uri, self.s3, "bench-photos", proc.ports, intake_url)
+        env.update(RATE_LIMIT_BURST="0", PYTHONPATH=str(self.code_dir))
         env.update(self.env)
         return env
 

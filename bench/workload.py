@@ -25,8 +25,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import shapely
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO_CACHE = Path("/tmp/jaklapor-bench-photos")
@@ -125,9 +127,20 @@ def category_weights() -> dict[str, float]:
     return weights
 
 
+def points_inside(geom: Any, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, 2) lat/lon drawn uniformly inside `geom` (rejection sampling in its bounding box)."""
+    minx, miny, maxx, maxy = geom.bounds
+    got = np.empty((0, 2))
+    while len(got) < count:
+        k = max(64, 4 * (count - len(got)))
+        xs, ys = rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)
+        keep = shapely.contains_xy(geom, xs, ys)
+        got = np.vstack([got, np.column_stack([ys[keep], xs[keep]])])
+    return got[:count]
+
+
 def sample_points(n: int, rng: np.random.Generator, weighting: str = "uniform") -> tuple[np.ndarray, list[str]]:
     """n (lat, lon) points inside kelurahan polygons, shuffled, and each point's kelurahan name."""
-    import shapely
     from shapely.geometry import shape
 
     from jaklapor.reference import load_kelurahan_geojson
@@ -146,14 +159,7 @@ def sample_points(n: int, rng: np.random.Generator, weighting: str = "uniform") 
     for feature, geom, count in zip(features, geoms, counts, strict=True):
         if count == 0:
             continue
-        minx, miny, maxx, maxy = geom.bounds
-        got = np.empty((0, 2))
-        while len(got) < count:
-            k = max(64, 4 * (count - len(got)))
-            xs, ys = rng.uniform(minx, maxx, k), rng.uniform(miny, maxy, k)
-            keep = shapely.contains_xy(geom, xs, ys)
-            got = np.vstack([got, np.column_stack([ys[keep], xs[keep]])])
-        points.append(got[:count])
+        points.append(points_inside(geom, int(count), rng))
         names += [feature["properties"]["kelurahan"]] * int(count)
     order = rng.permutation(n)
     stacked = np.vstack(points)[order]

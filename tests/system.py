@@ -126,6 +126,33 @@ class S3StandIn(LoopbackServer):
         return Minio(self.endpoint, access_key="e2e", secret_key="e2e-secret", secure=False, region="us-east-1")
 
 
+def service_env(
+    amqp_uri: str, mongo_uri: str, s3: S3StandIn, bucket: str, ports: dict[str, int], public_url: str
+) -> dict[str, str]:
+    """The environment of a service process started by the tests or the benchmarks: local stand-ins, loopback ports,
+    one trusted proxy hop (clients are told apart by X-Forwarded-For)."""
+    env = dict(os.environ)
+    env.update(
+        AMQP_URI=amqp_uri,
+        MONGO_URI=mongo_uri,
+        S3_ENDPOINT=s3.endpoint,
+        S3_ACCESS_KEY="e2e",
+        S3_SECRET_KEY="e2e-secret",
+        S3_BUCKET=bucket,
+        INTAKE_HTTP=f"127.0.0.1:{ports['intake']}",
+        NOTIFY_HTTP=f"127.0.0.1:{ports['notify']}",
+        STATS_HTTP=f"127.0.0.1:{ports['stats']}",
+        ROUTING_HTTP=f"127.0.0.1:{ports['routing']}",
+        PUBLIC_URL=public_url,
+        NOTIFY_PUBLIC_URL=f"http://127.0.0.1:{ports['notify']}",
+        OPD_KEY_SECRET=OPD_KEY_SECRET,
+        LOG_LEVEL="INFO",
+        TRUSTED_PROXY_HOPS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
 class MongoServerStandIn(LoopbackServer):
     """The MongoDB wire stand-in (`python -m jaklapor.mongo_standin`): a store that outlives the service processes,
     so they can be killed and restarted as they would be against a real MongoDB."""
@@ -188,26 +215,15 @@ class RunningSystem:
         return {"Authorization": f"Bearer {derive_key(OPD_KEY_SECRET, opd_code)}"}
 
     def build_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            AMQP_URI=self.vhost.amqp_uri,
-            MONGO_URI=self.mongo_uri,
-            S3_ENDPOINT=self.s3.endpoint,
-            S3_ACCESS_KEY="e2e",
-            S3_SECRET_KEY="e2e-secret",
-            S3_BUCKET="e2e-photos",
-            INTAKE_HTTP=f"127.0.0.1:{self.ports['intake']}",
-            NOTIFY_HTTP=f"127.0.0.1:{self.ports['notify']}",
-            STATS_HTTP=f"127.0.0.1:{self.ports['stats']}",
-            ROUTING_HTTP=f"127.0.0.1:{self.ports['routing']}",
-            PUBLIC_URL=self.url("intake"),
-            NOTIFY_PUBLIC_URL=self.url("notify"),
-            OPD_KEY_SECRET=OPD_KEY_SECRET,
-            CONTACT_KEY=CONTACT_KEY,
-            LOG_LEVEL="INFO",
-            TRUSTED_PROXY_HOPS="1",
-            PYTHONUNBUFFERED="1",
+        env = service_env(
+            amqp_uri=self.vhost.amqp_uri,
+            mongo_uri=self.mongo_uri,
+            s3=self.s3,
+            bucket="e2e-photos",
+            ports=self.ports,
+            public_url=self.url("intake"),
         )
+        env["CONTACT_KEY"] = CONTACT_KEY
         env.update(self.env)
         return env
 

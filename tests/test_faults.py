@@ -4,6 +4,7 @@ poison messages, the object store gone."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from tests.broker_admin import rabbitmqctl
 from tests.photo_fixtures import jpeg_bytes
 from tests.system import (
     FLOOD_SCENARIOS,
+    ROOT,
     OpdDeliveries,
     OpdQueueReader,
     RunningSystem,
@@ -135,6 +137,35 @@ def test_broker_stopped_mid_flood_loses_and_duplicates_nothing(fault_system: Run
     # a confirm lost with the connection may leave an identical copy (same message_id): see docs/reliability.md
     assert delivered.all_copies_identical()
     assert delivered.reports == set(accepted)
+
+
+def test_ensure_rabbitmq_brings_back_a_broker_whose_app_was_stopped(fault_system: RunningSystem) -> None:
+    """An interrupted broker-fault run leaves the node up with its app stopped; the script `make test`, `make run`
+    and CI start with must bring it back instead of failing (or hanging) on the closed port."""
+    rabbitmqctl("stop_app")
+    try:
+        script = subprocess.run(
+            [str(ROOT / "scripts" / "ensure-rabbitmq")], capture_output=True, text=True, timeout=300, check=False
+        )
+    finally:
+        if script_left_it_down():
+            rabbitmqctl("start_app")
+    assert script.returncode == 0, script.stderr
+    assert "starting its app" in script.stderr
+    # the system reconnects by itself: a report submitted now reaches its OPD queue
+    status, report_id, _ = submit(fault_system, 0)
+    assert status == 201
+    delivered = OpdDeliveries.collect(fault_system.amqp_uri, flood_scenario_opds(), {report_id}, timeout=120)
+    assert report_id in delivered.reports
+
+
+def script_left_it_down() -> bool:
+    try:
+        with Connection("pyamqp://guest:guest@127.0.0.1:5672//", connect_timeout=5) as connection:
+            connection.connect()
+        return False
+    except OSError:
+        return True
 
 
 def publish_raw(amqp_uri: str, exchange: Exchange, routing_key: str, body: bytes, content_type: str) -> None:
