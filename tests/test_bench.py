@@ -1,0 +1,55 @@
+"""The benchmarks in bench/ keep working: a short load-generator run against a system it starts on the real RabbitMQ,
+and the routing micro-benchmark. Nothing here asserts a speed (docs/performance.md holds the measured numbers); the
+run must deliver every accepted report exactly once and write its result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.system import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def run_bench(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_load_generator_delivers_every_accepted_report_once(tmp_path: Path) -> None:
+    done = run_bench(
+        "bench/loadgen.py",
+        "--scenario=smoke",
+        "--rate=25",
+        "--duration=4",
+        "--photo-share=0.2",
+        "--photo-pool=4",
+        "--warmup=10",
+        "--ceiling-seconds=1",
+        "--ceiling-publishers=1",
+        f"--out={tmp_path}",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [result_file] = tmp_path.glob("smoke-single-*.json")
+    result = json.loads(result_file.read_text())
+    run = result["run"]
+    assert run["sent"] == 100
+    assert run["accepted"] == 100, run["status_counts"]
+    assert run["delivered"] == 100
+    assert run["integrity"]["lost"] == 0 and run["integrity"]["duplicated"] == 0, run["integrity"]
+    assert result["ceiling"][0]["publishes_per_s"] > 0
+    assert result["ratio"]["broker_publishes_per_report"] > 0
+    assert {"all", "rabbitmq(beam.smp)"} <= set(result["resources"])
+    assert "== smoke (single) ==" in done.stdout
+
+
+def test_routing_benchmark_prints_decisions_per_second_and_index_memory() -> None:
+    done = run_bench("bench/bench_routing.py", "--points=5000", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "decisions/s" in done.stdout and "index:" in done.stdout and "RSS" in done.stdout
