@@ -24,6 +24,15 @@ PENDING, SENDING, SENT, DEAD, CANCELLED = "pending", "sending", "sent", "dead", 
 OPEN_STATES = (PENDING, SENDING)
 
 
+def report_fields(token_hash: str, has_contact: bool | None) -> dict[str, Any]:
+    """What notify keeps of a report: the tracking token's hash (to find it from a stream) and whether it has a
+    contact (None: not known from this event)."""
+    fields: dict[str, Any] = {"token_hash": token_hash}
+    if has_contact is not None:
+        fields["has_contact"] = has_contact
+    return fields
+
+
 class NotifyRepository:
     """Per report: the token hash that opens its stream, its public timeline, and (only here) the contact, encrypted;
     and the deliveries of notifications, one document per message to send, with its retry state."""
@@ -46,10 +55,8 @@ class NotifyRepository:
         return ping(self.reports.database)
 
     def register_report(self, report_id: str, token_hash: str, has_contact: bool | None = None) -> None:
-        changes: dict[str, Any] = {"token_hash": token_hash}
-        if has_contact is not None:
-            changes["has_contact"] = has_contact
-        self.reports.update_one({"_id": report_id}, {"$set": changes, "$setOnInsert": {"seq": 0}}, upsert=True)
+        fields = report_fields(token_hash, has_contact)
+        self.reports.update_one({"_id": report_id}, {"$set": fields, "$setOnInsert": {"seq": 0}}, upsert=True)
 
     def report(self, report_id: str) -> dict[str, Any] | None:
         return self.reports.find_one({"_id": report_id}, {"has_contact": 1, "final_at": 1})
@@ -58,13 +65,19 @@ class NotifyRepository:
         found = self.reports.find_one({"token_hash": token_hash}, {"_id": 1})
         return found["_id"] if found else None
 
-    def append(self, report_id: str, entry: dict[str, Any]) -> tuple[int, bool] | None:
+    def append(
+        self, report_id: str, entry: dict[str, Any], report_fields: dict[str, Any] | None = None
+    ) -> tuple[int, bool] | None:
         """Add an entry once (keyed by event id): its sequence number and whether a live stream follows the report
-        (anywhere); None if the entry was already there."""
-        if self.timeline.find_one({"_id": entry["event_id"]}, {"_id": 1}) is not None:
-            return None
+        (anywhere); None if the entry was already there. `report_fields` are set on the report in the same write.
+
+        Two writes, no read first: a redelivered event takes a sequence number and then finds its entry there, which
+        leaves a gap in the numbers; readers ask for entries after a number, so gaps are harmless."""
+        update: dict[str, Any] = {"$inc": {"seq": 1}}
+        if report_fields:
+            update["$set"] = report_fields
         counter = self.reports.find_one_and_update(
-            {"_id": report_id}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": report_id}, update, upsert=True, return_document=ReturnDocument.AFTER
         )
         seq = int(counter["seq"])
         try:

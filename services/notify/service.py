@@ -33,7 +33,7 @@ from jaklapor.operations import OperationsEndpoints
 from jaklapor.timers import timer_from_config
 from jaklapor.tokens import token_hash_or_none
 from jaklapor.web import ApiError, api, json_response
-from services.notify.dependencies import ACTIVE_STATES, LiveStreams, NotifyStore
+from services.notify.dependencies import ACTIVE_STATES, LiveStreams, NotifyStore, report_fields
 from services.notify.dispatcher import Deliveries
 from services.notify.domain import (
     FINAL_STATUSES,
@@ -71,19 +71,22 @@ class NotifyService(OperationsEndpoints):
             event = parse_event(body)
         except ValueError as exc:
             raise PermanentFailure(str(exc)) from exc
-        if isinstance(event, ReportSubmitted):
+        entry = timeline_entry(event)
+        submitted = isinstance(event, ReportSubmitted)
+        appended = None
+        if entry is not None:
+            # a submitted report is registered in the same write that numbers its first timeline entry
+            fields = report_fields(event.tracking_token_hash, event.has_contact) if submitted else None
+            appended = self.store.append(event.report_id, entry, fields)
+        elif submitted:
             self.store.register_report(event.report_id, event.tracking_token_hash, event.has_contact)
         # idempotent on the event id (a delivery's id derives from it): safe on a redelivered event
         names = self.deliveries.opd_names
         self.deliveries.enqueue(notifications_for(event, names.get, "triage"))
         if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
             self.store.mark_final(event.report_id, event.occurred_at)
-        entry = timeline_entry(event)
-        if entry is None:
-            return
-        appended = self.store.append(event.report_id, entry)
-        if appended is None:
-            return
+        if entry is None or appended is None:
+            return  # no timeline entry, or a redelivered event whose entry is there already
         seq, watched = appended
         TIMELINE_EVENTS.labels(entry["kind"]).inc()
         if not watched:
