@@ -53,6 +53,8 @@ NOTIFY_EVENTS = event_exchange("notify")
 KEEPALIVE_SECONDS = 15.0
 # a wake-up can be lost (broker hiccup); streams re-read their timeline at least this often anyway
 SAFETY_POLL_SECONDS = 5.0
+# how far below the newest entry sent a stream still looks for entries stored late (see _frames)
+LATE_ENTRY_WINDOW = 8
 REGISTRATION_WAIT_SECONDS = 5.0
 UNSUBSCRIBE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 
@@ -239,11 +241,19 @@ class NotifyService(OperationsEndpoints):
         try:
             yield b"retry: 3000\n\n"
             quiet = 0.0
+            # an entry is numbered just before it is stored, so two events of one report handled at once can be
+            # stored out of order: re-read a few numbers below the newest sent and send what was not sent yet
+            floor, sent = last_seq, set()
             while True:
-                for seq, entry in store.entries_after(report_id, last_seq):
-                    last_seq = seq
+                for seq, entry in store.entries_after(report_id, floor):
+                    if seq in sent:
+                        continue
+                    sent.add(seq)
+                    last_seq = max(last_seq, seq)
                     quiet = 0.0
                     yield sse_frame(seq, entry).encode("utf-8")
+                floor = max(floor, last_seq - LATE_ENTRY_WINDOW)
+                sent = {seq for seq in sent if seq > floor}
                 try:
                     wakeups.get(timeout=SAFETY_POLL_SECONDS)
                 except Empty:

@@ -1,0 +1,55 @@
+"""A live stream sends every timeline entry once, also one stored after a higher-numbered entry (two events of one
+report handled at the same moment)."""
+
+from __future__ import annotations
+
+import mongomock
+from eventlet.queue import Empty
+
+from services.notify.dependencies import NotifyRepository
+from services.notify.service import NotifyService
+
+
+class NoWakeups:
+    """Wake-ups as the hub gives them, here always 'nothing new yet' so the stream re-reads at once."""
+
+    def subscribe(self, report_id: str) -> NoWakeups:
+        return self
+
+    def unsubscribe(self, report_id: str, queue: object) -> None:
+        pass
+
+    def get(self, timeout: float) -> None:
+        raise Empty
+
+
+class Stream:
+    def __init__(self) -> None:
+        self.store = NotifyRepository(mongomock.MongoClient(tz_aware=True)["notify"])
+        self.live = NoWakeups()
+
+
+def store_entry(store: NotifyRepository, seq: int, event_id: str) -> None:
+    store.timeline.insert_one(
+        {"_id": event_id, "report_id": "r1", "seq": seq, "entry": {"event_id": event_id, "kind": "status"}}
+    )
+
+
+def sent_ids(frames: list[bytes]) -> list[str]:
+    return [line.split(":", 1)[1].strip() for f in frames for line in f.decode().splitlines() if line.startswith("id:")]
+
+
+def test_an_entry_stored_late_is_still_sent_and_nothing_twice() -> None:
+    stream = Stream()
+    stream.store.reports.insert_one({"_id": "r1", "seq": 0})
+    frames = NotifyService._frames(stream, "r1", 0)  # type: ignore[arg-type]
+    assert next(frames).startswith(b"retry:")
+    store_entry(stream.store, 2, "routed")  # numbered second, stored first
+    got = [next(frames)]
+    store_entry(stream.store, 1, "submitted")
+    store_entry(stream.store, 3, "dikerjakan")
+    got += [next(frames), next(frames)]
+    assert sent_ids(got) == ["2", "1", "3"]
+    store_entry(stream.store, 4, "selesai")
+    assert sent_ids([next(frames)]) == ["4"]
+    frames.close()
