@@ -66,16 +66,16 @@ class NotifyRepository:
         return found["_id"] if found else None
 
     def append(
-        self, report_id: str, entry: dict[str, Any], report_fields: dict[str, Any] | None = None
+        self, report_id: str, entry: dict[str, Any], set_on_report: dict[str, Any] | None = None
     ) -> tuple[int, bool] | None:
         """Add an entry once (keyed by event id): its sequence number and whether a live stream follows the report
-        (anywhere); None if the entry was already there. `report_fields` are set on the report in the same write.
+        (anywhere); None if the entry was already there. `set_on_report` is written to the report in the same write.
 
         Two writes, no read first: a redelivered event takes a sequence number and then finds its entry there, which
         leaves a gap in the numbers; readers ask for entries after a number, so gaps are harmless."""
         update: dict[str, Any] = {"$inc": {"seq": 1}}
-        if report_fields:
-            update["$set"] = report_fields
+        if set_on_report:
+            update["$set"] = set_on_report
         counter = self.reports.find_one_and_update(
             {"_id": report_id}, update, upsert=True, return_document=ReturnDocument.AFTER
         )

@@ -73,15 +73,14 @@ class NotifyService(OperationsEndpoints):
             event = parse_event(body)
         except ValueError as exc:
             raise PermanentFailure(str(exc)) from exc
-        entry = timeline_entry(event)
-        submitted = isinstance(event, ReportSubmitted)
+        entry = timeline_entry(event)  # every submitted report has one
         appended = None
         if entry is not None:
             # a submitted report is registered in the same write that numbers its first timeline entry
-            fields = report_fields(event.tracking_token_hash, event.has_contact) if submitted else None
+            fields = None
+            if isinstance(event, ReportSubmitted):
+                fields = report_fields(event.tracking_token_hash, event.has_contact)
             appended = self.store.append(event.report_id, entry, fields)
-        elif submitted:
-            self.store.register_report(event.report_id, event.tracking_token_hash, event.has_contact)
         # idempotent on the event id (a delivery's id derives from it): safe on a redelivered event
         names = self.deliveries.opd_names
         self.deliveries.enqueue(notifications_for(event, names.get, "triage"))
