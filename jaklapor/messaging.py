@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from amqp.exceptions import AMQPError, ChannelError, MessageNacked
-from kombu import Connection, Exchange, Producer, Queue, binding
+from amqp.exceptions import AMQPError, ChannelError
+from kombu import Connection, Exchange, Queue, binding
 from kombu.exceptions import KombuError
+from kombu.serialization import dumps
 from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer, QueueConsumer
 
@@ -105,15 +108,36 @@ def broker_reachable(amqp_uri: str, timeout: float = 3.0) -> bool:
 
 
 class PublishFailed(RuntimeError):
-    """The broker could not be reached or did not confirm the message: it may not have been stored."""
+    """The broker could not be reached or did not confirm the message: it may not have been stored.
+
+    `confirmed` lists the message ids of a batch the broker did confirm before the failure (they are stored)."""
+
+    def __init__(self, message: str, confirmed: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.confirmed = list(confirmed)
 
 
 class Unroutable(PublishFailed):
     """The broker confirmed it but no queue was bound for the routing key (mandatory publish returned it)."""
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for `ConfirmedPublisher.publish_many`."""
+
+    body: dict[str, Any]
+    exchange: str
+    routing_key: str
+    message_id: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
 class ConfirmedPublisher:
-    """Publishes persistent JSON messages, `mandatory`, and waits for the broker's confirm.
+    """Publishes persistent JSON messages, `mandatory`, and waits for the broker's confirms.
+
+    A batch is written in one go and its confirms are awaited together (the broker confirms several messages with
+    one `basic.ack` when it can): a confirm round trip per batch instead of per message. Messages of one batch are
+    stored in order; `publish_many` says which of them the broker confirmed before any failure.
 
     Fails fast instead of retrying for long: callers that must not lose a message keep it (outbox, unacked input)
     and try again later. One connection per publisher; safe to share between green threads.
@@ -125,31 +149,45 @@ class ConfirmedPublisher:
         self.confirm_timeout = confirm_timeout
         self._lock = threading.Lock()
         self._connection: Connection | None = None
-        self._producer: Producer | None = None
+        self._channel: Any = None
         self._declared: set[str] = set()
-        self._returned: list[str] = []
+        self._published = 0  # delivery tags: the broker numbers a channel's publishes from 1 after confirm.select
+        self._unconfirmed: dict[int, str] = {}
+        self._nacked: list[str] = []
+        self._returned: dict[str, str] = {}
 
-    def _ensure_connected(self) -> Producer:
-        if self._producer is None:
-            connection = Connection(
-                self.amqp_uri,
-                connect_timeout=self.connect_timeout,
-                transport_options={"confirm_publish": True},
-            )
+    def _ensure_connected(self) -> Any:
+        if self._channel is None:
+            connection = Connection(self.amqp_uri, connect_timeout=self.connect_timeout)
             connection.connect()
             channel = connection.channel()
             channel.events["basic_return"].add(self._on_return)
-            self._connection = connection
-            self._producer = Producer(channel)
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            channel.confirm_select()
+            self._connection, self._channel = connection, channel
+            self._published = 0
             self._declared.clear()
-        return self._producer
+        return self._channel
+
+    def _settled(self, delivery_tag: int, multiple: bool) -> list[str]:
+        tags = [tag for tag in self._unconfirmed if tag <= delivery_tag] if multiple else [delivery_tag]
+        return [self._unconfirmed.pop(tag) for tag in tags if tag in self._unconfirmed]
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settled(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked.extend(self._settled(delivery_tag, multiple))
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         # the broker sends basic.return before the confirm of an unroutable mandatory message
-        self._returned.append(f"{exchange or '(default)'}/{routing_key}: {exc}")
+        message_id = (message.properties or {}).get("message_id", "")
+        self._returned[message_id] = f"{exchange or '(default)'}/{routing_key}: {exc}"
 
     def _reset(self) -> None:
-        connection, self._connection, self._producer = self._connection, None, None
+        connection, self._connection, self._channel = self._connection, None, None
+        self._unconfirmed.clear()
         if connection is not None:
             try:
                 connection.close()
@@ -162,13 +200,13 @@ class ConfirmedPublisher:
             self._declare_locked(entities)
 
     def _declare_locked(self, entities: Iterable[Exchange | Queue]) -> None:
-        producer = self._ensure_connected()
+        channel = self._ensure_connected()
         for entity in entities:
             key = f"{type(entity).__name__}:{entity.name}"
             if key in self._declared:
                 continue
             try:
-                entity.declare(channel=producer.channel)
+                entity.declare(channel=channel)
             except (AMQPError, KombuError, OSError) as exc:
                 self._reset()
                 raise PublishFailed(f"could not declare {key}: {exc}") from exc
@@ -185,28 +223,61 @@ class ConfirmedPublisher:
         headers: dict[str, Any] | None = None,
     ) -> None:
         exchange_name = exchange.name if isinstance(exchange, Exchange) else exchange
+        self.publish_many([Outgoing(body, exchange_name, routing_key, message_id, headers or {})], declare=declare)
+
+    def publish_many(self, messages: Sequence[Outgoing], *, declare: Iterable[Exchange | Queue] = ()) -> None:
+        """Publish messages in order and return once the broker confirmed all of them.
+
+        Raises Unroutable if one had no queue bound (the others were stored), PublishFailed if the broker failed
+        us; both carry the ids the broker confirmed as stored."""
+        if not messages:
+            return
         with self._lock:
+            self._nacked.clear()
+            self._returned.clear()
+            sent: list[str] = []
             try:
-                producer = self._ensure_connected()
+                channel = self._ensure_connected()
                 self._declare_locked(declare)
-                self._returned.clear()
-                producer.publish(
-                    body,
-                    exchange=exchange_name,
-                    routing_key=routing_key,
-                    mandatory=True,
-                    delivery_mode=2,
-                    serializer="json",
-                    message_id=message_id,
-                    headers=headers or {},
-                    retry=False,
-                    timeout=self.confirm_timeout,
-                )
-            except (TimeoutError, MessageNacked, ChannelError, AMQPError, KombuError, OSError) as exc:
+                for message in messages:
+                    content_type, encoding, data = dumps(message.body, serializer="json")
+                    amqp_message = channel.prepare_message(
+                        data,
+                        content_type=content_type,
+                        content_encoding=encoding,
+                        headers=message.headers,
+                        properties={"delivery_mode": 2, "message_id": message.message_id},
+                    )
+                    self._published += 1
+                    self._unconfirmed[self._published] = message.message_id
+                    sent.append(message.message_id)
+                    channel.basic_publish(
+                        amqp_message, exchange=message.exchange, routing_key=message.routing_key, mandatory=True
+                    )
+                self._await_confirms()
+            except (TimeoutError, ChannelError, AMQPError, KombuError, OSError) as exc:
+                unconfirmed = set(self._unconfirmed.values())
                 self._reset()
-                raise PublishFailed(f"publish to {exchange_name}/{routing_key} failed: {exc!r}") from exc
-            if self._returned:
-                raise Unroutable(f"no queue bound for {self._returned[0]}")
+                confirmed = [m for m in sent if m not in unconfirmed and m not in self._nacked]
+                raise PublishFailed(
+                    f"publish to {messages[len(confirmed)].exchange or '(default)'}/"
+                    f"{messages[len(confirmed)].routing_key} failed: {exc!r}",
+                    confirmed,
+                ) from exc
+            failed = set(self._nacked) | set(self._returned)
+            if failed:
+                confirmed = [m for m in sent if m not in failed]
+                if self._nacked:
+                    raise PublishFailed(f"the broker refused (nack) {len(self._nacked)} message(s)", confirmed)
+                raise Unroutable(f"no queue bound for {next(iter(self._returned.values()))}", confirmed)
+
+    def _await_confirms(self) -> None:
+        deadline = time.monotonic() + self.confirm_timeout
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self._unconfirmed)} message(s) not confirmed in {self.confirm_timeout} s")
+            self._connection.drain_events(timeout=remaining)
 
     def ping(self) -> bool:
         return broker_reachable(self.amqp_uri, self.connect_timeout)

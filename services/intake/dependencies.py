@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -18,7 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from jaklapor.config import setting
 from jaklapor.events import utcnow
-from jaklapor.messaging import ConfirmedPublisher, PublishFailed
+from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed
 from jaklapor.mongo import MongoDatabase, database_for, ping
 from jaklapor.reference import load_categories, load_directory
 from services.intake import metrics
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_LEASE = timedelta(seconds=30)
 ESCALATION_LEASE = timedelta(seconds=60)
+SEQUENCE_BLOCK = 20
 
 
 class VersionConflict(Exception):
@@ -45,6 +48,7 @@ class ReportRepository:
     def __init__(self, db: Database) -> None:
         self.reports = db["reports"]
         self.counters = db["counters"]
+        self._sequence_blocks: dict[str, Iterator[int]] = {}
 
     def ensure_indexes(self) -> None:
         self.reports.create_index("tracking_token_hash", unique=True)
@@ -57,13 +61,24 @@ class ReportRepository:
         return ping(self.reports.database)
 
     def next_sequence(self, day: str) -> int:
-        counter = self.counters.find_one_and_update(
-            {"_id": f"report-{day}"},
-            {"$inc": {"seq": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return int(counter["seq"])
+        """The next report number of the day: unique, and increasing within a process.
+
+        Numbers are reserved in blocks, one write per block instead of one per report; the rest of a block is
+        skipped when the process stops, so the day's numbers can have gaps (like any CRM ticket number)."""
+        numbers = self._sequence_blocks.get(day)
+        number = next(numbers, None) if numbers is not None else None
+        if number is None:
+            counter = self.counters.find_one_and_update(
+                {"_id": f"report-{day}"},
+                {"$inc": {"seq": SEQUENCE_BLOCK}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            end = int(counter["seq"])
+            numbers = iter(range(end - SEQUENCE_BLOCK + 1, end + 1))
+            self._sequence_blocks = {day: numbers}  # a new day forgets the old one's block
+            number = next(numbers)
+        return number
 
     def insert(self, report: dict[str, Any]) -> None:
         self.reports.insert_one(report)
@@ -124,39 +139,60 @@ class ReportRepository:
         )
         return result.modified_count == 1
 
-    def claim_report_outbox(self, report_id: str, now: datetime) -> dict[str, Any] | None:
-        """Lease one given report's pending messages (None if already published or leased elsewhere)."""
-        return self._claim({"_id": report_id, "outbox_due": {"$lte": now}}, now, sort=None)
+    def claim_outboxes(self, report_ids: list[str], now: datetime) -> list[dict[str, Any]]:
+        """Lease the pending messages of those reports that are due, so concurrent relays do not publish them twice.
 
-    def claim_outbox(self, now: datetime) -> dict[str, Any] | None:
-        """Lease one report with pending messages, oldest first, so concurrent relays do not publish it twice."""
-        return self._claim({"outbox_due": {"$lte": now}}, now, sort=[("outbox_due", ASCENDING)])
-
-    def _claim(self, query: dict[str, Any], now: datetime, sort: Any) -> dict[str, Any] | None:
+        One write leases them all under a claim of our own; reports already published or leased elsewhere are left
+        out. The claims come back in the order of `report_ids`."""
         # MongoDB keeps milliseconds: the lease is stored exactly as computed, so it can be matched again
         lease = (now + OUTBOX_LEASE).replace(microsecond=(now.microsecond // 1000) * 1000)
-        report = self.reports.find_one_and_update(
-            query,
-            {"$set": {"outbox_due": lease}},
-            projection={"outbox": 1},
-            sort=sort,
-            return_document=ReturnDocument.AFTER,
+        claim = uuid.uuid4().hex
+        leased = self.reports.update_many(
+            {"_id": {"$in": report_ids}, "outbox_due": {"$lte": now}},
+            {"$set": {"outbox_due": lease, "outbox_claim": claim}},
         )
-        if report is not None:
-            report["lease"] = lease
-        return report
+        if leased.modified_count == 0:
+            return []
+        claimed = {
+            report["_id"]: {**report, "lease": lease, "claim": claim}
+            for report in self.reports.find({"_id": {"$in": report_ids}, "outbox_claim": claim}, {"outbox": 1})
+        }
+        return [claimed[report_id] for report_id in dict.fromkeys(report_ids) if report_id in claimed]
 
-    def outbox_published(self, report_id: str, message_ids: list[str], lease: datetime | None = None) -> None:
-        """Drop published messages. With the lease of the claim (the report's whole outbox was published and
-        nothing was queued since, which would have moved `outbox_due`), one write clears it."""
-        if lease is not None:
-            done = self.reports.update_one(
-                {"_id": report_id, "outbox_due": lease}, {"$set": {"outbox": []}, "$unset": {"outbox_due": ""}}
-            )
-            if done.matched_count == 1:
-                return
+    def claim_due_outboxes(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Lease up to `limit` reports with messages due, oldest first (retries, and reports a dead relay held)."""
+        due = self.reports.find({"outbox_due": {"$lte": now}}, {"_id": 1}).sort("outbox_due", ASCENDING).limit(limit)
+        report_ids = [report["_id"] for report in due]
+        return self.claim_outboxes(report_ids, now) if report_ids else []
+
+    def outboxes_published(self, claims: list[dict[str, Any]]) -> None:
+        """Clear the outboxes of claims whose every message the broker confirmed: one write for all of them.
+
+        A report that queued more messages since its claim (which moved `outbox_due`) keeps those: only the
+        published ones are dropped from it."""
+        if not claims:
+            return
+        report_ids = [claim["_id"] for claim in claims]
+        claim, lease = claims[0]["claim"], claims[0]["lease"]
+        cleared = self.reports.update_many(
+            {"_id": {"$in": report_ids}, "outbox_claim": claim, "outbox_due": lease},
+            {"$set": {"outbox": []}, "$unset": {"outbox_due": "", "outbox_claim": ""}},
+        )
+        if cleared.matched_count == len(report_ids):
+            return
+        # the rest changed meanwhile, or another relay leased them after our lease ran out
+        pending = self.reports.find({"_id": {"$in": report_ids}, "outbox_due": {"$exists": True}}, {"_id": 1})
+        not_cleared = {report["_id"] for report in pending}
+        for report in claims:
+            if report["_id"] in not_cleared:
+                self.outbox_published(report["_id"], [message["message_id"] for message in report["outbox"]])
+
+    def outbox_published(self, report_id: str, message_ids: list[str]) -> None:
+        """Drop some published messages of a report; clear its due date if none is left, else make the rest due."""
         self.reports.update_one({"_id": report_id}, {"$pull": {"outbox": {"message_id": {"$in": message_ids}}}})
-        cleared = self.reports.update_one({"_id": report_id, "outbox": {"$size": 0}}, {"$unset": {"outbox_due": ""}})
+        cleared = self.reports.update_one(
+            {"_id": report_id, "outbox": {"$size": 0}}, {"$unset": {"outbox_due": "", "outbox_claim": ""}}
+        )
         if cleared.matched_count == 0:
             # a change queued more messages meanwhile: make them due now
             self.reports.update_one({"_id": report_id}, {"$set": {"outbox_due": utcnow()}})
@@ -230,6 +266,8 @@ class OutboxRelay(DependencyProvider):
         # several relays in parallel, each with its own connection: their store round trips and broker confirms
         # overlap, while each report's own messages still go out in order through one of them
         self.workers = max(1, int(setting(config, "OUTBOX_RELAY_WORKERS", 4)))
+        # reports claimed, published and cleared together: a few round trips per batch instead of per report
+        self.batch_size = max(1, int(setting(config, "OUTBOX_RELAY_BATCH", 100)))
         self.publishers = [ConfirmedPublisher(config["AMQP_URI"]) for _ in range(self.workers)]
         self._wakeups: LightQueue = LightQueue(maxsize=self.workers)
         self._handed_over: deque[str] = deque()
@@ -290,56 +328,72 @@ class OutboxRelay(DependencyProvider):
             except Empty:
                 pass
 
-    def drain(self, publisher: ConfirmedPublisher, limit: int = 500) -> bool:
-        """Publish pending messages of up to `limit` reports; False if the broker failed us (back off)."""
-        for _ in range(limit):
-            if not self._running:
+    def drain(self, publisher: ConfirmedPublisher, limit: int = 2000) -> bool:
+        """Publish pending messages of up to about `limit` reports; False if the broker failed us (back off)."""
+        published = 0
+        while self._running and published < limit:
+            claims = self._next_claims(utcnow())
+            if not claims:
                 return True
-            report = self._next_report(utcnow())
-            if report is None:
-                return True
-            if not self._publish(report, publisher):
+            if not self._publish(claims, publisher):
                 return False
+            published += len(claims)
         return True
 
-    def _next_report(self, now: datetime) -> dict[str, Any] | None:
+    def _next_claims(self, now: datetime) -> list[dict[str, Any]]:
         while self._handed_over:
-            report = self.repository.claim_report_outbox(self._handed_over.popleft(), now)
-            if report is not None:
-                return report
+            report_ids = [self._handed_over.popleft() for _ in range(min(self.batch_size, len(self._handed_over)))]
+            if self._handed_over:
+                self.wake()  # more work than one batch: a sibling relay starts on it while this one publishes
+            claims = self.repository.claim_outboxes(report_ids, now)
+            if claims:
+                return claims
         if time.monotonic() < self._next_scan:
-            return None
-        report = self.repository.claim_outbox(now)
-        if report is None:
+            return []
+        claims = self.repository.claim_due_outboxes(now, self.batch_size)
+        if not claims:
             self._next_scan = time.monotonic() + self.scan_interval
-        elif self._handed_over:
-            self.wake()  # more work than this relay: let a sibling start on it
-        return report
+        return claims
 
-    def _publish(self, report: dict[str, Any], publisher: ConfirmedPublisher) -> bool:
-        """Publish a leased report's messages in order; False if the broker failed us (the rest is retried)."""
-        if self._handed_over:
-            self.wake()  # more reports waiting: a sibling relay takes the next while this one publishes
-        published: list[str] = []
+    def _publish(self, claims: list[dict[str, Any]], publisher: ConfirmedPublisher) -> bool:
+        """Publish leased reports' messages in order, as one batch; False if the broker failed us (the unconfirmed
+        rest is retried)."""
+        messages = [
+            Outgoing(message["body"], message["exchange"], message["routing_key"], message["message_id"])
+            for claim in claims
+            for message in claim.get("outbox", [])
+        ]
         try:
-            for message in report.get("outbox", []):
-                publisher.publish(
-                    message["body"],
-                    exchange=message["exchange"],
-                    routing_key=message["routing_key"],
-                    message_id=message["message_id"],
-                )
-                published.append(message["message_id"])
-                metrics.OUTBOX_PUBLISHED.labels(message["exchange"] or message["routing_key"]).inc()
+            publisher.publish_many(messages)
         except PublishFailed as exc:
-            log.warning("outbox publish failed, will retry: %s", exc, extra={"report_id": report["_id"]})
-            if published:
-                self.repository.outbox_published(report["_id"], published)
-            self.repository.outbox_retry_later(report["_id"], utcnow() + timedelta(seconds=1))
-            self._next_scan = 0.0  # the retry is found by the scan once due
+            self._keep_unconfirmed(claims, set(exc.confirmed), exc)
             return False
-        self.repository.outbox_published(report["_id"], published, report["lease"])
+        self.repository.outboxes_published(claims)
+        self._count(claims)
         return True
+
+    def _keep_unconfirmed(self, claims: list[dict[str, Any]], confirmed: set[str], exc: PublishFailed) -> None:
+        complete = []
+        for claim in claims:
+            ids = [message["message_id"] for message in claim.get("outbox", [])]
+            done = [message_id for message_id in ids if message_id in confirmed]
+            if len(done) == len(ids):
+                complete.append(claim)
+                continue
+            log.warning("outbox publish failed, will retry: %s", exc, extra={"report_id": claim["_id"]})
+            if done:
+                self.repository.outbox_published(claim["_id"], done)
+            self.repository.outbox_retry_later(claim["_id"], utcnow() + timedelta(seconds=1))
+        self.repository.outboxes_published(complete)
+        self._count(claims, confirmed)
+        self._next_scan = 0.0  # the retries are found by the scan once due
+
+    @staticmethod
+    def _count(claims: list[dict[str, Any]], confirmed: set[str] | None = None) -> None:
+        for claim in claims:
+            for message in claim.get("outbox", []):
+                if confirmed is None or message["message_id"] in confirmed:
+                    metrics.OUTBOX_PUBLISHED.labels(message["exchange"] or message["routing_key"]).inc()
 
 
 class Reference(DependencyProvider):

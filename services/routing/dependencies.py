@@ -7,8 +7,8 @@ from typing import Any
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from jaklapor.config import setting
 from jaklapor.events import utcnow
@@ -48,20 +48,28 @@ class LedgerRepository:
     def ping(self) -> bool:
         return ping(self.decisions.database)
 
-    def record_once(self, report_id: str, hop: int, decision: dict[str, Any]) -> dict[str, Any]:
-        return self.decisions.find_one_and_update(
-            {"_id": f"{report_id}:{hop}"},
-            {
-                "$setOnInsert": {
-                    "report_id": report_id,
-                    "hop": hop,
-                    "decided_at": utcnow(),
-                    **decision,
-                }
-            },
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+    def record_and_claim(self, report_id: str, hop: int, decision: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Keep the first decision for (report, hop) and claim the delivery of its OPD message.
+
+        Returns the decision kept (a redelivery gets the first one, with its ids) and whether this worker may
+        publish the OPD message now. The first delivery of a report records and claims in one write."""
+        now = utcnow()
+        record = {
+            "_id": f"{report_id}:{hop}",
+            "report_id": report_id,
+            "hop": hop,
+            "decided_at": now,
+            **decision,
+            "claimed_until": now + self.claim_lease,
+        }
+        try:
+            self.decisions.insert_one(record)
+        except DuplicateKeyError:
+            kept = self.decisions.find_one({"_id": record["_id"]})
+            if kept is None:  # decisions are never deleted; a store that lost one must not guess
+                raise
+            return kept, self.claim_delivery(report_id, hop)
+        return record, True
 
     def claim_delivery(self, report_id: str, hop: int) -> bool:
         """True if this worker may publish the OPD message now; False if it is already delivered.

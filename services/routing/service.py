@@ -23,8 +23,10 @@ from jaklapor.messaging import (
     DEAD_LETTER_EXCHANGE,
     OPD_DEAD_LETTER_QUEUE,
     OPD_EXCHANGE,
+    Outgoing,
     PermanentFailure,
     Publisher,
+    PublishFailed,
     broker_reachable,
     event_exchange,
     opd_queue,
@@ -63,35 +65,36 @@ class RoutingService(OperationsEndpoints):
         else:
             raise PermanentFailure(f"routing.reports does not handle {event.event_type}")
 
-        # the first decision for (report, hop) is the one kept, with its ids: redeliveries repeat it exactly
-        record = self.ledger.record_once(event.report_id, hop, decision)
-        self.publisher.publish(
-            record["event"],
-            exchange=ROUTING_EVENTS,
-            routing_key=record["event_type"],
-            message_id=record["event"]["event_id"],
-        )
+        # the first decision for (report, hop) is the one kept, with its ids: redeliveries repeat it exactly;
         # one worker at a time may deliver a (report, hop): duplicate events handled concurrently wait for it
-        if self.ledger.claim_delivery(event.report_id, hop):
-            try:
-                self.publisher.publish(
-                    record["opd_message"],
-                    exchange=OPD_EXCHANGE,
-                    routing_key=record["routing_key"],
-                    message_id=record["opd_message"]["message_id"],
-                    declare=[opd_queue(record["opd_code"])],
-                )
-            except Exception:
-                self.ledger.release_claim(event.report_id, hop)
-                raise
-            delivered_at = utcnow()
-            self.ledger.mark_delivered(event.report_id, hop, delivered_at)
-            started = event.submitted_at if hop == 0 else event.occurred_at
-            metrics.DELIVERY_LATENCY.observe(max((delivered_at - started).total_seconds(), 0.0))
-            if record["event_type"] == "report_routed":
-                metrics.ROUTED.labels(record["kota"] or "", record["opd_level"]).inc()
+        record, claimed = self.ledger.record_and_claim(event.report_id, hop, decision)
+        routed = Outgoing(record["event"], ROUTING_EVENTS.name, record["event_type"], record["event"]["event_id"])
+        if not claimed:  # delivered before: announce the decision again, in case that announcement was lost
+            self.publisher.publish_many([routed])
+            log.info("report already delivered", extra={"report_id": event.report_id, "hop": hop})
+            return
+        opd_message = Outgoing(
+            record["opd_message"], OPD_EXCHANGE.name, record["routing_key"], record["opd_message"]["message_id"]
+        )
+        try:
+            self.publisher.publish_many([routed, opd_message], declare=[opd_queue(record["opd_code"])])
+        except PublishFailed as exc:
+            if opd_message.message_id in exc.confirmed:
+                self.ledger.mark_delivered(event.report_id, hop, utcnow())  # the OPD has it: never a second copy
             else:
-                metrics.UNROUTABLE.labels(record["reason"]).inc()
+                self.ledger.release_claim(event.report_id, hop)
+            raise
+        except Exception:
+            self.ledger.release_claim(event.report_id, hop)
+            raise
+        delivered_at = utcnow()
+        self.ledger.mark_delivered(event.report_id, hop, delivered_at)
+        started = event.submitted_at if hop == 0 else event.occurred_at
+        metrics.DELIVERY_LATENCY.observe(max((delivered_at - started).total_seconds(), 0.0))
+        if record["event_type"] == "report_routed":
+            metrics.ROUTED.labels(record["kota"] or "", record["opd_level"]).inc()
+        else:
+            metrics.UNROUTABLE.labels(record["reason"]).inc()
         log.info(
             "report delivered to OPD queue",
             extra={

@@ -1,0 +1,104 @@
+"""The confirmed publisher against the real broker: batches are confirmed as a whole, in order, and a failure says
+exactly which messages the broker stored."""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, Unroutable
+from tests.broker_admin import _api, _api_json
+from tests.system import Vhost, wait_for
+
+
+@pytest.fixture
+def target(vhost: Vhost) -> Iterator[tuple[ConfirmedPublisher, Queue]]:
+    exchange = Exchange(f"publisher-test-{uuid.uuid4().hex[:8]}", type="topic", durable=True)
+    queue = Queue(
+        f"publisher-test-{uuid.uuid4().hex[:8]}",
+        exchange=exchange,
+        routing_key="bound.#",
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+    publisher = ConfirmedPublisher(vhost.amqp_uri)
+    publisher.declare(exchange, queue)
+    yield publisher, queue
+    publisher.close()
+    with Connection(vhost.amqp_uri) as connection:
+        queue(connection.channel()).delete()
+        exchange(connection.channel()).delete()
+
+
+def read_all(amqp_uri: str, queue: Queue) -> list[tuple[str, dict]]:
+    with Connection(amqp_uri) as connection:
+        bound = queue(connection.channel())
+        taken = []
+        while (message := bound.get(no_ack=True)) is not None:
+            taken.append((message.properties["message_id"], message.decode()))
+        return taken
+
+
+def outgoing(exchange: str, n: int, key: str = "bound.x") -> list[Outgoing]:
+    return [Outgoing({"n": n, "text": "é" * 10}, exchange, key, f"m{n}") for n in range(n)]
+
+
+def test_a_batch_is_stored_whole_and_in_order(vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]) -> None:
+    publisher, queue = target
+    publisher.publish_many(outgoing(queue.exchange.name, 300))
+    publisher.publish({"n": 300}, exchange=queue.exchange, routing_key="bound.y", message_id="m300")
+
+    stored = read_all(vhost.amqp_uri, queue)
+    assert [message_id for message_id, _ in stored] == [f"m{n}" for n in range(301)]
+    assert stored[1][1] == {"n": 1, "text": "é" * 10}
+
+
+def test_an_unroutable_message_is_named_and_the_others_are_stored(
+    vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
+) -> None:
+    publisher, queue = target
+    batch = outgoing(queue.exchange.name, 3)
+    batch.insert(1, Outgoing({"n": "lost"}, queue.exchange.name, "nobody.listens", "orphan"))
+
+    with pytest.raises(Unroutable, match=r"nobody\.listens") as refused:
+        publisher.publish_many(batch)
+
+    assert refused.value.confirmed == ["m0", "m1", "m2"]
+    assert [message_id for message_id, _ in read_all(vhost.amqp_uri, queue)] == ["m0", "m1", "m2"]
+    publisher.publish_many(outgoing(queue.exchange.name, 1))  # the publisher is still usable
+    assert [message_id for message_id, _ in read_all(vhost.amqp_uri, queue)] == ["m0"]
+
+
+def test_a_missing_exchange_fails_the_batch_and_the_next_batch_goes_through(
+    vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
+) -> None:
+    publisher, queue = target
+    with pytest.raises(PublishFailed, match="no-such-exchange") as failed:
+        publisher.publish_many([Outgoing({"n": 0}, "no-such-exchange", "bound.x", "m0")])
+    assert failed.value.confirmed == []
+
+    publisher.publish_many(outgoing(queue.exchange.name, 2))
+    assert [message_id for message_id, _ in read_all(vhost.amqp_uri, queue)] == ["m0", "m1"]
+
+
+def test_a_connection_closed_by_the_broker_fails_once_then_reconnects(
+    vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
+) -> None:
+    publisher, queue = target
+    publisher.publish_many(outgoing(queue.exchange.name, 1))
+    path = f"/vhosts/{urllib.parse.quote(vhost.name, safe='')}/connections"
+    connections = wait_for(lambda: _api_json(path), message="the publisher's connection is listed")
+    for connection in connections:
+        _api("DELETE", f"/connections/{urllib.parse.quote(connection['name'], safe='')}")
+
+    # the publisher learns of the closed connection on its next publish: it fails, naming nothing as stored...
+    with pytest.raises(PublishFailed) as failed:
+        publisher.publish_many(outgoing(queue.exchange.name, 2))
+    assert failed.value.confirmed == []
+    # ...and the next one reconnects
+    publisher.publish_many(outgoing(queue.exchange.name, 2))
+    assert [message_id for message_id, _ in read_all(vhost.amqp_uri, queue)] == ["m0", "m0", "m1"]
