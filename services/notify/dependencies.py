@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import eventlet
 from eventlet.queue import LightQueue
@@ -31,6 +31,12 @@ def report_fields(token_hash: str, has_contact: bool | None) -> dict[str, Any]:
     if has_contact is not None:
         fields["has_contact"] = has_contact
     return fields
+
+
+class Appended(NamedTuple):
+    seq: int
+    watched: bool
+    has_contact: bool | None
 
 
 class NotifyRepository:
@@ -67,9 +73,10 @@ class NotifyRepository:
 
     def append(
         self, report_id: str, entry: dict[str, Any], set_on_report: dict[str, Any] | None = None
-    ) -> tuple[int, bool] | None:
-        """Add an entry once (keyed by event id): its sequence number and whether a live stream follows the report
-        (anywhere); None if the entry was already there. `set_on_report` is written to the report in the same write.
+    ) -> Appended | None:
+        """Add an entry once (keyed by event id): its sequence number, whether a live stream follows the report
+        (anywhere) and whether the reporter left a contact (None if the submission is not known yet); None if the
+        entry was already there. `set_on_report` is written to the report in the same write.
 
         Two writes, no read first: a redelivered event takes a sequence number and then finds its entry there, which
         leaves a gap in the numbers; readers ask for entries after a number, so gaps are harmless."""
@@ -84,7 +91,7 @@ class NotifyRepository:
             self.timeline.insert_one({"_id": entry["event_id"], "report_id": report_id, "seq": seq, "entry": entry})
         except DuplicateKeyError:
             return None
-        return seq, counter.get("streams", 0) > 0
+        return Appended(seq, counter.get("streams", 0) > 0, counter.get("has_contact"))
 
     def stream_opened(self, report_id: str) -> None:
         self.reports.update_one({"_id": report_id}, {"$inc": {"streams": 1}})

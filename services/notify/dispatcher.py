@@ -164,12 +164,14 @@ class Dispatcher:
 
     # ---- planning ------------------------------------------------------------------------------------------------
 
-    def enqueue(self, notifications: list[Notification]) -> int:
-        """Store a delivery for each way each notification must go (idempotent per event); returns how many new."""
+    def enqueue(self, notifications: list[Notification], has_contact: bool | None = None) -> int:
+        """Store a delivery for each way each notification must go (idempotent per event); returns how many new.
+
+        `has_contact`: whether the report's reporter left a contact, if the caller knows (None: look it up)."""
         added = 0
         now = utcnow()
         for notification in notifications:
-            for channel, destination, key in self._routes(notification):
+            for channel, destination, key in self._routes(notification, has_contact):
                 document = {
                     "_id": delivery_id(notification, key),
                     "report_id": notification.report_id,
@@ -193,10 +195,12 @@ class Dispatcher:
             self.kick()
         return added
 
-    def _routes(self, notification: Notification) -> list[tuple[str | None, str, str]]:
+    def _routes(self, notification: Notification, has_contact: bool | None) -> list[tuple[str | None, str, str]]:
         """(channel, destination, delivery key) for each message this notification becomes; counts the ones that
         have nowhere to go."""
         if notification.audience == CITIZEN:
+            if has_contact is False:
+                return []  # the reporter left no contact: nobody to tell
             return self._citizen_route(notification.report_id)
         channels = self.opd_channels.get(notification.opd or "")
         if channels is None:

@@ -83,12 +83,14 @@ class NotifyService(OperationsEndpoints):
             appended = self.store.append(event.report_id, entry, fields)
         # idempotent on the event id (a delivery's id derives from it): safe on a redelivered event
         names = self.deliveries.opd_names
-        self.deliveries.enqueue(notifications_for(event, names.get, "triage"))
+        # the timeline write told whether the reporter left a contact: no lookup for the reports without one
+        has_contact = appended.has_contact if appended is not None else None
+        self.deliveries.enqueue(notifications_for(event, names.get, "triage"), has_contact)
         if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
             self.store.mark_final(event.report_id, event.occurred_at)
         if entry is None or appended is None:
             return  # no timeline entry, or a redelivered event whose entry is there already
-        seq, watched = appended
+        seq, watched, _ = appended
         TIMELINE_EVENTS.labels(entry["kind"]).inc()
         if not watched:
             return  # nobody follows this report live: no wake-up to publish (most reports)

@@ -41,8 +41,24 @@ class ProjectionRepository:
     def get(self, report_id: str) -> dict[str, Any] | None:
         return self.projections.find_one({"_id": report_id})
 
-    def update(self, report_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> bool:
-        """Read-modify-write one projection with optimistic concurrency; False if `change` had nothing to do."""
+    def update(
+        self,
+        report_id: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+        *,
+        probably_new: bool = False,
+    ) -> bool:
+        """Read-modify-write one projection with optimistic concurrency; False if `change` had nothing to do.
+
+        `probably_new` (a report's first event): try to create the projection without reading first."""
+        if probably_new:
+            created = change(None)
+            if created is not None:
+                try:
+                    self.projections.insert_one({**created, "_id": report_id, "rev": 1})
+                    return True
+                except DuplicateKeyError:
+                    pass  # it exists after all (a later event came first): read and fold into it
         for _attempt in range(10):
             current = self.projections.find_one({"_id": report_id})
             updated = change(current)

@@ -17,7 +17,7 @@ from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
 from jaklapor.config import setting
-from jaklapor.events import parse_event, utcnow
+from jaklapor.events import ReportSubmitted, parse_event, utcnow
 from jaklapor.messaging import PermanentFailure, broker_reachable, work_consumer, work_queue
 from jaklapor.operations import OperationsEndpoints
 from jaklapor.reference import load_areas, load_categories, load_directory
@@ -123,7 +123,8 @@ class StatsService(OperationsEndpoints):
             event = parse_event(body)
         except ValueError as exc:
             raise PermanentFailure(str(exc)) from exc
-        if self.projections.update(event.report_id, functools.partial(_apply, event)):
+        first_event = isinstance(event, ReportSubmitted)
+        if self.projections.update(event.report_id, functools.partial(_apply, event), probably_new=first_event):
             EVENTS_APPLIED.labels(event.event_type).inc()
             self.cache.changed()
         else:

@@ -340,3 +340,15 @@ def test_a_report_seen_without_a_contact_gets_no_citizen_delivery(repository: No
     assert dispatcher.enqueue([notification()]) == 0
     repository.reports.delete_many({})
     assert dispatcher.enqueue([notification(event_id="e9")]) == 1, "not seen at all yet: wait for the hand-over"
+
+
+def test_a_caller_that_knows_there_is_no_contact_saves_the_lookups(
+    repository: NotifyRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher, _smtp, _hooks = make(repository)
+    lookups: list[str] = []
+    monkeypatch.setattr(repository, "contact", lambda report_id: lookups.append(report_id))
+    assert dispatcher.enqueue([notification()], has_contact=False) == 0
+    assert lookups == []
+    assert dispatcher.enqueue([notification(event_id="e9")], has_contact=None) == 1  # not known: looked up
+    assert lookups == [REPORT]

@@ -13,7 +13,7 @@ def repository() -> NotifyRepository:
 
 def test_a_submitted_report_is_registered_with_its_first_entry() -> None:
     store = repository()
-    assert store.append("r1", {"event_id": "e1", "kind": "status"}, report_fields("h" * 64, True)) == (1, False)
+    assert store.append("r1", {"event_id": "e1", "kind": "status"}, report_fields("h" * 64, True)) == (1, False, True)
     assert store.report_for_token("h" * 64) == "r1"
     assert store.report("r1")["has_contact"] is True
     assert store.entries_after("r1", 0) == [(1, {"event_id": "e1", "kind": "status"})]
@@ -25,7 +25,7 @@ def test_a_redelivered_event_adds_nothing_and_later_entries_still_follow() -> No
     assert store.append("r1", {"event_id": "e1"}) is None
     second = store.append("r1", {"event_id": "e2"})
     assert second is not None
-    seq, _ = second
+    seq = second.seq
     assert [entry["event_id"] for _, entry in store.entries_after("r1", 0)] == ["e1", "e2"]
     assert [entry["event_id"] for _, entry in store.entries_after("r1", 1)] == ["e2"]
     assert seq > 1
@@ -35,6 +35,13 @@ def test_an_entry_reports_whether_someone_follows_the_report_live() -> None:
     store = repository()
     store.append("r1", {"event_id": "e1"})
     store.stream_opened("r1")
-    assert store.append("r1", {"event_id": "e2"}) == (2, True)
+    assert store.append("r1", {"event_id": "e2"}).watched is True
     store.stream_closed("r1")
-    assert store.append("r1", {"event_id": "e3"}) == (3, False)
+    assert store.append("r1", {"event_id": "e3"}).watched is False
+
+
+def test_an_entry_tells_whether_the_reporter_left_a_contact_once_the_submission_is_known() -> None:
+    store = repository()
+    assert store.append("r1", {"event_id": "routed-first"}).has_contact is None  # the submission is not here yet
+    assert store.append("r1", {"event_id": "submitted"}, report_fields("h" * 64, False)).has_contact is False
+    assert store.append("r1", {"event_id": "later"}).has_contact is False
