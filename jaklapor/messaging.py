@@ -22,6 +22,7 @@ from kombu.serialization import dumps
 from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer, QueueConsumer
 
+from jaklapor.acks import AckBatcher
 from jaklapor.metrics import consumer_metrics
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,21 @@ class PermanentFailure(Exception):
 
 
 class RejectingQueueConsumer(QueueConsumer):
-    """nameko's queue consumer, but a body that cannot be decoded is dead-lettered instead of crashing the loop."""
+    """nameko's queue consumer, but a body that cannot be decoded is dead-lettered instead of crashing the loop,
+    and handled messages are acknowledged in batches (see jaklapor/acks.py)."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.acks = AckBatcher()
+
+    @property
+    def prefetch_count(self) -> int:
+        # finished deliveries waiting (briefly) for their ack still count against the prefetch: room for a batch
+        return self.container.max_workers + self.acks.max_batch
+
+    def stop(self) -> None:
+        self.acks.flush()
+        super().stop()
 
     def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
         consumers = super().get_consumers(consumer_cls, channel)
@@ -330,13 +345,16 @@ class RejectingQueueConsumer(QueueConsumer):
     # Acking or requeueing on a connection the broker just dropped must not kill the service: the broker already
     # took the unacked message back and will deliver it again.
     def ack_message(self, message: Any) -> None:
-        self._settle(message.ack, message)
+        self.acks.finished(message)
 
+    # settled only once sent: until then no batched ack may reach past this message
     def requeue_message(self, message: Any) -> None:
         self._settle(message.requeue, message)
+        self.acks.settled(message)
 
     def reject_message(self, message: Any) -> None:
         self._settle(lambda: message.reject(requeue=False), message)
+        self.acks.settled(message)
 
     @staticmethod
     def _settle(action: Any, message: Any) -> None:

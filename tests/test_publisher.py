@@ -15,6 +15,14 @@ from tests.broker_admin import _api, _api_json
 from tests.system import Vhost, wait_for
 
 
+@pytest.fixture(scope="module")
+def vhost() -> Iterator[Vhost]:
+    """A vhost of this module's own: one test closes every connection in it."""
+    created = Vhost.create()
+    yield created
+    created.delete()
+
+
 @pytest.fixture
 def target(vhost: Vhost) -> Iterator[tuple[ConfirmedPublisher, Queue]]:
     exchange = Exchange(f"publisher-test-{uuid.uuid4().hex[:8]}", type="topic", durable=True)
