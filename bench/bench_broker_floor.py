@@ -5,11 +5,11 @@ routing.reports, notify.events, stats.events; jaklapor.opd/<opd>.<kota>.<kecamat
 routing.events/report_routed -> intake.routing-results, notify.events, stats.events) and 7 quorum-queue deliveries and
 acks, whatever the Python services do. This benchmark replays exactly that traffic, with no service logic, from bare
 py-amqp clients in a fresh vhost holding the project's own queue declarations, and divides the CPU the `beam.smp`
-server process used by the reports confirmed. `per-message` is how the services talk to the broker today (wait for
-every confirm, ack every delivery, prefetch 10); `batched` is the best they could do (a window of unconfirmed
-publishes, prefetch 500, acks with multiple=True every 100). `cores x 1000 ms / (broker ms per report)` is then the
-most reports/s this machine could ever deliver, even if the broker had every core to itself and the services cost
-nothing.
+server process used by the reports confirmed. `per-message` is how the services talked to the broker before they
+batched (wait for every confirm, ack every delivery, prefetch 10); `batched` is the best a client can do (a window of
+unconfirmed publishes, prefetch 500, acks with multiple=True every 100). `cores x 1000 ms / (broker ms per report)`
+is then the most reports/s this machine could ever deliver, even if the broker had every core to itself and the
+services cost nothing.
 
     python bench/bench_broker_floor.py                          # both modes, 15 s each (+2 s warm-up)
     python bench/bench_broker_floor.py --modes batched --duration 10 --window 500
