@@ -12,7 +12,9 @@ from functools import partial
 from typing import Any
 
 import eventlet
+from eventlet import tpool
 from eventlet.queue import Empty, LightQueue
+from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
@@ -25,6 +27,8 @@ from jaklapor.mongo import MongoDatabase, database_for, ping
 from jaklapor.reference import load_categories, load_directory
 from services.intake import metrics
 from services.intake.domain import WAITING_STATUSES
+from services.intake.image_memory import keep_image_memory
+from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
 from services.intake.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -405,6 +409,31 @@ class Reference(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Reference:
         return self
+
+
+class PhotoCleaner(DependencyProvider):
+    """`sanitize_photo` for the worker: off the eventlet hub, a few at a time, with image memory kept for reuse.
+
+    CPU-heavy work runs in `eventlet.tpool` threads (Pillow releases the GIL while it decodes and encodes) so
+    heartbeats and other requests keep flowing; the slots bound memory, since one large PNG may take ~300 MB
+    while it is decoded.
+    """
+
+    def __init__(self, policy: PhotoPolicy = DEFAULT_POLICY, slots: int = 4) -> None:
+        self.policy = policy
+        self.slot_count = slots
+
+    def setup(self) -> None:
+        keep_image_memory()
+        self.slots = Semaphore(self.slot_count)
+
+    def clean(self, data: bytes) -> SanitizedPhoto:
+        """A safe re-encoded photo, or `PhotoRejected`."""
+        with self.slots:
+            return tpool.execute(sanitize_photo, data, self.policy)
+
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        return self.clean
 
 
 class SubmissionLimiter(DependencyProvider):

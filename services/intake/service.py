@@ -9,8 +9,6 @@ import re
 import time
 from typing import Any
 
-from eventlet import tpool
-from eventlet.semaphore import Semaphore
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
@@ -49,6 +47,7 @@ from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake import metrics
 from services.intake.dependencies import (
     OutboxRelay,
+    PhotoCleaner,
     Reference,
     ReportStore,
     SubmissionLimiter,
@@ -75,7 +74,7 @@ from services.intake.domain import (
     submission_fingerprint,
 )
 from services.intake.openapi import openapi_document
-from services.intake.photos import PhotoPolicy, PhotoRejected, SanitizedPhoto, sanitize_photo
+from services.intake.photos import PhotoRejected, SanitizedPhoto
 from services.intake.ratelimit import client_address
 from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
 
@@ -83,8 +82,6 @@ log = logging.getLogger(__name__)
 
 PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
-PHOTO_POLICY = PhotoPolicy()
-PHOTO_SLOTS = Semaphore(4)
 
 
 def outbox_entry(event: Event) -> dict[str, Any]:
@@ -107,6 +104,7 @@ class IntakeService(OperationsEndpoints):
 
     store = ReportStore()
     photos = PhotoStorage()
+    photo_cleaner = PhotoCleaner()
     relay = OutboxRelay()
     reference = Reference()
     limiter = SubmissionLimiter()
@@ -228,10 +226,7 @@ class IntakeService(OperationsEndpoints):
     def _sanitize(self, data: bytes) -> SanitizedPhoto:
         started = time.perf_counter()
         try:
-            # CPU-heavy: off the eventlet hub so heartbeats and other requests keep flowing; a few at a time,
-            # since one large PNG may take ~300 MB while it is decoded
-            with PHOTO_SLOTS:
-                photo = tpool.execute(sanitize_photo, data, PHOTO_POLICY)
+            photo = self.photo_cleaner(data)
         except PhotoRejected as exc:
             raise ApiError(exc.status, f"photo_{exc.code}", exc.message, field="photo") from None
         metrics.PHOTO_SECONDS.observe(time.perf_counter() - started)
