@@ -2,6 +2,11 @@
 
 nameko's WebServer reads a single `WEB_SERVER_ADDRESS`; several services in one runner (the local default) need one
 port each, so the address comes from `HTTP_ADDRESSES[<service name>]`.
+
+HTTP requests and a service's consumers and timers share the container's `max_workers` slots, and nameko hands a
+free slot to whoever waits first: under a flood of requests a consumer's message waits behind every queued request
+(the intake's routing results, i.e. the citizen's tracking view, fell minutes behind). So requests may take at most
+`HTTP_MAX_CONCURRENT` slots (default: all but `SLOTS_KEPT_FOR_CONSUMERS`); the rest stay free for the consumers.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from eventlet.semaphore import Semaphore
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp, parse_address
 from werkzeug.exceptions import HTTPException
@@ -19,6 +25,9 @@ from werkzeug.wrappers import Request, Response
 from jaklapor.metrics import http_metrics
 
 log = logging.getLogger(__name__)
+
+#: worker slots a service's HTTP requests leave to its consumers and timers (see the module docstring)
+SLOTS_KEPT_FOR_CONSUMERS = 3
 
 
 class ApiError(Exception):
@@ -79,6 +88,10 @@ class JsonWsgiApp(WsgiApp):
 
 
 class ServiceWebServer(WebServer):
+    def setup(self) -> None:
+        super().setup()
+        self.request_slots = Semaphore(http_request_slots(self.container.config, self.container.max_workers))
+
     @property
     def bind_addr(self) -> Any:
         config = self.container.config
@@ -87,6 +100,14 @@ class ServiceWebServer(WebServer):
 
     def get_wsgi_app(self) -> Any:
         return JsonWsgiApp(self)
+
+
+def http_request_slots(config: dict[str, Any], max_workers: int) -> int:
+    """How many of the `max_workers` slots HTTP requests may hold at once: `HTTP_MAX_CONCURRENT`, or all but a few."""
+    configured = int(config.get("HTTP_MAX_CONCURRENT") or 0)
+    if configured > 0:
+        return min(configured, max_workers)
+    return max(1, max_workers - SLOTS_KEPT_FOR_CONSUMERS)
 
 
 class ApiEndpoint(HttpRequestHandler):
@@ -117,7 +138,8 @@ class ApiEndpoint(HttpRequestHandler):
         started = time.perf_counter()
         # cap what a client may send before any of the body is read (the handler may lower it)
         request.max_content_length = int(self.container.config.get("MAX_REQUEST_BYTES", 12 * 1024 * 1024))
-        response = super().handle_request(request)
+        with self.server.request_slots:
+            response = super().handle_request(request)
         http_metrics(self.container.service_name).observe(
             request.method, self.url, response.status_code, time.perf_counter() - started
         )

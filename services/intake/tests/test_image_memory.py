@@ -1,4 +1,4 @@
-"""The intake keeps image memory for reuse: same photos out, fewer fresh allocations, the operator's environment wins."""
+"""The intake keeps image memory for reuse: the same photos out, fewer fresh allocations, the environment wins."""
 
 from __future__ import annotations
 
