@@ -22,6 +22,7 @@ from nameko.web.server import WebServer, WsgiApp, parse_address
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from jaklapor.config import setting
 from jaklapor.metrics import http_metrics
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class ServiceWebServer(WebServer):
 
 def http_request_slots(config: dict[str, Any], max_workers: int) -> int:
     """How many of the `max_workers` slots HTTP requests may hold at once: `HTTP_MAX_CONCURRENT`, or all but a few."""
-    configured = int(config.get("HTTP_MAX_CONCURRENT") or 0)
+    configured = int(setting(config, "HTTP_MAX_CONCURRENT", 0))
     if configured > 0:
         return min(configured, max_workers)
     return max(1, max_workers - SLOTS_KEPT_FOR_CONSUMERS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Iterator
 
@@ -17,8 +18,8 @@ from tests import photo_fixtures as fx
 def pillow_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Pillow's arena as a fresh process has it, with no operator settings; put back afterwards."""
     before = Image.core.get_block_size(), Image.core.get_blocks_max()
-    for name in ("PILLOW_BLOCKS_MAX", "PILLOW_BLOCK_SIZE", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [name for name in os.environ if name.startswith(("PILLOW_", "MALLOC_"))]:
+        monkeypatch.delenv(name)
     Image.core.set_blocks_max(0)
     yield
     Image.core.set_block_size(before[0])
