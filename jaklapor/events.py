@@ -19,6 +19,8 @@ Status = Literal["menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai",
 STATUSES: tuple[str, ...] = ("menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai", "ditolak")
 # how the citizen, the agencies and the public read them (JAKI's own words)
 STATUS_LABELS: dict[str, str] = {status: status.capitalize() for status in STATUSES}
+# the start of the note a citizen reads when their report waits at the triage desk
+TRIAGE_NOTE = "Perlu diperiksa petugas"
 
 
 def utcnow() -> datetime:
@@ -156,6 +158,8 @@ class ReportRouted(Event):
     category: str
     # when the OPD must have answered (taken, forwarded or rejected the report) before it escalates
     response_deadline: datetime | None = None
+    # the report's status when it was routed (see ReportUnroutable.status)
+    status: Status | None = None
 
 
 class ReportUnroutable(Event):
@@ -163,11 +167,16 @@ class ReportUnroutable(Event):
     type_name = "report_unroutable"
 
     reason: str
-    detail: str
+    detail: str  # English, for the triage desk and operators
     area: AreaRef | None = None
     routing_key: str
     hop: int = 0
     category: str
+    # the report's status when routing decided: menunggu for a new report, the forward's status for a forwarded one;
+    # None only in events published before routing recorded it
+    status: Status | None = None
+    # what the citizen reads in their timeline, in Indonesian (the default: events published before it was recorded)
+    citizen_note: str = TRIAGE_NOTE
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -325,6 +325,7 @@ class SseListener:
         self.url = url
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.received: list[dict[str, Any]] = []
+        self.ended = threading.Event()  # the server ended the stream (or the test closed it)
         self._response = requests.get(url, stream=True, timeout=30, headers=headers or {})
         self.status_code = self._response.status_code
         self.content_type = self._response.headers.get("Content-Type", "")
@@ -350,6 +351,17 @@ class SseListener:
                     self.events.put(frame)
         except Exception:  # the stream was closed by the test
             pass
+        finally:
+            self.ended.set()
+
+    def frames_until_end(self, timeout: float) -> list[dict[str, Any]]:
+        """Every frame not taken yet, once the server ended the stream; AssertionError if it is still open."""
+        if not self.ended.wait(timeout):
+            raise AssertionError(f"the live stream is still open after {timeout}s; got {self.received}")
+        frames, self.received = self.received, []
+        while not self.events.empty():
+            frames.append(self.events.get_nowait())
+        return frames
 
     def next_matching(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
         for seen in self.received:

@@ -38,6 +38,7 @@ from tests.system import (
     MongoServerStandIn,
     RunningSystem,
     S3StandIn,
+    SseListener,
     Vhost,
     client_headers,
     free_port,
@@ -364,6 +365,33 @@ def test_citizen_gets_an_email_at_every_step_and_the_agency_a_signed_webhook(set
     agency_mail = inbox.wait_for(OK_OPD_EMAIL, lambda m: report_id in m["message"]["Subject"])
     assert "Laporan baru" in agency_mail["message"]["Subject"] and contact not in agency_mail["raw"].decode()
     assert deliveries(system, "email", "citizen", "sent") >= 3
+
+
+def test_the_live_stream_shows_each_status_and_ends_after_the_final_one(setup: Setup) -> None:
+    system = setup.system
+    receipt = submit(system, "parkir-liar", description="Mobil parkir di depan halte Blok M")
+    stream = SseListener(receipt["stream_url"])
+    routed = stream.next_matching(lambda f: f["event"] == "routed", timeout=15)
+    assert (routed["json"]["status"], routed["json"]["status_label"]) == ("menunggu", "Menunggu")
+    transition(system, receipt, OK_OPD, "dikerjakan", "Petugas menuju lokasi")
+    transition(system, receipt, OK_OPD, "selesai", "Kendaraan sudah diderek", photo=True)
+    done = stream.next_matching(lambda f: f["json"].get("status") == "selesai", timeout=15)
+    # nothing follows a final status: the server ends the stream after sending it
+    stream.frames_until_end(15)
+    stream.close()
+
+    # a client reconnecting from an earlier entry gets the rest, then the stream ends
+    again = SseListener(receipt["stream_url"], headers={"Last-Event-ID": routed["id"]})
+    assert again.status_code == 200
+    rest = again.frames_until_end(15)
+    again.close()
+    assert [(f["event"], f["json"]["status"]) for f in rest] == [
+        ("status_changed", "dikerjakan"),
+        ("status_changed", "selesai"),
+    ]
+    # one that has the final entry is told there is nothing more (204: an EventSource stops reconnecting)
+    last = requests.get(receipt["stream_url"], headers={"Last-Event-ID": done["id"]}, timeout=10)
+    assert last.status_code == 204 and last.content == b""
 
 
 def publish_event(system: RunningSystem, event: Any) -> None:

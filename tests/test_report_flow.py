@@ -164,6 +164,20 @@ def test_point_outside_jakarta_goes_to_triage(system: RunningSystem, opd_queues:
     assert view["responsible_opd"]["code"] == "triage"
     assert view["triage_reason"] == "outside_jakarta"
 
+    # the citizen reads why, in Indonesian only, in the tracking view and on the live stream alike
+    (triage,) = [h for h in view["history"] if h["kind"] == "triage"]
+    note = triage["note"]
+    assert re.fullmatch(
+        r"Perlu diperiksa petugas: lokasi \d+,\d km dari kelurahan terdekat \(.+\), di luar batas \d+ m", note
+    )
+    assert triage["status"] == "menunggu"
+    stream = SseListener(response.json()["stream_url"])
+    live = stream.next_matching(lambda f: f["event"] == "triage")
+    stream.close()
+    assert (live["json"]["note"], live["json"]["status"]) == (note, "menunggu")
+    # the English detail stays with the triage desk
+    assert "from the nearest kelurahan" in body["triage_reason"]
+
 
 @pytest.mark.parametrize(
     ("fields", "field", "status"),

@@ -648,13 +648,12 @@ class IntakeService(OperationsEndpoints):
                 "triage_reason": event.reason,
                 "updated_at": utcnow(),
             }
-            note = f"Perlu diperiksa petugas: {event.detail}"
             history = history_entry(
                 "triage",
                 event.occurred_at,
                 report["status"],
                 actor="routing",
-                note=note,
+                note=event.citizen_note,
                 opd=opd,
                 reason=event.reason,
             )

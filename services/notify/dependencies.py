@@ -67,6 +67,10 @@ class NotifyRepository:
     def report(self, report_id: str) -> dict[str, Any] | None:
         return self.reports.find_one({"_id": report_id}, {"has_contact": 1, "final_at": 1})
 
+    def is_final(self, report_id: str) -> bool:
+        """Whether the report reached selesai or ditolak (marked after its final entry is stored)."""
+        return self.reports.find_one({"_id": report_id, "final_at": {"$ne": None}}, {"_id": 1}) is not None
+
     def report_for_token(self, token_hash: str) -> str | None:
         found = self.reports.find_one({"token_hash": token_hash}, {"_id": 1})
         return found["_id"] if found else None

@@ -25,6 +25,14 @@ from jaklapor.events import (
 FINAL_STATUSES = frozenset({"selesai", "ditolak"})
 
 
+def status_when_routed(event: ReportRouted | ReportUnroutable) -> str | None:
+    """The report's status when routing decided, as the event carries it; events published before routing recorded
+    it are known only for a new report (hop 0), which waits (menunggu) until its first OPD answers."""
+    if event.status is not None:
+        return event.status
+    return "menunggu" if event.hop == 0 else None
+
+
 def timeline_entry(event: Event) -> dict[str, Any] | None:
     """The public part of an event as one timeline entry; None for events a citizen does not follow."""
     at = event.occurred_at.isoformat().replace("+00:00", "Z")
@@ -35,7 +43,7 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
         return {
             **base,
             "kind": "routed",
-            "status": None,
+            "status": status_when_routed(event),
             "opd": event.opd.model_dump(),
             "area": event.area.model_dump() if event.area else None,
             "response_deadline": event.response_deadline.isoformat().replace("+00:00", "Z")
@@ -47,14 +55,20 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
         return {
             **base,
             "kind": "escalated",
-            "status": None,
+            "status": event.status,
             "from_opd": event.from_opd,
             "to_opd": event.to_opd,
             "missed_deadline": event.deadline.isoformat().replace("+00:00", "Z"),
             "note": "Batas waktu respons terlewati; laporan dinaikkan ke tingkat berikutnya",
         }
     if isinstance(event, ReportUnroutable):
-        return {**base, "kind": "triage", "status": None, "reason": event.reason, "note": event.detail}
+        return {
+            **base,
+            "kind": "triage",
+            "status": status_when_routed(event),
+            "reason": event.reason,
+            "note": event.citizen_note,
+        }
     if isinstance(event, ReportStatusChanged):
         entry = {
             **base,
@@ -142,7 +156,7 @@ def notifications_for(
     if isinstance(event, ReportRouted):
         if event.hop == 0:
             facts = {
-                "status": "menunggu",
+                "status": status_when_routed(event),
                 "category": event.category,
                 "area": _area(event),
                 "hop": 0,
@@ -152,9 +166,14 @@ def notifications_for(
             out.append(Notification(CITIZEN, "routed", **common, facts=facts))
             out.append(Notification(OPD, "report_assigned", **common, opd=event.opd.code, facts=facts))
     elif isinstance(event, ReportUnroutable):
-        facts = {"status": None, "category": event.category, "area": _area(event), "hop": event.hop}
+        facts = {
+            "status": status_when_routed(event),
+            "category": event.category,
+            "area": _area(event),
+            "hop": event.hop,
+        }
         if event.hop == 0:
-            out.append(Notification(CITIZEN, "triage", **common, facts={**facts, "status": "menunggu"}))
+            out.append(Notification(CITIZEN, "triage", **common, facts=facts))
         opd_facts = {**facts, "reason": event.reason, "detail": event.detail}
         out.append(Notification(OPD, "report_triage", **common, opd=triage_code, facts=opd_facts))
     elif isinstance(event, ReportStatusChanged):

@@ -216,6 +216,10 @@ class NotifyService(OperationsEndpoints):
         if report_id is None:
             raise ApiError(404, "report_not_found", "no report has this tracking token")
         last_seq = parse_last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
+        if self.store.is_final(report_id) and not self.store.entries_after(report_id, last_seq):
+            # nothing follows a final status and the client has every entry: 204 tells an EventSource to stop
+            # reconnecting (a 200 that ends would bring it back every few seconds)
+            return Response(status=204, headers={"Cache-Control": "no-cache"})
         # eventlet buffers small writes by default; every SSE frame must leave at once
         request.environ["eventlet.minimum_write_chunk_size"] = 0
         return Response(
@@ -241,6 +245,8 @@ class NotifyService(OperationsEndpoints):
         LIVE_STREAMS.inc()
         try:
             yield b"retry: 3000\n\n"
+            # read before the first entries: a report is marked final only after its final entry is stored
+            final = store.is_final(report_id)
             quiet = 0.0
             # an entry is numbered just before it is stored, so two events of one report handled at once can be
             # stored out of order: re-read a few numbers below the newest sent and send what was not sent yet
@@ -252,7 +258,10 @@ class NotifyService(OperationsEndpoints):
                     sent.add(seq)
                     last_seq = max(last_seq, seq)
                     quiet = 0.0
+                    final = final or entry.get("status") in FINAL_STATUSES
                     yield sse_frame(seq, entry).encode("utf-8")
+                if final:
+                    return  # every stored entry is sent and nothing follows a final status: the stream ends
                 floor = max(floor, last_seq - LATE_ENTRY_WINDOW)
                 sent = {seq for seq in sent if seq > floor}
                 try:

@@ -48,6 +48,7 @@ from shapely import Point, STRtree
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from jaklapor.events import TRIAGE_NOTE, ReportForwarded, ReportSubmitted
 from jaklapor.reference import (
     DEFAULT_RESPONSE_DAYS,
     AreaDataError,
@@ -352,10 +353,12 @@ class Routed:
 @dataclass(frozen=True, slots=True)
 class Unroutable:
     """The report goes to the triage desk (`opd`) with `routing_key`; `reason` is one of
-    UNROUTABLE_REASONS, `detail` says why in words."""
+    UNROUTABLE_REASONS, `detail` says why in words (English, for the triage desk and operators),
+    `detail_id` the same for the citizen (Indonesian)."""
 
     reason: str
     detail: str
+    detail_id: str
     routing_key: str
     opd: Opd  # the triage desk
     area: AreaMatch | None = None  # known for no_handler / unknown_category
@@ -403,21 +406,28 @@ def route(index: AreaIndex, directory: Directory, lat: float, lon: float, catego
     try:
         where = index.locate(lat, lon)
     except ValueError as exc:
-        return _unroutable(directory, "invalid_location", str(exc), None, category)
+        return _unroutable(directory, "invalid_location", str(exc), "koordinat lokasi tidak valid", None, category)
     if type(where) is Outside:
         nearest = f" ({where.nearest.name}, {where.nearest.kota})" if where.nearest else ""
         detail = (
             f"{where.distance_m:.0f} m from the nearest kelurahan{nearest}, beyond the "
             f"{index.snap_cap_m:.0f} m snapping cap"
         )
-        return _unroutable(directory, "outside_jakarta", detail, None, category, where.distance_m)
+        detail_id = (
+            f"lokasi {distance_id(where.distance_m)} dari kelurahan terdekat{nearest}, di luar batas "
+            f"{distance_id(index.snap_cap_m)}"
+        )
+        return _unroutable(directory, "outside_jakarta", detail, detail_id, None, category, where.distance_m)
     if category is None:
         detail = f"unknown category {category_code!r}"
-        return _unroutable(directory, "unknown_category", detail, where, None)
+        return _unroutable(
+            directory, "unknown_category", detail, f'kategori "{category_code}" tidak dikenal', where, None
+        )
     opd = directory.responsible_for(category.code, where.kelurahan)
     if opd is None:
         detail = f"no OPD handles {category.code!r} in {where.kelurahan.kota}"
-        return _unroutable(directory, "no_handler", detail, where, category)
+        detail_id = f"belum ada OPD yang menangani kategori {category.name} di {where.kelurahan.kota}"
+        return _unroutable(directory, "no_handler", detail, detail_id, where, category)
     kel = where.kelurahan
     key = f"{opd.code}.{kel.kota_slug}.{kel.kecamatan_slug}.{kel.slug}"
     return Routed(opd, where, category, key)
@@ -427,13 +437,32 @@ def _unroutable(
     directory: Directory,
     reason: str,
     detail: str,
+    detail_id: str,
     area: AreaMatch | None,
     category: Category | None,
     distance_m: float | None = None,
 ) -> Unroutable:
     triage = directory.triage
     key = triage_routing_key(reason, area, triage.code)
-    return Unroutable(reason, detail, key, triage, area, category, distance_m)
+    return Unroutable(reason, detail, detail_id, key, triage, area, category, distance_m)
+
+
+def distance_id(meters: float) -> str:
+    """A distance as an Indonesian reader writes it: `570 m`, `3,2 km` (decimal comma)."""
+    if meters < 1000:
+        return f"{meters:.0f} m"
+    return f"{meters / 1000:.1f} km".replace(".", ",")
+
+
+def status_of(event: ReportSubmitted | ReportForwarded) -> str:
+    """The report's status while routing delivers it: a new report waits (menunggu); a forwarded one has the status
+    its forward set (koordinasi, disposisi; unchanged by an escalation)."""
+    return event.status if isinstance(event, ReportForwarded) else "menunggu"
+
+
+def triage_citizen_note(detail_id: str) -> str:
+    """The note a citizen reads when their report goes to the triage desk (Indonesian)."""
+    return f"{TRIAGE_NOTE}: {detail_id}"
 
 
 def response_deadline(

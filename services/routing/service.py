@@ -36,7 +36,14 @@ from jaklapor.messaging import (
 from jaklapor.operations import OperationsEndpoints
 from services.routing import metrics
 from services.routing.dependencies import RoutingData, RoutingLedger
-from services.routing.domain import Routed, response_deadline, route, routing_key_for
+from services.routing.domain import (
+    Routed,
+    response_deadline,
+    route,
+    routing_key_for,
+    status_of,
+    triage_citizen_note,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +117,17 @@ class RoutingService(OperationsEndpoints):
         area = AreaRef.model_validate(decision.area.as_area_ref()) if decision.area is not None else None
         if isinstance(decision, Routed):
             return self._routed(event, decision.opd, area, decision.routing_key, hop=0)
-        return self._unroutable(event, decision.reason, decision.detail, area, decision.routing_key, hop=0)
+        return self._unroutable(
+            event, decision.reason, decision.detail, decision.detail_id, area, decision.routing_key, hop=0
+        )
 
     def _decide_forward(self, event: ReportForwarded) -> dict[str, Any]:
         target = self.data.directory.get(event.target_opd)
         if target is None:
             detail = f"forwarded by {event.from_opd} to unknown OPD {event.target_opd!r}"
-            return self._unroutable(event, "unknown_opd", detail, event.area, "triage.unknown-opd", event.hop)
+            detail_id = f'{event.from_opd} meneruskan laporan ke OPD yang tidak dikenal ("{event.target_opd}")'
+            key = "triage.unknown-opd"
+            return self._unroutable(event, "unknown_opd", detail, detail_id, event.area, key, event.hop)
         kelurahan = self.data.directory.areas.kelurahan.get(event.area.code) if event.area else None
         key = routing_key_for(target, kelurahan)
         return self._routed(event, target, event.area, key, hop=event.hop)
@@ -135,7 +146,7 @@ class RoutingService(OperationsEndpoints):
             area=area,
             photos=event.photos,
             submitted_at=event.submitted_at,
-            status=getattr(event, "status", "menunggu"),
+            status=status_of(event),
             transitions_url=f"{base_url}/api/v1/opd/reports/{event.report_id}/transitions",
             **extra,
         ).model_dump(mode="json")
@@ -151,6 +162,7 @@ class RoutingService(OperationsEndpoints):
             routing_key=key,
             hop=hop,
             category=event.category,
+            status=status_of(event),
         )
         override = setting(self.config, "RESPONSE_DEADLINE_SECONDS", None)
         category = self.data.directory.categories.get(event.category)
@@ -163,7 +175,7 @@ class RoutingService(OperationsEndpoints):
         return self._record(routed, key, opd.code, self._message(event, ref, area, hop, **extra), area, opd.level)
 
     def _unroutable(
-        self, event: Any, reason: str, detail: str, area: AreaRef | None, key: str, hop: int
+        self, event: Any, reason: str, detail: str, detail_id: str, area: AreaRef | None, key: str, hop: int
     ) -> dict[str, Any]:
         triage = self.data.directory.triage
         ref = OpdRef.model_validate(triage.as_ref())
@@ -172,10 +184,12 @@ class RoutingService(OperationsEndpoints):
             version=event.version,
             reason=reason,
             detail=detail,
+            citizen_note=triage_citizen_note(detail_id),
             area=area,
             routing_key=key,
             hop=hop,
             category=event.category,
+            status=status_of(event),
         )
         message = self._message(event, ref, area, hop, triage_reason=f"{reason}: {detail}")
         record = self._record(unroutable, key, triage.code, message, area, triage.level)

@@ -13,6 +13,7 @@ from jaklapor.events import (
     Location,
     OpdRef,
     PhotoRef,
+    ReportEscalated,
     ReportForwarded,
     ReportRouted,
     ReportStatusChanged,
@@ -77,43 +78,82 @@ def test_submitted_entry_leaks_nothing_of_the_report_internals() -> None:
     assert TOKEN_HASH not in text and "has_contact" not in text
 
 
+def routed(**kw: Any) -> ReportRouted:
+    fields: dict[str, Any] = {
+        "report_id": REPORT,
+        "version": 1,
+        "occurred_at": AT,
+        "opd": OPD,
+        "area": AREA,
+        "routing_key": "bina-marga.jakarta-selatan.kebayoran-baru.melawai",
+        "category": "jalan-rusak",
+        "status": "menunggu",
+    }
+    return ReportRouted(**{**fields, **kw})
+
+
 def test_routed_entry_names_the_opd_and_area() -> None:
-    event = ReportRouted(
-        report_id=REPORT,
-        version=1,
-        occurred_at=AT,
-        opd=OPD,
-        area=AREA,
-        routing_key="bina-marga.jakarta-selatan.kebayoran-baru.melawai",
-        category="jalan-rusak",
-    )
-    entry = timeline_entry(event)
+    entry = timeline_entry(routed())
     assert entry is not None
-    assert (entry["kind"], entry["status"]) == ("routed", None)
+    assert (entry["kind"], entry["status"]) == ("routed", "menunggu")
     assert entry["opd"] == {"code": "bina-marga", "name": "Dinas Bina Marga", "level": "dinas"}
     assert entry["area"]["kelurahan"] == "Melawai"
     assert entry["note"] == "Diteruskan ke Dinas Bina Marga"
     assert "routing_key" not in entry
 
 
-def test_unroutable_entry_is_triage_with_reason() -> None:
+def test_routed_entry_carries_the_status_the_report_has_then() -> None:
+    frame = sse_frame(2, timeline_entry(routed()))
+    data = json.loads(frame.split("data: ", 1)[1])
+    assert (data["status"], data["status_label"]) == ("menunggu", "Menunggu")
+    handed_over = timeline_entry(routed(hop=1, status="koordinasi"))
+    assert handed_over is not None and handed_over["status"] == "koordinasi"
+    # events published before routing recorded the status: a new report (hop 0) is known to wait
+    assert timeline_entry(routed(status=None))["status"] == "menunggu"
+    assert timeline_entry(routed(hop=2, status=None))["status"] is None
+
+
+def test_unroutable_entry_is_triage_with_reason_and_an_indonesian_note() -> None:
     event = ReportUnroutable(
         report_id=REPORT,
         version=1,
         occurred_at=AT,
         reason="outside_jakarta",
-        detail="Lokasi di luar DKI Jakarta",
+        detail="570 m from the nearest kelurahan (Cipedak, Jakarta Selatan), beyond the 500 m snapping cap",
+        citizen_note="Perlu diperiksa petugas: lokasi 570 m dari kelurahan terdekat (Cipedak, Jakarta Selatan)",
         routing_key="triage.outside-jakarta",
         category="jalan-rusak",
+        status="menunggu",
     )
     entry = timeline_entry(event)
     assert entry is not None
     assert (entry["kind"], entry["status"], entry["reason"], entry["note"]) == (
         "triage",
-        None,
+        "menunggu",
         "outside_jakarta",
-        "Lokasi di luar DKI Jakarta",
+        "Perlu diperiksa petugas: lokasi 570 m dari kelurahan terdekat (Cipedak, Jakarta Selatan)",
     )
+    assert "from the nearest" not in json.dumps(entry)
+    # an event published before routing wrote the note and status: the Indonesian opening, never the English detail
+    older = parse_event({k: v for k, v in event.to_message().items() if k not in ("citizen_note", "status")})
+    assert (timeline_entry(older)["note"], timeline_entry(older)["status"]) == ("Perlu diperiksa petugas", "menunggu")
+
+
+def test_escalated_entry_keeps_the_status_the_report_has() -> None:
+    event = ReportEscalated(
+        report_id=REPORT,
+        version=3,
+        occurred_at=AT,
+        category="jalan-rusak",
+        status="koordinasi",
+        from_opd="kelurahan-melawai",
+        to_opd="kecamatan-kebayoran-baru",
+        deadline=AT,
+        hop=2,
+        submitted_at=AT,
+    )
+    entry = timeline_entry(event)
+    assert entry is not None and (entry["kind"], entry["status"]) == ("escalated", "koordinasi")
 
 
 def test_status_changed_entry() -> None:

@@ -1,7 +1,10 @@
 """A live stream sends every timeline entry once, also one stored after a higher-numbered entry (two events of one
-report handled at the same moment)."""
+report handled at the same moment), and ends once the report's final entry is sent."""
 
 from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
 
 import mongomock
 from eventlet.queue import Empty
@@ -53,3 +56,34 @@ def test_an_entry_stored_late_is_still_sent_and_nothing_twice() -> None:
     store_entry(stream.store, 4, "selesai")
     assert sent_ids([next(frames)]) == ["4"]
     frames.close()
+
+
+def store_status(store: NotifyRepository, seq: int, status: str) -> None:
+    entry = {"event_id": status, "kind": "status_changed", "status": status}
+    store.timeline.insert_one({"_id": status, "report_id": "r1", "seq": seq, "entry": entry})
+
+
+def test_the_stream_ends_after_the_final_entry() -> None:
+    stream = Stream()
+    stream.store.reports.insert_one({"_id": "r1", "seq": 0})
+    store_status(stream.store, 1, "menunggu")
+    store_status(stream.store, 2, "dikerjakan")
+    frames = NotifyService._frames(stream, "r1", 0)  # type: ignore[arg-type]
+    got = list(itertools.islice(frames, 3))
+    assert sent_ids(got) == ["1", "2"]
+    store_status(stream.store, 3, "selesai")
+    # bounded: a stream that does not end would go on with keep-alives
+    rest = list(itertools.islice(frames, 5))
+    assert sent_ids(rest) == ["3"] and len(rest) == 1
+
+
+def test_a_stream_reopened_after_the_final_entry_sends_what_is_left_and_ends() -> None:
+    stream = Stream()
+    stream.store.reports.insert_one({"_id": "r1", "seq": 0})
+    for seq, status in enumerate(("menunggu", "dikerjakan", "selesai"), start=1):
+        store_status(stream.store, seq, status)
+    stream.store.mark_final("r1", datetime.now(UTC))
+    # stored after the final entry (numbered later): the client that saw selesai still gets it
+    store_entry(stream.store, 4, "late")
+    frames = list(itertools.islice(NotifyService._frames(stream, "r1", 3), 5))  # type: ignore[arg-type]
+    assert frames[0].startswith(b"retry:") and sent_ids(frames) == ["4"] and len(frames) == 2

@@ -32,9 +32,11 @@ from services.routing.domain import (
     Outside,
     Routed,
     Unroutable,
+    distance_id,
     opd_queue_binding,
     route,
     routing_key_for,
+    triage_citizen_note,
     triage_routing_key,
 )
 
@@ -375,6 +377,46 @@ def test_route_no_handler(index: AreaIndex) -> None:
     assert decision.reason == "no_handler"
     assert decision.routing_key == ("triage.no-handler.kepulauan-seribu.kepulauan-seribu-utara.pulau-panggang")
     assert isinstance(route(index, custom, -6.2443, 106.8001, "pdam-pam-air-bersih"), Routed)
+
+
+# words of the English details that must never reach a citizen's (Indonesian) note
+ENGLISH_WORDS = re.compile(r"\b(from|the|nearest|beyond|snapping|cap|unknown|category|handles|no|in|is|not|must)\b")
+
+
+def test_the_citizen_reads_why_a_report_waits_for_triage_in_indonesian(index: AreaIndex, directory: Directory) -> None:
+    doc = yaml.safe_load(DIRECTORY_PATH.read_text(encoding="utf-8"))
+    rule = next(r for r in doc["rules"] if r["category"] == "pdam-pam-air-bersih")
+    rule["kota_overrides"] = {"kepulauan-seribu": None}
+    decisions = {
+        "outside_jakarta": route(index, directory, -6.4025, 106.7942, "sampah"),
+        "near_outside": route(index, directory, *OFF_COAST_2KM, "sampah"),
+        "unknown_category": route(index, directory, -6.2443, 106.8001, "ufo-sighting"),
+        "invalid_location": route(index, directory, float("nan"), 106.8, "sampah"),
+        "no_handler": route(index, build_directory(doc), -5.7456, 106.6137, "pdam-pam-air-bersih"),
+    }
+    notes = {}
+    for name, decision in decisions.items():
+        assert isinstance(decision, Unroutable), name
+        notes[name] = triage_citizen_note(decision.detail_id)
+        assert notes[name].startswith("Perlu diperiksa petugas: "), notes[name]
+        assert not ENGLISH_WORDS.search(notes[name]), notes[name]
+        assert ENGLISH_WORDS.search(decision.detail), decision.detail  # the English detail stays for the desk
+    assert re.fullmatch(
+        r"Perlu diperiksa petugas: lokasi \d+,\d km dari kelurahan terdekat \(Cipedak, Jakarta Selatan\), "
+        r"di luar batas 500 m",
+        notes["outside_jakarta"],
+    ), notes["outside_jakarta"]
+    assert notes["near_outside"].endswith(
+        "lokasi 2,0 km dari kelurahan terdekat (Ancol, Jakarta Utara), di luar batas 500 m"
+    )
+    assert notes["unknown_category"] == 'Perlu diperiksa petugas: kategori "ufo-sighting" tidak dikenal'
+    assert notes["no_handler"].endswith(
+        "belum ada OPD yang menangani kategori PDAM/PAM, Air Bersih di Kepulauan Seribu"
+    )
+
+
+def test_distances_are_written_the_indonesian_way() -> None:
+    assert [distance_id(m) for m in (0, 570.4, 999.4, 1000, 3240)] == ["0 m", "570 m", "999 m", "1,0 km", "3,2 km"]
 
 
 def test_routing_keys_are_topic_words(index: AreaIndex, directory: Directory) -> None:
