@@ -266,3 +266,63 @@ def test_the_dashboard_works_offline_and_is_saved_as_a_screenshot(
     rgb = rgb.crop((0, 0, rgb.width, min(rgb.height, rows[-1] + 24)))
     rgb.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(docs, optimize=True)
     assert docs.stat().st_size < 300_000
+
+
+def load_dashboard(system: RunningSystem, **query: str) -> Node:
+    page = browse(system.url("stats", "/dashboard?" + urlencode(query)), "--dump-dom")
+    assert page.returncode == 0, page.stderr[-2000:]
+    return parse(page.stdout)
+
+
+def test_a_bad_filter_is_named_in_indonesian_and_the_rest_of_the_page_still_shows(
+    system: RunningSystem, east: list[Filed]
+) -> None:
+    dom = load_dashboard(system, kota="Bogor", category="jalan")
+    error = dom.find(id="error")
+    assert "hidden" not in error.attrs
+    assert error.text.startswith('Filter Kota "Bogor" tidak valid dan diabaikan'), error.text
+    assert dom.find("body").attrs.get("data-state") == "ready"
+    # the page shows the filters that are valid (all of Jakarta, roads only): headline, figures and the map
+    summary = stats(system, "/api/v1/stats/summary", category="jalan")
+    assert dom.find(id="headline").text == summary["headline"] != "Memuat data…"
+    assert dom.find(id="kpi-total").text == f"{summary['total']:,}".replace(",", ".")
+    assert dom.find(id="filter-summary").text == "Jalan"
+    paths = list(dom.find(id="map").find_all("path"))
+    assert len(paths) == 267
+    assert any(p.attrs["fill"] != MAP_EMPTY for p in paths)
+
+    dom = load_dashboard(system, kota=KOTA, **{"from": "2026-13-45"})
+    assert dom.find(id="error").text.startswith('Filter Dari "2026-13-45" tidak valid dan diabaikan')
+    assert dom.find(id="headline").text == stats(system, "/api/v1/stats/summary", kota=KOTA)["headline"]
+    assert len(list(dom.find(id="map").find_all("path"))) == 267
+
+
+def test_the_category_filter_offers_every_category(system: RunningSystem, east: list[Filed]) -> None:
+    # Jakarta Timur has reports in four categories; a citizen may still look for any of them
+    dom = load_dashboard(system, kota=KOTA)
+    offered = [o.attrs["value"] for o in dom.find(id="f-category").find_all("option")]
+    categories = requests.get(system.url("intake", "/api/v1/categories"), timeout=10).json()["categories"]
+    assert offered[0] == "" and sorted(offered[1:]) == sorted(c["code"] for c in categories)
+    assert len(categories) > 4
+    assert requests.get(system.url("stats", "/api/v1/stats/categories"), timeout=10).json() == {
+        "categories": categories
+    }
+
+
+def test_empty_states_read_as_sentences_not_list_items(system: RunningSystem, east: list[Filed]) -> None:
+    dom = load_dashboard(system, **{"from": "2020-01-01", "to": "2020-01-31"})
+    assert dom.find("body").attrs.get("data-state") == "ready", dom.find(id="error").text
+    # the busiest kelurahan: no numbered "1. Belum ada laporan", a plain sentence instead
+    assert list(dom.find(id="top-kelurahan").find_all("li")) == []
+    empty = dom.find(id="top-kelurahan-empty")
+    assert empty.tag == "p" and "hidden" not in empty.attrs and empty.text == "Belum ada laporan"
+    # both agency tables say why they are empty
+    (ranked,) = dom.find(id="agencies").find("tbody").find_all("tr")
+    assert ranked.text.startswith("Belum ada OPD dengan")
+    (unranked,) = dom.find(id="agencies-unranked").find("tbody").find_all("tr")
+    assert unranked.text.startswith("Belum ada OPD yang menerima laporan")
+
+    # with reports, the list is there and the sentence is not
+    dom = load_dashboard(system, kota=KOTA)
+    assert "hidden" in dom.find(id="top-kelurahan-empty").attrs
+    assert len(list(dom.find(id="top-kelurahan").find_all("li"))) == 8

@@ -234,6 +234,20 @@ class StatsService(OperationsEndpoints):
 
         return self._public("agencies", request, compute)
 
+    @api("GET", "/api/v1/stats/categories")
+    def categories(self, request: Request) -> Response:
+        """Every category a report can have (the shared reference data), whether or not any report has it yet: what
+        the `category` filter takes."""
+        try:
+            parse_filters(request.args.lists(), kotas={}, categories=(), filters=())
+        except QueryError as exc:
+            raise self._bad_query(exc) from None
+        categories = [
+            {"code": c.code, "name": c.name, "name_en": c.name_en, "description": c.description}
+            for c in load_categories().values()
+        ]
+        return json_response({"categories": categories}, headers=PUBLIC_HEADERS)
+
     @api("GET", "/api/v1/stats/map/kelurahan.geojson")
     def kelurahan_geojson(self, request: Request) -> Response:
         """The 267 kelurahan boundaries, simplified, for maps (properties: code, kelurahan, kecamatan, kota)."""

@@ -1,6 +1,7 @@
 /* JakLapor public dashboard: reads the statistics API of this server and draws everything itself (SVG), so it works
    offline: no CDN, no tile server. The page's query string (kota, category, from, to, min_reports) is passed on to
-   every API call. When everything is drawn, <body data-state="ready">; on failure, data-state="error". */
+   every API call; a filter the API refuses is named in the error line and left out, so the rest still shows. When
+   everything is drawn, <body data-state="ready">; on failure, data-state="error". */
 "use strict";
 
 (function () {
@@ -17,6 +18,7 @@
   const MAP_SCALE = ["#fde0c5", "#facba6", "#f59e72", "#e4572e", "#a63218"];
   const SVG_NS = "http://www.w3.org/2000/svg";
   const FILTER_KEYS = ["kota", "category", "from", "to"];
+  const FILTER_LABELS = { kota: "Kota", category: "Kategori", from: "Dari", to: "Sampai", min_reports: "Minimal laporan" };
   const number = new Intl.NumberFormat("id-ID");
   const decimal = new Intl.NumberFormat("id-ID", { maximumFractionDigits: 1 });
 
@@ -76,7 +78,11 @@
     const url = path + (params.toString() ? "?" + params : "");
     const response = await fetch(url, { headers: { Accept: "application/json" } });
     const body = await response.json();
-    if (!response.ok) throw new Error((body.error && body.error.message) || url + ": HTTP " + response.status);
+    if (!response.ok) {
+      const error = new Error((body.error && body.error.message) || url + ": HTTP " + response.status);
+      error.field = body.error && body.error.code === "invalid_query" ? body.error.field : undefined;
+      throw error;
+    }
     return body;
   }
 
@@ -309,7 +315,8 @@
     for (const row of byKelurahan.rows.filter((r) => r.code).slice(0, 8)) {
       top.append(el("li", {}, `${row.kelurahan} `, el("small", { text: `${row.kecamatan} · ${row.total} laporan` })));
     }
-    if (!top.children.length) top.append(el("li", { class: "reason", text: "Belum ada laporan" }));
+    top.hidden = !top.children.length;
+    document.getElementById("top-kelurahan-empty").hidden = !top.hidden;
   }
 
   function swatch(color) {
@@ -388,6 +395,12 @@
     if (agencies.unranked.length > 25) {
       unranked.append(el("tr", {}, el("td", { colSpan: 9, class: "reason", text: `… dan ${agencies.unranked.length - 25} OPD lain` })));
     }
+    if (!agencies.unranked.length) {
+      const text = agencies.ranked.length
+        ? "Semua OPD yang menerima laporan sudah diperingkat (every agency with reports is ranked)"
+        : "Belum ada OPD yang menerima laporan (no agency has received a report yet)";
+      unranked.append(el("tr", {}, el("td", { colSpan: 9, class: "reason", text })));
+    }
   }
 
   function reasonText(reason, min) {
@@ -397,16 +410,13 @@
 
   // ---- filters ------------------------------------------------------------------------------------------------
 
-  function fillFilters(geojson, byCategory, query) {
+  function fillFilters(geojson, categories, query) {
     const kota = document.getElementById("f-kota");
     const kotas = [...new Set(geojson.features.map((f) => f.properties.kota))].sort();
     kota.replaceChildren(el("option", { value: "", text: "Semua kota" }), ...kotas.map((k) => el("option", { value: k, text: k })));
     kota.value = query.get("kota") || "";
     const category = document.getElementById("f-category");
-    const options = byCategory.rows.map((r) => [r.category, r.name || r.category]);
-    if (query.get("category") && !options.some(([code]) => code === query.get("category"))) {
-      options.push([query.get("category"), query.get("category")]);
-    }
+    const options = categories.categories.map((c) => [c.code, c.name]);
     options.sort((a, b) => a[1].localeCompare(b[1], "id"));
     category.replaceChildren(el("option", { value: "", text: "Semua kategori" }),
       ...options.map(([code, name]) => el("option", { value: code, text: name })));
@@ -440,33 +450,79 @@
 
   // ---- load ---------------------------------------------------------------------------------------------------
 
-  let geojsonPromise = null;
+  // the boundaries and the categories do not depend on the filters: fetched once
+  let choicesPromise = null;
+  let drawnOnce = false;
+
+  function loadChoices() {
+    choicesPromise = choicesPromise || Promise.all([
+      getJson("/api/v1/stats/map/kelurahan.geojson", new URLSearchParams()),
+      getJson("/api/v1/stats/categories", new URLSearchParams()),
+    ]);
+    return choicesPromise.catch((exc) => {
+      choicesPromise = null; // try again on the next load
+      throw exc;
+    });
+  }
+
+  function loadStats(query) {
+    const filters = FILTER_KEYS;
+    return Promise.all([
+      getJson("/api/v1/stats/summary", query, filters),
+      getJson("/api/v1/stats/durations", query, filters),
+      getJson("/api/v1/stats/daily", query, filters),
+      getJson("/api/v1/stats/by/category", query, filters),
+      getJson("/api/v1/stats/by/kelurahan", query, filters),
+      getJson("/api/v1/stats/agencies", query, [...filters, "min_reports"]),
+    ]);
+  }
+
+  // the statistics with the page's filters; a filter the API refuses is left out (and remembered) until it answers
+  async function loadStatsSkippingBadFilters(query, skipped) {
+    for (;;) {
+      try {
+        return await loadStats(query);
+      } catch (exc) {
+        if (!exc.field || !query.has(exc.field)) throw exc;
+        skipped.push({ label: FILTER_LABELS[exc.field] || exc.field, value: query.get(exc.field), detail: exc.message });
+        query.delete(exc.field);
+      }
+    }
+  }
+
+  function showSkipped(error, skipped) {
+    error.replaceChildren();
+    for (const { label, value, detail } of skipped) {
+      error.append(
+        el("span", { text: `Filter ${label} "${value}" tidak valid dan diabaikan; data di bawah ditampilkan tanpa filter ini. ` }),
+        el("span", { class: "en", lang: "en", text: `(${detail}) ` })
+      );
+    }
+    error.hidden = !skipped.length;
+  }
 
   async function load() {
     document.body.dataset.state = "loading";
     const error = document.getElementById("error");
     const query = pageQuery();
+    const skipped = [];
     try {
-      geojsonPromise = geojsonPromise || fetch("/api/v1/stats/map/kelurahan.geojson").then((r) => r.json());
-      const filters = FILTER_KEYS;
-      const [summary, durations, daily, byCategory, byKelurahan, agencies, geojson] = await Promise.all([
-        getJson("/api/v1/stats/summary", query, filters),
-        getJson("/api/v1/stats/durations", query, filters),
-        getJson("/api/v1/stats/daily", query, filters),
-        getJson("/api/v1/stats/by/category", query, filters),
-        getJson("/api/v1/stats/by/kelurahan", query, filters),
-        getJson("/api/v1/stats/agencies", query, [...filters, "min_reports"]),
-        geojsonPromise,
+      const [[geojson, categories], [summary, durations, daily, byCategory, byKelurahan, agencies]] = await Promise.all([
+        loadChoices(),
+        loadStatsSkippingBadFilters(query, skipped),
       ]);
       drawHeadline(summary, durations);
       drawTrend(daily);
       drawCategories(byCategory);
       drawMap(geojson, byKelurahan);
       drawAgencies(agencies);
-      fillFilters(geojson, byCategory, query);
-      error.hidden = true;
+      fillFilters(geojson, categories, query);
+      showSkipped(error, skipped);
+      drawnOnce = true;
       document.body.dataset.state = "ready";
     } catch (exc) {
+      // what an earlier load drew stays (the error line says it is not fresh); a first load says it failed
+      if (!drawnOnce) document.getElementById("headline").textContent = "Data tidak dapat dimuat";
       error.textContent = "Data tidak dapat dimuat (could not load the statistics): " + exc.message;
       error.hidden = false;
       document.body.dataset.state = "error";
