@@ -307,6 +307,8 @@ def test_the_category_filter_offers_every_category(system: RunningSystem, east: 
     assert requests.get(system.url("stats", "/api/v1/stats/categories"), timeout=10).json() == {
         "categories": categories
     }
+    refused = requests.get(system.url("stats", "/api/v1/stats/categories?kota=x"), timeout=10)
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "kota"
 
 
 def test_empty_states_read_as_sentences_not_list_items(system: RunningSystem, east: list[Filed]) -> None:

@@ -3,7 +3,7 @@
 - `from`, `to`: a Jakarta calendar day `YYYY-MM-DD` (both inclusive) or an ISO 8601 instant
   (`2026-11-28T08:00:00+07:00`; without an offset it is Jakarta time); reports are selected by submission time.
 - `kota`: a kota name or slug (`Jakarta Selatan`, `jakarta-selatan`), case-insensitive.
-- `category`: a category code (`GET /api/v1/categories` on intake lists them).
+- `category`: a category code (`GET /api/v1/stats/categories` lists them, as does `GET /api/v1/categories` on intake).
 - endpoint-specific: `min_reports` (agencies), `level` (areas).
 """
 
@@ -139,6 +139,6 @@ def parse_filters(
             )
     category = values.get("category")
     if category is not None and category not in set(categories):
-        raise QueryError("category", f"unknown category {category!r}; GET /api/v1/categories lists the codes")
+        raise QueryError("category", f"unknown category {category!r}; GET /api/v1/stats/categories lists the codes")
     parsed = {name: parse(name, values[name]) for name, parse in extra.items() if name in values}
     return Filters(start=start, end=end, kota=kota, category=category, extra=parsed)
