@@ -449,7 +449,7 @@ def _unroutable(
 
 def distance_id(meters: float) -> str:
     """A distance as an Indonesian reader writes it: `570 m`, `3,2 km` (decimal comma)."""
-    if meters < 1000:
+    if round(meters) < 1000:
         return f"{meters:.0f} m"
     return f"{meters / 1000:.1f} km".replace(".", ",")
 

@@ -416,7 +416,8 @@ def test_the_citizen_reads_why_a_report_waits_for_triage_in_indonesian(index: Ar
 
 
 def test_distances_are_written_the_indonesian_way() -> None:
-    assert [distance_id(m) for m in (0, 570.4, 999.4, 1000, 3240)] == ["0 m", "570 m", "999 m", "1,0 km", "3,2 km"]
+    distances = (0, 570.4, 999.4, 999.6, 1000, 3240)
+    assert [distance_id(m) for m in distances] == ["0 m", "570 m", "999 m", "1,0 km", "1,0 km", "3,2 km"]
 
 
 def test_routing_keys_are_topic_words(index: AreaIndex, directory: Directory) -> None:
