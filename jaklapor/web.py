@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: worker slots a service's HTTP requests leave to its consumers and timers (see the module docstring)
 SLOTS_KEPT_FOR_CONSUMERS = 3
-#: defaults of the settings of the same names (config.yaml); the connection cap's applies to direct clients only
+#: defaults of the settings of the same names (config.yaml); the per-address cap is 50 only for direct clients
 DEFAULT_MAX_REQUEST_BYTES = 12 * 1024 * 1024
 DEFAULT_READ_TIMEOUT_SECONDS = 30.0
 DEFAULT_CONNECTIONS_PER_ADDRESS = 50

@@ -19,6 +19,7 @@ from nameko.containers import ServiceContainer
 from werkzeug.wrappers import Request, Response
 
 from jaklapor.web import (
+    BODY_MEMORY_BYTES,
     DEFAULT_CONNECTIONS_PER_ADDRESS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_READ_TIMEOUT_SECONDS,
@@ -26,10 +27,11 @@ from jaklapor.web import (
     ConnectionLimits,
     api,
     connection_limits,
+    read_fields,
 )
 
 READ_TIMEOUT = 1.0
-LIMIT = 4096
+LIMIT = 2 * 1024 * 1024
 
 
 class Seen:
@@ -44,6 +46,12 @@ class EchoService:
         body = request.get_data()
         Seen.bodies.append(body)
         return {"length": request.content_length, "received": len(body)}
+
+    @api("POST", "/form")
+    def form(self, request: Request) -> dict[str, Any]:
+        fields, photo = read_fields(request, "photo")
+        Seen.bodies.append(photo or b"")
+        return {"fields": fields, "photo": len(photo or b"")}
 
     @api("GET", "/ping")
     def ping(self, request: Request) -> dict[str, bool]:
@@ -153,9 +161,30 @@ def test_a_chunked_body_reaches_the_handler_whole(port: int) -> None:
     assert Seen.bodies == [b"hello jakarta"]
 
 
+def chunked(body: bytes, size: int = 100_000) -> bytes:
+    frames = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)
+    )
+    return frames + b"0\r\n\r\n"
+
+
+def test_a_chunked_upload_larger_than_the_memory_buffer_reaches_the_form_parser(port: int) -> None:
+    photo = bytes(range(256)) * (BODY_MEMORY_BYTES // 256 + 1000)  # spills to a temporary file while it arrives
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="category"\r\n\r\njalan\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        + photo
+        + b"\r\n--b--\r\n"
+    )
+    head = b"POST /form HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    status, _headers, answer_body = request(port, head + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body))
+    assert status == 200, answer_body
+    assert json.loads(answer_body) == {"fields": {"category": "jalan"}, "photo": len(photo)}
+    assert Seen.bodies == [photo]
+
+
 def test_a_chunked_body_over_the_limit_gets_413(port: int) -> None:
-    chunk = b"x" * 1000
-    frames = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(5)) + b"0\r\n\r\n"
+    frames = chunked(b"x" * (LIMIT + 1))
     status, _headers, body = request(port, upload_head(chunked=True) + frames)
     assert status == 413 and json.loads(body)["error"]["code"] == "request_too_large"
     assert Seen.bodies == []
