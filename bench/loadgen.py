@@ -14,7 +14,8 @@
 
 By default it starts the system itself (bench/harness.py: own RabbitMQ vhost, moto S3 server, free ports,
 RATE_LIMIT_BURST=0 so rate limiting is off, TRUSTED_PROXY_HOPS=1), and every request carries an X-Forwarded-For
-address from a pool of 65,536, so an attached system that limits per client still sees many clients.
+address from a pool of 65,536, so an attached system that limits per client still sees many clients (start it with
+TRUSTED_PROXY_HOPS=1, which also lifts the cap of HTTP_MAX_CONNECTIONS_PER_ADDRESS connections per peer address).
 
 Per run: reports/s accepted (201) and delivered to OPD queues; latency from the client's send (the intended send
 time in the open loop) to the arrival of the report's copy at our own queue bound to `jaklapor.opd` with `#`

@@ -7,18 +7,29 @@ HTTP requests and a service's consumers and timers share the container's `max_wo
 free slot to whoever waits first: under a flood of requests a consumer's message waits behind every queued request
 (the intake's routing results, i.e. the citizen's tracking view, fell minutes behind). So requests may take at most
 `HTTP_MAX_CONCURRENT` slots (default: all but `SLOTS_KEPT_FOR_CONSUMERS`); the rest stay free for the consumers.
+
+Slow clients never hold a slot: a request's body is read into a buffer in the connection's own green thread before
+the request takes a slot, and every read from a client gives up after `HTTP_READ_TIMEOUT_SECONDS` (408). Stalled or
+idle connections then cost a green thread and a socket each; `HTTP_MAX_CONNECTIONS_PER_ADDRESS` bounds how many one
+peer address may hold (see `connection_limits`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
+import tempfile
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
 
+import eventlet
+from eventlet import wsgi
 from eventlet.semaphore import Semaphore
 from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import WebServer, WsgiApp, parse_address
+from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp, parse_address
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
@@ -29,6 +40,22 @@ log = logging.getLogger(__name__)
 
 #: worker slots a service's HTTP requests leave to its consumers and timers (see the module docstring)
 SLOTS_KEPT_FOR_CONSUMERS = 3
+#: defaults of the settings of the same names (config.yaml); the per-address cap is 50 only for direct clients
+DEFAULT_MAX_REQUEST_BYTES = 12 * 1024 * 1024
+DEFAULT_READ_TIMEOUT_SECONDS = 30.0
+DEFAULT_CONNECTIONS_PER_ADDRESS = 50
+#: an idle keep-alive connection is closed after this long; longer than a reverse proxy's own upstream keep-alive
+#: (ingress-nginx: 60 s), so the proxy never sends a request on a connection the service is just closing
+KEEPALIVE_IDLE_SECONDS = 75
+#: a request body up to this size stays in memory while it arrives; a larger one spills to a temporary file, so
+#: many slow uploads at once cost disk, not memory
+BODY_MEMORY_BYTES = 1024 * 1024
+BODY_READ_BYTES = 64 * 1024
+#: how long a refused connection is still read (and discarded) so the client sees the 429 rather than a reset
+REFUSAL_LINGER_SECONDS = 1.0
+#: WSGI environ key of a callable that makes the server close the connection after the response (set by
+#: `GatewayProtocol`): once a body was read only in part, the next request's start cannot be found
+CLOSE_CONNECTION_KEY = "jaklapor.close_connection"
 
 
 class ApiError(Exception):
@@ -88,10 +115,134 @@ class JsonWsgiApp(WsgiApp):
         return response(environ, start_response)
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    read_timeout: float  # seconds any single read from a client may wait
+    per_address: int  # open connections one peer address may hold; 0: no cap
+
+
+def connection_limits(config: dict[str, Any]) -> ConnectionLimits:
+    """`HTTP_READ_TIMEOUT_SECONDS` and `HTTP_MAX_CONNECTIONS_PER_ADDRESS`, the latter counted per peer address.
+
+    Behind a reverse proxy (`TRUSTED_PROXY_HOPS` > 0) every connection comes from the proxy, so capping its peer
+    address would throttle all citizens together: there the cap is off unless set, and the proxy limits per client.
+    """
+    read_timeout = float(setting(config, "HTTP_READ_TIMEOUT_SECONDS", DEFAULT_READ_TIMEOUT_SECONDS))
+    if read_timeout <= 0:
+        raise ValueError(f"HTTP_READ_TIMEOUT_SECONDS must be above 0 seconds, not {read_timeout:g}")
+    configured = setting(config, "HTTP_MAX_CONNECTIONS_PER_ADDRESS")
+    if configured is not None:
+        per_address = int(configured)
+    elif int(setting(config, "TRUSTED_PROXY_HOPS", 0)) > 0:
+        per_address = 0
+    else:
+        per_address = DEFAULT_CONNECTIONS_PER_ADDRESS
+    if per_address < 0:
+        raise ValueError(f"HTTP_MAX_CONNECTIONS_PER_ADDRESS must be 0 (no cap) or more, not {per_address}")
+    return ConnectionLimits(read_timeout, per_address)
+
+
+class ConnectionCounter:
+    """Open connections per peer address, admitted up to a cap (0: no cap); an address at zero is forgotten."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: dict[str, int] = {}
+
+    def admit(self, address: str) -> bool:
+        held = self._open.get(address, 0)
+        if self.cap and held >= self.cap:
+            return False
+        self._open[address] = held + 1
+        return True
+
+    def release(self, address: str) -> None:
+        held = self._open.get(address, 0) - 1
+        if held > 0:
+            self._open[address] = held
+        else:
+            self._open.pop(address, None)
+
+    def open(self, address: str) -> int:
+        return self._open.get(address, 0)
+
+
+class GatewayProtocol(HttpOnlyProtocol):
+    """nameko's HTTP protocol, letting the application ask for the connection to be closed after its response
+    (eventlet would otherwise try to read the rest of the body to reach the next request)."""
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ[CLOSE_CONNECTION_KEY] = self._close_after_response
+        return environ
+
+    def _close_after_response(self) -> None:
+        self.close_connection = 1
+
+
 class ServiceWebServer(WebServer):
     def setup(self) -> None:
         super().setup()
         self.request_slots = Semaphore(http_request_slots(self.container.config, self.container.max_workers))
+        self.limits = connection_limits(self.container.config)
+        self.connections = ConnectionCounter(self.limits.per_address)
+
+    def get_wsgi_server(
+        self, sock: Any, wsgi_app: Any, protocol: Any = GatewayProtocol, debug: bool = False
+    ) -> wsgi.Server:
+        return wsgi.Server(
+            sock,
+            sock.getsockname(),
+            wsgi_app,
+            protocol=protocol,
+            debug=debug,
+            log=logging.getLogger("nameko.web.server"),
+            # every read and write on a client socket (nameko applies it at accept); waiting for the next request
+            # on a kept-alive connection uses `keepalive` instead
+            socket_timeout=self.limits.read_timeout,
+            keepalive=KEEPALIVE_IDLE_SECONDS,
+        )
+
+    def process_request(self, sock: Any, address: Any) -> None:
+        peer = address[0]
+        if not self.connections.admit(peer):
+            self._refuse(sock)
+            return
+        try:
+            super().process_request(sock, address)
+        finally:
+            self.connections.release(peer)
+
+    def _refuse(self, sock: Any) -> None:
+        """Answer 429 at once, before reading the request: the client already holds as many connections as allowed."""
+        cap = self.limits.per_address
+        http_metrics(self.container.service_name).observe("-", "connection_limit", 429, 0.0)
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "too_many_connections",
+                    "message": f"this address already has {cap} open connections to this service; "
+                    "close one or retry later",
+                }
+            }
+        ).encode()
+        head = (
+            "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        ).encode()
+        # an error here (the client is gone) must not escape: nameko kills the container on an error in this thread
+        try:
+            sock.sendall(head + body)
+            sock.shutdown(socket.SHUT_WR)
+            # read what the client already sent, so closing with unread data does not reset the connection before
+            # the client has read the answer
+            with eventlet.Timeout(REFUSAL_LINGER_SECONDS, False):
+                while sock.recv(BODY_READ_BYTES):
+                    pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
 
     @property
     def bind_addr(self) -> Any:
@@ -101,6 +252,71 @@ class ServiceWebServer(WebServer):
 
     def get_wsgi_app(self) -> Any:
         return JsonWsgiApp(self)
+
+
+def max_request_bytes(config: dict[str, Any]) -> int:
+    return int(setting(config, "MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
+
+
+def buffer_request_body(environ: dict[str, Any], limit: int) -> None:
+    """Read the whole request body now, in the connection's own green thread, and hand it on in `wsgi.input` with
+    its `CONTENT_LENGTH` (a chunked body de-chunked): a client sending slowly holds no worker slot meanwhile.
+
+    Each read waits at most the server's socket timeout: a stalled body gets 408. Over `limit`: 413, from the
+    declared length before any of the body is read. After a body read only in part the connection is closed.
+    """
+    chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+    declared = int(environ.get("CONTENT_LENGTH") or 0)  # eventlet already refused a length that is not a number
+    if not chunked and declared == 0:
+        return
+    if declared > limit:
+        raise ApiError(413, "request_too_large", f"request body is {declared} bytes; the limit is {limit}")
+    body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=BODY_MEMORY_BYTES)  # noqa: SIM115 (handed on below)
+    try:
+        received = _copy_body(environ["wsgi.input"], body, None if chunked else declared, limit)
+    except ApiError:
+        body.close()
+        _close_connection(environ)
+        raise
+    body.seek(0)
+    environ["wsgi.input"] = body
+    environ["CONTENT_LENGTH"] = str(received)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body handed on is no longer chunked
+    # a spilled body's temporary file goes as soon as the response is sent
+    environ.setdefault("eventlet.posthooks", []).append((lambda _environ: body.close(), (), {}))
+
+
+def _copy_body(source: IO[bytes], sink: IO[bytes], length: int | None, limit: int) -> int:
+    """Copy `length` bytes (None: up to the end of a chunked body) from the client; returns how many."""
+    received = 0
+    try:
+        while length is None or received < length:
+            data = source.read(BODY_READ_BYTES if length is None else min(BODY_READ_BYTES, length - received))
+            if not data:
+                if length is None:
+                    break
+                raise ApiError(400, "incomplete_body", f"the body ended after {received} of {length} bytes")
+            received += len(data)
+            if received > limit:
+                raise ApiError(413, "request_too_large", f"request body is over the limit of {limit} bytes")
+            sink.write(data)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            f"the request body stopped arriving ({received} bytes received); send the request again",
+        ) from None
+    except wsgi.ChunkReadError:
+        raise ApiError(400, "invalid_chunked_body", "the chunked transfer encoding of the body is malformed") from None
+    except OSError:  # the client went away mid-body (eventlet: "unexpected end of file while parsing chunked data")
+        raise ApiError(400, "incomplete_body", f"the body ended after {received} bytes") from None
+    return received
+
+
+def _close_connection(environ: dict[str, Any]) -> None:
+    close: Callable[[], None] | None = environ.get(CLOSE_CONNECTION_KEY)
+    if close is not None:
+        close()
 
 
 def http_request_slots(config: dict[str, Any], max_workers: int) -> int:
@@ -138,9 +354,15 @@ class ApiEndpoint(HttpRequestHandler):
             return response
         started = time.perf_counter()
         # cap what a client may send before any of the body is read (the handler may lower it)
-        request.max_content_length = int(self.container.config.get("MAX_REQUEST_BYTES", 12 * 1024 * 1024))
-        with self.server.request_slots:
-            response = super().handle_request(request)
+        request.max_content_length = max_request_bytes(self.container.config)
+        try:
+            # still in the connection's green thread: a slow body holds no worker slot while it arrives
+            buffer_request_body(request.environ, request.max_content_length)
+        except ApiError as exc:
+            response = error_response(exc)
+        else:
+            with self.server.request_slots:
+                response = super().handle_request(request)
         http_metrics(self.container.service_name).observe(
             request.method, self.url, response.status_code, time.perf_counter() - started
         )

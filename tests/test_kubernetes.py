@@ -24,6 +24,7 @@ import yaml
 
 from jaklapor.cli import SERVICES
 from jaklapor.config import DEFAULT_CONFIG_PATH
+from jaklapor.web import DEFAULT_CONNECTIONS_PER_ADDRESS, connection_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy/kubernetes"
@@ -432,6 +433,10 @@ def test_ingress_limits_match_the_application(resources: list[dict[str, Any]]) -
     number, unit = re.fullmatch(r"(\d+)([kmg]?)", body).groups()
     limit = int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
     assert limit == int(of_kind(resources, "ConfigMap")[CONFIG_MAP]["data"]["MAX_REQUEST_BYTES"])
+    # behind the ingress the services see only its pods: the ingress caps connections per citizen, intake does not
+    connections = ingresses["intake"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-connections"]
+    assert int(connections) == DEFAULT_CONNECTIONS_PER_ADDRESS
+    assert connection_limits(of_kind(resources, "ConfigMap")[CONFIG_MAP]["data"]).per_address == 0
     sse = ingresses["notify"]["metadata"]["annotations"]
     assert sse["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert int(sse["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
