@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from typing import Any
+from typing import IO, Any
 
+import eventlet.wsgi
 from eventlet.semaphore import Semaphore
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp, parse_address
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import LimitedStream
 
 from jaklapor.config import setting
 from jaklapor.metrics import http_metrics
@@ -74,6 +77,7 @@ class JsonWsgiApp(WsgiApp):
     """nameko's WSGI app, answering unknown paths and wrong methods with JSON instead of HTML."""
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        mark_chunked_input_terminated(environ)
         request = Request(environ, shallow=True)
         adapter = self.url_map.bind_to_environ(environ)
         try:
@@ -138,7 +142,7 @@ class ApiEndpoint(HttpRequestHandler):
             return response
         started = time.perf_counter()
         # cap what a client may send before any of the body is read (the handler may lower it)
-        request.max_content_length = int(self.container.config.get("MAX_REQUEST_BYTES", 12 * 1024 * 1024))
+        request.max_content_length = int(self.container.config.get("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES))
         with self.server.request_slots:
             response = super().handle_request(request)
         http_metrics(self.container.service_name).observe(
@@ -166,41 +170,192 @@ class ApiEndpoint(HttpRequestHandler):
 api = ApiEndpoint.decorator
 
 
-def read_fields(request: Request, file_field: str | None = None) -> tuple[dict[str, str], bytes | None]:
-    """Text fields and one optional file from a multipart, urlencoded or JSON body; 4xx for anything else."""
-    limit = request.max_content_length
-    if request.content_length is not None and limit is not None and request.content_length > limit:
-        raise ApiError(
-            413,
-            "request_too_large",
-            f"request body is {request.content_length} bytes; the limit is {limit}",
-        )
+#: the largest request body when MAX_REQUEST_BYTES is not configured: a report's photos (3 × 10 MiB) and its text
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+#: bodies without files (JSON, urlencoded) carry only short text fields: they are refused above this size
+TEXT_BODY_MAX_BYTES = 1024 * 1024
+#: the API's JSON bodies are flat objects; Python's parser recurses, so a few KB of brackets would exhaust the stack
+JSON_MAX_DEPTH = 32
+
+_JSON = "application/json"
+_MULTIPART = "multipart/form-data"
+_URLENCODED = "application/x-www-form-urlencoded"
+#: the error code for a body of each accepted type that cannot be read
+_INVALID_BODY_CODES = {_JSON: "invalid_json", _MULTIPART: "invalid_multipart", _URLENCODED: "invalid_urlencoded"}
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def mark_chunked_input_terminated(environ: dict[str, Any]) -> None:
+    """Let werkzeug read `Transfer-Encoding: chunked` bodies.
+
+    eventlet de-chunks the body and ends the stream at the last chunk, but does not say so; werkzeug then treats a
+    body without Content-Length as possibly endless and hands the application an empty stream. The WSGI flag
+    `wsgi.input_terminated` says it is safe to read, and werkzeug then caps the read at `max_content_length`.
+    """
+    stream = environ.get("wsgi.input")
+    if isinstance(stream, eventlet.wsgi.Input) and stream.chunked_input:
+        environ["wsgi.input_terminated"] = True
+
+
+class _RepeatedField(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _object_refusing_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _RepeatedField(key)
+        result[key] = value
+    return result
+
+
+def json_nesting_exceeds(data: bytes, limit: int) -> bool:
+    """Whether arrays and objects in a JSON text nest deeper than `limit`, found without parsing it.
+
+    Strings are blanked out, then innermost bracket pairs are removed `limit` times (each pass in C): what is left
+    was nested deeper. A malformed text may stop shrinking early; the parser then says what is wrong with it.
+    """
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
+    for _ in range(limit):
+        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(brackets):
+            return False
+        brackets = shorter
+    return bool(brackets)
+
+
+def read_fields(
+    request: Request, file_field: str | None = None, max_files: int = 1
+) -> tuple[dict[str, str], list[IO[bytes]]]:
+    """Text fields and up to `max_files` files named `file_field` from a multipart, urlencoded or JSON body.
+
+    Nothing is dropped quietly: a repeated field, a file under another name, too many files, or a file field in a
+    JSON body get a 422 naming the field; a body that cannot be read gets a 400 saying what is wrong with it. The
+    files come back unread (spooled by werkzeug), so a handler holds one photo in memory at a time.
+    """
     mimetype = request.mimetype
-    if mimetype == "application/json":
-        try:
-            payload = json.loads(request.get_data(cache=False) or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise ApiError(400, "invalid_json", "request body must be a JSON object")
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items() if v is not None}, None
-    if mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    limit = request.max_content_length
+    if mimetype in (_JSON, _URLENCODED):
+        limit = TEXT_BODY_MAX_BYTES if limit is None else min(limit, TEXT_BODY_MAX_BYTES)
+        request.max_content_length = limit
+    if request.content_length is not None and limit is not None and request.content_length > limit:
+        raise _too_large(request, f"request body is {request.content_length} bytes")
+    if mimetype not in _INVALID_BODY_CODES:
         raise ApiError(
             415,
             "unsupported_media_type",
             "send multipart/form-data (with the photo), application/x-www-form-urlencoded or application/json",
         )
     try:
-        form = request.form
-        files = request.files
-    except HTTPException:
-        raise
+        if mimetype == _JSON:
+            fields = _json_fields(request.get_data(cache=False), file_field)
+            files: list[IO[bytes]] = []
+        else:
+            fields, files = _form_fields(request, file_field, max_files)
+    except RequestEntityTooLarge:
+        if _read_to_limit(request):
+            raise _too_large(request, "request body is larger") from None
+        raise ApiError(
+            413,
+            "request_too_large",
+            f"a text field is larger than {request.max_form_memory_size} bytes, "
+            f"or the body has more than {request.max_form_parts} parts",
+        ) from None
+    except ClientDisconnected:
+        expected = f"its Content-Length ({request.content_length} bytes)" if request.content_length else "its end"
+        raise ApiError(
+            400,
+            _INVALID_BODY_CODES[mimetype],
+            f"the request body ended before {expected}, or its chunked encoding is broken",
+        ) from None
+    if _read_to_limit(request):
+        # werkzeug stops quietly at the limit when it reads a whole body without Content-Length at once
+        raise _too_large(request, "request body is larger")
+    return fields, files
+
+
+def _too_large(request: Request, what: str) -> ApiError:
+    limit = request.max_content_length
+    if request.mimetype in (_JSON, _URLENCODED):
+        return ApiError(413, "request_too_large", f"{what}; a body without files is limited to {limit} bytes")
+    return ApiError(413, "request_too_large", f"{what}; the limit is {limit} bytes")
+
+
+def _read_to_limit(request: Request) -> bool:
+    """Whether a body without Content-Length (chunked) filled the whole `max_content_length`."""
+    stream = request.__dict__.get("stream")
+    return request.content_length is None and isinstance(stream, LimitedStream) and stream.is_exhausted
+
+
+def _json_fields(data: bytes, file_field: str | None) -> dict[str, str]:
+    if json_nesting_exceeds(data, JSON_MAX_DEPTH):
+        raise ApiError(400, "invalid_json", f"request body nests arrays or objects deeper than {JSON_MAX_DEPTH} levels")
+    try:
+        payload = json.loads(data or b"{}", object_pairs_hook=_object_refusing_repeated_keys)
+    except _RepeatedField as exc:
+        raise _repeated(exc.name) from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    if file_field is not None and file_field in payload:
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"{file_field} must be sent as a file part of a multipart/form-data body, not in JSON",
+            field=file_field,
+        )
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items() if v is not None}
+
+
+def _form_fields(request: Request, file_field: str | None, max_files: int) -> tuple[dict[str, str], list[IO[bytes]]]:
+    parser = request.make_form_data_parser()
+    parser.silent = False  # werkzeug's default turns any parse error into an empty form
+    try:
+        _stream, form, files = parser.parse(
+            request.stream, request.mimetype, request.content_length, request.mimetype_params
+        )
     except ValueError as exc:
-        raise ApiError(400, "malformed_body", f"the form body could not be parsed: {exc}") from None
-    fields = {key: form.get(key, "") for key in form}
-    content = None
-    if file_field and file_field in files:
-        content = files[file_field].read()
-    elif file_field and file_field in form:
+        raise ApiError(400, _INVALID_BODY_CODES[request.mimetype], _form_problem(request, exc)) from None
+    for name in form:
+        if len(form.getlist(name)) > 1:
+            raise _repeated(name)
+    if file_field is not None and file_field in form:
         raise ApiError(422, "invalid_field", f"{file_field} must be sent as a file part", field=file_field)
-    return fields, content
+    for name in files:
+        if name != file_field:
+            expected = f"only {file_field!r} may be a file" if file_field else "this request takes no files"
+            raise ApiError(422, "unexpected_file", f"{name!r} was sent as a file; {expected}", field=name)
+    parts = files.getlist(file_field) if file_field is not None else []
+    if len(parts) > max_files:
+        raise ApiError(
+            422,
+            "too_many_files",
+            f"{file_field}: at most {max_files} file{'s' if max_files > 1 else ''} per request, this one has "
+            f"{len(parts)}",
+            field=file_field,
+        )
+    return {name: form[name] for name in form}, [part.stream for part in parts]
+
+
+def _form_problem(request: Request, exc: ValueError) -> str:
+    """What is wrong with a form body, in words a client developer can act on (werkzeug's are terse)."""
+    if request.mimetype == _URLENCODED:
+        return f"the urlencoded body is not UTF-8 text: {exc}"
+    boundary = request.mimetype_params.get("boundary")
+    text = str(exc)
+    if not boundary:
+        return "Content-Type multipart/form-data needs a boundary parameter"
+    if text.endswith("State.PREAMBLE"):
+        return f"the body does not contain the boundary {boundary!r} declared in Content-Type"
+    if "cannot parse beyond" in text:
+        return f"the multipart body is truncated: it ends before the closing boundary --{boundary}--"
+    return f"the multipart body could not be parsed: {text}"
+
+
+def _repeated(name: str) -> ApiError:
+    return ApiError(422, "repeated_field", f"{name} was sent more than once; send each field once", field=name)
