@@ -184,6 +184,7 @@ _URLENCODED = "application/x-www-form-urlencoded"
 _INVALID_BODY_CODES = {_JSON: "invalid_json", _MULTIPART: "invalid_multipart", _URLENCODED: "invalid_urlencoded"}
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
 
 
 def mark_chunked_input_terminated(environ: dict[str, Any]) -> None:
@@ -216,12 +217,12 @@ def _object_refusing_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, An
 def json_nesting_exceeds(data: bytes, limit: int) -> bool:
     """Whether arrays and objects in a JSON text nest deeper than `limit`, found without parsing it.
 
-    Strings are blanked out, then innermost bracket pairs are removed `limit` times (each pass in C): what is left
-    was nested deeper. A malformed text may stop shrinking early; the parser then says what is wrong with it.
+    Strings are blanked out, then the innermost bracket pairs are removed `limit` times (each pass a regular
+    expression, in C): what is left was nested deeper. A malformed text may stop shrinking early; the parser then says what is wrong with it.
     """
     brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
     for _ in range(limit):
-        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        shorter = _INNERMOST_PAIR.sub(b"", brackets)
         if len(shorter) == len(brackets):
             return False
         brackets = shorter
@@ -256,6 +257,10 @@ def read_fields(
             files: list[IO[bytes]] = []
         else:
             fields, files = _form_fields(request, file_field, max_files)
+    except ApiError:
+        if _read_to_limit(request):  # what was read is cut off: any problem in it is the size's
+            raise _too_large(request, "request body is larger") from None
+        raise
     except RequestEntityTooLarge:
         if _read_to_limit(request):
             raise _too_large(request, "request body is larger") from None
