@@ -218,7 +218,8 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
     """Whether arrays and objects in a JSON text nest deeper than `limit`, found without parsing it.
 
     Strings are blanked out, then the innermost bracket pairs are removed `limit` times (each pass a regular
-    expression, in C): what is left was nested deeper. A malformed text may stop shrinking early; the parser then says what is wrong with it.
+    expression, in C): what is left was nested deeper. A malformed text may stop shrinking early; the parser then
+    says what is wrong with it.
     """
     brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
     for _ in range(limit):
