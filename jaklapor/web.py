@@ -214,20 +214,25 @@ def _object_refusing_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, An
     return result
 
 
-def json_nesting_exceeds(data: bytes, limit: int) -> bool:
-    """Whether arrays and objects in a JSON text nest deeper than `limit`, found without parsing it.
+def json_nesting_problem(data: bytes, limit: int) -> str | None:
+    """What keeps a JSON text from being parsed safely: arrays and objects nested deeper than `limit`, or brackets
+    that do not match (the parser would recurse into `[[[[…` before seeing it never ends); None when it may be parsed.
 
     Strings are blanked out, then the innermost bracket pairs are removed `limit` times (each pass a regular
-    expression, in C): what is left was nested deeper. A malformed text may stop shrinking early; the parser then
-    says what is wrong with it.
+    expression, in C): what is left was nested deeper. Valid JSON always shrinks to nothing; brackets that stop
+    shrinking do not match.
     """
     brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
     for _ in range(limit):
+        if not brackets:
+            return None
         shorter = _INNERMOST_PAIR.sub(b"", brackets)
         if len(shorter) == len(brackets):
-            return False
+            return "request body is not valid JSON: its brackets do not match"
         brackets = shorter
-    return bool(brackets)
+    if brackets:
+        return f"request body nests arrays or objects deeper than {limit} levels"
+    return None
 
 
 def read_fields(
@@ -298,8 +303,9 @@ def _read_to_limit(request: Request) -> bool:
 
 
 def _json_fields(data: bytes, file_field: str | None) -> dict[str, str]:
-    if json_nesting_exceeds(data, JSON_MAX_DEPTH):
-        raise ApiError(400, "invalid_json", f"request body nests arrays or objects deeper than {JSON_MAX_DEPTH} levels")
+    problem = json_nesting_problem(data, JSON_MAX_DEPTH)
+    if problem is not None:
+        raise ApiError(400, "invalid_json", problem)
     try:
         payload = json.loads(data or b"{}", object_pairs_hook=_object_refusing_repeated_keys)
     except _RepeatedField as exc:

@@ -19,7 +19,7 @@ from jaklapor.web import (
     JSON_MAX_DEPTH,
     TEXT_BODY_MAX_BYTES,
     ApiError,
-    json_nesting_exceeds,
+    json_nesting_problem,
     mark_chunked_input_terminated,
     read_fields,
 )
@@ -179,6 +179,19 @@ def test_deeply_nested_json_gets_400_naming_the_limit(depth: int, shape: str) ->
         assert f"deeper than {JSON_MAX_DEPTH}" in error.message
 
 
+@pytest.mark.parametrize("opening", ["[", '{"a":', '[{"a":'])
+def test_unclosed_deep_json_gets_400_without_being_parsed(opening: str) -> None:
+    body = (opening * 100_000).encode()  # the parser would recurse into these before seeing they never close
+    error = refused(request_for(body, "application/json", TEXT_BODY_MAX_BYTES))
+    assert (error.status, error.code) == (400, "invalid_json")
+    assert "do not match" in error.message or "deeper than" in error.message
+
+
+@pytest.mark.parametrize("body", [b"[1, 2}", b'{"a": [}', b"]", b'{"status": "dikerjakan"]'])
+def test_mismatched_brackets_get_400(body: bytes) -> None:
+    assert refused(request_for(body, "application/json")).code == "invalid_json"
+
+
 def test_json_at_the_nesting_limit_is_parsed() -> None:
     nested = "[" * (JSON_MAX_DEPTH - 1) + "1" + "]" * (JSON_MAX_DEPTH - 1)
     fields, _ = read_fields(request_for(f'{{"note": {nested}}}'.encode(), "application/json"), "photo")
@@ -209,7 +222,11 @@ def true_depth(value: Any) -> int:
 @settings(max_examples=300, deadline=None)
 @given(value=JSON_VALUES, limit=st.integers(1, 12))
 def test_nesting_check_agrees_with_the_parsed_depth(value: Any, limit: int) -> None:
-    assert json_nesting_exceeds(json.dumps(value).encode(), limit) == (true_depth(value) > limit)
+    problem = json_nesting_problem(json.dumps(value).encode(), limit)
+    if true_depth(value) > limit:
+        assert problem is not None and f"deeper than {limit}" in problem
+    else:
+        assert problem is None
 
 
 # ---- nothing dropped quietly (item 7) --------------------------------------------------------------------------------

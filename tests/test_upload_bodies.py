@@ -210,15 +210,18 @@ def routed_report(system: RunningSystem) -> dict:
 
 
 @pytest.mark.parametrize("depth", [1000, 100_000])
-def test_deeply_nested_json_gets_400_on_both_endpoints(system: RunningSystem, routed_report: dict, depth: int) -> None:
-    body = ('{"status": ' + "[" * depth + "]" * depth + "}").encode()
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "unclosed"])
+def test_deeply_nested_json_gets_400_on_both_endpoints(
+    system: RunningSystem, routed_report: dict, depth: int, closed: bool
+) -> None:
+    body = ('{"status": ' + "[" * depth + ("]" * depth + "}" if closed else "")).encode()
     report = f"/api/v1/opd/reports/{routed_report['report_id']}/transitions"
     for path, headers in (("/api/v1/reports", {}), (report, system.opd_headers(routed_report["opd"]))):
         for sent in (body, iter([body[:1000], body[1000:]])):
             response = post(system, path, sent, "application/json", **headers)
             assert response.status_code == 400, (path, response.text)
             assert response.json()["error"]["code"] == "invalid_json"
-            assert "deeper than" in response.json()["error"]["message"]
+            assert ("deeper than" if closed else "do not match") in response.json()["error"]["message"]
     view = requests.get(routed_report["tracking_url"], timeout=10).json()
     assert view["status"] == "menunggu"
 
