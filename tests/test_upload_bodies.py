@@ -221,7 +221,7 @@ def test_deeply_nested_json_gets_400_on_both_endpoints(
             response = post(system, path, sent, "application/json", **headers)
             assert response.status_code == 400, (path, response.text)
             assert response.json()["error"]["code"] == "invalid_json"
-            assert ("deeper than" if closed else "do not match") in response.json()["error"]["message"]
+            assert ("deeper than" if closed else "left open") in response.json()["error"]["message"]
     view = requests.get(routed_report["tracking_url"], timeout=10).json()
     assert view["status"] == "menunggu"
 
