@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import tempfile
 import time
@@ -30,7 +31,7 @@ from eventlet import wsgi
 from eventlet.semaphore import Semaphore
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp, parse_address
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from jaklapor.config import setting
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 #: worker slots a service's HTTP requests leave to its consumers and timers (see the module docstring)
 SLOTS_KEPT_FOR_CONSUMERS = 3
 #: defaults of the settings of the same names (config.yaml); the per-address cap is 50 only for direct clients
-DEFAULT_MAX_REQUEST_BYTES = 12 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # a report's photos (3 × 10 MiB) and its text
 DEFAULT_READ_TIMEOUT_SECONDS = 30.0
 DEFAULT_CONNECTIONS_PER_ADDRESS = 50
 #: an idle keep-alive connection is closed after this long; longer than a reverse proxy's own upstream keep-alive
@@ -51,7 +52,8 @@ KEEPALIVE_IDLE_SECONDS = 75
 #: many slow uploads at once cost disk, not memory
 BODY_MEMORY_BYTES = 1024 * 1024
 BODY_READ_BYTES = 64 * 1024
-#: how long a refused connection is still read (and discarded) so the client sees the 429 rather than a reset
+#: how long a connection answered before its request was read (429, 413, 408) is still read and discarded, so the
+#: client sees the answer rather than a connection reset
 REFUSAL_LINGER_SECONDS = 1.0
 #: WSGI environ key of a callable that makes the server close the connection after the response (set by
 #: `GatewayProtocol`): once a body was read only in part, the next request's start cannot be found
@@ -176,8 +178,34 @@ class GatewayProtocol(HttpOnlyProtocol):
         environ[CLOSE_CONNECTION_KEY] = self._close_after_response
         return environ
 
+    lingering = False
+
     def _close_after_response(self) -> None:
         self.close_connection = 1
+        self.lingering = True
+
+    def finish(self) -> None:
+        if self.lingering:
+            # the client may still be sending the body we stopped reading: closing now would reset the connection and
+            # lose our answer on its way, so stop writing and discard its bytes a moment first (a "lingering close")
+            try:
+                self.wfile.flush()
+            except OSError:
+                pass
+            linger_and_close_reading(self.connection)
+        super().finish()
+
+
+def linger_and_close_reading(sock: Any) -> None:
+    """Half-close `sock` and discard what the client still sends, for at most `REFUSAL_LINGER_SECONDS`, so that an
+    answer sent before reading a whole request reaches the client instead of being lost to a connection reset."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        with eventlet.Timeout(REFUSAL_LINGER_SECONDS, False):
+            while sock.recv(BODY_READ_BYTES):
+                pass
+    except OSError:
+        pass
 
 
 class ServiceWebServer(WebServer):
@@ -233,14 +261,10 @@ class ServiceWebServer(WebServer):
         # an error here (the client is gone) must not escape: nameko kills the container on an error in this thread
         try:
             sock.sendall(head + body)
-            sock.shutdown(socket.SHUT_WR)
-            # read what the client already sent, so closing with unread data does not reset the connection before
-            # the client has read the answer
-            with eventlet.Timeout(REFUSAL_LINGER_SECONDS, False):
-                while sock.recv(BODY_READ_BYTES):
-                    pass
         except OSError:
             pass
+        else:
+            linger_and_close_reading(sock)
         finally:
             sock.close()
 
@@ -388,41 +412,176 @@ class ApiEndpoint(HttpRequestHandler):
 api = ApiEndpoint.decorator
 
 
-def read_fields(request: Request, file_field: str | None = None) -> tuple[dict[str, str], bytes | None]:
-    """Text fields and one optional file from a multipart, urlencoded or JSON body; 4xx for anything else."""
-    limit = request.max_content_length
-    if request.content_length is not None and limit is not None and request.content_length > limit:
-        raise ApiError(
-            413,
-            "request_too_large",
-            f"request body is {request.content_length} bytes; the limit is {limit}",
-        )
+#: bodies without files (JSON, urlencoded) carry only short text fields: they are refused above this size
+TEXT_BODY_MAX_BYTES = 1024 * 1024
+#: the API's JSON bodies are flat objects; Python's parser recurses, so a few KB of brackets would exhaust the stack
+JSON_MAX_DEPTH = 32
+
+_JSON = "application/json"
+_MULTIPART = "multipart/form-data"
+_URLENCODED = "application/x-www-form-urlencoded"
+#: the error code for a body of each accepted type that cannot be read
+_INVALID_BODY_CODES = {_JSON: "invalid_json", _MULTIPART: "invalid_multipart", _URLENCODED: "invalid_urlencoded"}
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_OBJECTS_AS_ARRAYS = bytes.maketrans(b"{}", b"[]")
+
+
+class _RepeatedField(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _object_refusing_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _RepeatedField(key)
+        result[key] = value
+    return result
+
+
+def json_nesting_problem(data: bytes, limit: int) -> str | None:
+    """What keeps a JSON text from being parsed safely: arrays and objects nested deeper than `limit`, or brackets
+    left open or closed twice (the parser would recurse into `[[[[…` before seeing it never ends); None when it may
+    be parsed.
+
+    Strings are blanked out and objects counted as arrays, then the innermost pairs `[]` are removed `limit` times
+    (each pass one `bytes.replace`, in C; a 1 MB body takes milliseconds): what is left was nested deeper. Valid JSON
+    always shrinks to nothing; brackets that stop shrinking are unbalanced. A `[` closed by `}` is left to the parser,
+    which stops there, no deeper than counted.
+    """
+    brackets = _JSON_STRING.sub(b"", data).translate(_OBJECTS_AS_ARRAYS, _NOT_A_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return None
+        shorter = brackets.replace(b"[]", b"")
+        if len(shorter) == len(brackets):
+            return "request body is not valid JSON: brackets are left open or closed twice"
+        brackets = shorter
+    if brackets:
+        return f"request body nests arrays or objects deeper than {limit} levels"
+    return None
+
+
+def read_fields(
+    request: Request, file_field: str | None = None, max_files: int = 1
+) -> tuple[dict[str, str], list[IO[bytes]]]:
+    """Text fields and up to `max_files` files named `file_field` from a multipart, urlencoded or JSON body.
+
+    Nothing is dropped quietly: a repeated field, a file under another name, too many files, or a file field in a
+    JSON body get a 422 naming the field; a body that cannot be read gets a 400 saying what is wrong with it. The
+    files come back unread (spooled by werkzeug), so a handler holds one photo in memory at a time.
+    """
     mimetype = request.mimetype
-    if mimetype == "application/json":
-        try:
-            payload = json.loads(request.get_data(cache=False) or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise ApiError(400, "invalid_json", "request body must be a JSON object")
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items() if v is not None}, None
-    if mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    limit = request.max_content_length
+    if mimetype in (_JSON, _URLENCODED):
+        limit = TEXT_BODY_MAX_BYTES if limit is None else min(limit, TEXT_BODY_MAX_BYTES)
+        request.max_content_length = limit
+    if request.content_length is not None and limit is not None and request.content_length > limit:
+        raise _too_large(request, f"request body is {request.content_length} bytes")
+    if mimetype not in _INVALID_BODY_CODES:
         raise ApiError(
             415,
             "unsupported_media_type",
             "send multipart/form-data (with the photo), application/x-www-form-urlencoded or application/json",
         )
     try:
-        form = request.form
-        files = request.files
-    except HTTPException:
-        raise
+        if mimetype == _JSON:
+            fields = _json_fields(request.get_data(cache=False), file_field)
+            files: list[IO[bytes]] = []
+        else:
+            fields, files = _form_fields(request, file_field, max_files)
+    except RequestEntityTooLarge:
+        raise ApiError(
+            413,
+            "request_too_large",
+            f"a text field is larger than {request.max_form_memory_size} bytes, "
+            f"or the body has more than {request.max_form_parts} parts",
+        ) from None
+    except ClientDisconnected:
+        raise ApiError(
+            400,
+            _INVALID_BODY_CODES[mimetype],
+            f"the request body ended before its Content-Length ({request.content_length} bytes)",
+        ) from None
+    return fields, files
+
+
+def _too_large(request: Request, what: str) -> ApiError:
+    limit = request.max_content_length
+    if request.mimetype in (_JSON, _URLENCODED):
+        return ApiError(413, "request_too_large", f"{what}; a body without files is limited to {limit} bytes")
+    return ApiError(413, "request_too_large", f"{what}; the limit is {limit} bytes")
+
+
+def _json_fields(data: bytes, file_field: str | None) -> dict[str, str]:
+    problem = json_nesting_problem(data, JSON_MAX_DEPTH)
+    if problem is not None:
+        raise ApiError(400, "invalid_json", problem)
+    try:
+        payload = json.loads(data or b"{}", object_pairs_hook=_object_refusing_repeated_keys)
+    except _RepeatedField as exc:
+        raise _repeated(exc.name) from None
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    if file_field is not None and file_field in payload:
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"{file_field} must be sent as a file part of a multipart/form-data body, not in JSON",
+            field=file_field,
+        )
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items() if v is not None}
+
+
+def _form_fields(request: Request, file_field: str | None, max_files: int) -> tuple[dict[str, str], list[IO[bytes]]]:
+    parser = request.make_form_data_parser()
+    parser.silent = False  # werkzeug's default turns any parse error into an empty form
+    try:
+        _stream, form, files = parser.parse(
+            request.stream, request.mimetype, request.content_length, request.mimetype_params
+        )
     except ValueError as exc:
-        raise ApiError(400, "malformed_body", f"the form body could not be parsed: {exc}") from None
-    fields = {key: form.get(key, "") for key in form}
-    content = None
-    if file_field and file_field in files:
-        content = files[file_field].read()
-    elif file_field and file_field in form:
+        raise ApiError(400, _INVALID_BODY_CODES[request.mimetype], _form_problem(request, exc)) from None
+    for name in form:
+        if len(form.getlist(name)) > 1:
+            raise _repeated(name)
+    if file_field is not None and file_field in form:
         raise ApiError(422, "invalid_field", f"{file_field} must be sent as a file part", field=file_field)
-    return fields, content
+    for name in files:
+        if name != file_field:
+            expected = f"only {file_field!r} may be a file" if file_field else "this request takes no files"
+            raise ApiError(422, "unexpected_file", f"{name!r} was sent as a file; {expected}", field=name)
+    parts = files.getlist(file_field) if file_field is not None else []
+    if len(parts) > max_files:
+        raise ApiError(
+            422,
+            "too_many_files",
+            f"{file_field}: at most {max_files} file{'s' if max_files > 1 else ''} per request, this one has "
+            f"{len(parts)}",
+            field=file_field,
+        )
+    return {name: form[name] for name in form}, [part.stream for part in parts]
+
+
+def _form_problem(request: Request, exc: ValueError) -> str:
+    """What is wrong with a form body, in words a client developer can act on (werkzeug's are terse)."""
+    if request.mimetype == _URLENCODED:
+        return f"the urlencoded body is not UTF-8 text: {exc}"
+    boundary = request.mimetype_params.get("boundary")
+    text = str(exc)
+    if not boundary:
+        return "Content-Type multipart/form-data needs a boundary parameter"
+    if text.endswith("State.PREAMBLE"):
+        return f"the body does not contain the boundary {boundary!r} declared in Content-Type"
+    if "cannot parse beyond" in text:
+        return f"the multipart body is truncated: it ends before the closing boundary --{boundary}--"
+    return f"the multipart body could not be parsed: {text}"
+
+
+def _repeated(name: str) -> ApiError:
+    return ApiError(422, "repeated_field", f"{name} was sent more than once; send each field once", field=name)

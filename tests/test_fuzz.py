@@ -10,10 +10,12 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from openapi_spec_validator import validate
 from schemathesis.generation import GenerationMode
 
+from jaklapor.web import JSON_MAX_DEPTH
 from tests.photo_fixtures import jpeg_with_gps
 from tests.system import RunningSystem, client_headers, wait_for
 
@@ -96,3 +98,53 @@ def test_no_request_makes_the_gateway_fail(system: RunningSystem, fuzz_report: d
     print(f"\nfuzzed {total} requests over {len(operations)} operations: {dict(sorted(statuses.items()))}")
     assert total >= 1000
     assert not failures, "\n".join(failures[:20])
+
+
+# a JSON body nesting `depth` levels: arrays, objects or a mix, around a field the endpoint knows or a bare value
+NESTING_LEVELS = st.lists(
+    st.sampled_from([("[", "]"), ('{"a": ', "}"), ('[{"status": ', "}]")]), min_size=1, max_size=3
+)
+NESTED_FIELD = st.sampled_from(['{{"status": {}}}', '{{"category": "jalan", "description": {}}}', "{}"])
+
+
+@st.composite
+def nested_json(draw: st.DrawFn) -> tuple[int, bytes, bool]:
+    depth = draw(st.integers(1, 100) | st.integers(JSON_MAX_DEPTH - 2, JSON_MAX_DEPTH + 2) | st.integers(100, 100_000))
+    levels = draw(NESTING_LEVELS)
+    opening = "".join(levels[i % len(levels)][0] for i in range(depth))
+    closing = "".join(levels[i % len(levels)][1] for i in reversed(range(depth)))
+    inner = opening + draw(st.sampled_from(["1", '"x"', "null", ""])) + closing
+    body = draw(NESTED_FIELD).format(inner).encode()
+    cut = draw(st.booleans())
+    if cut:  # anywhere: unclosed brackets, which the parser would recurse into all the same
+        body = body[: draw(st.integers(0, len(body)))]
+    return depth, body, cut
+
+
+def test_no_nesting_depth_makes_the_gateway_fail(system: RunningSystem, fuzz_report: dict) -> None:
+    """Python's JSON parser recurses: a 2 KB body of brackets used to answer 500. Any depth gets a 4xx."""
+    endpoints = [
+        (system.url("intake", "/api/v1/reports"), {}),
+        (
+            system.url("intake", f"/api/v1/opd/reports/{fuzz_report['report_id']}/transitions"),
+            system.opd_headers(FUZZ_OPD),
+        ),
+    ]
+    statuses: collections.Counter[int] = collections.Counter()
+
+    @settings(max_examples=EXAMPLES // 2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(case=nested_json(), endpoint=st.sampled_from(endpoints), chunked=st.booleans())
+    def call(case: tuple[int, bytes, bool], endpoint: tuple[str, dict], chunked: bool) -> None:
+        depth, body, cut = case
+        url, auth = endpoint
+        sent = iter([body[: len(body) // 2], body[len(body) // 2 :]]) if chunked else body
+        headers = {"Content-Type": "application/json", **client_headers(), **auth}
+        response = requests.post(url, data=sent, headers=headers, timeout=30)
+        statuses[response.status_code] += 1
+        assert 400 <= response.status_code < 500, f"depth {depth}: {response.status_code} {response.text[:200]}"
+        if depth > JSON_MAX_DEPTH + 1 and not cut:  # deeper than the limit even around a field
+            assert response.json()["error"]["code"] in ("invalid_json", "request_too_large"), response.text
+
+    call()
+    print(f"\nnested JSON bodies: {dict(sorted(statuses.items()))}")
+    assert statuses[400] > 0

@@ -49,9 +49,10 @@ class EchoService:
 
     @api("POST", "/form")
     def form(self, request: Request) -> dict[str, Any]:
-        fields, photo = read_fields(request, "photo")
-        Seen.bodies.append(photo or b"")
-        return {"fields": fields, "photo": len(photo or b"")}
+        fields, photos = read_fields(request, "photo")
+        photo = b"".join(stream.read() for stream in photos)
+        Seen.bodies.append(photo)
+        return {"fields": fields, "photo": len(photo)}
 
     @api("GET", "/ping")
     def ping(self, request: Request) -> dict[str, bool]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.intake.domain import REJECTION_REASONS, STATUS_LABELS, TARGET_STATUSES
+from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
+from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS, STATUS_LABELS, TARGET_STATUSES
 from services.intake.schemas import DESCRIPTION_MAX_CHARS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -12,13 +13,22 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _error_responses(*codes: int) -> dict[str, Any]:
     reasons = {
-        400: "Malformed request",
+        400: (
+            "The body cannot be read: `invalid_multipart` (truncated, missing or wrong boundary), `invalid_urlencoded`"
+            f" (not UTF-8), `invalid_json` (not JSON, not an object, or nested deeper than {JSON_MAX_DEPTH} levels)"
+        ),
         401: "Missing or invalid OPD key",
         404: "Not found (or not assigned to this OPD)",
         409: "Illegal transition or concurrent change",
-        413: "Request body too large",
+        413: (
+            "Request body too large: above MAX_REQUEST_BYTES (default 32 MiB), or above "
+            f"{TEXT_BODY_MAX_BYTES} bytes for a body without files (JSON, urlencoded)"
+        ),
         415: "Unsupported media type",
-        422: "A field is invalid; `error.field` names it",
+        422: (
+            "A field is invalid; `error.field` names it. Also `repeated_field` (a field sent twice), `too_many_files`,"
+            " `unexpected_file` (a file under another name), and a photo sent in JSON instead of as a file part"
+        ),
         429: "Too many submissions from this client; see Retry-After",
         503: "A backing store is unavailable; retry later",
     }
@@ -35,9 +45,13 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "contact": {"type": "string", "maxLength": 254, "description": "e-mail or phone, for notifications only"},
         "photo": {
-            "type": "string",
-            "format": "binary",
-            "description": "JPEG, PNG or WebP; at most 10 MB, 40 MP (channels without a camera may omit it)",
+            "type": "array",
+            "maxItems": MAX_PHOTOS_PER_REPORT,
+            "items": {"type": "string", "format": "binary"},
+            "description": (
+                f"up to {MAX_PHOTOS_PER_REPORT} photos, one `photo` file part each (repeat the part), kept in order:"
+                " JPEG, PNG or WebP, each at most 10 MiB and 40 MP (channels without a camera may send none)"
+            ),
         },
     }
     transition_fields = {
@@ -84,13 +98,18 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     ],
                     "requestBody": {
                         "required": True,
+                        "description": (
+                            "multipart/form-data with the photos; application/x-www-form-urlencoded or"
+                            " application/json (the text fields only) for channels without a camera. Each field once."
+                        ),
                         "content": {
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
                                     "required": ["category", "description", "lat", "lon"],
                                     "properties": report_fields,
-                                }
+                                },
+                                "encoding": {"photo": {"contentType": "image/jpeg, image/png, image/webp"}},
                             }
                         },
                     },
@@ -155,7 +174,11 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                                     "required": ["status"],
                                     "properties": {
                                         **transition_fields,
-                                        "photo": {"type": "string", "format": "binary", "description": "evidence"},
+                                        "photo": {
+                                            "type": "string",
+                                            "format": "binary",
+                                            "description": "the evidence photo (one); required for selesai",
+                                        },
                                     },
                                 }
                             },

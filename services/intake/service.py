@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from typing import Any
+from typing import IO, Any
 
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
@@ -55,6 +55,7 @@ from services.intake.dependencies import (
     insert_new_report,
 )
 from services.intake.domain import (
+    MAX_PHOTOS_PER_REPORT,
     MENUNGGU,
     STATUS_LABELS,
     WAITING_STATUSES,
@@ -82,6 +83,14 @@ log = logging.getLogger(__name__)
 
 PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
+
+
+def sha256_of(part: IO[bytes]) -> bytes:
+    """The SHA-256 of an uploaded file, read in blocks; the file is left at its start."""
+    part.seek(0)
+    digest = hashlib.file_digest(part, "sha256").digest()
+    part.seek(0)
+    return digest
 
 
 def outbox_entry(event: Event) -> dict[str, Any]:
@@ -157,7 +166,7 @@ class IntakeService(OperationsEndpoints):
                 "invalid_idempotency_key",
                 "Idempotency-Key must be 16-128 printable ASCII characters (a random UUID is ideal)",
             )
-        fields, photo_bytes = read_fields(request, "photo")
+        fields, photo_parts = read_fields(request, "photo", max_files=MAX_PHOTOS_PER_REPORT)
         form: SubmissionForm = parse_form(SubmissionForm, fields)
         category = self._category(form.category)
 
@@ -165,15 +174,15 @@ class IntakeService(OperationsEndpoints):
         if idempotency_key is not None:
             retry = SubmissionRetry(
                 key_hash=hashlib.sha256(b"idempotency-key\0" + idempotency_key.encode()).hexdigest(),
-                fingerprint=submission_fingerprint(form, category.code, photo_bytes or b""),
+                fingerprint=submission_fingerprint(form, category.code, [sha256_of(part) for part in photo_parts]),
                 token=tracking_token_for_retry(setting(self.config, "TOKEN_SECRET"), idempotency_key),
             )
             existing = self.store.by_idempotency_key(retry.key_hash)
             if existing is not None:
                 return self._replay(existing, retry)
 
-        # a photo is what JAKI sends; channels without a camera (SMS relays, call centre) may omit it
-        photos = self._store_new_photos(photo_bytes)
+        # photos are what JAKI sends; channels without a camera (SMS relays, call centre) may omit them
+        photos = self._store_new_photos(photo_parts)
         now = utcnow()
         token = retry.token if retry else new_tracking_token()
         try:
@@ -232,14 +241,25 @@ class IntakeService(OperationsEndpoints):
         metrics.PHOTO_SECONDS.observe(time.perf_counter() - started)
         return photo
 
-    def _store_new_photos(self, photo_bytes: bytes | None) -> list[dict[str, Any]]:
-        """Check, clean and store the uploaded photo (if any); the stored records for the report document."""
-        if photo_bytes is None:
-            return []
-        photo = self._sanitize(photo_bytes)
-        photo_id = new_photo_id()
-        self._store_photo(photo_id, photo)
-        return [dict(photo_id=photo_id, width=photo.width, height=photo.height, content_type=photo.content_type)]
+    def _store_new_photos(self, parts: list[IO[bytes]]) -> list[dict[str, Any]]:
+        """Check, clean and store the uploaded photos one at a time; the records for the report document.
+
+        All or nothing: when one photo is refused or cannot be stored, those already stored are deleted.
+        """
+        stored: list[dict[str, Any]] = []
+        try:
+            for part in parts:
+                part.seek(0)  # a retried transition reads its evidence again
+                photo = self._sanitize(part.read())
+                photo_id = new_photo_id()
+                self._store_photo(photo_id, photo)
+                stored.append(
+                    dict(photo_id=photo_id, width=photo.width, height=photo.height, content_type=photo.content_type)
+                )
+        except BaseException:
+            self._delete_photos(stored)
+            raise
+        return stored
 
     def _delete_photos(self, photos: list[dict[str, Any]]) -> None:
         for photo in photos:
@@ -410,7 +430,7 @@ class IntakeService(OperationsEndpoints):
     @api("POST", "/api/v1/opd/reports/<report_id>/transitions")
     def transition(self, request: Request, report_id: str) -> Response:
         opd = self._authenticate(request)
-        fields, photo_bytes = read_fields(request, "photo")
+        fields, evidence_parts = read_fields(request, "photo", max_files=1)
         form: TransitionForm = parse_form(TransitionForm, fields)
         for _attempt in range(3):
             report = self.store.by_id(report_id)
@@ -427,7 +447,7 @@ class IntakeService(OperationsEndpoints):
                 note=form.note,
                 target_opd=form.target_opd or None,
                 reason=form.reason or None,
-                has_evidence=photo_bytes is not None,
+                has_evidence=bool(evidence_parts),
             )
             try:
                 decision = decide_transition(state, opd, request_, self.reference.directory)
@@ -436,7 +456,7 @@ class IntakeService(OperationsEndpoints):
                 if exc.code == "not_routed_yet":
                     error.headers["Retry-After"] = "1"
                 raise error from None
-            evidence = self._store_new_photos(photo_bytes)
+            evidence = self._store_new_photos(evidence_parts)
             try:
                 updated = self._apply_decision(report, decision, [p["photo_id"] for p in evidence])
             except VersionConflict:
