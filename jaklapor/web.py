@@ -11,19 +11,22 @@ free slot to whoever waits first: under a flood of requests a consumer's message
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
 from typing import Any
 
+import eventlet
 from eventlet.semaphore import Semaphore
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp, parse_address
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.config import setting
+from jaklapor.config import as_bool, setting
 from jaklapor.metrics import http_metrics
+from jaklapor.processes import port_holder
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,38 @@ class ServiceWebServer(WebServer):
 
     def get_wsgi_app(self) -> Any:
         return JsonWsgiApp(self)
+
+    def start(self) -> None:
+        # nameko's start, with an exclusive port: eventlet.listen's default SO_REUSEPORT let a second `make run` bind
+        # the same ports and the kernel split requests between two systems
+        if not self._starting:
+            self._starting = True
+            self._sock = listen(
+                self.bind_addr,
+                self.container.service_name,
+                reuse_port=as_bool(setting(self.container.config, "HTTP_REUSE_PORT", False)),
+            )
+            self._sock.settimeout(None)  # nameko's workaround for https://github.com/celery/kombu/issues/838
+            self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
+            self._gt = self.container.spawn_managed_thread(self.run)
+
+
+class PortInUseError(RuntimeError):
+    """A service's HTTP port is held by another process (and sharing it was not asked for)."""
+
+
+def listen(bind_addr: Any, service_name: str, reuse_port: bool) -> Any:
+    """A listening socket on `bind_addr`; sharing the port with other processes only when `reuse_port` says so."""
+    try:
+        return eventlet.listen(bind_addr, reuse_port=reuse_port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUseError(
+            f"port {bind_addr.port} ({service_name}) is already in use by {port_holder(bind_addr.port)}: stop it "
+            f"or give {service_name} another address ({service_name.upper()}_HTTP); to run several processes on one "
+            "port on purpose, set HTTP_REUSE_PORT=true in each"
+        ) from None
 
 
 def http_request_slots(config: dict[str, Any], max_workers: int) -> int:
