@@ -133,6 +133,12 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def kill_if_alive(pid: int | None) -> None:
+    """Clean up after a failed test: a process it expected to be gone."""
+    if pid is not None and alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def group_alive(pgid: int) -> list[int]:
     """Running processes of a process group."""
     members = []
@@ -324,7 +330,6 @@ def test_a_second_start_on_ports_in_use_fails_naming_the_port_and_its_holder(
 
 
 def test_sharing_a_port_must_be_asked_for() -> None:
-    import eventlet
     from nameko.web.server import BindAddress
 
     from jaklapor.web import PortInUseError, listen
@@ -343,7 +348,6 @@ def test_sharing_a_port_must_be_asked_for() -> None:
             listen(address, "intake", reuse_port=True)
     finally:
         exclusive.close()
-    assert eventlet  # imported for the green sockets listen returns
 
 
 # ---- the S3 stand-in a run starts -----------------------------------------------------------------------------------
@@ -367,6 +371,7 @@ def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhos
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    standin = None
     try:
         system.processes[ALL_SERVICES] = run
         wait_for(system.healthy, 60, interval=0.2, message="the run healthy")
@@ -379,6 +384,7 @@ def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhos
     finally:
         if run.poll() is None:
             run.kill()
+        kill_if_alive(standin)
         system.processes.clear()
 
 
@@ -405,6 +411,7 @@ def test_make_run_stops_on_a_signal_to_its_group(
         make = subprocess.Popen(
             ["make", "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+    standin = None
     try:
         system.processes[ALL_SERVICES] = make
         wait_for(system.healthy, 90, interval=0.2, message=f"`make run` healthy (log: {system.log_path})")
@@ -419,6 +426,7 @@ def test_make_run_stops_on_a_signal_to_its_group(
     finally:
         if group_alive(make.pid):
             os.killpg(make.pid, signal.SIGKILL)
+        kill_if_alive(standin)
         system.processes.clear()
     logs = system.logs()
     assert f"{signal_name} received: stopping" in logs
