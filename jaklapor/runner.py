@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from jaklapor.config import load_config, setting
@@ -194,7 +195,7 @@ def _exit_after(seconds: float) -> None:
     threading.Thread(target=watchdog, name="shutdown-watchdog", daemon=True).start()
 
 
-def serve(services: list[type], config: dict[str, Any]) -> int:
+def serve(services: list[type], config: dict[str, Any], on_started: Callable[[], None] = lambda: None) -> int:
     """Run the services until a signal stops them (what `nameko run` does, with the signal handling above)."""
     import eventlet
     from nameko.runners import ServiceRunner
@@ -214,6 +215,7 @@ def serve(services: list[type], config: dict[str, Any]) -> int:
         print(f"jaklapor: {exc}", file=sys.stderr, flush=True)
         return 1
     shutdown.started.send()
+    on_started()
     # wait in a greenlet of its own: a signal arriving while the main greenlet waits on the hub surfaces there as
     # EINTR, which must not end the wait
     waiter = eventlet.spawn(runner.wait)
@@ -234,6 +236,7 @@ def run_services(config_path: str | None, names: list[str], standin: bool = True
     from nameko.cli.run import import_service
 
     from jaklapor.cli import SERVICES
+    from jaklapor.web import PortInUseError, check_ports_free
 
     config = load_config(config_path)
     logging.config.dictConfig(config["LOGGING"])
@@ -241,6 +244,12 @@ def run_services(config_path: str | None, names: list[str], standin: bool = True
     if unknown:
         print(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}", file=sys.stderr)
         return 2
+
+    try:
+        check_ports_free(config, names)
+    except PortInUseError as exc:
+        print(f"jaklapor: {exc}", file=sys.stderr, flush=True)
+        return 1
 
     mongo_uri = setting(config, "MONGO_URI", "mongomock://localhost")
     if is_in_process(mongo_uri):
@@ -265,8 +274,7 @@ def run_services(config_path: str | None, names: list[str], standin: bool = True
             )
     try:
         services = [import_service(SERVICES[name])[0] for name in names]
-        _announce_when_ready(config, names)
-        return serve(services, config)
+        return serve(services, config, on_started=lambda: _announce_when_ready(config, names))
     finally:
         if s3_standin is not None:
             s3_standin.stop()

@@ -98,9 +98,7 @@ class ServiceWebServer(WebServer):
 
     @property
     def bind_addr(self) -> Any:
-        config = self.container.config
-        address = (config.get("HTTP_ADDRESSES") or {}).get(self.container.service_name)
-        return parse_address(str(address or config.get("WEB_SERVER_ADDRESS", "0.0.0.0:8000")))
+        return http_bind_address(self.container.config, self.container.service_name)
 
     def get_wsgi_app(self) -> Any:
         return JsonWsgiApp(self)
@@ -110,14 +108,26 @@ class ServiceWebServer(WebServer):
         # the same ports and the kernel split requests between two systems
         if not self._starting:
             self._starting = True
-            self._sock = listen(
-                self.bind_addr,
-                self.container.service_name,
-                reuse_port=as_bool(setting(self.container.config, "HTTP_REUSE_PORT", False)),
-            )
+            self._sock = listen(self.bind_addr, self.container.service_name, reuse_port(self.container.config))
             self._sock.settimeout(None)  # nameko's workaround for https://github.com/celery/kombu/issues/838
             self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
             self._gt = self.container.spawn_managed_thread(self.run)
+
+
+def http_bind_address(config: dict[str, Any], service_name: str) -> Any:
+    """Where a service's HTTP server listens: `HTTP_ADDRESSES[<service name>]`, else nameko's WEB_SERVER_ADDRESS."""
+    address = (config.get("HTTP_ADDRESSES") or {}).get(service_name)
+    return parse_address(str(address or config.get("WEB_SERVER_ADDRESS", "0.0.0.0:8000")))
+
+
+def reuse_port(config: dict[str, Any]) -> bool:
+    return as_bool(setting(config, "HTTP_REUSE_PORT", False))
+
+
+def check_ports_free(config: dict[str, Any], service_names: list[str]) -> None:
+    """Fail before anything starts if a service's HTTP port is taken (the server's own listen checks again)."""
+    for name in service_names:
+        listen(http_bind_address(config, name), name, reuse_port(config)).close()
 
 
 class PortInUseError(RuntimeError):
