@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jaklapor.config import load_config, setting
@@ -57,37 +58,71 @@ def _banner(lines: list[str]) -> None:
     print("!" * width, file=sys.stderr, flush=True)
 
 
+def _local_url(config: dict[str, Any], name: str) -> str:
+    host, port = _split_endpoint(str((config.get("HTTP_ADDRESSES") or {})[name]))
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}"
+
+
+def jaklapor_command() -> str:
+    """How to call the `jaklapor` CLI from the current directory without an activated venv (`.venv/bin/jaklapor`
+    from the repo root): the script installed beside this interpreter."""
+    script = Path(sys.executable).parent / "jaklapor"
+    if not script.exists():
+        return "jaklapor"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
+
+def banner_commands(config: dict[str, Any], names: list[str]) -> list[tuple[str, str]]:
+    """The commands the start-up banner suggests, each runnable exactly as shown from where `jaklapor run` started."""
+    from jaklapor.cli import DEMO_INTAKE_URL, DEMO_STATS_URL
+
+    cli = jaklapor_command()
+    commands = []
+    if "intake" in names and "stats" in names:
+        intake, stats = _local_url(config, "intake"), _local_url(config, "stats")
+        if (intake, stats) == (DEMO_INTAKE_URL, DEMO_STATS_URL):
+            commands.append(("try it", "make demo"))
+        else:
+            commands.append(("try it", f"{cli} demo --url {intake} --stats-url {stats}"))
+    if "intake" in names:
+        commands.append(("OPD API keys", f"{cli} opd-key <opd_code>"))
+    return commands
+
+
+def ready_banner(config: dict[str, Any], names: list[str]) -> list[str]:
+    def url(name: str) -> str:
+        return _local_url(config, name)
+
+    lines = ["jaklapor is up:"]
+    if "intake" in names:
+        lines += [
+            f"  citizen + OPD API   {url('intake')}/api/v1/categories",
+            f"  submit a report     POST {url('intake')}/api/v1/reports",
+        ]
+    if "notify" in names:
+        lines.append(f"  live status stream  {url('notify')}/api/v1/reports/<tracking_token>/stream")
+    if "stats" in names:
+        lines.append(f"  public dashboard    {url('stats')}/")
+        lines.append(f"  public statistics   {url('stats')}/api/v1/stats/summary")
+    lines += [f"  {n:<8} health/metrics  {url(n)}/health  {url(n)}/metrics" for n in names]
+    lines += [f"  {label + ':':<19} {command}" for label, command in banner_commands(config, names)]
+    return lines
+
+
 def _announce_when_ready(config: dict[str, Any], names: list[str]) -> None:
     import eventlet
     import requests
 
-    addresses = config.get("HTTP_ADDRESSES") or {}
-
-    def local_url(name: str) -> str:
-        host, port = _split_endpoint(str(addresses[name]))
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}"
-
     def wait_and_print() -> None:
         for _ in range(600):
             try:
-                if all(requests.get(f"{local_url(n)}/health", timeout=2).status_code == 200 for n in names):
+                if all(requests.get(f"{_local_url(config, n)}/health", timeout=2).status_code == 200 for n in names):
                     break
             except requests.RequestException:
                 pass
             eventlet.sleep(0.1)
-        lines = ["jaklapor is up:"]
-        if "intake" in names:
-            lines += [
-                f"  citizen + OPD API   {local_url('intake')}/api/v1/categories",
-                f"  submit a report     POST {local_url('intake')}/api/v1/reports",
-            ]
-        if "notify" in names:
-            lines.append(f"  live status stream  {local_url('notify')}/api/v1/reports/<tracking_token>/stream")
-        if "stats" in names:
-            lines.append(f"  public statistics   {local_url('stats')}/api/v1/stats/summary")
-        lines += [f"  {n:<8} health/metrics  {local_url(n)}/health  {local_url(n)}/metrics" for n in names]
-        lines.append("  try it: jaklapor demo      (OPD keys: jaklapor opd-key <code>)")
-        print("\n".join(lines), file=sys.stderr, flush=True)
+        print("\n".join(ready_banner(config, names)), file=sys.stderr, flush=True)
 
     eventlet.spawn_n(wait_and_print)
 
