@@ -14,7 +14,6 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from jaklapor.config import load_config, setting
@@ -63,19 +62,9 @@ def _local_url(config: dict[str, Any], name: str) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}"
 
 
-def jaklapor_command() -> str:
-    """How to call the `jaklapor` CLI from the current directory without an activated venv (`.venv/bin/jaklapor`
-    from the repo root): the script installed beside this interpreter."""
-    script = Path(sys.executable).parent / "jaklapor"
-    if not script.exists():
-        return "jaklapor"
-    relative = os.path.relpath(script)
-    return relative if not relative.startswith("..") else str(script)
-
-
 def banner_commands(config: dict[str, Any], names: list[str]) -> list[tuple[str, str]]:
     """The commands the start-up banner suggests, each runnable exactly as shown from where `jaklapor run` started."""
-    from jaklapor.cli import DEMO_INTAKE_URL, DEMO_STATS_URL
+    from jaklapor.cli import DEMO_INTAKE_URL, DEMO_STATS_URL, jaklapor_command
 
     cli = jaklapor_command()
     commands = []
