@@ -10,7 +10,24 @@ jaklapor stats-rebuild [--config FILE] [--check]
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+
+#: where `jaklapor demo` (and `make demo`) looks for the system: `make run`'s default addresses
+DEMO_INTAKE_URL = "http://127.0.0.1:8000"
+DEMO_STATS_URL = "http://127.0.0.1:8002"
+
+
+def jaklapor_command() -> str:
+    """How to call the `jaklapor` CLI from the current directory without an activated venv (`.venv/bin/jaklapor`
+    from the repo root): the script installed beside this interpreter."""
+    script = Path(sys.executable).parent / "jaklapor"
+    if not script.exists():
+        return "jaklapor"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
 
 SERVICES = {
     "intake": "services.intake.service:IntakeService",
@@ -41,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("rest", nargs=argparse.REMAINDER)
 
     demo = commands.add_parser("demo", help="submit realistic sample reports and walk them through the statuses")
-    demo.add_argument("--url", default="http://127.0.0.1:8000", help="intake gateway")
-    demo.add_argument("--stats-url", default="http://127.0.0.1:8002")
+    demo.add_argument("--url", default=DEMO_INTAKE_URL, help="intake gateway")
+    demo.add_argument("--stats-url", default=DEMO_STATS_URL)
     demo.add_argument("--config", help="config file (for the AMQP URI and the OPD key secret)")
 
     key = commands.add_parser("opd-key", help="print the API key of an OPD (from OPD_KEY_SECRET)")

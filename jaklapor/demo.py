@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import requests
 from PIL import ExifTags, Image, ImageDraw
 
+from jaklapor.cli import jaklapor_command
+
 HTTP_TIMEOUT = 10.0
 SUBMIT_DEADLINE = 120.0
 ROUTING_DEADLINE = 30.0
@@ -353,9 +355,10 @@ def check_gateway(demo: Demo) -> bool:
             response = demo.get(f"{base}/health", timeout=5)
         except requests.RequestException:
             say(f"   ✗ the {name} does not answer at {base}")
-            say("     Start the system in another terminal with `make run` (or `jaklapor run`), wait for its")
-            say("     'try it: jaklapor demo' banner, then run `make demo` again.")
-            say("     Elsewhere than on 127.0.0.1:8000 / :8002? Use `jaklapor demo --url URL --stats-url URL`.")
+            say("     Start the system in another terminal with `make run`, wait for its 'jaklapor is up' banner,")
+            say("     then run `make demo` again.")
+            elsewhere = f"`{jaklapor_command()} demo --url URL --stats-url URL`"
+            say(f"     Elsewhere than on 127.0.0.1:8000 / :8002? Use {elsewhere}.")
             return False
         if response.status_code != 200:
             failing = ", ".join(k for k, ok in (_json(response).get("checks") or {}).items() if not ok)
@@ -866,16 +869,17 @@ def what_next(demo: Demo) -> None:
     forwarded = demo.reports["melawai"]
     code = report.opd.get("code")
     transitions = f"{demo.url}/api/v1/opd/reports/{report.report_id}/transitions"
+    cli = jaklapor_command()
     rows = [
         ("track a report (its citizen)", f"curl {report.tracking_url}"),
         ("follow it live", f"curl -N {report.stream_url}"),
-        ("act as its agency", f"KEY=$(jaklapor opd-key {code})"),
+        ("act as its agency", f"KEY=$({cli} opd-key {code})"),
         ("", f'curl -H "Authorization: Bearer $KEY" -F status=selesai -F note=Beres -F photo=@bukti.jpg {transitions}'),
         (
             f"{forwarded.report_id} now waits at",
-            f"{forwarded.opd.get('code')}  (jaklapor opd-key {forwarded.opd.get('code')})",
+            f"{forwarded.opd.get('code')}  ({cli} opd-key {forwarded.opd.get('code')})",
         ),
-        ("where would a point go (offline)", "jaklapor route --lat -6.2443 --lon 106.8003 --category parkir-liar"),
+        ("where would a point go (offline)", f"{cli} route --lat -6.2443 --lon 106.8003 --category parkir-liar"),
         ("statistics", f"curl {demo.stats_url}/api/v1/stats/summary"),
     ]
     metrics = [f"{demo.url}/metrics", f"{base_of(report.stream_url)}/metrics", f"{demo.stats_url}/metrics"]

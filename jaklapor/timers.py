@@ -19,5 +19,13 @@ class ConfigurableTimer(Timer):
         self.interval = float(setting(self.container.config, self.config_key, self.default_seconds))
         super().setup()
 
+    def stop(self) -> None:
+        # nameko's Timer.stop fires its stop event unconditionally: a second stop raised AssertionError ("re-send()
+        # an already-triggered event"); stopping an already stopping timer only waits for it
+        if not self.should_stop.ready():
+            self.should_stop.send(True)
+        if self.gt is not None:
+            self.gt.wait()
+
 
 timer_from_config = ConfigurableTimer.decorator

@@ -16,6 +16,7 @@ peer address may hold (see `connection_limits`).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -34,8 +35,9 @@ from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp, parse_addres
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.config import setting
+from jaklapor.config import as_bool, setting
 from jaklapor.metrics import http_metrics
+from jaklapor.processes import port_holder
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +272,54 @@ class ServiceWebServer(WebServer):
 
     @property
     def bind_addr(self) -> Any:
-        config = self.container.config
-        address = (config.get("HTTP_ADDRESSES") or {}).get(self.container.service_name)
-        return parse_address(str(address or config.get("WEB_SERVER_ADDRESS", "0.0.0.0:8000")))
+        return http_bind_address(self.container.config, self.container.service_name)
 
     def get_wsgi_app(self) -> Any:
         return JsonWsgiApp(self)
+
+    def start(self) -> None:
+        # nameko's start, with an exclusive port: eventlet.listen's default SO_REUSEPORT let a second `make run` bind
+        # the same ports and the kernel split requests between two systems
+        if not self._starting:
+            self._starting = True
+            self._sock = listen(self.bind_addr, self.container.service_name, reuse_port(self.container.config))
+            self._sock.settimeout(None)  # nameko's workaround for https://github.com/celery/kombu/issues/838
+            self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
+            self._gt = self.container.spawn_managed_thread(self.run)
+
+
+def http_bind_address(config: dict[str, Any], service_name: str) -> Any:
+    """Where a service's HTTP server listens: `HTTP_ADDRESSES[<service name>]`, else nameko's WEB_SERVER_ADDRESS."""
+    address = (config.get("HTTP_ADDRESSES") or {}).get(service_name)
+    return parse_address(str(address or config.get("WEB_SERVER_ADDRESS", "0.0.0.0:8000")))
+
+
+def reuse_port(config: dict[str, Any]) -> bool:
+    return as_bool(setting(config, "HTTP_REUSE_PORT", False))
+
+
+def check_ports_free(config: dict[str, Any], service_names: list[str]) -> None:
+    """Fail before anything starts if a service's HTTP port is taken (the server's own listen checks again)."""
+    for name in service_names:
+        listen(http_bind_address(config, name), name, reuse_port(config)).close()
+
+
+class PortInUseError(RuntimeError):
+    """A service's HTTP port is held by another process (and sharing it was not asked for)."""
+
+
+def listen(bind_addr: Any, service_name: str, reuse_port: bool) -> Any:
+    """A listening socket on `bind_addr`; sharing the port with other processes only when `reuse_port` says so."""
+    try:
+        return eventlet.listen(bind_addr, reuse_port=reuse_port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUseError(
+            f"port {bind_addr.port} ({service_name}) is already in use by {port_holder(bind_addr.port)}: stop it "
+            f"or give {service_name} another address ({service_name.upper()}_HTTP); to run several processes on one "
+            "port on purpose, set HTTP_REUSE_PORT=true in each"
+        ) from None
 
 
 def max_request_bytes(config: dict[str, Any]) -> int:
