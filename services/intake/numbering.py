@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,8 @@ class NumberingMark:
     def __init__(self, directory: Path) -> None:
         self.path = directory / "report-numbers.json"
         self.lock_path = directory / "report-numbers.lock"
+        # workers of this process queue here (green under eventlet) rather than blocking the process on the file lock
+        self._in_process = threading.Lock()
 
     def check(self) -> None:
         """At start: the directory is writable and the mark readable, or `NumberingMarkError` saying why."""
@@ -50,10 +53,11 @@ class NumberingMark:
         except OSError as exc:
             raise NumberingMarkError(f"cannot write the report-number mark in {self.path.parent}: {exc}") from exc
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield self._read()
+            with self._in_process:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield self._read()
         finally:
-            lock.close()  # releases the lock
+            lock.close()  # releases the file lock
 
     def _read(self) -> dict[str, int]:
         try:

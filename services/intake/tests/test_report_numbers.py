@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -70,6 +71,14 @@ def test_processes_with_their_own_store_sharing_the_mark_never_overlap(tmp_path:
     for _ in range(3 * SEQUENCE_BLOCK):
         handed_out += [first.next_sequence("20261128"), second.next_sequence("20261128")]
     assert len(set(handed_out)) == len(handed_out)
+
+
+def test_concurrent_reservations_through_the_mark_never_overlap(tmp_path: Path) -> None:
+    repositories = [ReportRepository(fresh_store(), NumberingMark(tmp_path)) for _ in range(4)]
+    with ThreadPoolExecutor(len(repositories)) as pool:
+        runs = list(pool.map(lambda r: [r.next_sequence("20261128") for _ in range(3 * SEQUENCE_BLOCK)], repositories))
+    handed_out = [number for run in runs for number in run]
+    assert len(set(handed_out)) == len(handed_out) == 4 * 3 * SEQUENCE_BLOCK
 
 
 def test_the_mark_keeps_only_the_last_days(tmp_path: Path) -> None:
