@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,17 +45,20 @@ def submit(system: RunningSystem, description: str) -> str:
 def queued(system: RunningSystem, count: int) -> None:
     reader = OpdQueueReader(system.amqp_uri)
     try:
-        wait_for(lambda: reader.count(PARKING_OPD) >= count, 60, message=f"{count} messages on {PARKING_OPD}'s queue")
+        wait_for(lambda: reader.count(PARKING_OPD) >= count, 120, message=f"{count} messages on {PARKING_OPD}'s queue")
     finally:
         reader.close()
 
 
-def test_report_numbers_never_repeat_after_a_restart_of_the_in_process_store(local_system: RunningSystem) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_report_numbers_never_repeat_after_a_restart_of_the_in_process_store(
+    local_system: RunningSystem, stop_signal: int
+) -> None:
     first_run = [
         submit(local_system, f"Mobil parkir di trotoar, laporan {n} sebelum restart") for n in range(REPORTS_PER_RUN)
     ]
     queued(local_system, REPORTS_PER_RUN)  # the agency has them; nobody read them yet
-    assert local_system.stop() == 0
+    local_system.stop(stop_signal)  # Ctrl-C / kill of `make run`, or a crash
 
     local_system.restart("intake")  # same broker, same vhost, same queues; a new, empty report store
     second_run = [
