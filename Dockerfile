@@ -1,5 +1,6 @@
 # One image for the four services; docker-compose picks the service with `jaklapor run --services <name>`.
-FROM python:3.11-slim
+# an exact release, so a rebuild gets the same Python and Debian
+FROM python:3.11.16-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app

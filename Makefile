@@ -27,6 +27,11 @@ test: setup system-deps
 demo: setup
 	$(BIN)/jaklapor demo
 
+## write .env for docker compose with fresh random secrets (refuses to overwrite one)
+.PHONY: env
+env:
+	scripts/generate-env
+
 system-deps:
 	scripts/install-system-deps
 

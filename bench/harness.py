@@ -150,7 +150,7 @@ class BenchSystem:
         assert self.s3 is not None
         intake_url = self.intake_urls()[0] if self.intake_urls() else "http://127.0.0.1:8000"
         env = service_env(self.amqp_uri, mongo_uri, self.s3, "bench-photos", proc.ports, intake_url)
-        env.update(RATE_LIMIT_BURST="0", PYTHONPATH=str(self.code_dir))
+        env.update(RATE_LIMIT_BURST="0", PYTHONPATH=str(self.code_dir), LOCAL_DATA_DIR=str(self.run_dir / "local-data"))
         env.update(self.env)
         return env
 

@@ -5,10 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from nameko.dependency_providers import Config
+from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
+from jaklapor.config import refuse_development_secrets, setting
 from jaklapor.metrics import exposition
 from jaklapor.web import api, json_response
+
+
+class SecretGuard(DependencyProvider):
+    """Stops the service at start when a secret it uses is a development value outside the local mode.
+
+    `secrets`: the settings the service always uses; `used_with`: {secret: setting that enables its use}."""
+
+    def __init__(self, *secrets: str, used_with: dict[str, str] | None = None) -> None:
+        self.secrets = secrets
+        self.used_with = used_with or {}
+
+    def setup(self) -> None:
+        config = self.container.config
+        used = self.secrets + tuple(key for key, switch in self.used_with.items() if setting(config, switch))
+        refuse_development_secrets(config, self.container.service_name, used)
 
 
 class OperationsEndpoints:

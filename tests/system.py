@@ -146,6 +146,8 @@ def service_env(
         PUBLIC_URL=public_url,
         NOTIFY_PUBLIC_URL=f"http://127.0.0.1:{ports['notify']}",
         OPD_KEY_SECRET=OPD_KEY_SECRET,
+        # test secrets are no secrets: the explicit local mode, also with the MongoDB wire stand-in
+        JAKLAPOR_MODE="local",
         LOG_LEVEL="INFO",
         TRUSTED_PROXY_HOPS="1",
         PYTHONUNBUFFERED="1",
@@ -224,6 +226,8 @@ class RunningSystem:
             public_url=self.url("intake"),
         )
         env["CONTACT_KEY"] = CONTACT_KEY
+        # the report-number mark of the in-process store, kept across restarts of this system (not the user's)
+        env["LOCAL_DATA_DIR"] = str(self.log_dir / "local-data")
         env.update(self.env)
         return env
 

@@ -1,5 +1,7 @@
-"""docker-compose.yml is checked without a Docker engine: `docker-compose config` validates it, and every service's
-command and environment must match what the code reads."""
+"""docker-compose.yml is checked without a Docker engine: `docker-compose config` validates it with a .env from
+scripts/generate-env (and refuses it without one), every service's command and environment must match what the code
+reads, no secret has a default, every image is pinned; and the services refuse development secrets outside the local
+mode."""
 
 from __future__ import annotations
 
@@ -7,30 +9,89 @@ import json
 import os
 import re
 import shutil
+import signal
+import stat
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 
 import pytest
+import requests
 import yaml
 
 from jaklapor.cli import SERVICES
-from jaklapor.config import DEFAULT_CONFIG_PATH
+from jaklapor.config import (
+    DEFAULT_CONFIG_PATH,
+    DEPLOYMENT_MODE,
+    LOCAL_MODE,
+    SECRET_SETTINGS,
+    InsecureConfiguration,
+    development_secrets,
+    development_secrets_in,
+    run_mode,
+)
+from jaklapor.operations import SecretGuard
+from tests.system import S3StandIn, Vhost, free_port, service_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = set(SERVICES)
 HTTP_ENV = {"intake": "INTAKE_HTTP", "routing": "ROUTING_HTTP", "notify": "NOTIFY_HTTP", "stats": "STATS_HTTP"}
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+GENERATE_ENV = ROOT / "scripts/generate-env"
+# a release, not a moving tag: 1.2.3 (with a variant suffix), v1.2.3, or MinIO's RELEASE.<timestamp>
+PINNED_TAG = re.compile(r"^(v?\d+\.\d+\.\d+([-.][\w.-]+)?|RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ)$")
+VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:
+def required_in_env_example() -> list[str]:
+    """The variables .env.example asks for (uncommented, empty assignments)."""
+    return re.findall(r"^([A-Z][A-Z0-9_]*)=$", ENV_EXAMPLE.read_text(), re.MULTILINE)
+
+
+def docker_compose() -> str:
     exe = shutil.which("docker-compose")
     if exe is None:
         if os.environ.get("CI") == "true":
             pytest.fail("docker-compose (Debian package docker-compose) is required in CI")
         pytest.skip("docker-compose is not installed (scripts/install-system-deps installs it)")
-    result = subprocess.run(
-        [exe, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    return exe
+
+
+def compose_config(env_file: Path) -> subprocess.CompletedProcess:
+    """`docker-compose config` with only `env_file` as the source of variables (none from the caller's shell)."""
+    env = {k: v for k, v in os.environ.items() if k not in required_in_env_example() and k != "COMPOSE_FILE"}
+    return subprocess.run(
+        [docker_compose(), "-f", str(COMPOSE_FILE), "--env-file", str(env_file), "config"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
     )
+
+
+def generate_env(output: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(GENERATE_ENV), "--output", str(output)], capture_output=True, text=True)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", path.read_text(), re.MULTILINE))
+
+
+@pytest.fixture(scope="module")
+def generated_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("deployment") / ".env"
+    result = generate_env(path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def compose(generated_env: Path) -> dict:
+    result = compose_config(generated_env)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -41,7 +102,8 @@ def config_variables() -> set[str]:
 
 def test_full_stack_has_the_real_backing_services(compose: dict) -> None:
     services = compose["services"]
-    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.10-management")
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.10.")
+    assert services["rabbitmq"]["image"].endswith("-management")
     assert services["mongodb"]["image"].startswith("mongo:")
     assert services["minio"]["image"].startswith("minio/minio")
     assert services["prometheus"]["image"].startswith("prom/prometheus")
@@ -59,13 +121,16 @@ def test_each_service_runs_its_own_code_with_real_stores(compose: dict) -> None:
         unknown = set(env) - known
         assert not unknown, f"{name} sets variables the config never reads: {unknown}"
         assert env["MONGO_URI"].startswith("mongodb://"), "compose must use the real MongoDB"
-        assert env["S3_ENDPOINT"] == "minio:9000"
         assert env["AMQP_URI"].startswith("pyamqp://") and "@rabbitmq:5672" in env["AMQP_URI"]
+        assert env["JAKLAPOR_MODE"] == DEPLOYMENT_MODE, f"{name} must refuse development secrets"
         port = env[HTTP_ENV[name]].rsplit(":", 1)[1]
         # `docker-compose config` normalises ports to {published, target}
         listening = {str(p["target"]) for p in service.get("ports", [])} | {str(p) for p in service.get("expose", [])}
         assert port in listening, f"{name} listens on {port} but compose exposes {listening}"
-        assert set(service["depends_on"]) >= {"rabbitmq", "mongodb", "minio"}
+        assert set(service["depends_on"]) >= {"rabbitmq", "mongodb"}
+    intake = compose["services"]["intake"]
+    assert intake["environment"]["S3_ENDPOINT"] == "minio:9000"
+    assert intake["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
 
 
 def test_prometheus_scrapes_every_service_and_rabbitmq(compose: dict) -> None:
@@ -150,3 +215,232 @@ def test_dockerfile_installs_the_package_and_its_cli() -> None:
     assert "FROM python:3.11" in dockerfile
     assert "pip install ." in dockerfile
     assert 'CMD ["jaklapor", "run"' in dockerfile
+
+
+# ---- secrets, credentials and images -------------------------------------------------------------------------------
+
+
+def test_compose_refuses_to_start_without_the_generated_env(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    result = compose_config(empty)
+    assert result.returncode != 0
+    assert "Missing mandatory value" in result.stderr and "run scripts/generate-env" in result.stderr
+
+
+def test_no_secret_in_compose_has_a_default() -> None:
+    text = COMPOSE_FILE.read_text()
+    required = set(required_in_env_example())
+    used = {}
+    for name, operator, default in VARIABLE.findall(text):
+        used.setdefault(name, set()).add(operator)
+        if operator == ":-" and re.search(r"PASSWORD|SECRET|KEY|TOKEN", name):
+            assert default == "", f"{name} has a default value: {default!r}"
+    for name in required:
+        assert used.get(name) == {":?"}, f"{name} must be given as ${{{name}:?...}} (no default), not {used.get(name)}"
+    # every variable compose insists on is one .env.example asks for, and scripts/generate-env fills
+    assert {name for name, operators in used.items() if ":?" in operators} == required
+    assert set(SECRET_SETTINGS) <= required
+
+
+def test_each_service_gets_only_the_secrets_it_uses_as_on_kubernetes(compose: dict) -> None:
+    from tests.test_kubernetes import REQUIRED_SECRETS
+
+    credentials = {*SECRET_SETTINGS, "S3_ACCESS_KEY"}
+    for name in APP_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert set(env) & credentials == REQUIRED_SECRETS[name] & credentials, name
+    assert "TOKEN_SECRET" in compose["services"]["intake"]["environment"]
+
+
+def test_services_use_their_own_accounts_not_the_stores_root(compose: dict, generated_env: Path) -> None:
+    values = read_env(generated_env)
+    services = compose["services"]
+    # RabbitMQ: the deployment's user, from .env, is the one the broker creates and the services log in as
+    rabbitmq = services["rabbitmq"]["environment"]
+    assert (rabbitmq["RABBITMQ_DEFAULT_USER"], rabbitmq["RABBITMQ_DEFAULT_PASS"]) == (
+        values["RABBITMQ_USER"],
+        values["RABBITMQ_PASSWORD"],
+    )
+    amqp = f"pyamqp://{values['RABBITMQ_USER']}:{values['RABBITMQ_PASSWORD']}@rabbitmq:5672/"
+    # MongoDB: authentication on (root user set), the services log in as the user the init script creates
+    mongodb = services["mongodb"]
+    assert mongodb["environment"]["MONGO_INITDB_ROOT_USERNAME"] == values["MONGO_ROOT_USER"]
+    init_script = mounts(mongodb)["/docker-entrypoint-initdb.d/create-service-user.js"]
+    script = Path(init_script).read_text()
+    assert "process.env.MONGO_USER" in script and "process.env.MONGO_PASSWORD" in script
+    # readWrite on the databases the services open (MONGO_DB_PREFIX "jaklapor" + service), nothing else
+    assert '{ role: "readWrite", db: `jaklapor_${service}` }' in script and script.count("role:") == 1
+    assert set(re.search(r"const services = \[(.*)\]", script).group(1).replace('"', "").split(", ")) == APP_SERVICES
+    assert mongodb["environment"]["MONGO_USER"] == values["MONGO_USER"] != values["MONGO_ROOT_USER"]
+    mongo = f"mongodb://{values['MONGO_USER']}:{values['MONGO_PASSWORD']}@mongodb:27017/?authSource=admin"
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        assert env["AMQP_URI"] == amqp and env["MONGO_URI"] == mongo, name
+        assert not any(values["MINIO_ROOT_PASSWORD"] == v or values["MONGO_ROOT_PASSWORD"] in v for v in env.values())
+    # MinIO: intake's own user, created by minio-init with a policy on the photo bucket's objects only
+    intake = services["intake"]["environment"]
+    assert intake["S3_ACCESS_KEY"] == values["S3_ACCESS_KEY"] != values["MINIO_ROOT_USER"]
+    init = services["minio-init"]
+    assert init["environment"]["S3_ACCESS_KEY"] == values["S3_ACCESS_KEY"]
+    assert init["environment"]["S3_BUCKET"] == intake["S3_BUCKET"]
+    commands = init["command"][0]
+    policy_file = mounts(init)["/etc/jaklapor/photos-policy.json"]
+    assert "mc admin policy create jaklapor jaklapor-photos /etc/jaklapor/photos-policy.json" in commands
+    assert 'mc admin user add jaklapor "$$S3_ACCESS_KEY" "$$S3_SECRET_KEY"' in commands
+    assert 'mc admin policy attach jaklapor jaklapor-photos --user "$$S3_ACCESS_KEY"' in commands
+    policy = json.loads(Path(policy_file).read_text())
+    bucket = f"arn:aws:s3:::{intake['S3_BUCKET']}"
+    granted = {(action, resource) for s in policy["Statement"] for action in s["Action"] for resource in s["Resource"]}
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+    assert {resource for _action, resource in granted} == {bucket, f"{bucket}/*"}
+    assert {action for action, _resource in granted} == {
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    }
+
+
+def test_every_image_is_pinned_to_a_release(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue  # built here from the Dockerfile, whose base image is checked below
+        image, _, tag = service["image"].rpartition(":")
+        assert image and PINNED_TAG.match(tag), f"{name}: {service['image']} is not pinned to a release"
+    (base,) = re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert PINNED_TAG.match(base.rpartition(":")[2]), base
+
+
+def test_generate_env_writes_every_secret_fresh_and_never_overwrites(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    first, second = tmp_path / "first.env", tmp_path / "second.env"
+    assert generate_env(first).returncode == 0 and generate_env(second).returncode == 0
+    values, others = read_env(first), read_env(second)
+    assert sorted(values) == sorted(required_in_env_example())
+    assert all(values.values())
+    assert len(set(values.values())) == len(values), "two variables got the same value"
+    assert not set(values.values()) & set(others.values()), "two runs gave a same value: not random"
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    Fernet(values["CONTACT_KEY"].encode())  # a valid key, or this raises
+    assert not development_secrets_in(values, SECRET_SETTINGS)
+    for name, value in values.items():
+        assert re.fullmatch(r"[A-Za-z0-9-]+", value) or name == "CONTACT_KEY", f"{name}: unsafe in a URI: {value}"
+        if name.endswith(("USER", "ACCESS_KEY")):
+            assert 3 <= len(value) <= 20, name  # MinIO's access key limits
+        else:
+            assert 32 <= len(value) <= 44, name  # MinIO's secret keys are at most 40 (CONTACT_KEY: 44)
+
+    before = first.read_text()
+    again = generate_env(first)
+    assert again.returncode == 1 and "not overwritten" in again.stderr
+    assert first.read_text() == before
+
+
+def test_the_secret_guard_knows_every_development_value() -> None:
+    known = development_secrets()
+    assert set(known) == set(SECRET_SETTINGS), "each secret setting has its development default in config.yaml"
+    assert known["OPD_KEY_SECRET"] == "dev-only-opd-key-secret-change-me"
+    # the values the old compose file shipped and the Kubernetes template's placeholders are refused as well
+    template = yaml.safe_load((ROOT / "deploy/kubernetes/secret.example.yaml").read_text())["stringData"]
+    guarded = [key for key in SECRET_SETTINGS if key in template]
+    assert development_secrets_in(template, tuple(guarded)) == guarded
+    assert development_secrets_in({**known, "OPD_KEY_SECRET": ""}, SECRET_SETTINGS) == list(SECRET_SETTINGS)
+
+
+def test_the_mode_is_local_only_when_asked_or_with_the_in_process_store() -> None:
+    assert run_mode({"MONGO_URI": "mongomock://localhost"}) == LOCAL_MODE  # `make run`
+    assert run_mode({"MONGO_URI": "mongodb://mongodb:27017/"}) == DEPLOYMENT_MODE
+    assert run_mode({"MONGO_URI": "mongodb://127.0.0.1:27017/", "JAKLAPOR_MODE": "local"}) == LOCAL_MODE
+    assert run_mode({"MONGO_URI": "mongomock://localhost", "JAKLAPOR_MODE": "deployment"}) == DEPLOYMENT_MODE
+    with pytest.raises(InsecureConfiguration, match="JAKLAPOR_MODE='prod'"):
+        run_mode({"JAKLAPOR_MODE": "prod"})
+
+
+def guard_setup(guard: SecretGuard, config: dict) -> None:
+    guard.container = SimpleNamespace(config=config, service_name="notify")
+    guard.setup()
+
+
+def test_notify_guards_the_relay_secret_only_when_it_signs_webhooks(caplog: pytest.LogCaptureFixture) -> None:
+    guard = SecretGuard("CONTACT_KEY", used_with={"CITIZEN_WEBHOOK_SECRET": "CITIZEN_WEBHOOK_URL"})
+    real = {"CONTACT_KEY": "a-real-key-nobody-knows", "JAKLAPOR_MODE": "deployment"}
+    guard_setup(guard, {**real, "CITIZEN_WEBHOOK_SECRET": development_secrets()["CITIZEN_WEBHOOK_SECRET"]})
+    with pytest.raises(InsecureConfiguration, match="notify refuses to start: CITIZEN_WEBHOOK_SECRET is empty"):
+        guard_setup(guard, {**real, "CITIZEN_WEBHOOK_URL": "https://relay.example.org/hook"})
+    assert "notify refuses to start" in caplog.text
+
+
+def intake_process(vhost: Vhost, s3: S3StandIn, port: int, **settings: str) -> subprocess.Popen:
+    """`jaklapor run --services intake` with the in-process store and only the given secrets (none from the shell)."""
+    ports = {"intake": port, "notify": free_port(), "stats": free_port(), "routing": free_port()}
+    env = service_env(vhost.amqp_uri, "mongomock://guard", s3, "guard-photos", ports, f"http://127.0.0.1:{port}")
+    for key in (*SECRET_SETTINGS, "JAKLAPOR_MODE", "JAKLAPOR_CONFIG"):
+        env.pop(key, None)
+    env.update(settings)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin", "--services", "intake"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> str:
+    """SIGTERM, as docker and Kubernetes stop a container; its output. Never leaves the process behind."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0]
+        raise AssertionError(f"intake did not stop within 120 s of SIGTERM: {output[-4000:]}") from None
+
+
+def healthy_or_exited(process: subprocess.Popen, port: int) -> bool:
+    if process.poll() is not None:
+        return True
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def own_vhost() -> Iterator[Vhost]:
+    created = Vhost.create()
+    yield created
+    created.delete()
+
+
+@pytest.mark.e2e
+def test_intake_with_development_secrets_starts_only_in_local_mode(
+    own_vhost: Vhost, s3: S3StandIn, generated_env: Path, tmp_path: Path
+) -> None:
+    # the S3 stand-in takes any key: a real one, not a development value; the numbering mark stays in the test's dir
+    common = {"S3_SECRET_KEY": "e2e-secret", "LOCAL_DATA_DIR": str(tmp_path)}
+    vhost = own_vhost
+    refused = intake_process(vhost, s3, free_port(), JAKLAPOR_MODE="deployment", **common)
+    output, _ = refused.communicate(timeout=120)  # generous: starting Python with nameko on a loaded 2-core machine
+    assert refused.returncode != 0
+    assert (
+        "intake refuses to start: OPD_KEY_SECRET, TOKEN_SECRET, CONTACT_KEY are empty, a published development value "
+        "or a placeholder"
+    ) in output
+    assert '"level": "ERROR"' in next(line for line in output.splitlines() if "refuses to start" in line)
+
+    real = {key: value for key, value in read_env(generated_env).items() if key in SECRET_SETTINGS}
+    for mode, secrets in ((LOCAL_MODE, {}), (DEPLOYMENT_MODE, real)):
+        port = free_port()
+        started = intake_process(vhost, s3, port, **{**common, "JAKLAPOR_MODE": mode, **secrets})
+        try:
+            wait_for(lambda p=started, n=port: healthy_or_exited(p, n), 120, message=f"intake healthy in {mode} mode")
+            running = started.poll() is None
+        finally:
+            output = stop(started)
+        assert running, f"intake did not start in {mode} mode: {output[-4000:]}"
+        assert "refuses to start" not in output

@@ -253,6 +253,7 @@ def test_production_settings(resources: list[dict[str, Any]]) -> None:
     assert mongo.scheme == "mongodb" and len(mongo.netloc.split(",")) == 3, "a three-member replica set"
     assert "replicaSet=rs0" in mongo.query and "w=majority" in mongo.query
     assert "w=majority" in secret_template()["stringData"]["MONGO_URI"]
+    assert config_map["JAKLAPOR_MODE"] == "deployment", "development secrets must stop the services"
     assert config_map["TRUSTED_PROXY_HOPS"] == "1", "one proxy (the ingress controller) in front of intake"
     assert config_map["MAX_REQUEST_BYTES"] == config_defaults()["MAX_REQUEST_BYTES"]
     assert config_map["S3_ENDPOINT"].split(":")[0] == "minio"

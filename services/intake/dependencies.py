@@ -20,14 +20,15 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from jaklapor.config import setting
+from jaklapor.config import local_data_dir, setting
 from jaklapor.events import utcnow
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed
-from jaklapor.mongo import MongoDatabase, database_for, ping
+from jaklapor.mongo import MongoDatabase, database_for, is_in_process, ping
 from jaklapor.reference import load_categories, load_directory
 from services.intake import metrics
 from services.intake.domain import WAITING_STATUSES
 from services.intake.image_memory import keep_image_memory
+from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
 from services.intake.ratelimit import RateLimiter
 
@@ -49,9 +50,11 @@ class ReportRepository:
     is a single atomic write; `outbox_due` tells the relay when to (re)try.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, numbering_mark: NumberingMark | None = None) -> None:
         self.reports = db["reports"]
         self.counters = db["counters"]
+        # where the day counters must also be kept when the store itself does not outlive the process
+        self.numbering_mark = numbering_mark
         self._sequence_blocks: dict[str, Iterator[int]] = {}
 
     def ensure_indexes(self) -> None:
@@ -65,24 +68,37 @@ class ReportRepository:
         return ping(self.reports.database)
 
     def next_sequence(self, day: str) -> int:
-        """The next report number of the day: unique, and increasing within a process.
+        """The next report number of the day: unique for the deployment, and increasing within a process.
 
         Numbers are reserved in blocks, one write per block instead of one per report; the rest of a block is
         skipped when the process stops, so the day's numbers can have gaps (like any CRM ticket number)."""
         numbers = self._sequence_blocks.get(day)
         number = next(numbers, None) if numbers is not None else None
         if number is None:
-            counter = self.counters.find_one_and_update(
-                {"_id": f"report-{day}"},
-                {"$inc": {"seq": SEQUENCE_BLOCK}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-            end = int(counter["seq"])
+            end = self._reserve_block(day)
             numbers = iter(range(end - SEQUENCE_BLOCK + 1, end + 1))
             self._sequence_blocks = {day: numbers}  # a new day forgets the old one's block
             number = next(numbers)
         return number
+
+    def _reserve_block(self, day: str) -> int:
+        """Reserve the day's next block in the store; returns its last number."""
+        counter_id = f"report-{day}"
+        if self.numbering_mark is None:
+            return self._increment(counter_id)
+        with self.numbering_mark.locked() as marks:
+            # a store that started empty (a restart of the in-process one) resumes above what was handed out
+            if marks.get(day):
+                self.counters.update_one({"_id": counter_id}, {"$max": {"seq": marks[day]}}, upsert=True)
+            end = self._increment(counter_id)
+            self.numbering_mark.save(marks, day, end)  # on disk before any number of the block is handed out
+        return end
+
+    def _increment(self, counter_id: str) -> int:
+        counter = self.counters.find_one_and_update(
+            {"_id": counter_id}, {"$inc": {"seq": SEQUENCE_BLOCK}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return int(counter["seq"])
 
     def insert(self, report: dict[str, Any]) -> None:
         self.reports.insert_one(report)
@@ -230,7 +246,15 @@ class ReportStore(MongoDatabase):
     database = "intake"
 
     def make_repository(self, db: Database) -> ReportRepository:
-        return ReportRepository(db)
+        if not is_in_process(self.uri):
+            return ReportRepository(db)
+        mark = NumberingMark(local_data_dir(self.container.config))
+        try:
+            mark.check()
+        except NumberingMarkError as exc:
+            log.critical("%s; intake does not start, so that no report number is handed out twice", exc)
+            raise
+        return ReportRepository(db, mark)
 
     def prepare(self, repository: ReportRepository) -> None:
         super().prepare(repository)

@@ -38,7 +38,7 @@ from jaklapor.messaging import (
     work_queue,
 )
 from jaklapor.opd_keys import verify_key
-from jaklapor.operations import OperationsEndpoints
+from jaklapor.operations import OperationsEndpoints, SecretGuard
 from jaklapor.reference import slugify
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
 from jaklapor.timers import timer_from_config
@@ -111,6 +111,7 @@ class IntakeService(OperationsEndpoints):
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
 
+    secrets = SecretGuard("OPD_KEY_SECRET", "TOKEN_SECRET", "CONTACT_KEY", "S3_SECRET_KEY")
     store = ReportStore()
     photos = PhotoStorage()
     photo_cleaner = PhotoCleaner()

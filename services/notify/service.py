@@ -29,7 +29,7 @@ from jaklapor.messaging import (
     work_consumer,
     work_queue,
 )
-from jaklapor.operations import OperationsEndpoints
+from jaklapor.operations import OperationsEndpoints, SecretGuard
 from jaklapor.timers import timer_from_config
 from jaklapor.tokens import token_hash_or_none
 from jaklapor.web import ApiError, api, json_response
@@ -62,6 +62,7 @@ UNSUBSCRIBE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 class NotifyService(OperationsEndpoints):
     name = "notify"
 
+    secrets = SecretGuard("CONTACT_KEY", used_with={"CITIZEN_WEBHOOK_SECRET": "CITIZEN_WEBHOOK_URL"})
     store = NotifyStore()
     live = LiveStreams()
     publisher = Publisher(declare=[NOTIFY_EVENTS])

@@ -1,10 +1,18 @@
-"""Report numbers: unique per day across replicas, increasing within one, reserved a block per write."""
+"""Report numbers: unique per day across replicas and restarts, increasing within one, reserved a block per write."""
 
 from __future__ import annotations
 
-import mongomock
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
 
-from services.intake.dependencies import SEQUENCE_BLOCK, ReportRepository
+import mongomock
+import pytest
+from pymongo.database import Database
+
+from services.intake.dependencies import SEQUENCE_BLOCK, ReportRepository, ReportStore
+from services.intake.numbering import DAYS_KEPT, NumberingMark, NumberingMarkError
 
 
 def test_replicas_sharing_the_store_never_hand_out_the_same_number() -> None:
@@ -24,3 +32,87 @@ def test_each_day_counts_from_one() -> None:
     repository = ReportRepository(mongomock.MongoClient(tz_aware=True)["intake"])
     assert [repository.next_sequence("20261128") for _ in range(3)] == [1, 2, 3]
     assert repository.next_sequence("20261129") == 1
+
+
+# ---- the in-process store: numbers continue after a restart (the store is lost, the numbers handed out are not) ----
+
+
+def fresh_store() -> Database:
+    """An empty in-process store, as a restarted `make run` has."""
+    return mongomock.MongoClient(tz_aware=True)["intake"]
+
+
+def test_a_restarted_in_process_store_continues_the_days_numbers(tmp_path: Path) -> None:
+    before = ReportRepository(fresh_store(), NumberingMark(tmp_path))
+    first_run = [before.next_sequence("20261128") for _ in range(SEQUENCE_BLOCK + 3)]
+    assert first_run == list(range(1, SEQUENCE_BLOCK + 4))
+
+    after = ReportRepository(fresh_store(), NumberingMark(tmp_path))  # the process restarted: its store is empty
+    second_run = [after.next_sequence("20261128") for _ in range(3)]
+
+    # the unused rest of the first run's block is skipped, never handed out again
+    assert second_run == [2 * SEQUENCE_BLOCK + 1, 2 * SEQUENCE_BLOCK + 2, 2 * SEQUENCE_BLOCK + 3]
+    assert after.next_sequence("20261129") == 1  # a new day still starts at 000001
+
+
+def test_the_mark_is_on_disk_before_a_number_of_its_block_is_handed_out(tmp_path: Path) -> None:
+    repository = ReportRepository(fresh_store(), NumberingMark(tmp_path))
+    number = repository.next_sequence("20261128")
+    # a kill -9 right now: what a new process would read
+    with NumberingMark(tmp_path).locked() as marks:
+        assert marks["20261128"] >= number
+    assert json.loads((tmp_path / "report-numbers.json").read_text()) == {"20261128": SEQUENCE_BLOCK}
+
+
+def test_processes_with_their_own_store_sharing_the_mark_never_overlap(tmp_path: Path) -> None:
+    first = ReportRepository(fresh_store(), NumberingMark(tmp_path))
+    second = ReportRepository(fresh_store(), NumberingMark(tmp_path))
+    handed_out = []
+    for _ in range(3 * SEQUENCE_BLOCK):
+        handed_out += [first.next_sequence("20261128"), second.next_sequence("20261128")]
+    assert len(set(handed_out)) == len(handed_out)
+
+
+def test_concurrent_reservations_through_the_mark_never_overlap(tmp_path: Path) -> None:
+    repositories = [ReportRepository(fresh_store(), NumberingMark(tmp_path)) for _ in range(4)]
+    with ThreadPoolExecutor(len(repositories)) as pool:
+        runs = list(pool.map(lambda r: [r.next_sequence("20261128") for _ in range(3 * SEQUENCE_BLOCK)], repositories))
+    handed_out = [number for run in runs for number in run]
+    assert len(set(handed_out)) == len(handed_out) == 4 * 3 * SEQUENCE_BLOCK
+
+
+def test_the_mark_keeps_only_the_last_days(tmp_path: Path) -> None:
+    repository = ReportRepository(fresh_store(), NumberingMark(tmp_path))
+    days = [f"202611{day:02d}" for day in range(1, 11)]
+    for day in days:
+        repository.next_sequence(day)
+    assert sorted(json.loads((tmp_path / "report-numbers.json").read_text())) == days[-DAYS_KEPT:]
+
+
+@pytest.mark.parametrize("content", ["{not json", '["20261128", 40]', '{"20261128": "forty"}'])
+def test_a_damaged_mark_hands_out_no_number_and_says_which_file(tmp_path: Path, content: str) -> None:
+    (tmp_path / "report-numbers.json").write_text(content)
+    mark = NumberingMark(tmp_path)
+    with pytest.raises(NumberingMarkError, match=r"report-numbers.json is damaged.*restore it"):
+        mark.check()
+    with pytest.raises(NumberingMarkError):
+        ReportRepository(fresh_store(), mark).next_sequence("20261128")
+
+
+def test_an_unwritable_data_dir_is_refused_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(NumberingMarkError, match="cannot write the report-number mark"):
+        NumberingMark(blocker / "jaklapor").check()
+
+
+def test_a_real_mongodb_keeps_its_own_counters_without_a_mark(tmp_path: Path) -> None:
+    container = SimpleNamespace(config={"MONGO_URI": "mongodb://mongo.example:27017/", "LOCAL_DATA_DIR": str(tmp_path)})
+    store = ReportStore()
+    store.container = container
+    store.uri = container.config["MONGO_URI"]
+    assert store.make_repository(fresh_store()).numbering_mark is None
+
+    container.config["MONGO_URI"] = store.uri = "mongomock://local"
+    mark = store.make_repository(fresh_store()).numbering_mark
+    assert mark is not None and mark.path == tmp_path / "report-numbers.json"
