@@ -90,16 +90,16 @@ class SeaweedPorts:
     def pick(cls, s3: int | None = None, host: str = "127.0.0.1") -> SeaweedPorts:
         """Free ports (and free gRPC ports above them) on `host`; `s3` fixes the S3 port (e.g. 9000, MinIO's)."""
         chosen: list[int] = [] if s3 is None else [s3]
-        taken = set(RESERVED_PORTS) | {p + GRPC_OFFSET for p in chosen} | {p - GRPC_OFFSET for p in chosen}
+        # a component's port must not be another's gRPC port, nor the other way round
+        taken = set(RESERVED_PORTS) | {q for p in chosen for q in (p, p + GRPC_OFFSET, p - GRPC_OFFSET)}
         rng = random.SystemRandom()
         while len(chosen) < len(fields(cls)):
             port = rng.randint(*PORT_RANGE)
-            if {port, port + GRPC_OFFSET} & taken or not (
-                _bindable(host, port) and _bindable(host, port + GRPC_OFFSET)
-            ):
+            pair = {port, port + GRPC_OFFSET}
+            if pair & taken or not all(_bindable(host, p) for p in pair):
                 continue
             chosen.append(port)
-            taken |= {port, port + GRPC_OFFSET}
+            taken |= {port - GRPC_OFFSET, *pair}
         if s3 is None:
             master, volume, filer, s3_port, admin = chosen
         else:
