@@ -5,9 +5,10 @@ Layouts:
   per-service      one process per service; they share the MongoDB stand-in (`python -m jaklapor.mongo_standin`)
   two-per-service  two processes per service (two intake gateways on two ports), sharing the MongoDB stand-in
 
-moto's S3 server stands in for MinIO (its own process). Rate limiting is off (RATE_LIMIT_BURST=0) and one proxy hop
-is trusted (TRUSTED_PROXY_HOPS=1), unless `env` says otherwise. Nothing here touches a developer's system: own vhost,
-free ports, logs in the run directory.
+SeaweedFS (devtools/seaweedfs.py, its own process, data in the run directory, removed at the end) is the S3 server,
+as MinIO would be. Rate limiting is off (RATE_LIMIT_BURST=0) and one proxy hop is trusted (TRUSTED_PROXY_HOPS=1),
+unless `env` says otherwise. Nothing here touches a developer's system: own vhost, free ports, logs in the run
+directory.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.system import S3StandIn, Vhost, free_port, service_env  # noqa: E402
+from devtools.seaweedfs import LocalS3Server  # noqa: E402
+from tests.system import Vhost, free_port, service_env  # noqa: E402
 
 SERVICES = ("intake", "routing", "notify", "stats")
 LAYOUTS = ("single", "per-service", "two-per-service")
@@ -53,7 +55,7 @@ class BenchSystem:
     env: dict[str, str] = field(default_factory=dict)
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jaklapor-bench-")))
     vhost: Vhost | None = None
-    s3: S3StandIn | None = None
+    s3: LocalS3Server | None = None
     mongo_port: int = 0
     mongo_process: subprocess.Popen | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
@@ -80,7 +82,7 @@ class BenchSystem:
         """Process label -> pid, for the resource monitor and the profiler."""
         out = {p.label: p.pid for p in self.processes}
         if self.s3 is not None and self.s3.process is not None:
-            out["s3-standin"] = self.s3.process.pid
+            out["s3(seaweedfs)"] = self.s3.process.pid
         if self.mongo_process is not None:
             out["mongo-standin"] = self.mongo_process.pid
         return out
@@ -106,7 +108,7 @@ class BenchSystem:
         if self.layout != "single" and self.mongo != "standin":
             raise ValueError("several service processes need a shared store: use --mongo standin")
         self.vhost = Vhost.create("jaklapor-bench", patience=180)
-        self.s3 = S3StandIn()
+        self.s3 = LocalS3Server(self.run_dir / "s3", "bench-photos", log_path=self.run_dir / "s3.log")
         self.s3.start()
         if self.mongo == "standin":
             self.mongo_port = free_port()
@@ -149,7 +151,7 @@ class BenchSystem:
     def _env(self, proc: ServiceProcess, mongo_uri: str) -> dict[str, str]:
         assert self.s3 is not None
         intake_url = self.intake_urls()[0] if self.intake_urls() else "http://127.0.0.1:8000"
-        env = service_env(self.amqp_uri, mongo_uri, self.s3, "bench-photos", proc.ports, intake_url)
+        env = service_env(self.amqp_uri, mongo_uri, self.s3, proc.ports, intake_url)
         env.update(RATE_LIMIT_BURST="0", PYTHONPATH=str(self.code_dir), LOCAL_DATA_DIR=str(self.run_dir / "local-data"))
         env.update(self.env)
         return env
@@ -173,6 +175,7 @@ class BenchSystem:
                 self.mongo_process.kill()
         if self.s3 is not None:
             self.s3.stop()
+            self.s3.wipe()  # the photos of a run (GBs after a long one); its log stays with the others
         if self.vhost is not None:
             self.vhost.delete()
 

@@ -12,7 +12,7 @@
     python bench/loadgen.py --url http://127.0.0.1:8000 --amqp-uri pyamqp://guest:guest@127.0.0.1:5672/ \
         --pid all=12345 --scenario smoke                           # attach to a running system
 
-By default it starts the system itself (bench/harness.py: own RabbitMQ vhost, moto S3 server, free ports,
+By default it starts the system itself (bench/harness.py: own RabbitMQ vhost, SeaweedFS S3 server, free ports,
 RATE_LIMIT_BURST=0 so rate limiting is off, TRUSTED_PROXY_HOPS=1), and every request carries an X-Forwarded-For
 address from a pool of 65,536, so an attached system that limits per client still sees many clients (start it with
 TRUSTED_PROXY_HOPS=1, which also lifts the cap of HTTP_MAX_CONNECTIONS_PER_ADDRESS connections per peer address).
@@ -549,7 +549,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.profile and system is not None:
             labelled = system.pids()
             for name in args.profile.split(","):
-                if name in labelled:  # a process label: all, intake#2, mongo-standin, s3-standin
+                if name in labelled:  # a process label: all, intake#2, mongo-standin, s3(seaweedfs)
                     profile_targets[name] = labelled[name]
                     continue
                 for proc in system.processes:  # a service name: its (first) process

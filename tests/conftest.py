@@ -6,7 +6,8 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.system import OpdQueueReader, RunningSystem, S3StandIn, Vhost, start_system
+from devtools.seaweedfs import LocalS3Server
+from tests.system import OpdQueueReader, RunningSystem, Vhost, s3_server, start_system
 
 
 @pytest.fixture(scope="session")
@@ -18,15 +19,15 @@ def vhost() -> Iterator[Vhost]:
 
 
 @pytest.fixture(scope="session")
-def s3() -> Iterator[S3StandIn]:
-    server = S3StandIn()
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:
+    server = s3_server(tmp_path_factory.mktemp("s3"))
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory, vhost: Vhost, s3: S3StandIn) -> Iterator[RunningSystem]:
+def system(tmp_path_factory: pytest.TempPathFactory, vhost: Vhost, s3: LocalS3Server) -> Iterator[RunningSystem]:
     running = start_system(tmp_path_factory.mktemp("system"), vhost, s3)
     yield running
     running.stop()

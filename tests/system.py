@@ -1,11 +1,13 @@
-"""A running jaklapor for end-to-end tests: the real RabbitMQ (own vhost), moto's S3 server, the services as a
-subprocess started exactly like `jaklapor run`, and small clients a user would use (HTTP, AMQP, SSE)."""
+"""A running jaklapor for end-to-end tests: the real RabbitMQ (own vhost), a real S3 server (SeaweedFS, with
+credentials limited to the photo bucket), the services as a subprocess started exactly like `jaklapor run`, and small
+clients a user would use (HTTP, AMQP, SSE)."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 import requests
 from kombu import Connection
 
+from devtools.seaweedfs import LocalS3Server, S3Credentials
 from jaklapor.messaging import opd_queue_name
 from jaklapor.opd_keys import derive_key
 from tests.broker_admin import create_vhost, delete_vhost
@@ -29,6 +32,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 OPD_KEY_SECRET = "e2e-opd-secret"
 CONTACT_KEY = "ZTJlLXRlc3QtY29udGFjdC1rZXktMzItYnl0ZXMhISE="
+E2E_BUCKET = "e2e-photos"
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, message: str = "") -> T:
@@ -108,37 +112,26 @@ class LoopbackServer:
             self.process.wait(10)
 
 
-class S3StandIn(LoopbackServer):
-    """moto's S3 server, as a MinIO would be."""
-
-    name = "moto S3 server"
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-
-    def client(self) -> Any:
-        from minio import Minio
-
-        return Minio(self.endpoint, access_key="e2e", secret_key="e2e-secret", secure=False, region="us-east-1")
+def s3_server(data_dir: Path, bucket: str = E2E_BUCKET) -> LocalS3Server:
+    """SeaweedFS on free loopback ports, keeping its objects in `data_dir` (not started yet), with credentials of its
+    own: a service holding the development default would be refused outside the local mode."""
+    credentials = S3Credentials(f"e2e-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    return LocalS3Server(data_dir, bucket, credentials=credentials)
 
 
 def service_env(
-    amqp_uri: str, mongo_uri: str, s3: S3StandIn, bucket: str, ports: dict[str, int], public_url: str
+    amqp_uri: str, mongo_uri: str, s3: LocalS3Server, ports: dict[str, int], public_url: str
 ) -> dict[str, str]:
-    """The environment of a service process started by the tests or the benchmarks: local stand-ins, loopback ports,
-    one trusted proxy hop (clients are told apart by X-Forwarded-For)."""
+    """The environment of a service process started by the tests or the benchmarks: local servers and stand-ins,
+    loopback ports, one trusted proxy hop (clients are told apart by X-Forwarded-For)."""
     env = dict(os.environ)
     env.update(
         AMQP_URI=amqp_uri,
         MONGO_URI=mongo_uri,
         S3_ENDPOINT=s3.endpoint,
-        S3_ACCESS_KEY="e2e",
-        S3_SECRET_KEY="e2e-secret",
-        S3_BUCKET=bucket,
+        S3_ACCESS_KEY=s3.credentials.access_key,
+        S3_SECRET_KEY=s3.credentials.secret_key,
+        S3_BUCKET=s3.bucket,
         INTAKE_HTTP=f"127.0.0.1:{ports['intake']}",
         NOTIFY_HTTP=f"127.0.0.1:{ports['notify']}",
         STATS_HTTP=f"127.0.0.1:{ports['stats']}",
@@ -183,7 +176,7 @@ class RunningSystem:
     one process per group of services when `mongo_uri` points at a store outside the processes."""
 
     vhost: Vhost
-    s3: S3StandIn
+    s3: LocalS3Server
     ports: dict[str, int]
     log_dir: Path
     mongo_uri: str = ""
@@ -221,7 +214,6 @@ class RunningSystem:
             amqp_uri=self.vhost.amqp_uri,
             mongo_uri=self.mongo_uri,
             s3=self.s3,
-            bucket="e2e-photos",
             ports=self.ports,
             public_url=self.url("intake"),
         )
@@ -275,7 +267,7 @@ class RunningSystem:
 def start_system(
     tmp_dir: Path,
     vhost: Vhost,
-    s3: S3StandIn,
+    s3: LocalS3Server,
     *,
     mongo_uri: str = "",
     groups: tuple[tuple[str, ...], ...] = (ALL_SERVICES,),

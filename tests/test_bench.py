@@ -53,3 +53,11 @@ def test_routing_benchmark_prints_decisions_per_second_and_index_memory() -> Non
     done = run_bench("bench/bench_routing.py", "--points=5000", timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "decisions/s" in done.stdout and "index:" in done.stdout and "RSS" in done.stdout
+
+
+def test_object_store_benchmark_prints_both_stores_side_by_side() -> None:
+    done = run_bench("bench/bench_object_store.py", "--objects=20", "--rounds=1", "--size=20000", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout.splitlines()
+    assert "PUT/s" in table[1] and "server CPU ms/PUT" in table[1]
+    assert [line.split()[0] for line in table[2:4]] == ["SeaweedFS", "moto"]

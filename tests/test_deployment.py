@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 
+from devtools.seaweedfs import LocalS3Server
 from jaklapor.cli import SERVICES
 from jaklapor.config import (
     DEFAULT_CONFIG_PATH,
@@ -33,7 +34,7 @@ from jaklapor.config import (
     run_mode,
 )
 from jaklapor.operations import SecretGuard
-from tests.system import S3StandIn, Vhost, free_port, service_env, wait_for
+from tests.system import Vhost, free_port, service_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = set(SERVICES)
@@ -373,10 +374,10 @@ def test_notify_guards_the_relay_secret_only_when_it_signs_webhooks(caplog: pyte
     assert "notify refuses to start" in caplog.text
 
 
-def intake_process(vhost: Vhost, s3: S3StandIn, port: int, **settings: str) -> subprocess.Popen:
+def intake_process(vhost: Vhost, s3: LocalS3Server, port: int, **settings: str) -> subprocess.Popen:
     """`jaklapor run --services intake` with the in-process store and only the given secrets (none from the shell)."""
     ports = {"intake": port, "notify": free_port(), "stats": free_port(), "routing": free_port()}
-    env = service_env(vhost.amqp_uri, "mongomock://guard", s3, "guard-photos", ports, f"http://127.0.0.1:{port}")
+    env = service_env(vhost.amqp_uri, "mongomock://guard", s3, ports, f"http://127.0.0.1:{port}")
     for key in (*SECRET_SETTINGS, "JAKLAPOR_MODE", "JAKLAPOR_CONFIG"):
         env.pop(key, None)
     env.update(settings)
@@ -419,10 +420,10 @@ def own_vhost() -> Iterator[Vhost]:
 
 @pytest.mark.e2e
 def test_intake_with_development_secrets_starts_only_in_local_mode(
-    own_vhost: Vhost, s3: S3StandIn, generated_env: Path, tmp_path: Path
+    own_vhost: Vhost, s3: LocalS3Server, generated_env: Path, tmp_path: Path
 ) -> None:
-    # the S3 stand-in takes any key: a real one, not a development value; the numbering mark stays in the test's dir
-    common = {"S3_SECRET_KEY": "e2e-secret", "LOCAL_DATA_DIR": str(tmp_path)}
+    # the S3 server's key is the test's own, not a development value; the numbering mark stays in the test's dir
+    common = {"LOCAL_DATA_DIR": str(tmp_path)}
     vhost = own_vhost
     refused = intake_process(vhost, s3, free_port(), JAKLAPOR_MODE="deployment", **common)
     output, _ = refused.communicate(timeout=120)  # generous: starting Python with nameko on a loaded 2-core machine

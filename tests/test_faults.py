@@ -1,5 +1,5 @@
 """Break things for real and check no accepted report is lost or duplicated: the broker stopped mid-flood,
-poison messages, the object store gone."""
+poison messages, the object store gone (stopped with its data kept, or wiped)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from tests.system import (
     OpdDeliveries,
     OpdQueueReader,
     RunningSystem,
-    S3StandIn,
     Vhost,
     client_headers,
     flood_scenario_opds,
+    s3_server,
     start_system,
     wait_for,
 )
@@ -41,7 +41,7 @@ SUBMISSIONS = 500
 def fault_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     """A system of its own (own vhost, own object store) so breaking it does not disturb other tests."""
     vhost = Vhost.create()
-    s3 = S3StandIn()
+    s3 = s3_server(tmp_path_factory.mktemp("faults-s3"))
     s3.start()
     running = start_system(tmp_path_factory.mktemp("faults"), vhost, s3, RATE_LIMIT_BURST="0")
     yield running
@@ -250,12 +250,35 @@ def test_poison_messages_are_dead_lettered_and_the_rest_keeps_flowing(fault_syst
     assert metric(fault_system, "routing", undecodable_series) == 1
 
 
+def submit_with_receipt(system: RunningSystem) -> requests.Response:
+    lat, lon, category = FLOOD_SCENARIOS[0]
+    return requests.post(
+        system.url("intake", "/api/v1/reports"),
+        data={"category": category, "description": "laporan dengan foto", "lat": lat, "lon": lon},
+        files={"photo": ("p.jpg", jpeg_bytes((160, 120)), "image/jpeg")},
+        headers=client_headers(),
+        timeout=30,
+    )
+
+
+def photo_of(receipt: dict) -> requests.Response:
+    """The report's photo as the citizen fetches it: from the tracking page's link."""
+    tracked = requests.get(receipt["tracking_url"], timeout=10)
+    assert tracked.status_code == 200, tracked.text
+    return requests.get(tracked.json()["photos"][0], timeout=10)
+
+
 def test_object_store_down_gives_a_quick_503_and_stores_nothing(fault_system: RunningSystem) -> None:
     s3 = fault_system.s3
     stats = fault_system.url("stats", "/api/v1/stats/summary")
     wait_for(lambda: metric(fault_system, "intake", "jaklapor_outbox_pending_reports") == 0, 60, message="quiet")
+    earlier = submit_with_receipt(fault_system)
+    assert earlier.status_code == 201, earlier.text
+    earlier_photo = photo_of(earlier.json())
+    assert earlier_photo.status_code == 200
+    wait_for(lambda: metric(fault_system, "intake", "jaklapor_outbox_pending_reports") == 0, 60, message="quiet")
     before = requests.get(stats, timeout=10).json()["total"]
-    s3.stop()
+    s3.stop()  # a real outage: the server is gone, its data stays on disk
     try:
         started = time.monotonic()
         status, report_id, _ = submit(fault_system, 1)
@@ -264,11 +287,35 @@ def test_object_store_down_gives_a_quick_503_and_stores_nothing(fault_system: Ru
         assert elapsed < 10, f"took {elapsed:.1f}s"
         health = requests.get(fault_system.url("intake", "/health"), timeout=30)
         assert health.status_code == 503 and health.json()["checks"]["object_store"] is False
+        assert photo_of(earlier.json()).status_code == 503
     finally:
-        s3.start()  # a fresh, empty store on the same address: the gateway must recreate its bucket
+        s3.start()  # the same server back on the same address and data
+    # what was stored before the outage is still there, and new reports are accepted again
+    assert photo_of(earlier.json()).content == earlier_photo.content
     status, report_id, _ = submit(fault_system, 1)
     assert status == 201, status
     wait_for(
         lambda: requests.get(stats, timeout=10).json()["total"] >= before + 1, 20, message="the new report counted"
     )
     assert requests.get(stats, timeout=10).json()["total"] == before + 1
+
+
+def test_gateway_creates_its_bucket_again_on_a_wiped_object_store(fault_system: RunningSystem) -> None:
+    """A fresh, empty store on the same address (a MinIO volume lost and replaced): no bucket at all. The gateway
+    creates it again with its own credentials, limited to that bucket, and accepts photos."""
+    s3 = fault_system.s3
+    first = submit_with_receipt(fault_system)
+    assert first.status_code == 201, first.text
+    s3.stop()
+    s3.wipe()
+    s3.start(create_bucket=False)
+    assert not s3.admin_client().bucket_exists(s3.bucket)
+
+    response = submit_with_receipt(fault_system)
+    assert response.status_code == 201, response.text
+    photo = photo_of(response.json())
+    assert photo.status_code == 200 and photo.headers["Content-Type"] == "image/jpeg"
+    assert s3.admin_client().bucket_exists(s3.bucket)
+    # the photo lost with the old store is a clean 404, not an error
+    lost = photo_of(first.json())
+    assert lost.status_code == 404 and lost.json()["error"]["code"] == "photo_not_found"

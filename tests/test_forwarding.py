@@ -13,10 +13,10 @@ from tests.photo_fixtures import jpeg_with_gps
 from tests.system import (
     OpdQueueReader,
     RunningSystem,
-    S3StandIn,
     SseListener,
     Vhost,
     client_headers,
+    s3_server,
     start_system,
     wait_for,
 )
@@ -150,7 +150,7 @@ def test_disposisi_goes_from_the_dinas_to_its_suku_dinas(system: RunningSystem, 
 def hasty_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     """Deadlines of one second, checked five times a second: the whole chain escalates in seconds."""
     vhost = Vhost.create()
-    s3 = S3StandIn()
+    s3 = s3_server(tmp_path_factory.mktemp("deadlines-s3"))
     s3.start()
     running = start_system(
         tmp_path_factory.mktemp("deadlines"), vhost, s3, RESPONSE_DEADLINE_SECONDS="1", DEADLINE_CHECK_SECONDS="0.2"

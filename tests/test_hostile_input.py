@@ -42,7 +42,7 @@ def post_report(
 
 
 def stored_photo_count(system: RunningSystem) -> int:
-    return len(list(system.s3.client().list_objects("e2e-photos", prefix="photos/", recursive=True)))
+    return len(list(system.s3.client().list_objects(system.s3.bucket, prefix="photos/", recursive=True)))
 
 
 def category_total(system: RunningSystem, category: str) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.seaweedfs import LocalS3Server
 from jaklapor.processes import listening_pids, port_open
 from jaklapor.runner import KILL_GRACE_SECONDS
 from tests.system import (
@@ -29,10 +30,10 @@ from tests.system import (
     MongoServerStandIn,
     OpdDeliveries,
     RunningSystem,
-    S3StandIn,
     Vhost,
     flood_scenario_opds,
     free_port,
+    s3_server,
     start_system,
     wait_for,
 )
@@ -206,7 +207,7 @@ SEQUENCES = [
 def test_stop_signals_end_the_process_without_losing_an_accepted_report(
     tmp_path: Path,
     fresh_vhost: Vhost,
-    s3: S3StandIn,
+    s3: LocalS3Server,
     mongo: MongoServerStandIn,
     signals: tuple[str, ...],
     to_group: bool,
@@ -294,7 +295,7 @@ def test_work_that_does_not_drain_is_cut_off_at_the_drain_timeout(tmp_path: Path
 
 
 def test_a_second_start_on_ports_in_use_fails_naming_the_port_and_its_holder(
-    tmp_path: Path, fresh_vhost: Vhost, s3: S3StandIn
+    tmp_path: Path, fresh_vhost: Vhost, s3: LocalS3Server
 ) -> None:
     first = start_system(tmp_path, fresh_vhost, s3)
     try:
@@ -354,7 +355,7 @@ def test_sharing_a_port_must_be_asked_for() -> None:
 
 
 def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhost, mongo: MongoServerStandIn) -> None:
-    own_s3 = S3StandIn()  # not started: only its free port, where `jaklapor run` starts its own stand-in
+    own_s3 = s3_server(tmp_path / "s3")  # not started: only its port, where `jaklapor run` starts its own stand-in
     system = RunningSystem(
         vhost=fresh_vhost,
         s3=own_s3,
@@ -375,12 +376,12 @@ def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhos
     try:
         system.processes[ALL_SERVICES] = run
         wait_for(system.healthy, 60, interval=0.2, message="the run healthy")
-        (standin,) = listening_pids(own_s3.port)
+        (standin,) = listening_pids(own_s3.ports.s3)
         assert "moto.server" in Path(f"/proc/{standin}/cmdline").read_text()
         run.kill()
         run.wait(10)
         wait_for(lambda: not alive(standin), 10, message="the stand-in gone after its run was killed")
-        assert not port_open("127.0.0.1", own_s3.port)
+        assert not port_open("127.0.0.1", own_s3.ports.s3)
     finally:
         if run.poll() is None:
             run.kill()
@@ -397,7 +398,7 @@ def test_make_run_stops_on_a_signal_to_its_group(
 ) -> None:
     """`kill -TERM -- -PGID` (make forwards it, so the run gets it twice) or Ctrl-C in the terminal (SIGINT to the
     group): every process ends, the S3 stand-in the run started included, and no accepted report is lost."""
-    own_s3 = S3StandIn()  # its free port only: the run starts its own stand-in there
+    own_s3 = s3_server(tmp_path / "s3")  # its port only: the run starts its own stand-in there
     system = RunningSystem(
         vhost=fresh_vhost,
         s3=own_s3,
@@ -415,14 +416,14 @@ def test_make_run_stops_on_a_signal_to_its_group(
     try:
         system.processes[ALL_SERVICES] = make
         wait_for(system.healthy, 90, interval=0.2, message=f"`make run` healthy (log: {system.log_path})")
-        (standin,) = listening_pids(own_s3.port)
+        (standin,) = listening_pids(own_s3.ports.s3)
         with Submitter(system.url("intake")) as citizens:
             wait_for(lambda: len(citizens.accepted) >= 10, 30, message="reports accepted before the stop")
             os.killpg(make.pid, signal.Signals[signal_name])
             wait_for(lambda: not group_alive(make.pid), EXIT_BOUND, 0.2, "every process of `make run` ended")
         make.wait(10)
         assert not alive(standin), "the S3 stand-in the run started outlived it"
-        assert_ports_free({**system.ports, "s3": own_s3.port})
+        assert_ports_free({**system.ports, "s3": own_s3.ports.s3})
     finally:
         if group_alive(make.pid):
             os.killpg(make.pid, signal.SIGKILL)

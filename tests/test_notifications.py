@@ -37,11 +37,11 @@ from tests.system import (
     ROOT,
     MongoServerStandIn,
     RunningSystem,
-    S3StandIn,
     SseListener,
     Vhost,
     client_headers,
     free_port,
+    s3_server,
     start_system,
     wait_for,
 )
@@ -223,7 +223,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     channels_file = tmp / "opd-channels.yaml"
     channels_file.write_text(yaml.safe_dump(channels))
     vhost = Vhost.create()
-    s3 = S3StandIn()
+    s3 = s3_server(tmp / "s3")
     s3.start()
     system = None
     try:
@@ -712,7 +712,7 @@ def test_deliveries_survive_a_crash_of_notify(tmp_path: Path) -> None:
     }
     channels_file = tmp_path / "opd-channels.yaml"
     channels_file.write_text(yaml.safe_dump(channels))
-    vhost, s3, mongo = Vhost.create(), S3StandIn(), MongoServerStandIn()
+    vhost, s3, mongo = Vhost.create(), s3_server(tmp_path / "s3"), MongoServerStandIn()
     s3.start()
     mongo.start()
     system = None

@@ -162,12 +162,12 @@ def test_no_stored_photo_carries_exif_or_gps(system: RunningSystem, tmp_path) ->
     )
     assert response.status_code == 201
     client = system.s3.client()
-    objects = list(client.list_objects("e2e-photos", prefix="photos/", recursive=True))
+    objects = list(client.list_objects(system.s3.bucket, prefix="photos/", recursive=True))
     assert objects
     paths = []
     for index, obj in enumerate(objects):
         path = tmp_path / f"{index}.jpg"
-        path.write_bytes(client.get_object("e2e-photos", obj.object_name).read())
+        path.write_bytes(client.get_object(system.s3.bucket, obj.object_name).read())
         paths.append(str(path))
     found = json.loads(subprocess.run([exiftool, "-json", "-a", "-G1", *paths], capture_output=True, check=True).stdout)
     for tags in found:

@@ -20,10 +20,10 @@ from tests.system import (
     MongoServerStandIn,
     OpdDeliveries,
     RunningSystem,
-    S3StandIn,
     Vhost,
     client_headers,
     flood_scenario_opds,
+    s3_server,
     start_system,
     wait_for,
 )
@@ -36,7 +36,7 @@ SEPARATE = (("intake",), ("routing",), ("notify",), ("stats",))
 @pytest.fixture
 def split_system(tmp_path) -> Iterator[RunningSystem]:
     """Each service in its own process, all sharing one store outside them."""
-    vhost, s3, mongo = Vhost.create(), S3StandIn(), MongoServerStandIn()
+    vhost, s3, mongo = Vhost.create(), s3_server(tmp_path / "s3"), MongoServerStandIn()
     s3.start()
     mongo.start()
     running = start_system(

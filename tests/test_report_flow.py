@@ -92,7 +92,7 @@ def test_report_travels_from_citizen_to_agency_and_back(
     assert photo.status_code == 200 and photo.headers["Content-Type"] == "image/jpeg"
     assert not has_exif(photo.content)
     assert exiftool_gps_tags(photo.content, tmp_path) == []
-    stored = system.s3.client().get_object("e2e-photos", f"photos/{body['photos'][0]['photo_id']}.jpg").read()
+    stored = system.s3.client().get_object(system.s3.bucket, f"photos/{body['photos'][0]['photo_id']}.jpg").read()
     assert stored == photo.content
 
     # 3. the agency works it through the official statuses with its own key
@@ -195,7 +195,7 @@ def test_bad_submissions_name_the_field_and_store_nothing(
     system: RunningSystem, fields: dict, field: str, status: int
 ) -> None:
     bucket = system.s3.client()
-    before = len(list(bucket.list_objects("e2e-photos", prefix="photos/", recursive=True)))
+    before = len(list(bucket.list_objects(system.s3.bucket, prefix="photos/", recursive=True)))
     data = {"category": "jalan", "description": "Jalan berlubang", "lat": "-6.2", "lon": "106.8", **fields}
     response = requests.post(
         system.url("intake", "/api/v1/reports"),
@@ -207,7 +207,7 @@ def test_bad_submissions_name_the_field_and_store_nothing(
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["error"]["field"] == field
-    after = len(list(bucket.list_objects("e2e-photos", prefix="photos/", recursive=True)))
+    after = len(list(bucket.list_objects(system.s3.bucket, prefix="photos/", recursive=True)))
     assert after == before
 
 

@@ -19,9 +19,10 @@ import pytest
 import requests
 from kombu import Connection, Exchange, Producer, Queue
 
+from devtools.seaweedfs import LocalS3Server
 from jaklapor.mongo_standin import MongoStandIn
 from services.stats.tests.e2e_helpers import Filed, act, stats, submit_many, wait_assigned
-from tests.system import ROOT, RunningSystem, S3StandIn, Vhost, start_system, wait_for
+from tests.system import ROOT, RunningSystem, Vhost, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -264,7 +265,7 @@ def test_the_api_is_public_cached_briefly_and_names_bad_parameters(system: Runni
 
 
 @pytest.fixture(scope="module")
-def shared_store_system(tmp_path_factory: pytest.TempPathFactory, s3: S3StandIn) -> Iterator[RunningSystem]:
+def shared_store_system(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3Server) -> Iterator[RunningSystem]:
     store = MongoStandIn("127.0.0.1", 0)
     store.start()
     vhost = Vhost.create()
