@@ -27,6 +27,11 @@ test: setup system-deps
 demo: setup
 	$(BIN)/jaklapor demo
 
+## delete the local mode's reports and photos (stop `make run` first); report numbers go on, never repeating
+.PHONY: reset
+reset: setup
+	$(BIN)/jaklapor reset
+
 ## write .env for docker compose with fresh random secrets (refuses to overwrite one)
 .PHONY: env
 env:

@@ -12,6 +12,7 @@ its capacity when the clients run on other cores (one core at most: one process,
 
     python bench/bench_mongo_standin.py [--seconds 3] [--clients 1 8] [--threads] [--preload 10000]
     python bench/bench_mongo_standin.py --uri mongodb://127.0.0.1:27017/   # against a running server
+    python bench/bench_mongo_standin.py --data-dir /tmp/j --fsync always  # the local mode's durable journal
 """
 
 from __future__ import annotations
@@ -119,10 +120,10 @@ def run(uri: str, op: str, clients: int, preload: int, seconds: float, threads: 
     return total / elapsed, total
 
 
-def start_server(data_dir: str | None) -> tuple[subprocess.Popen[str], str]:
+def start_server(data_dir: str | None, fsync: str = "never") -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-m", "jaklapor.mongo_standin", "--port", "0", "--log-level", "WARNING"]
     if data_dir:
-        cmd += ["--data-dir", data_dir]
+        cmd += ["--data-dir", data_dir, "--fsync", fsync]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -141,12 +142,15 @@ def main() -> None:
     parser.add_argument("--preload", type=int, default=10_000)
     parser.add_argument("--threads", action="store_true", help="clients as threads of one process, not processes")
     parser.add_argument("--data-dir", help="start the stand-in with this journal directory")
+    parser.add_argument(
+        "--fsync", choices=("always", "never"), default="never", help="with --data-dir: the journal's fsync policy"
+    )
     args = parser.parse_args()
 
     proc = None
     uri = args.uri
     if uri is None:
-        proc, uri = start_server(args.data_dir)
+        proc, uri = start_server(args.data_dir, args.fsync)
     try:
         client = pymongo.MongoClient(uri, tz_aware=True)
         client.drop_database(DB)

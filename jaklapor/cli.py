@@ -5,6 +5,7 @@ jaklapor route --lat LAT --lon LON [--category NAME]
 jaklapor demo [--url http://127.0.0.1:8000]
 jaklapor opd-key CODE
 jaklapor gen-key
+jaklapor reset [--config FILE]
 jaklapor stats-rebuild [--config FILE] [--check]
 """
 
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="start services in one process (all four by default)")
     run.add_argument("--config", help="nameko config file (default: the packaged config.yaml)")
     run.add_argument("--services", default=",".join(SERVICES), help="comma-separated: intake,routing,notify,stats")
-    run.add_argument("--no-s3-standin", action="store_true", help="never start the local S3 stand-in")
+    run.add_argument("--no-s3-standin", action="store_true", help="never start the local S3 server (SeaweedFS)")
+
+    reset = commands.add_parser(
+        "reset", help="delete the local mode's stored reports and photos (the report numbering goes on)"
+    )
+    reset.add_argument("--config")
 
     route = commands.add_parser("route", help="where would a report at this point go? (offline)", add_help=False)
     route.add_argument("rest", nargs=argparse.REMAINDER)
@@ -102,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unknown OPD code {args.opd_code!r}", file=sys.stderr)
             return 2
         print(derive_key(load_config(args.config)["OPD_KEY_SECRET"], args.opd_code))
+        return 0
+    if args.command == "reset":
+        from jaklapor.config import load_config, local_data_dir
+        from jaklapor.local_stack import reset_local_data
+
+        config = load_config(args.config)
+        removed = reset_local_data(config)
+        where = local_data_dir(config)
+        print(f"removed {', '.join(map(str, removed))}" if removed else f"nothing to remove in {where}")
         return 0
     if args.command == "gen-key":
         from jaklapor.contacts import generate_key

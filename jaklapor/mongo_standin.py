@@ -28,8 +28,10 @@ found through an index come in index order (as in MongoDB), not in insertion ord
 
 One lock serialises every access to mongomock (it is not thread-safe); each connection has its own thread.
 With `--data-dir`, every write appends the resulting documents to a journal (BSON records) that is replayed and
-compacted at start, so the stand-in itself can restart without losing data (a process crash loses nothing; an OS
-crash can lose the last writes: there is no fsync per write).
+compacted at start, so the stand-in itself can restart without losing data. `fsync=True` (`--fsync always`) answers
+a write only once its record is on disk, so an OS crash or power loss loses no acknowledged write; writes arriving
+while one fsync runs share the next (group commit). Without it a process crash loses nothing, an OS crash can lose
+the last writes.
 
 Not supported: transactions, change streams, authentication, compression, collations, arrayFilters, `$merge`,
 tailable cursors, retryable-write bookkeeping (writes are applied once per request).
@@ -884,8 +886,9 @@ class Journal:
 
     FILE = "journal.bson"
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, fsync: bool = False) -> None:
         self.directory = directory
+        self.fsync = fsync
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, self.FILE)
         self._lock_fd = os.open(os.path.join(directory, "LOCK"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -899,6 +902,12 @@ class Journal:
         self._fd: int | None = None
         self.size = 0
         self.compacted_size = 0
+        # group commit: bytes ever appended, and how many of them are known to be on disk; one writer at a time
+        # runs fsync, and every write that waits meanwhile is covered by the next one
+        self.appended = 0
+        self._synced = 0
+        self._syncing = False
+        self._sync_done = threading.Condition()
 
     def replay(self, client: FastClient) -> int:
         if not os.path.exists(self.path):
@@ -961,6 +970,29 @@ class Journal:
             written = os.write(self._fd, view)
             view = view[written:]
         self.size += len(data)
+        self.appended += len(data)
+
+    def sync(self, upto: int) -> None:
+        """Return once the first `upto` bytes ever appended are on disk (called outside the server's lock, so the
+        writes of other connections meanwhile share the next fsync)."""
+        with self._sync_done:
+            while self._synced < upto:
+                if self._syncing:
+                    self._sync_done.wait()
+                    continue
+                self._syncing, target, fd = True, self.appended, self._fd
+                self._sync_done.release()
+                try:
+                    if fd is not None:
+                        os.fsync(fd)
+                except OSError as exc:
+                    if exc.errno != errno.EBADF:  # EBADF: a compaction replaced the file, and synced all of it
+                        raise
+                finally:
+                    self._sync_done.acquire()
+                    self._syncing = False
+                    self._synced = max(self._synced, target)
+                    self._sync_done.notify_all()
 
     @property
     def wants_compaction(self) -> bool:
@@ -1001,6 +1033,8 @@ class Journal:
             os.close(self._fd)
         self.open()
         self.compacted_size = self.size
+        with self._sync_done:  # everything up to now is in the new file, synced above
+            self._synced = max(self._synced, self.appended)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -1038,13 +1072,18 @@ class _Writing:
 
     def __exit__(self, *exc: object) -> None:
         server = self.server
+        journal = server._journal
+        durable_upto = 0
         try:
             if self.recorder is not None:
                 server._client._recorder = None
                 if self.recorder:
                     server._flush(self.recorder)
+                    durable_upto = journal.appended if journal is not None and journal.fsync else 0
         finally:
             server._lock.release()
+        if durable_upto:
+            journal.sync(durable_upto)  # before the write is answered: it survives a crash of the machine
 
 
 Handler = Callable[[dict[str, Any], str, _Connection], dict[str, Any]]
@@ -1053,10 +1092,13 @@ Handler = Callable[[dict[str, Any], str, _Connection], dict[str, Any]]
 class MongoStandIn:
     """A MongoDB wire-protocol server backed by mongomock. `start()` returns once it listens."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 27017, data_dir: str | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 27017, data_dir: str | None = None, fsync: bool = False
+    ) -> None:
         self.host = host
         self.port = port
         self.data_dir = data_dir
+        self.fsync = fsync
         self._lock = threading.Lock()  # every mongomock access
         self._cursor_lock = threading.Lock()
         self._client = FastClient()
@@ -1130,7 +1172,7 @@ class MongoStandIn:
 
     def start(self) -> MongoStandIn:
         if self.data_dir:
-            self._journal = Journal(self.data_dir)
+            self._journal = Journal(self.data_dir, fsync=self.fsync)
             self._client = FastClient()  # the journal holds the data
             self._collections = {}
             try:
@@ -2013,11 +2055,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("MONGO_STANDIN_DATA_DIR") or None,
         help="keep a journal here so the data survives a restart of the stand-in (default: memory only)",
     )
+    parser.add_argument(
+        "--fsync",
+        choices=("always", "never"),
+        default="never",
+        help="always: a write is answered once its journal record is on disk (concurrent writes share one fsync), "
+        "so it survives a crash of the machine; never: the OS writes the journal when it likes, which survives a "
+        "crash of this process only (default)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    server = MongoStandIn(args.host, args.port, data_dir=args.data_dir)
+    server = MongoStandIn(args.host, args.port, data_dir=args.data_dir, fsync=args.fsync == "always")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -1,7 +1,5 @@
-"""`jaklapor run`: the services in one nameko runner, with the local stand-ins when no real stores are configured.
-
-Running them in one process is what lets them share mongomock's in-process data; with a real MongoDB and MinIO
-each service can run alone (`jaklapor run --services intake`), as docker-compose does.
+"""`jaklapor run`: the services in one nameko runner, with local stores (jaklapor/local_stack.py) when no real ones
+are configured. Each service can also run alone (`jaklapor run --services intake`), as docker-compose does.
 """
 
 from __future__ import annotations
@@ -12,41 +10,13 @@ import logging.config
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from jaklapor.config import load_config, setting
-from jaklapor.mongo import is_in_process
-from jaklapor.processes import OwnedLocalServer, port_open
+from jaklapor.local_stack import LocalStack, split_endpoint
 
 log = logging.getLogger("jaklapor")
-
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
-def start_s3_standin(endpoint: str) -> OwnedLocalServer | None:
-    """Start moto's S3 server on a loopback endpoint where nothing listens; None if something already does (a MinIO).
-    The run owns what it starts: it stops it at exit, and the stand-in dies with the run if the run is killed."""
-    host, port = _split_endpoint(endpoint)
-    if port_open(host, port):
-        return None
-    if host not in LOOPBACK:
-        raise SystemExit(f"S3_ENDPOINT {endpoint} is not reachable and is not local: start MinIO there")
-    standin = OwnedLocalServer(
-        "S3 stand-in",
-        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-        host,
-        port,
-        log_path=os.path.join(tempfile.gettempdir(), f"jaklapor-s3-standin-{port}.log"),
-    )
-    standin.start()
-    return standin
 
 
 def _banner(lines: list[str]) -> None:
@@ -58,7 +28,7 @@ def _banner(lines: list[str]) -> None:
 
 
 def _local_url(config: dict[str, Any], name: str) -> str:
-    host, port = _split_endpoint(str((config.get("HTTP_ADDRESSES") or {})[name]))
+    host, port = split_endpoint(str((config.get("HTTP_ADDRESSES") or {})[name]))
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}"
 
 
@@ -275,30 +245,18 @@ def run_services(config_path: str | None, names: list[str], standin: bool = True
         print(f"jaklapor: {exc}", file=sys.stderr, flush=True)
         return 1
 
-    mongo_uri = setting(config, "MONGO_URI", "mongomock://localhost")
-    if is_in_process(mongo_uri):
+    stack = LocalStack.for_config(config)
+    stack.start(config, start_s3=standin)
+    if stack.notes:
         _banner(
             [
-                f"MONGO_URI={mongo_uri}: NO MongoDB configured, using the in-process stand-in (mongomock).",
-                "Reports live in this process's memory only and are LOST when it stops.",
-                "Set MONGO_URI=mongodb://host:27017/ for real storage.",
+                "Local mode: no MongoDB or MinIO configured, this run started local stores that keep their data:",
+                *(f"  {note}" for note in stack.notes),
+                "Wipe them with `make reset` (report numbers go on). For production set MONGO_URI and S3_ENDPOINT.",
             ]
         )
-    s3_standin = None
-    if standin:
-        endpoint = setting(config, "S3_ENDPOINT", "127.0.0.1:9000")
-        s3_standin = start_s3_standin(endpoint)
-        if s3_standin is not None:
-            _banner(
-                [
-                    f"S3_ENDPOINT={endpoint}: NO MinIO answered, started the local stand-in (moto's S3 server).",
-                    "Photos are kept in its memory only and are LOST when it stops.",
-                    "Set S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY for a real MinIO.",
-                ]
-            )
     try:
         services = [import_service(SERVICES[name])[0] for name in names]
         return serve(services, config, on_started=lambda: _announce_when_ready(config, names))
     finally:
-        if s3_standin is not None:
-            s3_standin.stop()
+        stack.stop()
