@@ -2,7 +2,7 @@
 
 Layouts:
   single           one process runs all four services (the local default; MONGO_URI=mongomock://..., in-process)
-  per-service      one process per service; they share the MongoDB stand-in (`python -m jaklapor.mongo_standin`)
+  per-service      one process per service; they share the MongoDB stand-in (`python -m devtools.mongo_standin`)
   two-per-service  two processes per service (two intake gateways on two ports), sharing the MongoDB stand-in
 
 SeaweedFS (devtools/seaweedfs.py, its own process, data in the run directory, removed at the end) is the S3 server,
@@ -114,7 +114,7 @@ class BenchSystem:
             self.mongo_port = free_port()
             log = open(self.run_dir / "mongo-standin.log", "ab")  # noqa: SIM115 - closed with the process
             self.mongo_process = subprocess.Popen(
-                [sys.executable, "-m", "jaklapor.mongo_standin", "--host", "127.0.0.1", "--port", str(self.mongo_port)],
+                [sys.executable, "-m", "devtools.mongo_standin", "--host", "127.0.0.1", "--port", str(self.mongo_port)],
                 cwd=self.code_dir,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -34,7 +34,7 @@ from pymongo.errors import (
 )
 from pymongo.write_concern import WriteConcern
 
-from jaklapor.mongo_standin import Journal, MongoStandIn
+from devtools.mongo_standin import Journal, MongoStandIn
 
 UTC = datetime.UTC
 WIB = datetime.timezone(datetime.timedelta(hours=7))
@@ -628,7 +628,7 @@ _CLIENT_PROGRAM = textwrap.dedent(
 def test_service_process_killed_while_store_survives(tmp_path: Path) -> None:
     """The stand-in as its own process (the CLI); a client process is SIGKILLed; the store and others go on."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "jaklapor.mongo_standin", "--port", "0", "--log-level", "WARNING"],
+        [sys.executable, "-m", "devtools.mongo_standin", "--port", "0", "--log-level", "WARNING"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -669,7 +669,7 @@ def test_index_shortcuts_agree_with_mongomock() -> None:
 
     import mongomock
 
-    from jaklapor.mongo_standin import FastClient
+    from devtools.mongo_standin import FastClient
 
     rng = random.Random(20250301)
     days = [datetime.datetime(2025, 3, d) for d in range(1, 6)]
@@ -809,7 +809,7 @@ def test_indexed_queries_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     from mongomock import collection as mongomock_collection
     from mongomock import filtering
 
-    from jaklapor.mongo_standin import FastClient
+    from devtools.mongo_standin import FastClient
 
     reports = FastClient().jaklapor_intake.reports
     reports.create_index("tracking_token_hash", unique=True)

@@ -19,8 +19,8 @@ import pytest
 import requests
 from kombu import Connection, Exchange, Producer, Queue
 
+from devtools.mongo_standin import MongoStandIn
 from devtools.seaweedfs import LocalS3Server
-from jaklapor.mongo_standin import MongoStandIn
 from services.stats.tests.e2e_helpers import Filed, act, stats, submit_many, wait_assigned
 from tests.system import ROOT, RunningSystem, Vhost, start_system, wait_for
 
