@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -25,6 +26,7 @@ import yaml
 from devtools.mongo_standin import MongoStandIn
 from devtools.seaweedfs import LocalS3Server
 from jaklapor.cli import SERVICES
+from jaklapor.cli import main as cli_main
 from jaklapor.config import (
     DEFAULT_CONFIG_PATH,
     DEPLOYMENT_MODE,
@@ -219,6 +221,62 @@ def test_dockerfile_installs_the_package_and_its_cli() -> None:
     assert "FROM python:3.11" in dockerfile
     assert "pip install ." in dockerfile
     assert 'CMD ["jaklapor", "run"' in dockerfile
+
+
+#: development tools: the image and the package carry none of them (they live in devtools/, jaklapor-devtools)
+DEVELOPMENT_ONLY = ("devtools", "mongomock", "moto", "seaweedfs")
+IMPORTS_DEVELOPMENT_TOOL = re.compile(r"^\s*(?:from|import)\s+(?:devtools|mongomock|moto|seaweedfs)\b", re.MULTILINE)
+
+
+def test_the_image_and_the_package_carry_no_development_tool(tmp_path: Path) -> None:
+    """Build the wheel from exactly what the Dockerfile copies, as its `pip install` does: no stand-in, no demo, no
+    test, and nothing that pulls mongomock, moto or SeaweedFS in."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    sources = [src for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.MULTILINE) for src in line.split()[:-1]]
+    assert sources and not [src for src in sources if src.startswith("--") or "devtools" in src]
+    installs = re.findall(r"pip install ([^&\n]+)", dockerfile)
+    assert [spec.strip() for spec in installs] == ["."], "the image installs the package alone: no extra, no devtools"
+
+    context = tmp_path / "image"
+    context.mkdir()
+    for src in sources:
+        path = ROOT / src
+        if path.is_dir():
+            shutil.copytree(path, context / src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(path, context / src)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path / "wheel"), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    [wheel] = (tmp_path / "wheel").glob("jaklapor-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        sources_in_wheel = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
+    assert {n.split("/")[0] for n in names} == {"jaklapor", "services", wheel.name.split("-py3")[0] + ".dist-info"}
+    assert "jaklapor/mongo.py" in names
+    assert not [n for n in names if re.search(r"mongo_standin|demo\.py$|/tests/", n)]
+    # only the `demo` subcommand, lazily, saying what to install when it is missing
+    assert [n for n, text in sources_in_wheel.items() if IMPORTS_DEVELOPMENT_TOOL.search(text)] == ["jaklapor/cli.py"]
+    required = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)", metadata, re.MULTILINE)
+    assert "pymongo" in required
+    assert not [name for name in required if name.lower().startswith(DEVELOPMENT_ONLY)]
+
+
+def test_the_demo_without_the_development_tools_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in ("devtools", "devtools.demo"):
+        monkeypatch.setitem(sys.modules, module, None)  # as in the image: not installed
+    assert cli_main(["demo"]) == 2
+    said = capsys.readouterr().err
+    assert "jaklapor demo is a development tool: it needs the jaklapor-devtools package" in said
+    assert "`make setup` (or `pip install -e ./devtools`)" in said
 
 
 # ---- secrets, credentials and images -------------------------------------------------------------------------------
