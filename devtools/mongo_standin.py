@@ -781,7 +781,7 @@ class FastDatabase(_MockDatabase):
 
 
 class FastClient(mongomock.MongoClient):
-    """mongomock's client with indexed lookups: the stand-in server's store, and the in-process `mongomock://` one."""
+    """mongomock's client with indexed lookups: the stand-in server's store."""
 
     def __init__(self, tz_aware: bool = False) -> None:
         super().__init__(tz_aware=tz_aware)

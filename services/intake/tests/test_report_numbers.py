@@ -34,15 +34,15 @@ def test_each_day_counts_from_one() -> None:
     assert repository.next_sequence("20261129") == 1
 
 
-# ---- the in-process store: numbers continue after a restart (the store is lost, the numbers handed out are not) ----
+# ---- the local mode: numbers continue after a restart (the store is lost, the numbers handed out are not) ----
 
 
 def fresh_store() -> Database:
-    """An empty in-process store, as a restarted `make run` has."""
+    """An empty store, as `make run` has after its local store was wiped."""
     return mongomock.MongoClient(tz_aware=True)["intake"]
 
 
-def test_a_restarted_in_process_store_continues_the_days_numbers(tmp_path: Path) -> None:
+def test_a_wiped_local_store_continues_the_days_numbers(tmp_path: Path) -> None:
     before = ReportRepository(fresh_store(), NumberingMark(tmp_path))
     first_run = [before.next_sequence("20261128") for _ in range(SEQUENCE_BLOCK + 3)]
     assert first_run == list(range(1, SEQUENCE_BLOCK + 4))
