@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test demo setup system-deps lint clean
 
-$(BIN)/.installed: pyproject.toml
+# the product (jaklapor, with its test tools) and the development tools beside it (devtools/: local stores, demo)
+$(BIN)/.installed: pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./devtools
 	touch $@
 
 setup: $(BIN)/.installed
@@ -45,4 +46,4 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info devtools/*.egg-info

@@ -1,4 +1,4 @@
-"""Throughput of the MongoDB stand-in (jaklapor.mongo_standin) through a real pymongo client.
+"""Throughput of the MongoDB stand-in (devtools.mongo_standin) through a real pymongo client.
 
 Starts the stand-in as its own process (as the services use it), fills a collection, then for 1 and 8 concurrent
 clients (separate processes by default, each with its own MongoClient) runs each operation for a few seconds:
@@ -121,7 +121,7 @@ def run(uri: str, op: str, clients: int, preload: int, seconds: float, threads: 
 
 
 def start_server(data_dir: str | None, fsync: str = "never") -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "jaklapor.mongo_standin", "--port", "0", "--log-level", "WARNING"]
+    cmd = [sys.executable, "-m", "devtools.mongo_standin", "--port", "0", "--log-level", "WARNING"]
     if data_dir:
         cmd += ["--data-dir", data_dir, "--fsync", fsync]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -1,24 +1,27 @@
 """Start the system for a benchmark run, as `jaklapor run` does, in a RabbitMQ vhost of its own.
 
 Layouts:
-  single           one process runs all four services (the local default; MONGO_URI=mongomock://..., in-process)
-  per-service      one process per service; they share the MongoDB stand-in (`python -m jaklapor.mongo_standin`)
-  two-per-service  two processes per service (two intake gateways on two ports), sharing the MongoDB stand-in
+  single           one process runs all four services (the local default, `make run`)
+  per-service      one process per service
+  two-per-service  two processes per service (two intake gateways on two ports)
 
-SeaweedFS (devtools/seaweedfs.py, its own process, data in the run directory, removed at the end) is the S3 server,
-as MinIO would be. Rate limiting is off (RATE_LIMIT_BURST=0) and one proxy hop is trusted (TRUSTED_PROXY_HOPS=1),
-unless `env` says otherwise. Nothing here touches a developer's system: own vhost, free ports, logs in the run
-directory.
+Every layout stores its reports in the MongoDB wire stand-in (`python -m devtools.mongo_standin`, its own process,
+its journal in the run directory, removed at the end), as `make run` does. Until issue 13 the single layout used
+in-process mongomock instead (no socket, no BSON, no journal): its results before that are not comparable with later
+ones on the document store's share of the cost. SeaweedFS (devtools/seaweedfs.py, its own process, data in the run
+directory, removed at the end) is the S3 server, as MinIO would be. Rate limiting is off (RATE_LIMIT_BURST=0) and
+one proxy hop is trusted (TRUSTED_PROXY_HOPS=1), unless `env` says otherwise. Nothing here touches a developer's
+system: own vhost, free ports, logs in the run directory.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +54,6 @@ class ServiceProcess:
 @dataclass
 class BenchSystem:
     layout: str
-    mongo: str  # "mongomock" (in-process) or "standin"
     env: dict[str, str] = field(default_factory=dict)
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jaklapor-bench-")))
     vhost: Vhost | None = None
@@ -71,9 +73,11 @@ class BenchSystem:
 
     @property
     def mongo_uri(self) -> str:
-        if self.mongo == "standin":
-            return f"mongodb://127.0.0.1:{self.mongo_port}/"
-        return f"mongomock://bench-{uuid.uuid4().hex[:6]}"
+        return f"mongodb://127.0.0.1:{self.mongo_port}/"
+
+    @property
+    def mongo_dir(self) -> Path:
+        return self.run_dir / "mongo"
 
     def intake_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{p.ports['intake']}" for p in self.processes if "intake" in p.services]
@@ -105,22 +109,22 @@ class BenchSystem:
         return [ServiceProcess(label, services, {s: free_port() for s in SERVICES}) for label, services in groups]
 
     def start(self, timeout: float = 90.0) -> None:
-        if self.layout != "single" and self.mongo != "standin":
-            raise ValueError("several service processes need a shared store: use --mongo standin")
         self.vhost = Vhost.create("jaklapor-bench", patience=180)
         self.s3 = LocalS3Server(self.run_dir / "s3", "bench-photos", log_path=self.run_dir / "s3.log")
         self.s3.start()
-        if self.mongo == "standin":
-            self.mongo_port = free_port()
-            log = open(self.run_dir / "mongo-standin.log", "ab")  # noqa: SIM115 - closed with the process
-            self.mongo_process = subprocess.Popen(
-                [sys.executable, "-m", "jaklapor.mongo_standin", "--host", "127.0.0.1", "--port", str(self.mongo_port)],
-                cwd=self.code_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            _wait_port(self.mongo_port, 30, self.mongo_process, "mongo stand-in")
-        mongo_uri = self.mongo_uri  # one mongomock name per run (single layout) or the stand-in's address
+        self.mongo_port = free_port()
+        log = open(self.run_dir / "mongo-standin.log", "ab")  # noqa: SIM115 - closed with the process
+        self.mongo_process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "devtools.mongo_standin"),
+                *("--host", "127.0.0.1", "--port", str(self.mongo_port), "--data-dir", str(self.mongo_dir)),
+            ],
+            cwd=self.code_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_port(self.mongo_port, 30, self.mongo_process, "mongo stand-in")
+        mongo_uri = self.mongo_uri
         self.processes = self.plan()
         for proc in self.processes:
             env = self._env(proc, mongo_uri)
@@ -173,6 +177,7 @@ class BenchSystem:
                 self.mongo_process.wait(15)
             except subprocess.TimeoutExpired:
                 self.mongo_process.kill()
+            shutil.rmtree(self.mongo_dir, ignore_errors=True)  # the run's reports; its log stays with the others
         if self.s3 is not None:
             self.s3.stop()
             self.s3.wipe()  # the photos of a run (GBs after a long one); its log stays with the others

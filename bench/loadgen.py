@@ -6,8 +6,8 @@
     python bench/loadgen.py --scenario photos                     # closed loop, every report with a photo
     python bench/loadgen.py --scenario flood                      # 50,000 reports in 5 minutes, then the drain
     python bench/loadgen.py --scenario selftest                   # the generator against a trivial endpoint
-    python bench/loadgen.py --scenario max --layout per-service --mongo standin
-    python bench/loadgen.py --scenario max --layout two-per-service --mongo standin
+    python bench/loadgen.py --scenario max --layout per-service
+    python bench/loadgen.py --scenario max --layout two-per-service
     python bench/loadgen.py --scenario max --profile intake,routing   # py-spy flame graphs during the load
     python bench/loadgen.py --url http://127.0.0.1:8000 --amqp-uri pyamqp://guest:guest@127.0.0.1:5672/ \
         --pid all=12345 --scenario smoke                           # attach to a running system
@@ -76,7 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="smoke")
     parser.add_argument("--layout", choices=LAYOUTS, default="single")
-    parser.add_argument("--mongo", choices=("mongomock", "standin"), help="default: mongomock for single, else standin")
     parser.add_argument("--rate", type=float, help="open loop: reports per second")
     parser.add_argument("--duration", type=float, help="seconds of load")
     parser.add_argument("--count", type=int, help="open loop: reports in total (rate = count / duration)")
@@ -117,8 +116,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         elif args.rate is None or "rate" not in preset:
             args.rate = args.count / args.duration
         args.duration = args.count / args.rate
-    if args.mongo is None:
-        args.mongo = "mongomock" if args.layout == "single" else "standin"
     if args.url and not args.amqp_uri:
         parser.error("--url needs --amqp-uri (the copy queue and the ceiling use the system's broker and vhost)")
     return args
@@ -470,14 +467,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["system"] = {"attached": urls}
         else:
             env = dict(item.split("=", 1) for item in args.env)
-            system = BenchSystem(args.layout, args.mongo, env=env, code_dir=args.code_dir.resolve())
+            system = BenchSystem(args.layout, env=env, code_dir=args.code_dir.resolve())
             t_start = time.monotonic()
             system.start()
             urls, amqp_uri, pids = system.intake_urls(), system.amqp_uri, system.pids()
             vhost = system.vhost.name if system.vhost else None
             result["system"] = {
                 "layout": args.layout,
-                "mongo": args.mongo,
+                "mongo": "standin",  # the wire stand-in with its journal, as `make run` (mongomock in-process before)
                 "processes": {p.label: list(p.services) for p in system.processes},
                 "env_overrides": env,
                 "code_dir": str(system.code_dir),
@@ -487,7 +484,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "vhost": vhost,
             }
             print(
-                f"  system up ({args.layout}, mongo={args.mongo}) in {result['system']['start_seconds']} s: "
+                f"  system up ({args.layout}) in {result['system']['start_seconds']} s: "
                 f"{', '.join(urls)}; logs in {system.run_dir}",
                 flush=True,
             )

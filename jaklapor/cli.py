@@ -15,6 +15,14 @@ import os
 import sys
 from pathlib import Path
 
+#: the development tools (devtools/, the `jaklapor-devtools` distribution): the demo client and the local stores;
+#: installed by `make setup`, never by the production image
+DEVTOOLS_MODULES = ("devtools", "devtools.demo")
+DEVTOOLS_MISSING = (
+    "{what} is a development tool: it needs the jaklapor-devtools package, which this installation does not have. "
+    "From a clone of the repository: `make setup` (or `pip install -e ./devtools`)."
+)
+
 #: where `jaklapor demo` (and `make demo`) looks for the system: `make run`'s default addresses
 DEMO_INTAKE_URL = "http://127.0.0.1:8000"
 DEMO_STATS_URL = "http://127.0.0.1:8002"
@@ -96,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_services(args.config, args.services.split(","), standin=not args.no_s3_standin)
     if args.command == "demo":
-        from jaklapor.demo import run_demo
-
+        try:
+            from devtools.demo import run_demo
+        except ImportError as exc:
+            if exc.name not in DEVTOOLS_MODULES:
+                raise
+            print(DEVTOOLS_MISSING.format(what="jaklapor demo"), file=sys.stderr)
+            return 2
         return run_demo(args.url, args.stats_url, args.config)
     if args.command == "opd-key":
         from jaklapor.config import load_config

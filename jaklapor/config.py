@@ -64,16 +64,14 @@ def development_secrets() -> dict[str, str]:
 
 
 def run_mode(config: dict[str, Any]) -> str:
-    """`local` or `deployment`, from JAKLAPOR_MODE; unset, `local` only with the in-process report store
-    (MONGO_URI=mongomock://, what `make run` uses: nothing outlives the process, so there is nothing to protect)."""
+    """`local` or `deployment`, from JAKLAPOR_MODE; unset, `local` only while MONGO_URI is empty: nothing real is
+    configured, so `jaklapor run` starts the local stores itself (and hands its services JAKLAPOR_MODE=local)."""
     mode = str(setting(config, "JAKLAPOR_MODE", "")).strip().lower()
     if mode in (LOCAL_MODE, DEPLOYMENT_MODE):
         return mode
     if mode:
         raise InsecureConfiguration(f"JAKLAPOR_MODE={mode!r}: use {LOCAL_MODE!r} or {DEPLOYMENT_MODE!r}")
-    from jaklapor.mongo import is_in_process
-
-    return LOCAL_MODE if is_in_process(str(setting(config, "MONGO_URI", "mongomock://localhost"))) else DEPLOYMENT_MODE
+    return DEPLOYMENT_MODE if str(setting(config, "MONGO_URI", "")).strip() else LOCAL_MODE
 
 
 def development_secrets_in(config: dict[str, Any], keys: tuple[str, ...]) -> list[str]:

@@ -1,7 +1,8 @@
-"""MongoDB access for the services, through pymongo in production and mongomock where no server exists.
+"""MongoDB access for the services: pymongo against `MONGO_URI` (mongodb:// or mongodb+srv://), nothing else.
 
-The stand-in is chosen only by configuration (`MONGO_URI=mongomock://...`), so the code path the services run is the
-pymongo API either way. mongomock keeps its data inside one process: every service in that process shares it.
+On a development machine `make run` starts a local store (devtools/mongo_standin.py, MongoDB's wire protocol over
+mongomock) and points MONGO_URI at it; the services cannot tell it from MongoDB except by the marker it announces,
+which they refuse outside the local mode.
 """
 
 from __future__ import annotations
@@ -11,48 +12,82 @@ import threading
 from typing import Any
 
 from nameko.extensions import DependencyProvider
+from pymongo import MongoClient
 from pymongo.database import Database
 
-from jaklapor.config import setting
+from jaklapor.config import LOCAL_MODE, InsecureConfiguration, run_mode, setting
 
 log = logging.getLogger(__name__)
 
-MONGOMOCK_SCHEME = "mongomock://"
-_shared_mock_clients: dict[str, Any] = {}
-_lock = threading.Lock()
+SCHEMES = ("mongodb://", "mongodb+srv://")
+#: the field the development stand-in adds to its hello / buildInfo replies (devtools.mongo_standin.STANDIN_MARKER)
+STANDIN_MARKER = "jaklaporStandIn"
+NOT_CONFIGURED = "MONGO_URI is not set: point it at MongoDB, or use `make run` which starts the local store"
+
+_warned_standins: set[tuple[str, int]] = set()
+_warned_lock = threading.Lock()
 
 
-def is_in_process(uri: str) -> bool:
-    return uri.startswith(MONGOMOCK_SCHEME)
+class StoreNotConfigured(Exception):
+    """MONGO_URI is empty or not a MongoDB connection string."""
 
 
-def connect(uri: str) -> Any:
-    """A MongoClient for `uri`; for `mongomock://` one client per URI per process, so services share its data."""
-    if is_in_process(uri):
-        from jaklapor.mongo_standin import FastClient
+def connect(uri: str) -> MongoClient:
+    """A pymongo client for `uri` (connecting lazily); StoreNotConfigured unless it is a MongoDB connection string."""
+    uri = (uri or "").strip()
+    if not uri:
+        raise StoreNotConfigured(NOT_CONFIGURED)
+    if not uri.startswith(SCHEMES):
+        scheme = uri.split("://", 1)[0] if "://" in uri else uri
+        raise StoreNotConfigured(
+            f"MONGO_URI must start with mongodb:// or mongodb+srv:// (got {scheme!r}); for a local store use "
+            "`make run`, which starts one"
+        )
+    return MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=20000, tz_aware=True)
 
-        with _lock:
-            client = _shared_mock_clients.get(uri)
-            if client is None:
-                log.warning(
-                    "MONGO_URI is %s: reports are kept IN THIS PROCESS ONLY (mongomock) and are lost when it "
-                    "stops. Set MONGO_URI=mongodb://... for a real MongoDB.",
-                    uri,
-                )
-                # mongomock with O(1) _id lookups and hashed and field indexes: plain mongomock scans every document
-                # on every query and every unique-index check, which collapses as reports accumulate
-                client = _shared_mock_clients[uri] = FastClient(tz_aware=True)
-            return client
-    import pymongo
 
-    return pymongo.MongoClient(
-        uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=20000, tz_aware=True
+def is_standin(client: MongoClient) -> bool:
+    """True if the server behind `client` announces itself as jaklapor's development stand-in."""
+    return bool(client.admin.command("hello").get(STANDIN_MARKER))
+
+
+def refuse_standin(client: MongoClient, config: dict[str, Any], service: str) -> None:
+    """Stop a service outside the local mode whose store is the development stand-in (InsecureConfiguration): it
+    keeps everything in one process's memory with a journal, has no replication, no authentication, no backups.
+    In the local mode, say once per process and server what it is."""
+    if not is_standin(client):
+        return
+    host, port = client.address or ("?", 0)
+    if run_mode(config) == LOCAL_MODE:
+        with _warned_lock:
+            first = (host, port) not in _warned_standins
+            _warned_standins.add((host, port))
+        if first:
+            log.warning(
+                "the report store at %s:%s is the development stand-in (devtools/mongo_standin.py), not MongoDB: "
+                "local mode only",
+                host,
+                port,
+            )
+        return
+    message = (
+        f"{service} refuses to start: the store at {host}:{port} (MONGO_URI) is jaklapor's development stand-in "
+        "(devtools/mongo_standin.py, mongomock behind the wire protocol), not MongoDB. Point MONGO_URI at a MongoDB "
+        f"server, or set JAKLAPOR_MODE={LOCAL_MODE} on a development machine."
     )
+    log.error(message)
+    raise InsecureConfiguration(message)
 
 
-def database_for(config: dict[str, Any], name: str) -> tuple[Any, Database]:
-    """The client and the database a service owns (`<prefix>_<name>`)."""
-    client = connect(setting(config, "MONGO_URI", "mongomock://localhost"))
+def database_for(config: dict[str, Any], name: str, service: str = "") -> tuple[MongoClient, Database]:
+    """The client and the database `<prefix>_<name>` for `service` (default: `name`), once the store is known to be
+    acceptable for it (refuse_standin)."""
+    client = connect(setting(config, "MONGO_URI", ""))
+    try:
+        refuse_standin(client, config, service or name)
+    except BaseException:
+        client.close()
+        raise
     prefix = setting(config, "MONGO_DB_PREFIX", "jaklapor")
     return client, client[f"{prefix}_{name}"]
 
@@ -67,11 +102,6 @@ def ping(db: Database) -> bool:
     return True
 
 
-def close(client: Any, uri: str) -> None:
-    if not is_in_process(uri):
-        client.close()
-
-
 class MongoDatabase(DependencyProvider):
     """Opens the service's own database in `setup`, closes it in `stop`, hands workers a narrow repository.
 
@@ -81,13 +111,16 @@ class MongoDatabase(DependencyProvider):
     database: str = ""
 
     def setup(self) -> None:
-        self.uri = setting(self.container.config, "MONGO_URI", "mongomock://localhost")
-        self.client, self.db = database_for(self.container.config, self.database)
+        try:
+            self.client, self.db = database_for(self.container.config, self.database, self.container.service_name)
+        except StoreNotConfigured as exc:
+            log.error("%s: %s", self.container.service_name, exc)
+            raise
         self.repository = self.make_repository(self.db)
         self.prepare(self.repository)
 
     def stop(self) -> None:
-        close(self.client, self.uri)
+        self.client.close()
 
     def kill(self) -> None:
         self.stop()

@@ -84,19 +84,30 @@ class Vhost:
 
 
 class LoopbackServer:
-    """A stand-in server (for a store this machine cannot run) in its own process, on a free loopback port."""
+    """A stand-in server (for a store this machine cannot run) in its own process, on a free loopback port; its
+    output goes to `log_path` if given."""
 
     name = "server"
 
-    def __init__(self) -> None:
+    def __init__(self, log_path: Path | None = None) -> None:
         self.port = free_port()
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.log_path is None:
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._listening, 30, message=self.name)
 
     def _listening(self) -> bool:
@@ -149,17 +160,29 @@ def service_env(
 
 
 class MongoServerStandIn(LoopbackServer):
-    """The MongoDB wire stand-in (`python -m jaklapor.mongo_standin`): a store that outlives the service processes,
-    so they can be killed and restarted as they would be against a real MongoDB."""
+    """The MongoDB wire stand-in (`python -m devtools.mongo_standin`): a store that outlives the service processes,
+    so they can be killed and restarted as they would be against a real MongoDB. With `data_dir` it keeps a journal
+    there (as `make run`'s local store does) and can itself be restarted; `unmarked` hides that it is the stand-in
+    (for tests of the deployment mode, which refuses it)."""
 
     name = "mongo stand-in server"
+
+    def __init__(self, data_dir: Path | None = None, unmarked: bool = False) -> None:
+        super().__init__(log_path=None if data_dir is None else data_dir.with_name(f"{data_dir.name}.log"))
+        self.data_dir = data_dir
+        self.unmarked = unmarked
 
     @property
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "jaklapor.mongo_standin", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [sys.executable, "-m", "devtools.mongo_standin", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.data_dir is not None:
+            command += ["--data-dir", str(self.data_dir)]
+        if self.unmarked:
+            command.append("--unmarked")
+        return command
 
     def client(self) -> Any:
         import pymongo
@@ -172,8 +195,9 @@ ALL_SERVICES = ("intake", "routing", "notify", "stats")
 
 @dataclass
 class RunningSystem:
-    """The four services as `jaklapor run` starts them: one process for all (the default, sharing mongomock), or
-    one process per group of services when `mongo_uri` points at a store outside the processes."""
+    """The four services as `jaklapor run` starts them: one process for all (the default), or one process per group
+    of services. Without `mongo_uri` the system has a store of its own, the wire stand-in as `make run` starts it
+    (a journal in `log_dir`), started and stopped with it."""
 
     vhost: Vhost
     s3: LocalS3Server
@@ -183,9 +207,12 @@ class RunningSystem:
     groups: tuple[tuple[str, ...], ...] = (ALL_SERVICES,)
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[tuple[str, ...], subprocess.Popen] = field(default_factory=dict)
+    own_store: MongoServerStandIn | None = None
 
     def __post_init__(self) -> None:
-        self.mongo_uri = self.mongo_uri or f"mongomock://e2e-{uuid.uuid4().hex[:6]}"
+        if not self.mongo_uri:
+            self.own_store = MongoServerStandIn(self.log_dir / "mongo")
+            self.mongo_uri = self.own_store.uri
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -218,12 +245,14 @@ class RunningSystem:
             public_url=self.url("intake"),
         )
         env["CONTACT_KEY"] = CONTACT_KEY
-        # the report-number mark of the in-process store, kept across restarts of this system (not the user's)
+        # the report-number mark of the local mode, kept across restarts of this system (not the user's)
         env["LOCAL_DATA_DIR"] = str(self.log_dir / "local-data")
         env.update(self.env)
         return env
 
     def start(self) -> None:
+        if self.own_store is not None and not self.own_store.running:
+            self.own_store.start()  # again after stop(): the journal brings its data back
         for group in self.groups:
             self.start_group(group)
         wait_for(self.healthy, 60, interval=0.2, message=f"all services healthy (logs: {self.log_dir})")
@@ -257,7 +286,12 @@ class RunningSystem:
         return process.wait(timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        codes = [self.send_signal(group[0], sig, timeout) for group in list(self.processes)]
+        """Stop the services with `sig`, then the system's own store; the highest exit code of the services."""
+        try:
+            codes = [self.send_signal(group[0], sig, timeout) for group in list(self.processes)]
+        finally:
+            if self.own_store is not None:
+                self.own_store.stop()
         return max(codes, default=0)
 
     def logs(self) -> str:

@@ -7,7 +7,7 @@ import re
 import pytest
 import requests
 
-from jaklapor.demo import ACTIONS, SAMPLES, run_demo
+from devtools.demo import ACTIONS, SAMPLES, run_demo
 from jaklapor.reference import load_directory
 from services.routing.domain import AreaMatch, default_area_index, route
 from tests.system import OPD_KEY_SECRET, RunningSystem, free_port

@@ -13,16 +13,20 @@ import signal
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import requests
 import yaml
 
+from devtools.mongo_standin import MongoStandIn
 from devtools.seaweedfs import LocalS3Server
 from jaklapor.cli import SERVICES
+from jaklapor.cli import main as cli_main
 from jaklapor.config import (
     DEFAULT_CONFIG_PATH,
     DEPLOYMENT_MODE,
@@ -33,8 +37,9 @@ from jaklapor.config import (
     development_secrets_in,
     run_mode,
 )
+from jaklapor.mongo import MongoDatabase, StoreNotConfigured
 from jaklapor.operations import SecretGuard
-from tests.system import Vhost, free_port, service_env, wait_for
+from tests.system import MongoServerStandIn, Vhost, free_port, service_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = set(SERVICES)
@@ -218,6 +223,62 @@ def test_dockerfile_installs_the_package_and_its_cli() -> None:
     assert 'CMD ["jaklapor", "run"' in dockerfile
 
 
+#: development tools: the image and the package carry none of them (they live in devtools/, jaklapor-devtools)
+DEVELOPMENT_ONLY = ("devtools", "mongomock", "moto", "seaweedfs")
+IMPORTS_DEVELOPMENT_TOOL = re.compile(r"^\s*(?:from|import)\s+(?:devtools|mongomock|moto|seaweedfs)\b", re.MULTILINE)
+
+
+def test_the_image_and_the_package_carry_no_development_tool(tmp_path: Path) -> None:
+    """Build the wheel from exactly what the Dockerfile copies, as its `pip install` does: no stand-in, no demo, no
+    test, and nothing that pulls mongomock, moto or SeaweedFS in."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    sources = [src for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.MULTILINE) for src in line.split()[:-1]]
+    assert sources and not [src for src in sources if src.startswith("--") or "devtools" in src]
+    installs = re.findall(r"pip install ([^&\n]+)", dockerfile)
+    assert [spec.strip() for spec in installs] == ["."], "the image installs the package alone: no extra, no devtools"
+
+    context = tmp_path / "image"
+    context.mkdir()
+    for src in sources:
+        path = ROOT / src
+        if path.is_dir():
+            shutil.copytree(path, context / src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(path, context / src)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path / "wheel"), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    [wheel] = (tmp_path / "wheel").glob("jaklapor-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        sources_in_wheel = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
+    assert {n.split("/")[0] for n in names} == {"jaklapor", "services", wheel.name.split("-py3")[0] + ".dist-info"}
+    assert "jaklapor/mongo.py" in names
+    assert not [n for n in names if re.search(r"mongo_standin|demo\.py$|/tests/", n)]
+    # only the `demo` subcommand, lazily, saying what to install when it is missing
+    assert [n for n, text in sources_in_wheel.items() if IMPORTS_DEVELOPMENT_TOOL.search(text)] == ["jaklapor/cli.py"]
+    required = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)", metadata, re.MULTILINE)
+    assert "pymongo" in required
+    assert not [name for name in required if name.lower().startswith(DEVELOPMENT_ONLY)]
+
+
+def test_the_demo_without_the_development_tools_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in ("devtools", "devtools.demo"):
+        monkeypatch.setitem(sys.modules, module, None)  # as in the image: not installed
+    assert cli_main(["demo"]) == 2
+    said = capsys.readouterr().err
+    assert "jaklapor demo is a development tool: it needs the jaklapor-devtools package" in said
+    assert "`make setup` (or `pip install -e ./devtools`)" in said
+
+
 # ---- secrets, credentials and images -------------------------------------------------------------------------------
 
 
@@ -351,11 +412,12 @@ def test_the_secret_guard_knows_every_development_value() -> None:
     assert development_secrets_in({**known, "OPD_KEY_SECRET": ""}, SECRET_SETTINGS) == list(SECRET_SETTINGS)
 
 
-def test_the_mode_is_local_only_when_asked_or_with_the_in_process_store() -> None:
-    assert run_mode({"MONGO_URI": "mongomock://localhost"}) == LOCAL_MODE  # `make run`
+def test_the_mode_is_local_only_when_asked_or_with_no_store_configured() -> None:
+    assert run_mode({"MONGO_URI": ""}) == LOCAL_MODE  # `make run`: it starts the local stores itself
+    assert run_mode({}) == LOCAL_MODE
     assert run_mode({"MONGO_URI": "mongodb://mongodb:27017/"}) == DEPLOYMENT_MODE
     assert run_mode({"MONGO_URI": "mongodb://127.0.0.1:27017/", "JAKLAPOR_MODE": "local"}) == LOCAL_MODE
-    assert run_mode({"MONGO_URI": "mongomock://localhost", "JAKLAPOR_MODE": "deployment"}) == DEPLOYMENT_MODE
+    assert run_mode({"MONGO_URI": "", "JAKLAPOR_MODE": "deployment"}) == DEPLOYMENT_MODE
     with pytest.raises(InsecureConfiguration, match="JAKLAPOR_MODE='prod'"):
         run_mode({"JAKLAPOR_MODE": "prod"})
 
@@ -374,11 +436,16 @@ def test_notify_guards_the_relay_secret_only_when_it_signs_webhooks(caplog: pyte
     assert "notify refuses to start" in caplog.text
 
 
-def intake_process(vhost: Vhost, s3: LocalS3Server, port: int, **settings: str) -> subprocess.Popen:
-    """`jaklapor run --services intake` with the in-process store and only the given secrets (none from the shell)."""
+#: the secrets of the services themselves; S3_SECRET_KEY is the S3 server's (the tests' SeaweedFS has its own)
+APP_SECRETS = tuple(key for key in SECRET_SETTINGS if key != "S3_SECRET_KEY")
+
+
+def intake_process(vhost: Vhost, s3: LocalS3Server, store: str, port: int, **settings: str) -> subprocess.Popen:
+    """`jaklapor run --services intake` on the store at `store` with only the given secrets (none from the shell)."""
     ports = {"intake": port, "notify": free_port(), "stats": free_port(), "routing": free_port()}
-    env = service_env(vhost.amqp_uri, "mongomock://guard", s3, ports, f"http://127.0.0.1:{port}")
-    for key in (*SECRET_SETTINGS, "JAKLAPOR_MODE", "JAKLAPOR_CONFIG"):
+    env = service_env(vhost.amqp_uri, store, s3, ports, f"http://127.0.0.1:{port}")
+    # the S3 key stays: it is the test server's own, not a development value
+    for key in (*APP_SECRETS, "JAKLAPOR_MODE", "JAKLAPOR_CONFIG"):
         env.pop(key, None)
     env.update(settings)
     return subprocess.Popen(
@@ -418,14 +485,31 @@ def own_vhost() -> Iterator[Vhost]:
     created.delete()
 
 
+@pytest.fixture(scope="module")
+def posing_store() -> Iterator[MongoServerStandIn]:
+    """The stand-in without its marker: what a MongoDB looks like to the services (no MongoDB can run here)."""
+    server = MongoServerStandIn(unmarked=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def standin_store() -> Iterator[MongoServerStandIn]:
+    server = MongoServerStandIn()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.e2e
 def test_intake_with_development_secrets_starts_only_in_local_mode(
-    own_vhost: Vhost, s3: LocalS3Server, generated_env: Path, tmp_path: Path
+    own_vhost: Vhost, s3: LocalS3Server, posing_store: MongoServerStandIn, generated_env: Path, tmp_path: Path
 ) -> None:
     # the S3 server's key is the test's own, not a development value; the numbering mark stays in the test's dir
     common = {"LOCAL_DATA_DIR": str(tmp_path)}
     vhost = own_vhost
-    refused = intake_process(vhost, s3, free_port(), JAKLAPOR_MODE="deployment", **common)
+    refused = intake_process(vhost, s3, posing_store.uri, free_port(), JAKLAPOR_MODE="deployment", **common)
     output, _ = refused.communicate(timeout=120)  # generous: starting Python with nameko on a loaded 2-core machine
     assert refused.returncode != 0
     assert (
@@ -434,10 +518,10 @@ def test_intake_with_development_secrets_starts_only_in_local_mode(
     ) in output
     assert '"level": "ERROR"' in next(line for line in output.splitlines() if "refuses to start" in line)
 
-    real = {key: value for key, value in read_env(generated_env).items() if key in SECRET_SETTINGS}
+    real = {key: value for key, value in read_env(generated_env).items() if key in APP_SECRETS}
     for mode, secrets in ((LOCAL_MODE, {}), (DEPLOYMENT_MODE, real)):
         port = free_port()
-        started = intake_process(vhost, s3, port, **{**common, "JAKLAPOR_MODE": mode, **secrets})
+        started = intake_process(vhost, s3, posing_store.uri, port, **{**common, "JAKLAPOR_MODE": mode, **secrets})
         try:
             wait_for(lambda p=started, n=port: healthy_or_exited(p, n), 120, message=f"intake healthy in {mode} mode")
             running = started.poll() is None
@@ -445,3 +529,75 @@ def test_intake_with_development_secrets_starts_only_in_local_mode(
             output = stop(started)
         assert running, f"intake did not start in {mode} mode: {output[-4000:]}"
         assert "refuses to start" not in output
+
+
+@pytest.mark.e2e
+def test_intake_refuses_the_development_store_outside_the_local_mode(
+    own_vhost: Vhost, s3: LocalS3Server, standin_store: MongoServerStandIn, generated_env: Path, tmp_path: Path
+) -> None:
+    """Real secrets, but MONGO_URI points at the stand-in (say, a `make run` store left reachable): deployment refuses
+    it with an ERROR naming it; the local mode runs on it with a warning."""
+    real = {key: value for key, value in read_env(generated_env).items() if key in APP_SECRETS}
+    common = {"LOCAL_DATA_DIR": str(tmp_path), **real}
+    refused = intake_process(own_vhost, s3, standin_store.uri, free_port(), JAKLAPOR_MODE="deployment", **common)
+    output, _ = refused.communicate(timeout=120)
+    assert refused.returncode != 0
+    said = next(line for line in output.splitlines() if "refuses to start" in line)
+    assert f"the store at 127.0.0.1:{standin_store.port} (MONGO_URI) is jaklapor's development stand-in" in said
+    assert '"level": "ERROR"' in said
+
+    port = free_port()
+    started = intake_process(own_vhost, s3, standin_store.uri, port, JAKLAPOR_MODE="local", **common)
+    try:
+        wait_for(lambda: healthy_or_exited(started, port), 120, message="intake healthy in local mode")
+        running = started.poll() is None
+    finally:
+        output = stop(started)
+    assert running, f"intake did not start in local mode: {output[-4000:]}"
+    warning = next(line for line in output.splitlines() if "development stand-in" in line)
+    assert '"level": "WARNING"' in warning and "local mode only" in warning
+
+
+class ReportsForTest(MongoDatabase):
+    database = "intake"
+
+    def make_repository(self, db: Any) -> Any:
+        return SimpleNamespace(db=db)
+
+
+def store_setup(config: dict, service: str = "intake") -> ReportsForTest:
+    store = ReportsForTest()
+    store.container = SimpleNamespace(config=config, service_name=service)
+    store.setup()
+    return store
+
+
+def test_a_service_without_a_store_says_how_to_get_one(caplog: pytest.LogCaptureFixture) -> None:
+    """The image's services run without `make run`'s local stores: an unset MONGO_URI stops them with the fix."""
+    for unset in ({}, {"MONGO_URI": ""}, {"MONGO_URI": "", "JAKLAPOR_MODE": "local"}):
+        with pytest.raises(StoreNotConfigured) as raised:
+            store_setup(unset)
+        assert str(raised.value) == (
+            "MONGO_URI is not set: point it at MongoDB, or use `make run` which starts the local store"
+        )
+    with pytest.raises(StoreNotConfigured, match=r"mongodb:// or mongodb\+srv:// \(got 'mongomock'\)"):
+        store_setup({"MONGO_URI": "mongomock://localhost"})
+    assert [r.levelname for r in caplog.records if "MONGO_URI is not set" in r.getMessage()] == ["ERROR"] * 3
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_the_store_guard_tells_the_stand_in_from_mongodb(caplog: pytest.LogCaptureFixture, marked: bool) -> None:
+    server = MongoStandIn("127.0.0.1", 0, marked=marked)
+    server.start()
+    try:
+        for mode in (DEPLOYMENT_MODE, LOCAL_MODE):
+            config = {"MONGO_URI": server.uri, "JAKLAPOR_MODE": mode}
+            if marked and mode == DEPLOYMENT_MODE:
+                with pytest.raises(InsecureConfiguration, match=r"stats refuses to start: the store at 127\.0\.0\.1"):
+                    store_setup(config, "stats")
+            else:
+                store_setup(config, "stats").stop()
+    finally:
+        server.stop()
+    refusals = [r for r in caplog.records if "refuses to start" in r.getMessage()]
+    assert [r.levelname for r in refusals] == (["ERROR"] if marked else [])

@@ -1,5 +1,5 @@
 """The process lifecycle of `jaklapor run` and `make run`: stop signals in any number and order, a second start on
-ports in use, and the local S3 stand-in a run starts (and must not leave behind).
+ports in use, and the local S3 server (SeaweedFS) a run starts (and must not leave behind).
 
 The store is the MongoDB wire stand-in, outside the service processes, so a report accepted before a stop can be
 looked for after a restart, as it would be with a real MongoDB."""
@@ -351,7 +351,7 @@ def test_sharing_a_port_must_be_asked_for() -> None:
         exclusive.close()
 
 
-# ---- the S3 stand-in a run starts -----------------------------------------------------------------------------------
+# ---- the S3 server a run starts --------------------------------------------------------------------------------------
 
 
 def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhost, mongo: MongoServerStandIn) -> None:
@@ -377,7 +377,7 @@ def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhos
         system.processes[ALL_SERVICES] = run
         wait_for(system.healthy, 60, interval=0.2, message="the run healthy")
         (standin,) = listening_pids(own_s3.ports.s3)
-        assert "moto.server" in Path(f"/proc/{standin}/cmdline").read_text()
+        assert "weed" in Path(f"/proc/{standin}/cmdline").read_text()  # the SeaweedFS the run started
         run.kill()
         run.wait(10)
         wait_for(lambda: not alive(standin), 10, message="the stand-in gone after its run was killed")

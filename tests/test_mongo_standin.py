@@ -34,7 +34,8 @@ from pymongo.errors import (
 )
 from pymongo.write_concern import WriteConcern
 
-from jaklapor.mongo_standin import Journal, MongoStandIn
+from devtools.mongo_standin import STANDIN_MARKER, Journal, MongoStandIn
+from jaklapor import mongo
 
 UTC = datetime.UTC
 WIB = datetime.timezone(datetime.timedelta(hours=7))
@@ -83,6 +84,37 @@ def test_handshake_ping_and_server_information(client: pymongo.MongoClient) -> N
     assert info["version"].startswith("6.") and info["ok"] == 1.0
     assert client.topology_description.topology_type_name == "Single"
     assert client.admin.command("getParameter", featureCompatibilityVersion=1)["ok"] == 1.0
+
+
+def test_the_stand_in_says_it_is_not_mongodb(client: pymongo.MongoClient) -> None:
+    """Services refuse it outside the local mode (jaklapor/mongo.py): it must say what it is on every handshake."""
+    assert STANDIN_MARKER == mongo.STANDIN_MARKER
+    assert client.admin.command("hello")[STANDIN_MARKER] is True
+    assert client.admin.command("isMaster")[STANDIN_MARKER] is True
+    assert client.server_info()[STANDIN_MARKER] is True
+    assert mongo.is_standin(client)
+
+
+def test_unmarked_it_answers_as_mongodb_does(tmp_path: Path) -> None:
+    """`--unmarked` (tests of the deployment mode only); run from elsewhere than the repository, as `jaklapor run`
+    (a console script, no checkout on its path) does: devtools is an installed package."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "devtools.mongo_standin", "--port", "0", "--unmarked", "--log-level", "WARNING"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert "listening on 127.0.0.1:" in line, line
+        with pymongo.MongoClient(f"mongodb://{line.split()[-1]}/", serverSelectionTimeoutMS=5000) as unmarked:
+            assert STANDIN_MARKER not in unmarked.admin.command("hello")
+            assert STANDIN_MARKER not in unmarked.server_info()
+            assert not mongo.is_standin(unmarked)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
 
 
 def test_unknown_command_is_command_not_found(db: pymongo.database.Database) -> None:
@@ -628,7 +660,7 @@ _CLIENT_PROGRAM = textwrap.dedent(
 def test_service_process_killed_while_store_survives(tmp_path: Path) -> None:
     """The stand-in as its own process (the CLI); a client process is SIGKILLed; the store and others go on."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "jaklapor.mongo_standin", "--port", "0", "--log-level", "WARNING"],
+        [sys.executable, "-m", "devtools.mongo_standin", "--port", "0", "--log-level", "WARNING"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -669,7 +701,7 @@ def test_index_shortcuts_agree_with_mongomock() -> None:
 
     import mongomock
 
-    from jaklapor.mongo_standin import FastClient
+    from devtools.mongo_standin import FastClient
 
     rng = random.Random(20250301)
     days = [datetime.datetime(2025, 3, d) for d in range(1, 6)]
@@ -809,7 +841,7 @@ def test_indexed_queries_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     from mongomock import collection as mongomock_collection
     from mongomock import filtering
 
-    from jaklapor.mongo_standin import FastClient
+    from devtools.mongo_standin import FastClient
 
     reports = FastClient().jaklapor_intake.reports
     reports.create_index("tracking_token_hash", unique=True)

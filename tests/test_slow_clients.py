@@ -16,8 +16,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.seaweedfs import LocalS3Server
 from tests.photo_fixtures import jpeg_with_gps
-from tests.system import RunningSystem, S3StandIn, SseListener, Vhost, client_headers, start_system, wait_for
+from tests.system import RunningSystem, SseListener, Vhost, client_headers, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +33,7 @@ BOUNDARY = "jaklapor-slow-upload"
 
 
 @pytest.fixture(scope="module")
-def slow_system(tmp_path_factory: pytest.TempPathFactory, s3: S3StandIn) -> Iterator[RunningSystem]:
+def slow_system(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3Server) -> Iterator[RunningSystem]:
     """A system of its own (own vhost): its report count must be exactly what these tests submitted."""
     vhost = Vhost.create()
     running = start_system(

@@ -20,10 +20,10 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from jaklapor.config import local_data_dir, setting
+from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode, setting
 from jaklapor.events import utcnow
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed
-from jaklapor.mongo import MongoDatabase, database_for, is_in_process, ping
+from jaklapor.mongo import MongoDatabase, database_for, ping
 from jaklapor.reference import load_categories, load_directory
 from services.intake import metrics
 from services.intake.domain import WAITING_STATUSES
@@ -246,7 +246,7 @@ class ReportStore(MongoDatabase):
     database = "intake"
 
     def make_repository(self, db: Database) -> ReportRepository:
-        if not is_in_process(self.uri):
+        if run_mode(self.container.config) != LOCAL_MODE:
             return ReportRepository(db)
         mark = NumberingMark(local_data_dir(self.container.config))
         try:

@@ -1,13 +1,14 @@
-"""The report-number high-water mark, kept on disk when the report store lives only in the process.
+"""The report-number high-water mark, kept on disk in the local mode.
 
-With the in-process stand-in (`MONGO_URI=mongomock://`) the store and its day counters vanish when the process stops,
-while the numbers already handed out live on: in the agencies' queues and systems (which deduplicate on
+The local store (the MongoDB stand-in `make run` starts) can be wiped (`make reset`) or lost while the numbers already
+handed out live on: in RabbitMQ's queues (which a reset keeps), in the agencies' systems (which deduplicate on
 `message_id` = `<report_id>:<hop>`) and on citizens' receipts. Starting the day again at 000001 would hand a second
-report a number the world already knows. The mark is a small file in LOCAL_DATA_DIR holding, per day, the end of the
-last block of numbers reserved; it is synced to disk before any number of a block is handed out, and the next block
-starts above it, so a restart, even after `kill -9`, continues the day's numbering.
+report a number the world already knows. The mark is a small file in LOCAL_DATA_DIR (beside, not inside, the local
+stores' data) holding, per day, the end of the last block of numbers reserved; it is synced to disk before any number
+of a block is handed out, and the next block starts above it, so a restart, even after `kill -9` or a wiped store,
+continues the day's numbering.
 
-A real MongoDB keeps the counters itself; the mark is not used there.
+In deployment MongoDB keeps the counters itself (and is backed up); the mark is not used there.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from nameko.extensions import DependencyProvider
 from jaklapor.config import as_bool, setting
 from jaklapor.contacts import decrypt_contact, encrypt_contact
 from jaklapor.events import utcnow
-from jaklapor.mongo import close, database_for
+from jaklapor.mongo import database_for
 from jaklapor.reference import load_directory
 from services.notify import metrics
 from services.notify.channels import (
@@ -493,7 +493,6 @@ class Deliveries(DependencyProvider):
     def setup(self) -> None:
         config = self.container.config
         settings = DeliverySettings.from_config(config)
-        self.mongo_uri = setting(config, "MONGO_URI", "mongomock://localhost")
         self.client, db = database_for(config, "notify")
         repository = NotifyRepository(db)
         directory = load_directory()
@@ -542,12 +541,12 @@ class Deliveries(DependencyProvider):
     def stop(self) -> None:
         self.dispatcher.stop()
         self.dispatcher.webhooks.close()
-        close(self.client, self.mongo_uri)
+        self.client.close()
 
     def kill(self) -> None:
         # attempts in flight are abandoned; their leases make them due again
         self.dispatcher.running = False
-        close(self.client, self.mongo_uri)
+        self.client.close()
 
     def get_dependency(self, worker_ctx: Any) -> Dispatcher:
         return self.dispatcher

@@ -5,9 +5,8 @@ that announced them can be replayed (`domain.report_events`) into a fresh projec
 projections replace the live ones; with `--check` nothing is written, the differences are printed, and the exit code is
 1 if there are any (events still in flight show up as differences: run it again a moment later).
 
-It needs a store shared across processes: a MongoDB (`MONGO_URI=mongodb://...`) or the wire stand-in
-(`python -m jaklapor.mongo_standin --port N`, then `MONGO_URI=mongodb://127.0.0.1:N/`). A `mongomock://` store lives
-inside each process, so this command could never see the data of the running services.
+It reads the store the running services use: `MONGO_URI` as they have it (a MongoDB, or on a development machine the
+local store `make run` started).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from services.stats.domain import DeadlineRule, deadline_rule, differences, rebu
 
 with warnings.catch_warnings():  # nameko, imported for the services, warns that eventlet is deprecated: not here
     warnings.filterwarnings("ignore", message="(?s).*Eventlet is deprecated")
-    from jaklapor.mongo import connect, is_in_process
+    from jaklapor.mongo import StoreNotConfigured, connect
     from services.stats.dependencies import ProjectionRepository
 
 # fields of a stored report the rebuild reads; never its outbox or idempotency data
@@ -74,19 +73,12 @@ def rebuild_command(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys
     )
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    uri = setting(config, "MONGO_URI", "mongomock://localhost")
-    if is_in_process(uri):
-        print(
-            f"stats-rebuild: MONGO_URI is {uri}: mongomock keeps its data inside each process, so this command "
-            "cannot see another process's data (the running services' reports and statistics).\n"
-            "Point MONGO_URI at a store shared across processes: a MongoDB (mongodb://host:27017/) or the wire "
-            "stand-in (python -m jaklapor.mongo_standin --port 27017, then MONGO_URI=mongodb://127.0.0.1:27017/), "
-            "the same one the services use.",
-            file=err,
-        )
+    try:
+        client = connect(setting(config, "MONGO_URI", ""))
+    except StoreNotConfigured as exc:
+        print(f"stats-rebuild: {exc} (the store the running services use)", file=err)
         return 2
     prefix = setting(config, "MONGO_DB_PREFIX", "jaklapor")
-    client = connect(uri)
     try:
         reports = client[f"{prefix}_intake"]["reports"]
         repository = ProjectionRepository(client[f"{prefix}_stats"])

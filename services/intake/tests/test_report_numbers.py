@@ -34,15 +34,15 @@ def test_each_day_counts_from_one() -> None:
     assert repository.next_sequence("20261129") == 1
 
 
-# ---- the in-process store: numbers continue after a restart (the store is lost, the numbers handed out are not) ----
+# ---- the local mode: numbers continue after a restart (the store is lost, the numbers handed out are not) ----
 
 
 def fresh_store() -> Database:
-    """An empty in-process store, as a restarted `make run` has."""
+    """An empty store, as `make run` has after its local store was wiped."""
     return mongomock.MongoClient(tz_aware=True)["intake"]
 
 
-def test_a_restarted_in_process_store_continues_the_days_numbers(tmp_path: Path) -> None:
+def test_a_wiped_local_store_continues_the_days_numbers(tmp_path: Path) -> None:
     before = ReportRepository(fresh_store(), NumberingMark(tmp_path))
     first_run = [before.next_sequence("20261128") for _ in range(SEQUENCE_BLOCK + 3)]
     assert first_run == list(range(1, SEQUENCE_BLOCK + 4))
@@ -106,13 +106,14 @@ def test_an_unwritable_data_dir_is_refused_at_start(tmp_path: Path) -> None:
         NumberingMark(blocker / "jaklapor").check()
 
 
-def test_a_real_mongodb_keeps_its_own_counters_without_a_mark(tmp_path: Path) -> None:
-    container = SimpleNamespace(config={"MONGO_URI": "mongodb://mongo.example:27017/", "LOCAL_DATA_DIR": str(tmp_path)})
+def test_only_the_local_mode_keeps_a_mark(tmp_path: Path) -> None:
+    """In deployment MongoDB keeps the counters; in the local mode (whatever store it uses) the mark is on disk."""
     store = ReportStore()
-    store.container = container
-    store.uri = container.config["MONGO_URI"]
+    store.container = SimpleNamespace(
+        config={"MONGO_URI": "mongodb://mongo.example:27017/", "LOCAL_DATA_DIR": str(tmp_path)}
+    )
     assert store.make_repository(fresh_store()).numbering_mark is None
 
-    container.config["MONGO_URI"] = store.uri = "mongomock://local"
+    store.container.config["JAKLAPOR_MODE"] = "local"  # what `make run` hands its services with the local store
     mark = store.make_repository(fresh_store()).numbering_mark
     assert mark is not None and mark.path == tmp_path / "report-numbers.json"

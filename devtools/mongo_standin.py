@@ -2,17 +2,18 @@
 
 No MongoDB server can be installed on the development machines, and mongomock alone keeps its data inside one
 process. This module serves mongomock over TCP, so several service processes share one store that outlives them
-(a process can be SIGKILLed while the data stays), the way moto's S3 server stands in for MinIO. Services keep
+(a process can be SIGKILLed while the data stays). Services keep
 the production code path: a real `pymongo.MongoClient("mongodb://127.0.0.1:27017/")`, chosen by `MONGO_URI`.
 
-    python -m jaklapor.mongo_standin --host 127.0.0.1 --port 27017 [--data-dir DIR]
+    python -m devtools.mongo_standin --host 127.0.0.1 --port 27017 [--data-dir DIR]
 
 or, from tests, `MongoStandIn("127.0.0.1", 0).start()` (`.address`, `.uri`, `.stop()`).
 
 Wire protocol: OP_MSG (kind 0 body, kind 1 document sequences, checksum ignored, moreToCome honoured) and OP_QUERY
 on `<db>.$cmd` answered with OP_REPLY (pymongo's handshake on every new connection is a legacy OP_QUERY `isMaster`).
 The server reports a standalone MongoDB 6.0 (wire version 17) with sessions, without `topologyVersion` (so pymongo
-polls instead of streaming heartbeats) and without compression.
+polls instead of streaming heartbeats) and without compression. Its `hello` / `isMaster` and `buildInfo` replies carry
+`jaklaporStandIn: true` (STANDIN_MARKER), so a service can tell it from a real MongoDB and refuse it in deployment.
 
 Commands: hello/isMaster, ping, buildInfo, getParameter, serverStatus, hostInfo, whatsmyuri, connectionStatus,
 getCmdLineOpts, startSession/endSessions/refreshSessions, insert, find, getMore, killCursors, update, delete,
@@ -75,7 +76,11 @@ from mongomock.collection import Collection as _MockCollection
 from mongomock.database import Database as _MockDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, WriteError
 
-log = logging.getLogger("jaklapor.mongo_standin")
+log = logging.getLogger("devtools.mongo_standin")
+
+#: the field in the hello / isMaster and buildInfo replies that says "this is the development stand-in, not MongoDB"
+#: (jaklapor/mongo.py looks for it by name; a real server never sends it)
+STANDIN_MARKER = "jaklaporStandIn"
 
 __all__ = ["MongoStandIn", "main"]
 
@@ -778,7 +783,7 @@ class FastDatabase(_MockDatabase):
 
 
 class FastClient(mongomock.MongoClient):
-    """mongomock's client with indexed lookups: the stand-in server's store, and the in-process `mongomock://` one."""
+    """mongomock's client with indexed lookups: the stand-in server's store."""
 
     def __init__(self, tz_aware: bool = False) -> None:
         super().__init__(tz_aware=tz_aware)
@@ -1093,12 +1098,20 @@ class MongoStandIn:
     """A MongoDB wire-protocol server backed by mongomock. `start()` returns once it listens."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 27017, data_dir: str | None = None, fsync: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 27017,
+        data_dir: str | None = None,
+        marked: bool = True,
+        fsync: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.data_dir = data_dir
         self.fsync = fsync
+        # False leaves STANDIN_MARKER out of the replies: only for tests of the deployment mode, which refuses the
+        # stand-in, on machines where no MongoDB can run
+        self.marked = marked
         self._lock = threading.Lock()  # every mongomock access
         self._cursor_lock = threading.Lock()
         self._client = FastClient()
@@ -1524,21 +1537,28 @@ class MongoStandIn:
                 "ok": 1.0,
             }
         )
+        return self._marked(reply)
+
+    def _marked(self, reply: dict[str, Any]) -> dict[str, Any]:
+        if self.marked:
+            reply[STANDIN_MARKER] = True
         return reply
 
     def _cmd_build_info(self, command: dict[str, Any], db_name: str, conn: _Connection) -> dict[str, Any]:
-        return {
-            "version": SERVER_VERSION,
-            "versionArray": [int(p) for p in SERVER_VERSION.split(".")] + [0],
-            "gitVersion": f"mongomock-{mongomock.__version__}-standin",
-            "modules": [],
-            "sysInfo": "jaklapor mongo stand-in (mongomock over the wire)",
-            "bits": 64,
-            "debug": False,
-            "maxBsonObjectSize": MAX_BSON_SIZE,
-            "storageEngines": ["mongomock"],
-            "ok": 1.0,
-        }
+        return self._marked(
+            {
+                "version": SERVER_VERSION,
+                "versionArray": [int(p) for p in SERVER_VERSION.split(".")] + [0],
+                "gitVersion": f"mongomock-{mongomock.__version__}-standin",
+                "modules": [],
+                "sysInfo": "jaklapor mongo stand-in (mongomock over the wire)",
+                "bits": 64,
+                "debug": False,
+                "maxBsonObjectSize": MAX_BSON_SIZE,
+                "storageEngines": ["mongomock"],
+                "ok": 1.0,
+            }
+        )
 
     def _cmd_get_parameter(self, command: dict[str, Any], db_name: str, conn: _Connection) -> dict[str, Any]:
         return {"featureCompatibilityVersion": {"version": SERVER_VERSION.rsplit(".", 1)[0]}, "ok": 1.0}
@@ -1549,7 +1569,7 @@ class MongoStandIn:
         return {
             "host": socket.gethostname(),
             "version": SERVER_VERSION,
-            "process": "jaklapor.mongo_standin",
+            "process": "devtools.mongo_standin",
             "pid": Int64(os.getpid()),
             "uptime": time.monotonic() - self._started_at,
             "localTime": datetime.datetime.now(datetime.UTC),
@@ -2045,7 +2065,7 @@ class MongoStandIn:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jaklapor.mongo_standin",
+        prog="python -m devtools.mongo_standin",
         description="A MongoDB wire-protocol stand-in backed by mongomock (development and tests only).",
     )
     parser.add_argument("--host", default=os.environ.get("MONGO_STANDIN_HOST", "127.0.0.1"))
@@ -2064,10 +2084,18 @@ def main(argv: list[str] | None = None) -> int:
         "crash of this process only (default)",
     )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--unmarked",
+        action="store_true",
+        help=f"leave the {STANDIN_MARKER} marker out of hello/buildInfo, so services take it for MongoDB: only for "
+        "tests of the deployment mode (which refuses the stand-in) on machines where no MongoDB can run",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    server = MongoStandIn(args.host, args.port, data_dir=args.data_dir, fsync=args.fsync == "always")
+    server = MongoStandIn(
+        args.host, args.port, data_dir=args.data_dir, marked=not args.unmarked, fsync=args.fsync == "always"
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
