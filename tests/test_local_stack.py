@@ -24,6 +24,7 @@ from tests.system import (
     FLOOD_SCENARIOS,
     ROOT,
     OpdDeliveries,
+    OpdQueueReader,
     Vhost,
     client_headers,
     flood_scenario_opds,
@@ -207,17 +208,29 @@ def test_a_killed_local_run_loses_no_accepted_report_or_photo_and_numbers_go_on(
     assert not port_open("127.0.0.1", run.mongo_port) and not port_open("127.0.0.1", run.s3_port)
 
 
-def test_reset_wipes_the_stored_reports_but_not_the_numbering(tmp_path: Path, fresh_vhost: Vhost) -> None:
+BLOK_M = ("-6.2443", "106.8003")  # Melawai, Kebayoran Baru: illegal parking there goes to this Suku Dinas
+PARKING_OPD = "sudin-perhubungan-jakarta-selatan"
+REPORTS_PER_RUN = 3
+
+
+def submit_parking(run: LocalRun, description: str) -> dict[str, str]:
+    response = requests.post(
+        run.url("intake", "/api/v1/reports"),
+        data={"category": "parkir-liar", "description": description, "lat": BLOK_M[0], "lon": BLOK_M[1]},
+        headers=client_headers(),
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_reset_wipes_the_stored_reports_but_report_numbers_never_repeat(tmp_path: Path, fresh_vhost: Vhost) -> None:
+    """`make reset` empties the stores while RabbitMQ keeps the agencies' queues (and agencies remember every report
+    by `message_id`): the numbering mark outlives the reset, so a new report never takes an old one's number."""
     run = LocalRun(fresh_vhost, tmp_path / "data", tmp_path / "jaklapor.log")
     run.start()
     try:
-        first = requests.post(
-            run.url("intake", "/api/v1/reports"),
-            data={"category": "jalan", "description": "sebelum reset", "lat": "-6.175392", "lon": "106.827153"},
-            headers=client_headers(),
-            timeout=10,
-        )
-        assert first.status_code == 201
+        before = [submit_parking(run, f"Mobil parkir di trotoar, {n} sebelum reset") for n in range(REPORTS_PER_RUN)]
         refused = subprocess.run(
             [sys.executable, "-m", "jaklapor.cli", "reset"], env=run.env(), cwd=ROOT, capture_output=True, text=True
         )
@@ -231,15 +244,21 @@ def test_reset_wipes_the_stored_reports_but_not_the_numbering(tmp_path: Path, fr
     assert not (run.data_dir / "mongo").exists() and not (run.data_dir / "s3").exists()
     run.start()
     try:
-        gone = requests.get(run.url("intake", f"/api/v1/reports/{first.json()['tracking_token']}"), timeout=10)
+        gone = requests.get(run.url("intake", f"/api/v1/reports/{before[0]['tracking_token']}"), timeout=10)
         assert gone.status_code == 404
-        second = requests.post(
-            run.url("intake", "/api/v1/reports"),
-            data={"category": "jalan", "description": "sesudah reset", "lat": "-6.175392", "lon": "106.827153"},
-            headers=client_headers(),
-            timeout=10,
-        )
-        assert second.status_code == 201
-        assert second.json()["report_id"] > first.json()["report_id"]
+        after = [submit_parking(run, f"Mobil parkir di trotoar, {n} sesudah reset") for n in range(REPORTS_PER_RUN)]
+        reader = OpdQueueReader(run.env()["AMQP_URI"])
+        try:
+            messages = [reader.get(PARKING_OPD, timeout=60)[1] for _ in range(2 * REPORTS_PER_RUN)]
+        finally:
+            reader.close()
     finally:
         run.stop()
+    descriptions_by_id: dict[str, set[str]] = {}
+    for body in messages:
+        descriptions_by_id.setdefault(body["message_id"], set()).add(body["description"])
+    reused = {message_id: texts for message_id, texts in descriptions_by_id.items() if len(texts) > 1}
+    assert not reused, f"one message_id for different reports (an agency deduplicating drops one): {reused}"
+    assert len(descriptions_by_id) == 2 * REPORTS_PER_RUN
+    if before[-1]["report_id"][:11] == after[0]["report_id"][:11]:  # the same day in Jakarta
+        assert after[0]["report_id"] > before[-1]["report_id"]
