@@ -261,8 +261,9 @@ def test_the_image_and_the_package_carry_no_development_tool(tmp_path: Path) -> 
     assert {n.split("/")[0] for n in names} == {"jaklapor", "services", wheel.name.split("-py3")[0] + ".dist-info"}
     assert "jaklapor/mongo.py" in names
     assert not [n for n in names if re.search(r"mongo_standin|demo\.py$|/tests/", n)]
-    # only the `demo` subcommand, lazily, saying what to install when it is missing
-    assert [n for n, text in sources_in_wheel.items() if IMPORTS_DEVELOPMENT_TOOL.search(text)] == ["jaklapor/cli.py"]
+    # only the `demo` subcommand and the local mode's stores, lazily, saying what to install when they are missing
+    importing = sorted(n for n, text in sources_in_wheel.items() if IMPORTS_DEVELOPMENT_TOOL.search(text))
+    assert importing == ["jaklapor/cli.py", "jaklapor/local_stack.py"]
     required = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)", metadata, re.MULTILINE)
     assert "pymongo" in required
     assert not [name for name in required if name.lower().startswith(DEVELOPMENT_ONLY)]
@@ -277,6 +278,21 @@ def test_the_demo_without_the_development_tools_says_what_to_install(
     said = capsys.readouterr().err
     assert "jaklapor demo is a development tool: it needs the jaklapor-devtools package" in said
     assert "`make setup` (or `pip install -e ./devtools`)" in said
+
+
+def test_the_local_mode_without_the_development_tools_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from jaklapor.local_stack import LocalStack, LocalStackError
+
+    for module in ("devtools", "devtools.seaweedfs", "devtools.mongo_standin"):
+        monkeypatch.setitem(sys.modules, module, None)  # as in the image: not installed
+    config = {"MONGO_URI": "", "JAKLAPOR_MODE": "", "LOCAL_MONGO_PORT": str(free_port())}
+    with pytest.raises(LocalStackError) as refused:
+        LocalStack(tmp_path).start(config)
+    assert "the local mode needs the development tools" in str(refused.value)
+    assert "set MONGO_URI and S3_ENDPOINT to MongoDB and MinIO" in str(refused.value)
+    assert not config["MONGO_URI"]  # nothing half-started
 
 
 # ---- secrets, credentials and images -------------------------------------------------------------------------------

@@ -871,3 +871,59 @@ def test_indexed_queries_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
     assert reports.count_documents({"tracking_token_hash": {"$ne": "t1"}}) == 1999  # not narrowed: scans
     assert calls >= 2000
+
+
+# ---- the journal's fsync policy (the local mode's durability) -------------------------------------------------------
+
+
+def test_with_fsync_a_write_returns_only_once_its_record_is_on_disk_and_concurrent_writes_share_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(str(tmp_path), fsync=True)
+    journal.open()
+    synced_sizes: list[int] = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        time.sleep(0.05)  # a disk's flush: writes arriving meanwhile must wait for the next one, not each its own
+        real_fsync(fd)
+        synced_sizes.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    write_lock = threading.Lock()  # the server's lock around appends
+    returned: list[tuple[int, int]] = []
+
+    def writer(n: int) -> None:
+        with write_lock:
+            journal.write(b"record %03d;" % n)
+            upto = journal.appended
+        journal.sync(upto)
+        returned.append((upto, max(synced_sizes)))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(returned) == 16
+    assert all(upto <= on_disk for upto, on_disk in returned)  # nobody was answered before its bytes were synced
+    assert 1 <= len(synced_sizes) < 16  # group commit
+    journal.close()
+
+
+def test_only_with_fsync_a_write_waits_for_the_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd))
+    with MongoStandIn("127.0.0.1", 0, data_dir=str(tmp_path)) as server:
+        client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=5000)
+        before = len(calls)  # compaction at start may sync; a write never does
+        client.db.reports.insert_one({"_id": 1})
+        assert len(calls) == before
+        client.close()
+    with MongoStandIn("127.0.0.1", 0, data_dir=str(tmp_path), fsync=True) as server:
+        before = len(calls)
+        client = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=5000)
+        client.db.reports.insert_one({"_id": 2})
+        assert len(calls) > before  # answered after an fsync
+        assert client.db.reports.count_documents({}) == 2
+        client.close()
