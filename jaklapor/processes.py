@@ -77,8 +77,10 @@ def port_holder(port: int) -> str:
     return ", ".join(f"pid {pid} ({command_line(pid)})" for pid in pids)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """In the child before exec: the kernel sends SIGTERM when the parent dies, even by SIGKILL."""
+def die_with_parent(parent_pid: int) -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the parent dies, even by SIGKILL, so no server
+    outlives the run that started it. "The parent" is the thread that forked: start servers from a thread that lives
+    as long as they should (the main thread)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
@@ -105,7 +107,7 @@ class OwnedLocalServer:
                 stderr=subprocess.STDOUT,
                 # its own session: a Ctrl-C in the terminal reaches the run, which stops it in order
                 start_new_session=True,
-                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
         deadline = time.monotonic() + wait_seconds
         while not port_open(self.host, self.port):
@@ -116,14 +118,19 @@ class OwnedLocalServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
+        stop_process(process, timeout)
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM (a server closes its files), then SIGKILL if it has not exited within `timeout` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
 
 
 def port_open(host: str, port: int) -> bool:
