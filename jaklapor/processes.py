@@ -54,7 +54,7 @@ def listening_pids(port: int) -> list[int]:
 
 
 def command_line(pid: int) -> str:
-    """A short, readable command line: `jaklapor run`, `python -m moto.server ...`, `nginx: master process`."""
+    """A short, readable command line: `jaklapor run`, `weed mini ...`, `nginx: master process`."""
     try:
         argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:

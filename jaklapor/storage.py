@@ -1,4 +1,4 @@
-"""Photo storage on MinIO through the minio client (any S3 API: moto's server stands in on a laptop)."""
+"""Photo storage on MinIO through the minio client (any S3 API: SeaweedFS serves the local mode and the tests)."""
 
 from __future__ import annotations
 
