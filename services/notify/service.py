@@ -55,6 +55,9 @@ KEEPALIVE_SECONDS = 15.0
 SAFETY_POLL_SECONDS = 5.0
 # how far below the newest entry sent a stream still looks for entries stored late (see _frames)
 LATE_ENTRY_WINDOW = 8
+# a final entry may be stored before an entry numbered earlier: the stream waits this many wake-ups (or safety polls)
+# for such a gap to fill before it ends anyway (a numbered entry whose write failed leaves a gap for good)
+FINAL_GAP_WAITS = 2
 REGISTRATION_WAIT_SECONDS = 5.0
 UNSUBSCRIBE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 
@@ -252,19 +255,26 @@ class NotifyService(OperationsEndpoints):
             # an entry is numbered just before it is stored, so two events of one report handled at once can be
             # stored out of order: re-read a few numbers below the newest sent and send what was not sent yet
             floor, sent = last_seq, set()
+            missing: set[int] = set()  # numbers below the newest sent (within the window) not stored yet
+            gap_waits = 0
             while True:
                 for seq, entry in store.entries_after(report_id, floor):
                     if seq in sent:
                         continue
                     sent.add(seq)
+                    missing.discard(seq)
+                    missing.update(range(last_seq + 1, seq))
                     last_seq = max(last_seq, seq)
                     quiet = 0.0
                     final = final or entry.get("status") in FINAL_STATUSES
                     yield sse_frame(seq, entry).encode("utf-8")
-                if final:
+                if final and (not missing or gap_waits >= FINAL_GAP_WAITS):
                     return  # every stored entry is sent and nothing follows a final status: the stream ends
+                if final:
+                    gap_waits += 1
                 floor = max(floor, last_seq - LATE_ENTRY_WINDOW)
                 sent = {seq for seq in sent if seq > floor}
+                missing = {seq for seq in missing if seq > floor}
                 try:
                     wakeups.get(timeout=SAFETY_POLL_SECONDS)
                 except Empty:

@@ -87,3 +87,26 @@ def test_a_stream_reopened_after_the_final_entry_sends_what_is_left_and_ends() -
     store_entry(stream.store, 4, "late")
     frames = list(itertools.islice(NotifyService._frames(stream, "r1", 3), 5))  # type: ignore[arg-type]
     assert frames[0].startswith(b"retry:") and sent_ids(frames) == ["4"] and len(frames) == 2
+
+
+def test_a_final_entry_stored_before_an_earlier_one_waits_for_it_before_the_stream_ends() -> None:
+    stream = Stream()
+    stream.store.reports.insert_one({"_id": "r1", "seq": 0})
+    store_status(stream.store, 1, "menunggu")
+    frames = NotifyService._frames(stream, "r1", 0)  # type: ignore[arg-type]
+    assert sent_ids(list(itertools.islice(frames, 2))) == ["1"]
+    store_status(stream.store, 3, "selesai")  # numbered after 2, stored before it
+    assert sent_ids([next(frames)]) == ["3"]
+    store_entry(stream.store, 2, "escalated")
+    rest = list(itertools.islice(frames, 5))
+    assert sent_ids(rest) == ["2"] and len(rest) == 1  # the late entry, then the end
+
+
+def test_a_gap_that_never_fills_does_not_keep_a_finished_stream_open() -> None:
+    stream = Stream()
+    stream.store.reports.insert_one({"_id": "r1", "seq": 0})
+    store_status(stream.store, 1, "menunggu")
+    store_status(stream.store, 3, "ditolak")  # number 2 was taken by a write that failed
+    frames = list(itertools.islice(NotifyService._frames(stream, "r1", 0), 10))  # type: ignore[arg-type]
+    assert sent_ids(frames) == ["1", "3"]
+    assert len(frames) < 10  # it ended after a few waits (keep-alives at most), not never
