@@ -16,7 +16,9 @@ killed (SIGKILL included), so a later run never finds a leftover.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -183,9 +185,7 @@ def reset_local_data(config: dict[str, Any]) -> list[Path]:
 
 
 def _locked(path: Path) -> bool:
-    import fcntl
-    import os
-
+    """Whether another process holds the lock the document store takes on its data directory."""
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -85,6 +85,20 @@ def system_env(mongo: MongoServerStandIn, **extra: str) -> dict[str, str]:
     }
 
 
+def on_the_stand_in(
+    kind: type[RunningSystem], log_dir: Path, vhost: Vhost, s3: LocalS3Server, mongo: MongoServerStandIn
+) -> RunningSystem:
+    """A system (not started yet) on free ports, storing its reports in `mongo`, outside its processes."""
+    return kind(
+        vhost=vhost,
+        s3=s3,
+        ports={name: free_port() for name in ALL_SERVICES},
+        log_dir=log_dir,
+        mongo_uri=mongo.uri,
+        env=system_env(mongo),
+    )
+
+
 class Submitter:
     """Citizens submitting reports, one after another, until stopped; remembers every report answered 201."""
 
@@ -212,14 +226,7 @@ def test_stop_signals_end_the_process_without_losing_an_accepted_report(
     signals: tuple[str, ...],
     to_group: bool,
 ) -> None:
-    system = OwnGroupSystem(
-        vhost=fresh_vhost,
-        s3=s3,
-        ports={name: free_port() for name in ALL_SERVICES},
-        log_dir=tmp_path,
-        mongo_uri=mongo.uri,
-        env=system_env(mongo),
-    )
+    system = on_the_stand_in(OwnGroupSystem, tmp_path, fresh_vhost, s3, mongo)
     system.start()
     process = system.process
     assert process is not None
@@ -356,14 +363,7 @@ def test_sharing_a_port_must_be_asked_for() -> None:
 
 def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhost, mongo: MongoServerStandIn) -> None:
     own_s3 = s3_server(tmp_path / "s3")  # not started: only its port, where `jaklapor run` starts its own stand-in
-    system = RunningSystem(
-        vhost=fresh_vhost,
-        s3=own_s3,
-        ports={name: free_port() for name in ALL_SERVICES},
-        log_dir=tmp_path,
-        mongo_uri=mongo.uri,
-        env=system_env(mongo),
-    )
+    system = on_the_stand_in(RunningSystem, tmp_path, fresh_vhost, own_s3, mongo)
     with open(system.log_path, "ab") as log:
         run = subprocess.Popen(
             [sys.executable, "-m", "jaklapor.cli", "run"],
@@ -399,14 +399,7 @@ def test_make_run_stops_on_a_signal_to_its_group(
     """`kill -TERM -- -PGID` (make forwards it, so the run gets it twice) or Ctrl-C in the terminal (SIGINT to the
     group): every process ends, the S3 stand-in the run started included, and no accepted report is lost."""
     own_s3 = s3_server(tmp_path / "s3")  # its port only: the run starts its own stand-in there
-    system = RunningSystem(
-        vhost=fresh_vhost,
-        s3=own_s3,
-        ports={name: free_port() for name in ALL_SERVICES},
-        log_dir=tmp_path,
-        mongo_uri=mongo.uri,
-        env=system_env(mongo),
-    )
+    system = on_the_stand_in(RunningSystem, tmp_path, fresh_vhost, own_s3, mongo)
     env = {k: v for k, v in system.build_env().items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     with open(system.log_path, "ab") as log:
         make = subprocess.Popen(
