@@ -8,23 +8,14 @@ travels as a SHA-256 hash, which opens nothing.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jaklapor.vocabulary import TRIAGE_NOTE, Status, utcnow
+
 SCHEMA_VERSION = 1
-
-Status = Literal["menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai", "ditolak"]
-STATUSES: tuple[str, ...] = ("menunggu", "koordinasi", "disposisi", "dikerjakan", "selesai", "ditolak")
-# how the citizen, the agencies and the public read them (JAKI's own words)
-STATUS_LABELS: dict[str, str] = {status: status.capitalize() for status in STATUSES}
-# the start of the note a citizen reads when their report waits at the triage desk
-TRIAGE_NOTE = "Perlu diperiksa petugas"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_event_id() -> str:

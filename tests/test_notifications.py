@@ -29,8 +29,9 @@ import yaml
 from aiosmtpd.controller import Controller
 from kombu import Connection, Producer
 
-from jaklapor.events import ReportEscalated, ReportStatusChanged, utcnow
+from jaklapor.events import ReportEscalated, ReportStatusChanged
 from jaklapor.messaging import event_exchange
+from jaklapor.vocabulary import utcnow
 from services.notify.signing import verify_signature
 from tests.photo_fixtures import jpeg_with_gps
 from tests.system import (

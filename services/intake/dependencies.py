@@ -21,12 +21,11 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode, setting
-from jaklapor.events import utcnow
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed
 from jaklapor.mongo import MongoDatabase, database_for, ping
 from jaklapor.reference import load_categories, load_directory
+from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from services.intake import metrics
-from services.intake.domain import WAITING_STATUSES
 from services.intake.image_memory import keep_image_memory
 from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo

@@ -10,35 +10,23 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Protocol
 
-from jaklapor.events import STATUS_LABELS
-
-JAKARTA_TZ = timezone(timedelta(hours=7), "WIB")
-
-MENUNGGU, KOORDINASI, DISPOSISI, DIKERJAKAN, SELESAI, DITOLAK = (
-    "menunggu",
-    "koordinasi",
-    "disposisi",
-    "dikerjakan",
-    "selesai",
-    "ditolak",
+from jaklapor.vocabulary import (
+    ALLOWED_TRANSITIONS,
+    DIKERJAKAN,
+    DISPOSISI,
+    DITOLAK,
+    JAKARTA_TZ,
+    KOORDINASI,
+    SELESAI,
+    STATUS_LABELS,
+    TARGET_STATUSES,
+    WAITING_STATUSES,
+    iso,
 )
 
-
-# which status may follow which; an OPD that finds mid-work the report is not its own may still hand it over
-ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    MENUNGGU: frozenset({KOORDINASI, DISPOSISI, DIKERJAKAN, DITOLAK}),
-    KOORDINASI: frozenset({KOORDINASI, DISPOSISI, DIKERJAKAN, DITOLAK}),
-    DISPOSISI: frozenset({KOORDINASI, DIKERJAKAN, DITOLAK}),
-    DIKERJAKAN: frozenset({KOORDINASI, SELESAI}),
-    SELESAI: frozenset(),
-    DITOLAK: frozenset(),
-}
-TARGET_STATUSES = frozenset(ALLOWED_TRANSITIONS) - {MENUNGGU}
-# the assigned OPD has not answered yet: these reports escalate when their response deadline passes
-WAITING_STATUSES = frozenset({MENUNGGU, KOORDINASI, DISPOSISI})
 AREA_HANDLERS = ("kelurahan", "kecamatan", "kota")
 
 REJECTION_REASONS = {
@@ -243,14 +231,6 @@ def history_entry(
         entry["opd"] = opd
     entry.update({k: v for k, v in extra.items() if v is not None})
     return entry
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # mongomock and pymongo without tz_aware return naive UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def photo_url(base_url: str, photo_id: str) -> str:

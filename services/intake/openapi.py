@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaklapor.vocabulary import STATUS_LABELS, TARGET_STATUSES
 from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
-from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS, STATUS_LABELS, TARGET_STATUSES
+from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.schemas import DESCRIPTION_MAX_CHARS
 
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -28,7 +28,6 @@ from jaklapor.events import (
     ReportUnroutable,
     new_event_id,
     parse_event,
-    utcnow,
 )
 from jaklapor.messaging import (
     PermanentFailure,
@@ -43,6 +42,17 @@ from jaklapor.reference import slugify
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
 from jaklapor.timers import timer_from_config
 from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none, tracking_token_for_retry
+from jaklapor.vocabulary import (
+    MENUNGGU,
+    NOTE_SUBMITTED,
+    STATUS_LABELS,
+    WAITING_STATUSES,
+    iso,
+    note_escalated,
+    note_overdue_at_top,
+    note_routed,
+    utcnow,
+)
 from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake import metrics
 from services.intake.dependencies import (
@@ -56,9 +66,6 @@ from services.intake.dependencies import (
 )
 from services.intake.domain import (
     MAX_PHOTOS_PER_REPORT,
-    MENUNGGU,
-    STATUS_LABELS,
-    WAITING_STATUSES,
     ReportState,
     SubmissionRetry,
     TransitionRefused,
@@ -67,7 +74,6 @@ from services.intake.domain import (
     escalation_target,
     format_report_number,
     history_entry,
-    iso,
     new_photo_id,
     photo_url,
     public_view,
@@ -334,7 +340,7 @@ class IntakeService(OperationsEndpoints):
             "area": None,
             "submitted_at": now,
             "updated_at": now,
-            "history": [history_entry("submitted", now, MENUNGGU, note="Laporan diterima")],
+            "history": [history_entry("submitted", now, MENUNGGU, note=NOTE_SUBMITTED)],
             "applied_events": [],
             "outbox": outbox,
             "outbox_due": now,
@@ -570,7 +576,7 @@ class IntakeService(OperationsEndpoints):
         deadline = report["response_deadline"]
         missed_name = missed["name"]
         if target is None:
-            note = f"Batas waktu respons {missed_name} terlewati; tidak ada tingkat yang lebih tinggi"
+            note = note_overdue_at_top(missed_name)
             history = history_entry("overdue", now, report["status"], actor="sistem", note=note, deadline=deadline)
             changes = {"response_deadline": None, "escalation_exhausted": True, "updated_at": now}
             self.store.update_versioned(report["_id"], report["version"], changes, history, [])
@@ -578,7 +584,7 @@ class IntakeService(OperationsEndpoints):
             return
         version = report["version"] + 1
         ref = opd_ref(target)
-        note = f"Batas waktu respons {missed_name} terlewati; laporan dinaikkan ke {target.name}"
+        note = note_escalated(missed_name, target.name)
         forwarded = self._forwarded(report, version, now, missed["code"], target.code, report["status"], note)
         escalated = ReportEscalated(
             report_id=report["_id"],
@@ -649,7 +655,7 @@ class IntakeService(OperationsEndpoints):
                 "response_deadline": event.response_deadline if report["status"] in WAITING_STATUSES else None,
                 "updated_at": utcnow(),
             }
-            note = f"Diteruskan ke {event.opd.name}"
+            note = note_routed(event.opd.name)
             history = history_entry(
                 "routed",
                 event.occurred_at,

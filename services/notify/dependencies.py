@@ -14,8 +14,8 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from jaklapor.events import utcnow
 from jaklapor.mongo import MongoDatabase, ping
+from jaklapor.vocabulary import utcnow
 
 ACTIVE = "active"
 # contacts stored before subscriptions had a state are active

@@ -34,9 +34,9 @@ from nameko.extensions import DependencyProvider
 
 from jaklapor.config import as_bool, setting
 from jaklapor.contacts import decrypt_contact, encrypt_contact
-from jaklapor.events import utcnow
 from jaklapor.mongo import database_for
 from jaklapor.reference import load_directory
+from jaklapor.vocabulary import utcnow
 from services.notify import metrics
 from services.notify.channels import (
     MIN_SECRET_CHARS,

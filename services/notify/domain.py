@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from jaklapor.events import (
-    STATUS_LABELS,
     Event,
     ReportEscalated,
     ReportForwarded,
@@ -21,8 +20,14 @@ from jaklapor.events import (
     ReportSubmitted,
     ReportUnroutable,
 )
-
-FINAL_STATUSES = frozenset({"selesai", "ditolak"})
+from jaklapor.vocabulary import (
+    MENUNGGU,
+    NOTE_ESCALATED_PUBLIC,
+    NOTE_SUBMITTED,
+    STATUS_LABELS,
+    iso,
+    note_routed,
+)
 
 
 def status_when_routed(event: ReportRouted | ReportUnroutable) -> str | None:
@@ -30,15 +35,15 @@ def status_when_routed(event: ReportRouted | ReportUnroutable) -> str | None:
     it are known only for a new report (hop 0), which waits (menunggu) until its first OPD answers."""
     if event.status is not None:
         return event.status
-    return "menunggu" if event.hop == 0 else None
+    return MENUNGGU if event.hop == 0 else None
 
 
 def timeline_entry(event: Event) -> dict[str, Any] | None:
     """The public part of an event as one timeline entry; None for events a citizen does not follow."""
-    at = event.occurred_at.isoformat().replace("+00:00", "Z")
+    at = iso(event.occurred_at)
     base: dict[str, Any] = {"report_id": event.report_id, "at": at, "event_id": event.event_id}
     if isinstance(event, ReportSubmitted):
-        return {**base, "kind": "submitted", "status": "menunggu", "note": "Laporan diterima"}
+        return {**base, "kind": "submitted", "status": MENUNGGU, "note": NOTE_SUBMITTED}
     if isinstance(event, ReportRouted):
         return {
             **base,
@@ -46,10 +51,8 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
             "status": status_when_routed(event),
             "opd": event.opd.model_dump(),
             "area": event.area.model_dump() if event.area else None,
-            "response_deadline": event.response_deadline.isoformat().replace("+00:00", "Z")
-            if event.response_deadline
-            else None,
-            "note": f"Diteruskan ke {event.opd.name}",
+            "response_deadline": iso(event.response_deadline),
+            "note": note_routed(event.opd.name),
         }
     if isinstance(event, ReportEscalated):
         return {
@@ -58,8 +61,8 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
             "status": event.status,
             "from_opd": event.from_opd,
             "to_opd": event.to_opd,
-            "missed_deadline": event.deadline.isoformat().replace("+00:00", "Z"),
-            "note": "Batas waktu respons terlewati; laporan dinaikkan ke tingkat berikutnya",
+            "missed_deadline": iso(event.deadline),
+            "note": NOTE_ESCALATED_PUBLIC,
         }
     if isinstance(event, ReportUnroutable):
         return {
@@ -110,10 +113,6 @@ def parse_last_event_id(value: str | None) -> int:
 Audience = Literal["citizen", "opd"]
 CITIZEN: Audience = "citizen"
 OPD: Audience = "opd"
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
 @dataclass(frozen=True)

@@ -10,24 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from services.notify.domain import STATUS_LABELS
+from jaklapor.vocabulary import JAKARTA_TZ, STATUS_LABELS, STATUS_LABELS_EN
+from jaklapor.vocabulary import jakarta_time as format_jakarta_time
 
-JAKARTA = timezone(timedelta(hours=7), "WIB")
 SCHEMA_VERSION = 1
-
-STATUS_LABELS_EN = {
-    "menunggu": "Waiting",
-    "koordinasi": "Coordination (handed to another agency)",
-    "disposisi": "Disposition (assigned to the agency's city office)",
-    "dikerjakan": "In progress",
-    "selesai": "Done",
-    "ditolak": "Rejected",
-}
 
 
 @dataclass(frozen=True)
@@ -56,7 +47,7 @@ def jakarta_time(value: str | None) -> str:
         return value
     if moment.tzinfo is None:
         return value
-    return moment.astimezone(JAKARTA).strftime("%d-%m-%Y %H:%M WIB")
+    return format_jakarta_time(moment)
 
 
 def _what_happened_id(kind: str, facts: dict[str, Any]) -> str:
@@ -311,7 +302,7 @@ def build_email(
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Subject"] = rendered.subject
-    message["Date"] = format_datetime(now or datetime.now(JAKARTA))
+    message["Date"] = format_datetime(now or datetime.now(JAKARTA_TZ))
     domain = sender.rsplit("@", 1)[-1].strip("> ") or "jaklapor.invalid"
     # stable across attempts of one delivery: a mail system that got it twice can tell
     message["Message-ID"] = f"<{delivery_id}@{domain}>"

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 
 from jaklapor.config import setting
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, encrypt_contact
-from jaklapor.events import ReportStatusChanged, ReportSubmitted, parse_event, utcnow
+from jaklapor.events import ReportStatusChanged, ReportSubmitted, parse_event
 from jaklapor.messaging import (
     PermanentFailure,
     Publisher,
@@ -32,11 +32,11 @@ from jaklapor.messaging import (
 from jaklapor.operations import OperationsEndpoints, SecretGuard
 from jaklapor.timers import timer_from_config
 from jaklapor.tokens import token_hash_or_none
+from jaklapor.vocabulary import FINAL_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response
 from services.notify.dependencies import ACTIVE_STATES, LiveStreams, NotifyStore, report_fields
 from services.notify.dispatcher import Deliveries
 from services.notify.domain import (
-    FINAL_STATUSES,
     contact_purge_due,
     notifications_for,
     parse_contact_plaintext,

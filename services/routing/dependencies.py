@@ -11,9 +11,9 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jaklapor.config import setting
-from jaklapor.events import utcnow
 from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_directory
+from jaklapor.vocabulary import utcnow
 from services.routing.domain import AreaIndex
 
 CLAIM_LEASE = timedelta(seconds=30)

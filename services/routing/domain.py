@@ -38,7 +38,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -48,9 +48,8 @@ from shapely import Point, STRtree
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from jaklapor.events import TRIAGE_NOTE, ReportForwarded, ReportSubmitted
+from jaklapor.events import ReportForwarded, ReportSubmitted
 from jaklapor.reference import (
-    DEFAULT_RESPONSE_DAYS,
     AreaDataError,
     Category,
     Directory,
@@ -60,6 +59,7 @@ from jaklapor.reference import (
     load_kelurahan_geojson,
     parse_areas,
 )
+from jaklapor.vocabulary import MENUNGGU, note_triage, response_deadline
 
 __all__ = [
     "DEFAULT_SNAP_CAP_M",
@@ -457,20 +457,16 @@ def distance_id(meters: float) -> str:
 def status_of(event: ReportSubmitted | ReportForwarded) -> str:
     """The report's status while routing delivers it: a new report waits (menunggu); a forwarded one has the status
     its forward set (koordinasi, disposisi; unchanged by an escalation)."""
-    return event.status if isinstance(event, ReportForwarded) else "menunggu"
+    return event.status if isinstance(event, ReportForwarded) else MENUNGGU
 
 
 def triage_citizen_note(detail_id: str) -> str:
     """The note a citizen reads when their report goes to the triage desk (Indonesian)."""
-    return f"{TRIAGE_NOTE}: {detail_id}"
+    return note_triage(detail_id)
 
 
-def response_deadline(
+def response_deadline_for(
     assigned_at: datetime, category: Category | None, override_seconds: float | None = None
 ) -> datetime:
-    """When the assigned OPD must have answered: the category's target (the city's 3 days by default), or a
-    configured number of seconds for every category (operations may tighten it; tests shorten it)."""
-    if override_seconds:
-        return assigned_at + timedelta(seconds=override_seconds)
-    days = category.response_days if category is not None else DEFAULT_RESPONSE_DAYS
-    return assigned_at + timedelta(days=days)
+    """When the OPD assigned a report of `category` at `assigned_at` must have answered (jaklapor.vocabulary's rule)."""
+    return response_deadline(assigned_at, category.response_days if category is not None else None, override_seconds)

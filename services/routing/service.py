@@ -17,7 +17,6 @@ from jaklapor.events import (
     ReportUnroutable,
     new_event_id,
     parse_event,
-    utcnow,
 )
 from jaklapor.messaging import (
     DEAD_LETTER_EXCHANGE,
@@ -34,11 +33,12 @@ from jaklapor.messaging import (
     work_queue,
 )
 from jaklapor.operations import OperationsEndpoints
+from jaklapor.vocabulary import utcnow
 from services.routing import metrics
 from services.routing.dependencies import RoutingData, RoutingLedger
 from services.routing.domain import (
     Routed,
-    response_deadline,
+    response_deadline_for,
     route,
     routing_key_for,
     status_of,
@@ -166,7 +166,7 @@ class RoutingService(OperationsEndpoints):
         )
         override = setting(self.config, "RESPONSE_DEADLINE_SECONDS", None)
         category = self.data.directory.categories.get(event.category)
-        routed.response_deadline = response_deadline(
+        routed.response_deadline = response_deadline_for(
             routed.occurred_at, category, float(override) if override else None
         )
         extra: dict[str, Any] = {"response_deadline": routed.response_deadline}

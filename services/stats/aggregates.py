@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from jaklapor.events import STATUSES
-from services.stats.domain import UNKNOWN_KOTA, DeadlineRule, jakarta_day, utc
+from jaklapor.vocabulary import FINAL_STATUSES, STATUSES, jakarta_day, utc
+from services.stats.domain import UNKNOWN_KOTA, DeadlineRule
 
 NO_CATEGORY = "(tanpa kategori)"
 UNKNOWN_AREA = "(belum diketahui)"
@@ -126,7 +126,7 @@ def hop_outcomes(row: Mapping[str, Any], now: datetime, deadline_of: DeadlineRul
                 completed=completed,
                 selesai_set=bool(hop.get("selesai_count")),
                 reopened=bool(hop.get("reopened")),
-                open=last and row.get("status") not in ("selesai", "ditolak"),
+                open=last and row.get("status") not in FINAL_STATUSES,
                 due=due,
             )
         )

@@ -10,9 +10,9 @@ from nameko.extensions import DependencyProvider
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from jaklapor.events import STATUSES
 from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_kelurahan_geojson
+from jaklapor.vocabulary import STATUSES
 from services.stats import metrics
 from services.stats.geo import simplify_kelurahan
 

@@ -15,12 +15,10 @@ selesai that was reopened afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jaklapor.events import (
-    STATUS_LABELS,
-    STATUSES,
     AreaRef,
     Event,
     Location,
@@ -32,13 +30,20 @@ from jaklapor.events import (
     ReportSubmitted,
     ReportUnroutable,
 )
+from jaklapor.vocabulary import (
+    FORWARDING_STATUSES,
+    STATUS_LABELS,
+    STATUSES,
+    iso,
+    jakarta_day,
+    response_deadline,
+    utc,
+)
 
-JAKARTA_TZ = timezone(timedelta(hours=7), "WIB")
 # when the OPD that got a report (category, at that moment) must answer
 DeadlineRule = Callable[[str, datetime], "datetime | None"]
 UNKNOWN_KOTA = "(di luar Jakarta / belum diketahui)"
 TRIAGE_OPD = "triage"
-FORWARD_STATUSES = ("koordinasi", "disposisi")
 # the derived fields compared between the live projection and a rebuild (facts carry event ids, which differ)
 COMPARED_FIELDS = (
     "status",
@@ -69,21 +74,9 @@ def deadline_rule(response_days: Mapping[str, int], override_seconds: float | No
     category's own target in days (the city's 3 days when it has none)."""
 
     def deadline_of(category: str, assigned_at: datetime) -> datetime:
-        if override_seconds:
-            return assigned_at + timedelta(seconds=override_seconds)
-        return assigned_at + timedelta(days=response_days.get(category, 3))
+        return response_deadline(assigned_at, response_days.get(category), override_seconds)
 
     return deadline_of
-
-
-def utc(moment: datetime) -> datetime:
-    """Aware UTC; Mongo clients without tz_aware hand back naive UTC datetimes."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def jakarta_day(moment: datetime) -> str:
-    """The calendar day in Jakarta (UTC+7) of a moment, `YYYY-MM-DD`."""
-    return utc(moment).astimezone(JAKARTA_TZ).strftime("%Y-%m-%d")
 
 
 # ---- facts ----------------------------------------------------------------------------------------------------------
@@ -226,7 +219,7 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
     # hand-overs: each starts a new hop at its report version; a status change and the forward it caused share one
     boundaries: dict[int, dict[str, Any]] = {}
     for fact in facts:
-        if fact["kind"] == "status" and fact["to"] in FORWARD_STATUSES:
+        if fact["kind"] == "status" and fact["to"] in FORWARDING_STATUSES:
             entry = boundaries.setdefault(fact["version"], {})
             entry.setdefault("kind", fact["to"])
             entry.setdefault("at", fact["at"])
@@ -425,7 +418,7 @@ def report_events(report: Mapping[str, Any], deadline_of: DeadlineRule | None = 
             )
         elif kind == "transition":
             to_status = entry["status"]
-            forwards = to_status in FORWARD_STATUSES and bool(opd)
+            forwards = to_status in FORWARDING_STATUSES and bool(opd)
             events.append(
                 ReportStatusChanged(
                     **common,
@@ -566,9 +559,3 @@ def summarize(
         "by_category": breakdown("category", by_category, category_names),
         "by_kota": breakdown("kota", by_kota),
     }
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return utc(moment).isoformat().replace("+00:00", "Z")

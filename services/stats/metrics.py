@@ -10,8 +10,8 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from jaklapor.events import STATUSES
 from jaklapor.metrics import registry_for
+from jaklapor.vocabulary import STATUSES
 
 log = logging.getLogger(__name__)
 

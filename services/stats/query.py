@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from services.stats.domain import JAKARTA_TZ, utc
+from jaklapor.vocabulary import JAKARTA_TZ, utc
 
 FILTER_PARAMS = ("from", "to", "kota", "category")
 

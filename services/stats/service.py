@@ -17,14 +17,15 @@ from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
 from jaklapor.config import setting
-from jaklapor.events import ReportSubmitted, parse_event, utcnow
+from jaklapor.events import ReportSubmitted, parse_event
 from jaklapor.messaging import PermanentFailure, broker_reachable, work_consumer, work_queue
 from jaklapor.operations import OperationsEndpoints
 from jaklapor.reference import load_areas, load_categories, load_directory
+from jaklapor.vocabulary import JAKARTA_TZ, iso, utc, utcnow
 from jaklapor.web import ApiError, api, json_response
 from services.stats.aggregates import DIMENSIONS, MAX_DAYS, breakdown, durations, per_day, status_counts
 from services.stats.dependencies import AREA_FIELDS, DAY_FIELDS, KelurahanMap, ProjectionStore
-from services.stats.domain import JAKARTA_TZ, DeadlineRule, apply_event, headline, iso, summarize, utc
+from services.stats.domain import DeadlineRule, apply_event, headline, summarize
 from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
 from services.stats.performance import DEFAULT_MIN_REPORTS, agency_table
 from services.stats.query import Filters, QueryError, parse_filters, positive_int

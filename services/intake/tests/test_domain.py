@@ -12,18 +12,20 @@ from typing import Any
 import pytest
 
 from jaklapor.reference import Directory, load_directory
-from services.intake.domain import (
+from jaklapor.vocabulary import (
     ALLOWED_TRANSITIONS,
     DIKERJAKAN,
     DISPOSISI,
     DITOLAK,
     KOORDINASI,
     MENUNGGU,
-    NOTE_MAX_CHARS,
-    REJECTION_REASONS,
     SELESAI,
     STATUS_LABELS,
     TARGET_STATUSES,
+)
+from services.intake.domain import (
+    NOTE_MAX_CHARS,
+    REJECTION_REASONS,
     ReportState,
     TransitionDecision,
     TransitionRefused,

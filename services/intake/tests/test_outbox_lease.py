@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import mongomock
 
-from jaklapor.events import utcnow
+from jaklapor.vocabulary import utcnow
 from services.intake.dependencies import OUTBOX_LEASE, ReportRepository
 
 

@@ -13,7 +13,7 @@ import mongomock
 import pytest
 
 from jaklapor.contacts import encrypt_contact, generate_key
-from jaklapor.events import utcnow
+from jaklapor.vocabulary import utcnow
 from services.notify.channels import DeliveryFailed, OpdChannels, SmtpSettings, WebhookTarget
 from services.notify.dependencies import NotifyRepository
 from services.notify.dispatcher import DeliverySettings, Dispatcher

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import mongomock
 
-from jaklapor.events import utcnow
+from jaklapor.vocabulary import utcnow
 from services.routing.dependencies import LedgerRepository
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from jaklapor.events import STATUSES
+from jaklapor.vocabulary import STATUSES
 from services.stats.aggregates import (
     breakdown,
     deadline_share,

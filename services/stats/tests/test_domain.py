@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from jaklapor.events import (
-    STATUSES,
     AreaRef,
     Event,
     Location,
@@ -23,6 +22,7 @@ from jaklapor.events import (
     ReportSubmitted,
     ReportUnroutable,
 )
+from jaklapor.vocabulary import STATUSES, utc
 from services.stats.domain import (
     UNKNOWN_KOTA,
     apply_event,
@@ -32,7 +32,6 @@ from services.stats.domain import (
     rebuild_projection,
     report_events,
     summarize,
-    utc,
 )
 from services.stats.tests.story import DEADLINE_RULE, stories
 
