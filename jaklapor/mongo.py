@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any
 
-from nameko.extensions import DependencyProvider
+from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -102,28 +102,64 @@ def ping(db: Database) -> bool:
     return True
 
 
+class MongoConnection(SharedExtension):
+    """One MongoDB client per service container, shared by all its dependency providers (nameko's SharedExtension),
+    closed in `stop`, after the providers that use it have stopped.
+
+    nameko sets a container's extensions up all at once, in no order, so the client is opened (and the store checked,
+    `refuse_standin`) by whichever comes first: this extension's `setup` or a provider asking for its database.
+    """
+
+    def __init__(self) -> None:
+        self._client: MongoClient | None = None
+        self._opening = threading.Lock()
+
+    def setup(self) -> None:
+        self.client()
+
+    def client(self) -> MongoClient:
+        with self._opening:
+            if self._client is None:
+                config = self.container.config
+                try:
+                    client = connect(setting(config, "MONGO_URI", ""))
+                except StoreNotConfigured as exc:
+                    log.error("%s: %s", self.container.service_name, exc)
+                    raise
+                try:
+                    refuse_standin(client, config, self.container.service_name)
+                except BaseException:
+                    client.close()
+                    raise
+                self._client = client
+            return self._client
+
+    def database(self, name: str) -> Database:
+        """The database `<MONGO_DB_PREFIX>_<name>` on the container's client."""
+        return self.client()[f"{setting(self.container.config, 'MONGO_DB_PREFIX', 'jaklapor')}_{name}"]
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def kill(self) -> None:
+        self.stop()
+
+
 class MongoDatabase(DependencyProvider):
-    """Opens the service's own database in `setup`, closes it in `stop`, hands workers a narrow repository.
+    """Opens the service's own database on the container's shared client in `setup`, hands workers a narrow
+    repository.
 
     Subclasses set `database` and implement `make_repository(db)`; `prepare(db)` creates indexes once at start.
     """
 
     database: str = ""
+    connection = MongoConnection()
 
     def setup(self) -> None:
-        try:
-            self.client, self.db = database_for(self.container.config, self.database, self.container.service_name)
-        except StoreNotConfigured as exc:
-            log.error("%s: %s", self.container.service_name, exc)
-            raise
+        self.db = self.connection.database(self.database)
         self.repository = self.make_repository(self.db)
         self.prepare(self.repository)
-
-    def stop(self) -> None:
-        self.client.close()
-
-    def kill(self) -> None:
-        self.stop()
 
     def prepare(self, repository: Any) -> None:
         ensure = getattr(repository, "ensure_indexes", None)

@@ -37,7 +37,7 @@ from jaklapor.config import (
     development_secrets_in,
     run_mode,
 )
-from jaklapor.mongo import MongoDatabase, StoreNotConfigured
+from jaklapor.mongo import MongoConnection, MongoDatabase, StoreNotConfigured
 from jaklapor.operations import SecretGuard
 from tests.system import MongoServerStandIn, Vhost, free_port, service_env, wait_for
 
@@ -582,8 +582,13 @@ class ReportsForTest(MongoDatabase):
 
 
 def store_setup(config: dict, service: str = "intake") -> ReportsForTest:
+    """A store set up as a container does it: its shared connection first, then the store on it."""
+    container = SimpleNamespace(config=config, service_name=service)
     store = ReportsForTest()
-    store.container = SimpleNamespace(config=config, service_name=service)
+    store.container = container
+    store.connection = MongoConnection()
+    store.connection.container = container
+    store.connection.setup()
     store.setup()
     return store
 
@@ -612,7 +617,7 @@ def test_the_store_guard_tells_the_stand_in_from_mongodb(caplog: pytest.LogCaptu
                 with pytest.raises(InsecureConfiguration, match=r"stats refuses to start: the store at 127\.0\.0\.1"):
                     store_setup(config, "stats")
             else:
-                store_setup(config, "stats").stop()
+                store_setup(config, "stats").connection.stop()
     finally:
         server.stop()
     refusals = [r for r in caplog.records if "refuses to start" in r.getMessage()]
