@@ -9,6 +9,7 @@ import re
 import time
 from typing import IO, Any
 
+from nameko.rpc import rpc
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
@@ -83,6 +84,7 @@ from services.intake.domain import (
 from services.intake.openapi import openapi_document
 from services.intake.photos import PhotoRejected, SanitizedPhoto
 from services.intake.ratelimit import client_address
+from services.intake.replay import page_size, replay_page
 from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
 
 log = logging.getLogger(__name__)
@@ -689,6 +691,16 @@ class IntakeService(OperationsEndpoints):
             "routing applied" if applied else "routing result ignored (duplicate or superseded)",
             extra={"report_id": event.report_id, "opd": opd["code"], "hop": event.hop},
         )
+
+    # ---- replay: other services rebuild from intake's events, never from its store ------------------------------
+
+    @rpc
+    def replay_events(self, after_report_id: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """A page of reports in id order after `after_report_id`, each with the events of its history
+        (jaklapor.events.ReportEventsPage, as JSON)."""
+        size = page_size(limit)
+        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
+        return replay_page(self.store.page_by_id(after_report_id, size), size, base_url).model_dump(mode="json")
 
     def health_checks(self) -> dict[str, Any]:
         return {
