@@ -15,7 +15,7 @@ selesai that was reopened afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jaklapor.events import (
@@ -178,10 +178,6 @@ def apply_event(projection: Mapping[str, Any] | None, event: Event) -> dict[str,
 
 
 # ---- what the facts say -------------------------------------------------------------------------------------------
-
-
-def _sort_time(moment: datetime | None) -> datetime:
-    return utc(moment) if moment is not None else datetime.max.replace(tzinfo=UTC)
 
 
 def _earliest(moments: Iterable[datetime | None]) -> datetime | None:
