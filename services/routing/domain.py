@@ -38,7 +38,6 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -48,7 +47,6 @@ from shapely import Point, STRtree
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from jaklapor.events import ReportForwarded, ReportSubmitted
 from jaklapor.reference import (
     AreaDataError,
     Category,
@@ -59,7 +57,6 @@ from jaklapor.reference import (
     load_kelurahan_geojson,
     parse_areas,
 )
-from jaklapor.vocabulary import MENUNGGU, note_triage, response_deadline
 
 __all__ = [
     "DEFAULT_SNAP_CAP_M",
@@ -452,21 +449,3 @@ def distance_id(meters: float) -> str:
     if round(meters) < 1000:
         return f"{meters:.0f} m"
     return f"{meters / 1000:.1f} km".replace(".", ",")
-
-
-def status_of(event: ReportSubmitted | ReportForwarded) -> str:
-    """The report's status while routing delivers it: a new report waits (menunggu); a forwarded one has the status
-    its forward set (koordinasi, disposisi; unchanged by an escalation)."""
-    return event.status if isinstance(event, ReportForwarded) else MENUNGGU
-
-
-def triage_citizen_note(detail_id: str) -> str:
-    """The note a citizen reads when their report goes to the triage desk (Indonesian)."""
-    return note_triage(detail_id)
-
-
-def response_deadline_for(
-    assigned_at: datetime, category: Category | None, override_seconds: float | None = None
-) -> datetime:
-    """When the OPD assigned a report of `category` at `assigned_at` must have answered (jaklapor.vocabulary's rule)."""
-    return response_deadline(assigned_at, category.response_days if category is not None else None, override_seconds)

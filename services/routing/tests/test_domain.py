@@ -25,6 +25,7 @@ from jaklapor.reference import (
     load_directory,
     load_kelurahan_geojson,
 )
+from jaklapor.vocabulary import note_triage
 from services.routing.domain import (
     DEFAULT_SNAP_CAP_M,
     AreaIndex,
@@ -36,7 +37,6 @@ from services.routing.domain import (
     opd_queue_binding,
     route,
     routing_key_for,
-    triage_citizen_note,
     triage_routing_key,
 )
 
@@ -397,7 +397,7 @@ def test_the_citizen_reads_why_a_report_waits_for_triage_in_indonesian(index: Ar
     notes = {}
     for name, decision in decisions.items():
         assert isinstance(decision, Unroutable), name
-        notes[name] = triage_citizen_note(decision.detail_id)
+        notes[name] = note_triage(decision.detail_id)
         assert notes[name].startswith("Perlu diperiksa petugas: "), notes[name]
         assert not ENGLISH_WORDS.search(notes[name]), notes[name]
         assert ENGLISH_WORDS.search(decision.detail), decision.detail  # the English detail stays for the desk
