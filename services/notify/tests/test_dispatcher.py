@@ -17,7 +17,8 @@ from jaklapor.vocabulary import utcnow
 from services.notify.channels import DeliveryFailed, OpdChannels, SmtpSettings, WebhookTarget
 from services.notify.dependencies import NotifyRepository
 from services.notify.dispatcher import DeliverySettings, Dispatcher
-from services.notify.domain import Notification, RetryPolicy
+from services.notify.domain import Notification
+from services.notify.settings import NotifySettings
 
 KEY = generate_key()
 
@@ -70,13 +71,17 @@ def repository() -> NotifyRepository:
 
 def make(repository: NotifyRepository, **kw: Any) -> tuple[Dispatcher, FakeSmtp, FakeWebhooks]:
     smtp, hooks = FakeSmtp(), FakeWebhooks()
-    settings = DeliverySettings(
-        retry=RetryPolicy(base_seconds=0.02, max_seconds=0.05, max_attempts=3),
-        poll_seconds=0.01,
-        per_destination=kw.pop("per_destination", 2),
-        attempt_timeout=kw.pop("attempt_timeout", 2.0),
-        public_url="https://lapor.example",
-        notify_public_url="https://notify.example",
+    settings = DeliverySettings.from_settings(
+        NotifySettings(
+            delivery_backoff_base_seconds=0.02,
+            delivery_backoff_max_seconds=0.05,
+            delivery_max_attempts=3,
+            delivery_poll_seconds=0.01,
+            delivery_per_destination=kw.pop("per_destination", 2),
+            delivery_attempt_timeout_seconds=kw.pop("attempt_timeout", 2.0),
+            public_url="https://lapor.example",
+            notify_public_url="https://notify.example",
+        )
     )
     channels = kw.pop(
         "channels",
