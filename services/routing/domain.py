@@ -26,7 +26,7 @@ Routing keys (AMQP topic exchange: dots separate words; codes and slugs never co
     e.g. sudin-bina-marga-jakarta-selatan.jakarta-selatan.kebayoran-baru.melawai
     triage.<reason-with-dashes>[.<kota-slug>.<kecamatan-slug>.<kelurahan-slug>]
     e.g. triage.outside-jakarta, triage.unknown-category.jakarta-selatan.kebayoran-baru.melawai
-An OPD's queue binds `<opd_code>.#` (`opd_queue_binding`); a Suku Dinas receives only its kota
+An OPD's queue binds `<opd_code>.#` (`jaklapor.messaging.opd_queue`); a Suku Dinas receives only its kota
 because the directory resolves the kota unit before the key is built.
 """
 
@@ -69,7 +69,6 @@ __all__ = [
     "RoutingDecision",
     "Unroutable",
     "default_area_index",
-    "opd_queue_binding",
     "route",
     "routing_key_for",
     "triage_routing_key",
@@ -388,11 +387,6 @@ def triage_routing_key(reason: str, area: AreaMatch | KelurahanInfo | None = Non
         return head
     kel = area.kelurahan if isinstance(area, AreaMatch) else area
     return f"{head}.{kel.kota_slug}.{kel.kecamatan_slug}.{kel.slug}"
-
-
-def opd_queue_binding(opd_code: str) -> str:
-    """The binding key of an OPD's queue: every routing key that starts with its code."""
-    return f"{routing_key_for(opd_code, None)}.#"
 
 
 def route(index: AreaIndex, directory: Directory, lat: float, lon: float, category_code: str) -> RoutingDecision:

@@ -4,6 +4,7 @@ with backoff, dead letters, cancellation, lease recovery, and one slow receiver 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from jaklapor.contacts import encrypt_contact, generate_key
 from jaklapor.vocabulary import utcnow
 from services.notify.channels import DeliveryFailed, OpdChannels, SmtpSettings, WebhookTarget
-from services.notify.dependencies import NotifyRepository
+from services.notify.dependencies import NotifyRepository, report_fields
 from services.notify.dispatcher import DeliverySettings, Dispatcher
 from services.notify.domain import Notification
 from services.notify.settings import NotifySettings
@@ -119,8 +120,13 @@ def running(repository: NotifyRepository) -> Iterator[Any]:
         thread.kill()
 
 
+def submitted(repository: NotifyRepository, has_contact: bool) -> None:
+    """The report's submission as notify records it: its first timeline entry, and whether it has a contact."""
+    repository.append(REPORT, {"event_id": uuid.uuid4().hex, "kind": "submitted"}, report_fields("h" * 64, has_contact))
+
+
 def register(repository: NotifyRepository, contact: str, token: str = "U" * 43) -> None:
-    repository.register_report(REPORT, "h" * 64, has_contact=True)
+    submitted(repository, has_contact=True)
     bundle = json.dumps({"contact": contact, "tracking_url": "https://lapor.example/api/v1/reports/TOKEN"})
     repository.store_contact(
         REPORT,
@@ -179,7 +185,7 @@ def test_planning_is_idempotent_per_event(repository: NotifyRepository) -> None:
 
 def test_who_gets_nothing(repository: NotifyRepository) -> None:
     dispatcher, _smtp, _hooks = make(repository, smtp=None, relay=None)
-    repository.register_report(REPORT, "h" * 64, has_contact=False)
+    submitted(repository, has_contact=False)
     assert dispatcher.enqueue([notification(), notification("opd", "opd-unconfigured")]) == 0
     # e-mail contact but no SMTP server; phone contact but no relay: counted, not an error
     repository.reports.delete_many({})
@@ -320,7 +326,7 @@ def test_a_contact_stored_by_an_older_notify_still_gets_messages_and_a_link(
     repository: NotifyRepository, running: Any
 ) -> None:
     """Before this version notify kept only the ciphertext of the bare contact: no state, kind or unsubscribe token."""
-    repository.register_report(REPORT, "h" * 64, has_contact=True)
+    submitted(repository, has_contact=True)
     repository.contacts.insert_one(
         {"_id": REPORT, "ciphertext": encrypt_contact(KEY, "lama@example.org"), "token_hash": "h" * 64}
     )
