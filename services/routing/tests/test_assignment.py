@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
-from jaklapor.events import AreaRef, Location, PhotoRef, ReportForwarded, ReportRouted, ReportSubmitted
-from jaklapor.events import ReportUnroutable as Unroutable
+from jaklapor.events import ReportRouted, ReportUnroutable
 from jaklapor.reference import Directory, load_directory
 from jaklapor.vocabulary import KOORDINASI, MENUNGGU, TRIAGE_NOTE
 from services.routing.assignment import Terms, assign, hop_of, status_of
 from services.routing.domain import AreaIndex
+from services.routing.tests.reports import DEPOK, MELAWAI, NOW, forwarded, submitted
 
-NOW = datetime(2026, 11, 28, 1, 2, 3, tzinfo=UTC)
-SUBMITTED_AT = NOW - timedelta(minutes=5)
-BLOK_M = Location(lat=-6.2443, lon=106.8001)
-DEPOK = Location(lat=-6.4025, lon=106.7942)
-MELAWAI = AreaRef(code="31.74.07.1001", kelurahan="Melawai", kecamatan="Kebayoran Baru", kota="Jakarta Selatan")
 TERMS = Terms(public_url="https://lapor.example/")
 
 
@@ -30,40 +24,6 @@ def index() -> AreaIndex:
 @pytest.fixture(scope="module")
 def directory() -> Directory:
     return load_directory()
-
-
-def submitted(category: str = "sampah", location: Location = BLOK_M) -> ReportSubmitted:
-    return ReportSubmitted(
-        report_id="JK-20261128-000001",
-        version=1,
-        occurred_at=SUBMITTED_AT,
-        category=category,
-        description="Sampah menumpuk",
-        location=location,
-        photos=[PhotoRef(photo_id="p1", url="https://lapor.example/api/v1/photos/p1")],
-        submitted_at=SUBMITTED_AT,
-        tracking_token_hash="a" * 64,
-    )
-
-
-def forwarded(target: str, area: AreaRef | None = MELAWAI, **fields: Any) -> ReportForwarded:
-    return ReportForwarded(
-        report_id="JK-20261128-000001",
-        version=3,
-        occurred_at=NOW - timedelta(minutes=1),
-        category="sampah",
-        description="Sampah menumpuk",
-        location=BLOK_M,
-        photos=[],
-        submitted_at=SUBMITTED_AT,
-        area=area,
-        from_opd="kelurahan-melawai",
-        target_opd=target,
-        status=fields.pop("status", KOORDINASI),
-        note="Bukan wewenang kami",
-        hop=fields.pop("hop", 2),
-        **fields,
-    )
 
 
 def test_a_submitted_report_goes_to_the_responsible_opd_with_the_category_deadline(
@@ -100,7 +60,7 @@ def test_a_report_outside_jakarta_goes_to_the_triage_desk_with_a_note_for_the_ci
 ) -> None:
     assignment = assign(submitted(location=DEPOK), index, directory, TERMS, NOW)
     event = assignment.event
-    assert isinstance(event, Unroutable)
+    assert isinstance(event, ReportUnroutable)
     assert event.reason == assignment.reason == "outside_jakarta"
     assert assignment.opd.code == directory.triage.code and assignment.routing_key == "triage.outside-jakarta"
     assert event.citizen_note.startswith(f"{TRIAGE_NOTE}: lokasi ")
@@ -135,7 +95,7 @@ def test_a_forward_without_an_area_is_keyed_by_the_opd_alone(directory: Director
 def test_a_forward_to_an_unknown_opd_goes_to_triage(directory: Directory) -> None:
     assignment = assign(forwarded("dinas-bulan"), AreaIndex.default(), directory, TERMS, NOW)
     event = assignment.event
-    assert isinstance(event, Unroutable) and event.reason == "unknown_opd"
+    assert isinstance(event, ReportUnroutable) and event.reason == "unknown_opd"
     assert assignment.routing_key == "triage.unknown-opd" and assignment.hop == 2
     assert event.area == MELAWAI and event.status == KOORDINASI
     assert "dinas-bulan" in event.detail and event.citizen_note.startswith(TRIAGE_NOTE)
