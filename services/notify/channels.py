@@ -14,15 +14,17 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 import yaml
 from email_validator import EmailNotValidError, validate_email
 
-from jaklapor.config import as_bool, setting
 from services.notify.signing import SIGNATURE_HEADER, signature_header
+
+if TYPE_CHECKING:
+    from services.notify.settings import NotifySettings
 
 MIN_SECRET_CHARS = 16
 
@@ -51,20 +53,20 @@ class SmtpSettings:
     timeout: float = 20.0
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SmtpSettings | None:
-        host = setting(config, "SMTP_HOST")
-        if not host:
+    def from_settings(cls, settings: NotifySettings) -> SmtpSettings | None:
+        """The SMTP server notify sends through; None without SMTP_HOST (no e-mail)."""
+        if not settings.smtp_host:
             return None
-        implicit = as_bool(setting(config, "SMTP_SSL", False))
+        implicit = settings.smtp_ssl
         return cls(
-            host=str(host),
-            port=int(setting(config, "SMTP_PORT", 465 if implicit else 587)),
-            starttls=as_bool(setting(config, "SMTP_STARTTLS", True)) and not implicit,
+            host=settings.smtp_host,
+            port=settings.smtp_port or (465 if implicit else 587),
+            starttls=settings.smtp_starttls and not implicit,
             implicit_tls=implicit,
-            user=str(setting(config, "SMTP_USER")) if setting(config, "SMTP_USER") else None,
-            password=str(setting(config, "SMTP_PASSWORD")) if setting(config, "SMTP_PASSWORD") else None,
-            sender=str(setting(config, "SMTP_FROM", cls.sender)),
-            timeout=float(setting(config, "SMTP_TIMEOUT_SECONDS", 20)),
+            user=settings.smtp_user or None,
+            password=settings.smtp_password or None,
+            sender=settings.smtp_from,
+            timeout=settings.smtp_timeout_seconds,
         )
 
 

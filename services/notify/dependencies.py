@@ -60,10 +60,6 @@ class NotifyRepository:
     def ping(self) -> bool:
         return ping(self.reports.database)
 
-    def register_report(self, report_id: str, token_hash: str, has_contact: bool | None = None) -> None:
-        fields = report_fields(token_hash, has_contact)
-        self.reports.update_one({"_id": report_id}, {"$set": fields, "$setOnInsert": {"seq": 0}}, upsert=True)
-
     def report(self, report_id: str) -> dict[str, Any] | None:
         return self.reports.find_one({"_id": report_id}, {"has_contact": 1, "final_at": 1})
 
@@ -138,10 +134,6 @@ class NotifyRepository:
 
     def contact(self, report_id: str) -> dict[str, Any] | None:
         return self.contacts.find_one({"_id": report_id})
-
-    def contact_ciphertext(self, report_id: str) -> str | None:
-        found = self.contacts.find_one({"_id": report_id})
-        return found.get("ciphertext") if found else None
 
     def ensure_unsubscribe_token(
         self, report_id: str, unsubscribe_hash: str, unsubscribe_ciphertext: str
@@ -232,9 +224,6 @@ class NotifyRepository:
         )
         return result.modified_count
 
-    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
-        return self.deliveries.find_one({"_id": delivery_id})
-
     def delivery_counts(self) -> dict[str, int]:
         return {state: self.deliveries.count_documents({"state": state}) for state in (PENDING, SENDING, DEAD)}
 
@@ -275,10 +264,6 @@ class LiveHub:
                 queue.put_nowait(True)
             except eventlet.queue.Full:
                 pass
-
-    def stream_count(self) -> int:
-        with self._lock:
-            return sum(len(s) for s in self._subscribers.values())
 
 
 class LiveStreams(DependencyProvider):

@@ -32,9 +32,8 @@ from eventlet.greenpool import GreenPool
 from eventlet.queue import Empty, LightQueue
 from nameko.extensions import DependencyProvider
 
-from jaklapor.config import as_bool, setting
 from jaklapor.contacts import decrypt_contact, encrypt_contact
-from jaklapor.mongo import database_for
+from jaklapor.mongo import MongoConnection
 from jaklapor.reference import load_directory
 from jaklapor.vocabulary import utcnow
 from services.notify import metrics
@@ -75,6 +74,7 @@ from services.notify.messages import (
     render_citizen_email,
     render_opd_email,
 )
+from services.notify.settings import NotifySettings
 from services.notify.signing import ATTEMPT_HEADER, DELIVERY_HEADER, EVENT_HEADER
 
 log = logging.getLogger(__name__)
@@ -94,16 +94,18 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class DeliverySettings:
+    """How the dispatcher works, from the service's settings (`from_settings`)."""
+
     retry: RetryPolicy
-    poll_seconds: float = 1.0
-    concurrency: int = 20
-    per_destination: int = 4
-    attempt_timeout: float = 60.0
-    webhook_timeout: float = 10.0
-    retention_days: float = 30.0
-    english: bool = True
-    public_url: str = "http://127.0.0.1:8000"
-    notify_public_url: str = "http://127.0.0.1:8001"
+    poll_seconds: float
+    concurrency: int
+    per_destination: int
+    attempt_timeout: float
+    webhook_timeout: float
+    retention_days: float
+    english: bool
+    public_url: str
+    notify_public_url: str
 
     @property
     def lease_seconds(self) -> float:
@@ -111,22 +113,22 @@ class DeliverySettings:
         return self.attempt_timeout * 2 + 5
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DeliverySettings:
+    def from_settings(cls, settings: NotifySettings) -> DeliverySettings:
         return cls(
             retry=RetryPolicy(
-                base_seconds=float(setting(config, "DELIVERY_BACKOFF_BASE_SECONDS", 30)),
-                max_seconds=float(setting(config, "DELIVERY_BACKOFF_MAX_SECONDS", 3600)),
-                max_attempts=max(int(setting(config, "DELIVERY_MAX_ATTEMPTS", 10)), 1),
+                base_seconds=settings.delivery_backoff_base_seconds,
+                max_seconds=settings.delivery_backoff_max_seconds,
+                max_attempts=max(settings.delivery_max_attempts, 1),
             ),
-            poll_seconds=float(setting(config, "DELIVERY_POLL_SECONDS", 1)),
-            concurrency=max(int(setting(config, "DELIVERY_CONCURRENCY", 20)), 1),
-            per_destination=max(int(setting(config, "DELIVERY_PER_DESTINATION", 4)), 1),
-            attempt_timeout=float(setting(config, "DELIVERY_ATTEMPT_TIMEOUT_SECONDS", 60)),
-            webhook_timeout=float(setting(config, "WEBHOOK_TIMEOUT_SECONDS", 10)),
-            retention_days=float(setting(config, "CONTACT_RETENTION_DAYS", 30)),
-            english=as_bool(setting(config, "NOTIFY_ENGLISH", True)),
-            public_url=str(setting(config, "PUBLIC_URL", cls.public_url)),
-            notify_public_url=str(setting(config, "NOTIFY_PUBLIC_URL", cls.notify_public_url)),
+            poll_seconds=settings.delivery_poll_seconds,
+            concurrency=max(settings.delivery_concurrency, 1),
+            per_destination=max(settings.delivery_per_destination, 1),
+            attempt_timeout=settings.delivery_attempt_timeout_seconds,
+            webhook_timeout=settings.webhook_timeout_seconds,
+            retention_days=settings.contact_retention_days,
+            english=settings.notify_english,
+            public_url=settings.public_url,
+            notify_public_url=settings.notify_public_url,
         )
 
 
@@ -490,35 +492,36 @@ class Deliveries(DependencyProvider):
     """nameko dependency: the dispatcher, its channels validated at start (a bad OPD_CHANNELS_FILE stops the
     service with every problem listed), its loop running for the container's lifetime."""
 
+    connection = MongoConnection()
+
     def setup(self) -> None:
-        config = self.container.config
-        settings = DeliverySettings.from_config(config)
-        self.client, db = database_for(config, "notify")
-        repository = NotifyRepository(db)
+        settings = NotifySettings.of_container(self.container)
+        repository = NotifyRepository(self.connection.database("notify"))
         directory = load_directory()
         try:
-            opd_channels = load_opd_channels(setting(config, "OPD_CHANNELS_FILE"), directory)
+            opd_channels = load_opd_channels(settings.opd_channels_file, directory)
         except ChannelConfigError as exc:
             log.critical("OPD_CHANNELS_FILE is invalid: %s", exc)
             raise
         citizen_webhook = None
-        relay_url = setting(config, "CITIZEN_WEBHOOK_URL")
+        relay_url = settings.citizen_webhook_url
         if relay_url:
-            secret = str(setting(config, "CITIZEN_WEBHOOK_SECRET", ""))
+            secret = settings.citizen_webhook_secret
             problems = [p for p in (check_webhook_url(relay_url),) if p]
             if len(secret) < MIN_SECRET_CHARS:
                 problems.append(f"CITIZEN_WEBHOOK_SECRET must be at least {MIN_SECRET_CHARS} characters")
             if problems:
                 log.critical("the citizen relay webhook is misconfigured: %s", "; ".join(problems))
                 raise ChannelConfigError("CITIZEN_WEBHOOK_URL", problems)
-            citizen_webhook = WebhookTarget(str(relay_url), secret)
-        smtp_settings = SmtpSettings.from_config(config)
+            citizen_webhook = WebhookTarget(relay_url, secret)
+        delivery = DeliverySettings.from_settings(settings)
+        smtp_settings = SmtpSettings.from_settings(settings)
         self.dispatcher = Dispatcher(
             repository,
-            settings,
-            setting(config, "CONTACT_KEY"),
+            delivery,
+            settings.contact_key,
             SmtpSender(smtp_settings) if smtp_settings else None,
-            WebhookSender(settings.webhook_timeout),
+            WebhookSender(delivery.webhook_timeout),
             citizen_webhook,
             opd_channels,
             {opd.code: opd.name for opd in directory.all()},
@@ -539,14 +542,13 @@ class Deliveries(DependencyProvider):
         self.thread = self.container.spawn_managed_thread(self.dispatcher.run, identifier="notify.deliveries")
 
     def stop(self) -> None:
+        # the MongoDB client is the container's (MongoConnection): it closes after this
         self.dispatcher.stop()
         self.dispatcher.webhooks.close()
-        self.client.close()
 
     def kill(self) -> None:
         # attempts in flight are abandoned; their leases make them due again
         self.dispatcher.running = False
-        self.client.close()
 
     def get_dependency(self, worker_ctx: Any) -> Dispatcher:
         return self.dispatcher

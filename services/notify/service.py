@@ -15,7 +15,6 @@ import eventlet
 from eventlet.queue import Empty
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.config import setting
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, encrypt_contact
 from jaklapor.events import ReportStatusChanged, ReportSubmitted, parse_event
 from jaklapor.messaging import (
@@ -30,6 +29,7 @@ from jaklapor.messaging import (
     work_queue,
 )
 from jaklapor.operations import OperationsEndpoints, SecretGuard
+from jaklapor.settings import Settings
 from jaklapor.timers import timer_from_config
 from jaklapor.tokens import token_hash_or_none
 from jaklapor.vocabulary import FINAL_STATUSES, utcnow
@@ -46,6 +46,7 @@ from services.notify.domain import (
     unsubscribe_token_hash,
 )
 from services.notify.metrics import CONTACTS_REMOVED, LIVE_STREAMS, TIMELINE_EVENTS
+from services.notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class NotifyService(OperationsEndpoints):
     name = "notify"
 
     secrets = SecretGuard("CONTACT_KEY", used_with={"CITIZEN_WEBHOOK_SECRET": "CITIZEN_WEBHOOK_URL"})
+    settings = Settings(NotifySettings)
     store = NotifyStore()
     live = LiveStreams()
     publisher = Publisher(declare=[NOTIFY_EVENTS])
@@ -122,7 +124,7 @@ class NotifyService(OperationsEndpoints):
         ):
             raise PermanentFailure("contact message without report_id, tracking_token_hash or contact_ciphertext")
         report_id = body["report_id"]
-        key = setting(self.config, "CONTACT_KEY")
+        key = self.settings.contact_key
         plaintext = decrypt_contact(key, body["contact_ciphertext"])
         bundle = parse_contact_plaintext(plaintext) if plaintext is not None else None
         if bundle is None:
@@ -199,7 +201,7 @@ class NotifyService(OperationsEndpoints):
     @timer_from_config("CONTACT_PURGE_CHECK_SECONDS", 3600)
     def purge_contacts(self) -> None:
         """Delete each contact CONTACT_RETENTION_DAYS after its report reached selesai or ditolak."""
-        retention_days = float(setting(self.config, "CONTACT_RETENTION_DAYS", 30))
+        retention_days = self.settings.contact_retention_days
         now = utcnow()
         for contact in self.store.contacts_final_before(now - timedelta(days=max(retention_days, 0.0))):
             report_id = contact["_id"]

@@ -10,13 +10,12 @@ from nameko.extensions import DependencyProvider
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from jaklapor.config import setting
 from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_directory
 from jaklapor.vocabulary import utcnow
 from services.routing.domain import AreaIndex
+from services.routing.settings import RoutingSettings
 
-CLAIM_LEASE = timedelta(seconds=30)
 CLAIM_POLL_SECONDS = 0.05
 
 
@@ -38,7 +37,7 @@ class LedgerRepository:
     downstream consumers see the same event again (and ignore it).
     """
 
-    def __init__(self, db: Database, claim_lease: timedelta = CLAIM_LEASE) -> None:
+    def __init__(self, db: Database, claim_lease: timedelta) -> None:
         self.decisions = db["decisions"]
         self.claim_lease = claim_lease
 
@@ -103,5 +102,5 @@ class RoutingLedger(MongoDatabase):
 
     def make_repository(self, db: Database) -> LedgerRepository:
         # a worker that died while delivering holds its claim this long before another may retry
-        lease = float(setting(self.container.config, "DELIVERY_CLAIM_SECONDS", CLAIM_LEASE.total_seconds()))
+        lease = RoutingSettings.of_container(self.container).delivery_claim_seconds
         return LedgerRepository(db, timedelta(seconds=lease))

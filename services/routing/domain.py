@@ -26,7 +26,7 @@ Routing keys (AMQP topic exchange: dots separate words; codes and slugs never co
     e.g. sudin-bina-marga-jakarta-selatan.jakarta-selatan.kebayoran-baru.melawai
     triage.<reason-with-dashes>[.<kota-slug>.<kecamatan-slug>.<kelurahan-slug>]
     e.g. triage.outside-jakarta, triage.unknown-category.jakarta-selatan.kebayoran-baru.melawai
-An OPD's queue binds `<opd_code>.#` (`opd_queue_binding`); a Suku Dinas receives only its kota
+An OPD's queue binds `<opd_code>.#` (`jaklapor.messaging.opd_queue`); a Suku Dinas receives only its kota
 because the directory resolves the kota unit before the key is built.
 """
 
@@ -38,7 +38,6 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -48,7 +47,6 @@ from shapely import Point, STRtree
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from jaklapor.events import ReportForwarded, ReportSubmitted
 from jaklapor.reference import (
     AreaDataError,
     Category,
@@ -59,7 +57,6 @@ from jaklapor.reference import (
     load_kelurahan_geojson,
     parse_areas,
 )
-from jaklapor.vocabulary import MENUNGGU, note_triage, response_deadline
 
 __all__ = [
     "DEFAULT_SNAP_CAP_M",
@@ -72,7 +69,6 @@ __all__ = [
     "RoutingDecision",
     "Unroutable",
     "default_area_index",
-    "opd_queue_binding",
     "route",
     "routing_key_for",
     "triage_routing_key",
@@ -393,11 +389,6 @@ def triage_routing_key(reason: str, area: AreaMatch | KelurahanInfo | None = Non
     return f"{head}.{kel.kota_slug}.{kel.kecamatan_slug}.{kel.slug}"
 
 
-def opd_queue_binding(opd_code: str) -> str:
-    """The binding key of an OPD's queue: every routing key that starts with its code."""
-    return f"{routing_key_for(opd_code, None)}.#"
-
-
 def route(index: AreaIndex, directory: Directory, lat: float, lon: float, category_code: str) -> RoutingDecision:
     """Decide where a report goes. Never raises for bad input: invalid coordinates, a point outside
     Jakarta, an unknown category (code, or a name / alias, see `Directory.category`) and a category
@@ -452,21 +443,3 @@ def distance_id(meters: float) -> str:
     if round(meters) < 1000:
         return f"{meters:.0f} m"
     return f"{meters / 1000:.1f} km".replace(".", ",")
-
-
-def status_of(event: ReportSubmitted | ReportForwarded) -> str:
-    """The report's status while routing delivers it: a new report waits (menunggu); a forwarded one has the status
-    its forward set (koordinasi, disposisi; unchanged by an escalation)."""
-    return event.status if isinstance(event, ReportForwarded) else MENUNGGU
-
-
-def triage_citizen_note(detail_id: str) -> str:
-    """The note a citizen reads when their report goes to the triage desk (Indonesian)."""
-    return note_triage(detail_id)
-
-
-def response_deadline_for(
-    assigned_at: datetime, category: Category | None, override_seconds: float | None = None
-) -> datetime:
-    """When the OPD assigned a report of `category` at `assigned_at` must have answered (jaklapor.vocabulary's rule)."""
-    return response_deadline(assigned_at, category.response_days if category is not None else None, override_seconds)

@@ -25,6 +25,7 @@ from services.notify.channels import (
     load_opd_channels,
     parse_opd_channels,
 )
+from services.notify.settings import NotifySettings
 from services.notify.signing import verify_signature
 
 KNOWN = {"kelurahan-melawai", "sudin-perhubungan-jakarta-selatan"}
@@ -214,9 +215,13 @@ def test_smtp_server_down_is_a_retryable_failure() -> None:
     assert caught.value.retryable and caught.value.reason == "smtp ConnectionRefusedError"
 
 
+def smtp_settings(config: dict[str, Any]) -> SmtpSettings | None:
+    return SmtpSettings.from_settings(NotifySettings.from_config(config))
+
+
 def test_smtp_settings_from_config() -> None:
-    assert SmtpSettings.from_config({"SMTP_HOST": None}) is None
-    settings = SmtpSettings.from_config({"SMTP_HOST": "mail.example", "SMTP_SSL": "true", "SMTP_PASSWORD": 123})
+    assert smtp_settings({"SMTP_HOST": None}) is None
+    settings = smtp_settings({"SMTP_HOST": "mail.example", "SMTP_SSL": "true", "SMTP_PASSWORD": 123})
     assert settings is not None
     assert (settings.port, settings.implicit_tls, settings.starttls, settings.password) == (465, True, False, "123")
 
@@ -280,3 +285,9 @@ def test_webhook_receiver_down() -> None:
     with pytest.raises(DeliveryFailed) as caught:
         WebhookSender(timeout=1).post(f"http://127.0.0.1:{free_port()}/x?token=secret", SECRET, b"{}")
     assert caught.value.reason == "webhook ConnectionError" and "secret" not in str(caught.value)
+
+
+def test_smtp_settings_defaults_and_a_plain_connection() -> None:
+    settings = smtp_settings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": "2525", "SMTP_STARTTLS": "false"})
+    assert settings == SmtpSettings("127.0.0.1", 2525, starttls=False)
+    assert smtp_settings({"SMTP_HOST": "mail.example"}) == SmtpSettings("mail.example", 587)

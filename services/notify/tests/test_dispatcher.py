@@ -4,6 +4,7 @@ with backoff, dead letters, cancellation, lease recovery, and one slow receiver 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 from jaklapor.contacts import encrypt_contact, generate_key
 from jaklapor.vocabulary import utcnow
 from services.notify.channels import DeliveryFailed, OpdChannels, SmtpSettings, WebhookTarget
-from services.notify.dependencies import NotifyRepository
+from services.notify.dependencies import NotifyRepository, report_fields
 from services.notify.dispatcher import DeliverySettings, Dispatcher
-from services.notify.domain import Notification, RetryPolicy
+from services.notify.domain import Notification
+from services.notify.settings import NotifySettings
 
 KEY = generate_key()
 
@@ -70,13 +72,17 @@ def repository() -> NotifyRepository:
 
 def make(repository: NotifyRepository, **kw: Any) -> tuple[Dispatcher, FakeSmtp, FakeWebhooks]:
     smtp, hooks = FakeSmtp(), FakeWebhooks()
-    settings = DeliverySettings(
-        retry=RetryPolicy(base_seconds=0.02, max_seconds=0.05, max_attempts=3),
-        poll_seconds=0.01,
-        per_destination=kw.pop("per_destination", 2),
-        attempt_timeout=kw.pop("attempt_timeout", 2.0),
-        public_url="https://lapor.example",
-        notify_public_url="https://notify.example",
+    settings = DeliverySettings.from_settings(
+        NotifySettings(
+            delivery_backoff_base_seconds=0.02,
+            delivery_backoff_max_seconds=0.05,
+            delivery_max_attempts=3,
+            delivery_poll_seconds=0.01,
+            delivery_per_destination=kw.pop("per_destination", 2),
+            delivery_attempt_timeout_seconds=kw.pop("attempt_timeout", 2.0),
+            public_url="https://lapor.example",
+            notify_public_url="https://notify.example",
+        )
     )
     channels = kw.pop(
         "channels",
@@ -114,8 +120,13 @@ def running(repository: NotifyRepository) -> Iterator[Any]:
         thread.kill()
 
 
+def submitted(repository: NotifyRepository, has_contact: bool) -> None:
+    """The report's submission as notify records it: its first timeline entry, and whether it has a contact."""
+    repository.append(REPORT, {"event_id": uuid.uuid4().hex, "kind": "submitted"}, report_fields("h" * 64, has_contact))
+
+
 def register(repository: NotifyRepository, contact: str, token: str = "U" * 43) -> None:
-    repository.register_report(REPORT, "h" * 64, has_contact=True)
+    submitted(repository, has_contact=True)
     bundle = json.dumps({"contact": contact, "tracking_url": "https://lapor.example/api/v1/reports/TOKEN"})
     repository.store_contact(
         REPORT,
@@ -174,7 +185,7 @@ def test_planning_is_idempotent_per_event(repository: NotifyRepository) -> None:
 
 def test_who_gets_nothing(repository: NotifyRepository) -> None:
     dispatcher, _smtp, _hooks = make(repository, smtp=None, relay=None)
-    repository.register_report(REPORT, "h" * 64, has_contact=False)
+    submitted(repository, has_contact=False)
     assert dispatcher.enqueue([notification(), notification("opd", "opd-unconfigured")]) == 0
     # e-mail contact but no SMTP server; phone contact but no relay: counted, not an error
     repository.reports.delete_many({})
@@ -315,7 +326,7 @@ def test_a_contact_stored_by_an_older_notify_still_gets_messages_and_a_link(
     repository: NotifyRepository, running: Any
 ) -> None:
     """Before this version notify kept only the ciphertext of the bare contact: no state, kind or unsubscribe token."""
-    repository.register_report(REPORT, "h" * 64, has_contact=True)
+    submitted(repository, has_contact=True)
     repository.contacts.insert_one(
         {"_id": REPORT, "ciphertext": encrypt_contact(KEY, "lama@example.org"), "token_hash": "h" * 64}
     )

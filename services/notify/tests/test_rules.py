@@ -9,13 +9,9 @@ from typing import Any
 import pytest
 
 from jaklapor.events import (
-    AreaRef,
     Location,
-    OpdRef,
     ReportEscalated,
     ReportForwarded,
-    ReportRouted,
-    ReportStatusChanged,
     ReportUnroutable,
     parse_event,
 )
@@ -27,10 +23,8 @@ from services.notify.domain import (
     notifications_for,
     parse_contact_plaintext,
 )
+from services.notify.tests.reports import AREA, AT, REPORT, routed, status_changed
 
-REPORT = "JK-20261127-000001"
-AT = datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC)
-AREA = AreaRef(code="31.74.07.1001", kelurahan="Melawai", kecamatan="Kebayoran Baru", kota="Jakarta Selatan")
 NAMES = {
     "kelurahan-melawai": "Kelurahan Melawai",
     "kecamatan-kebayoran-baru": "Kecamatan Kebayoran Baru",
@@ -40,36 +34,6 @@ NAMES = {
 
 def plan(event: Any) -> list[tuple[str, str, str | None]]:
     return [(n.audience, n.kind, n.opd) for n in notifications_for(event, NAMES.get)]
-
-
-def routed(hop: int = 0) -> ReportRouted:
-    return ReportRouted(
-        report_id=REPORT,
-        version=2,
-        occurred_at=AT,
-        opd=OpdRef(code="kelurahan-melawai", name="Kelurahan Melawai", level="kelurahan"),
-        area=AREA,
-        routing_key="kelurahan-melawai.jakarta-selatan.kebayoran-baru.melawai",
-        hop=hop,
-        category="sampah",
-        response_deadline=AT + timedelta(days=3),
-    )
-
-
-def status_changed(to_status: str = "dikerjakan", **kw: Any) -> ReportStatusChanged:
-    return ReportStatusChanged(
-        report_id=REPORT,
-        version=3,
-        occurred_at=AT,
-        from_status="menunggu",
-        to_status=to_status,
-        actor_opd="kelurahan-melawai",
-        note="Petugas menuju lokasi",
-        category="sampah",
-        submitted_at=AT,
-        area=AREA,
-        **kw,
-    )
 
 
 def forwarded(kind: str) -> ReportForwarded:

@@ -16,6 +16,7 @@ import shapely
 import yaml
 from shapely.geometry import shape
 
+from jaklapor.messaging import opd_queue
 from jaklapor.reference import (
     DIRECTORY_PATH,
     Directory,
@@ -25,6 +26,7 @@ from jaklapor.reference import (
     load_directory,
     load_kelurahan_geojson,
 )
+from jaklapor.vocabulary import note_triage
 from services.routing.domain import (
     DEFAULT_SNAP_CAP_M,
     AreaIndex,
@@ -33,10 +35,8 @@ from services.routing.domain import (
     Routed,
     Unroutable,
     distance_id,
-    opd_queue_binding,
     route,
     routing_key_for,
-    triage_citizen_note,
     triage_routing_key,
 )
 
@@ -397,7 +397,7 @@ def test_the_citizen_reads_why_a_report_waits_for_triage_in_indonesian(index: Ar
     notes = {}
     for name, decision in decisions.items():
         assert isinstance(decision, Unroutable), name
-        notes[name] = triage_citizen_note(decision.detail_id)
+        notes[name] = note_triage(decision.detail_id)
         assert notes[name].startswith("Perlu diperiksa petugas: "), notes[name]
         assert not ENGLISH_WORDS.search(notes[name]), notes[name]
         assert ENGLISH_WORDS.search(decision.detail), decision.detail  # the English detail stays for the desk
@@ -428,13 +428,13 @@ def test_routing_keys_are_topic_words(index: AreaIndex, directory: Directory) ->
             opd = directory.responsible_for(category, kel)
             key = routing_key_for(opd, kel)
             assert routed_key.fullmatch(key), key
-            assert topic_matches(opd_queue_binding(opd.code), key)
+            assert topic_matches(opd_queue(opd.code).routing_key, key)
 
 
 def test_queue_bindings_select_only_their_own_reports(directory: Directory) -> None:
     melawai: KelurahanInfo = load_areas().kelurahan_by_slug("melawai")
     key = routing_key_for(directory.opd("sudin-bina-marga-jakarta-selatan"), melawai)
-    assert opd_queue_binding("sudin-bina-marga-jakarta-selatan") == "sudin-bina-marga-jakarta-selatan.#"
+    assert opd_queue("sudin-bina-marga-jakarta-selatan").routing_key == "sudin-bina-marga-jakarta-selatan.#"
     assert topic_matches("sudin-bina-marga-jakarta-selatan.#", key)
     assert not topic_matches("sudin-bina-marga-jakarta-barat.#", key)
     assert not topic_matches("bina-marga.#", key)
@@ -451,7 +451,7 @@ def test_routing_key_helpers(index: AreaIndex, directory: Directory) -> None:
     with pytest.raises(ValueError):
         routing_key_for("bad.code", found)
     with pytest.raises(ValueError):
-        opd_queue_binding("")
+        routing_key_for("", None)
 
 
 def test_decisions_are_immutable(index: AreaIndex, directory: Directory) -> None:

@@ -1,0 +1,87 @@
+"""In-memory stand-ins for routing's dependencies, for interface tests of RoutingService without RabbitMQ or MongoDB.
+
+Each keeps the behaviour the entrypoint relies on (the ledger keeps the first decision per report and hop and
+hands out one delivery claim; the publisher stores a batch or fails as told) and records what it was asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from jaklapor.messaging import Outgoing, PublishFailed
+from jaklapor.reference import Directory, load_directory
+from services.routing.domain import AreaIndex
+
+
+@dataclass
+class ReferenceData:
+    """RoutingData's two read-only structures: the repo's kelurahan index and OPD directory."""
+
+    index: AreaIndex = field(default_factory=AreaIndex.default)
+    directory: Directory = field(default_factory=load_directory)
+
+
+class FakeLedger:
+    """LedgerRepository in a dict: one record per (report, hop), the first decision kept."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def ping(self) -> bool:
+        return True
+
+    def record_and_claim(self, report_id: str, hop: int, decision: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        key = f"{report_id}:{hop}"
+        if key in self.records:
+            return self.records[key], self.claim_delivery(report_id, hop)
+        self.records[key] = {
+            "_id": key,
+            "report_id": report_id,
+            "hop": hop,
+            **decision,
+            "claimed": True,
+            "delivered_at": None,
+        }
+        return self.records[key], True
+
+    def claim_delivery(self, report_id: str, hop: int) -> bool:
+        # one test worker at a time: a claim is never held by another
+        record = self.records[f"{report_id}:{hop}"]
+        if record["delivered_at"] is not None:
+            return False
+        record["claimed"] = True
+        return True
+
+    def release_claim(self, report_id: str, hop: int) -> None:
+        self.records[f"{report_id}:{hop}"]["claimed"] = False
+
+    def mark_delivered(self, report_id: str, hop: int, at: datetime) -> None:
+        self.records[f"{report_id}:{hop}"].update(delivered_at=at, claimed=False)
+
+
+class FakePublisher:
+    """ConfirmedPublisher.publish_many: keeps each confirmed batch; `fail_next(exc)` makes the next batch raise."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Outgoing]] = []
+        self.declared: list[Exchange | Queue] = []
+        self._failure: PublishFailed | None = None
+
+    def fail_next(self, failure: PublishFailed) -> None:
+        self._failure = failure
+
+    def publish_many(self, messages: Sequence[Outgoing], *, declare: Iterable[Exchange | Queue] = ()) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        self.declared.extend(declare)
+        self.batches.append(list(messages))
+
+    @property
+    def messages(self) -> list[Outgoing]:
+        return [message for batch in self.batches for message in batch]
