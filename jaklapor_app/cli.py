@@ -11,9 +11,9 @@ jaklapor stats-rebuild [--config FILE] [--check]
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
+
+from jaklapor_app.system import DEMO_INTAKE_URL, DEMO_STATS_URL, SERVICES
 
 #: the development tools (devtools/, the `jaklapor-devtools` distribution): the demo client and the local stores;
 #: installed by `make setup`, never by the production image
@@ -22,28 +22,6 @@ DEVTOOLS_MISSING = (
     "{what} is a development tool: it needs the jaklapor-devtools package, which this installation does not have. "
     "From a clone of the repository: `make setup` (or `pip install -e ./devtools`)."
 )
-
-#: where `jaklapor demo` (and `make demo`) looks for the system: `make run`'s default addresses
-DEMO_INTAKE_URL = "http://127.0.0.1:8000"
-DEMO_STATS_URL = "http://127.0.0.1:8002"
-
-
-def jaklapor_command() -> str:
-    """How to call the `jaklapor` CLI from the current directory without an activated venv (`.venv/bin/jaklapor`
-    from the repo root): the script installed beside this interpreter."""
-    script = Path(sys.executable).parent / "jaklapor"
-    if not script.exists():
-        return "jaklapor"
-    relative = os.path.relpath(script)
-    return relative if not relative.startswith("..") else str(script)
-
-
-SERVICES = {
-    "intake": "services.intake.service:IntakeService",
-    "routing": "services.routing.service:RoutingService",
-    "notify": "services.notify.service:NotifyService",
-    "stats": "services.stats.service:StatsService",
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return rebuild_command(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "run":
-        from jaklapor.runner import run_services
+        from jaklapor_app.runner import run_services
 
         return run_services(args.config, args.services.split(","), standin=not args.no_s3_standin)
     if args.command == "demo":
@@ -124,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "reset":
         from jaklapor.config import load_config, local_data_dir
-        from jaklapor.local_stack import reset_local_data
+        from jaklapor_app.local_stack import reset_local_data
 
         config = load_config(args.config)
         removed = reset_local_data(config)

@@ -1,4 +1,4 @@
-"""`jaklapor run`: the services in one nameko runner, with local stores (jaklapor/local_stack.py) when no real ones
+"""`jaklapor run`: the services in one nameko runner, with local stores (jaklapor_app/local_stack.py) when no real ones
 are configured. Each service can also run alone (`jaklapor run --services intake`), as docker-compose does.
 """
 
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from jaklapor.config import load_config, setting
-from jaklapor.local_stack import LocalStack, split_endpoint
+from jaklapor_app.local_stack import LocalStack, split_endpoint
+from jaklapor_app.system import DEMO_INTAKE_URL, DEMO_STATS_URL, SERVICES, jaklapor_command
 
 log = logging.getLogger("jaklapor")
 
@@ -34,8 +35,6 @@ def _local_url(config: dict[str, Any], name: str) -> str:
 
 def banner_commands(config: dict[str, Any], names: list[str]) -> list[tuple[str, str]]:
     """The commands the start-up banner suggests, each runnable exactly as shown from where `jaklapor run` started."""
-    from jaklapor.cli import DEMO_INTAKE_URL, DEMO_STATS_URL, jaklapor_command
-
     cli = jaklapor_command()
     commands = []
     if "intake" in names and "stats" in names:
@@ -229,7 +228,6 @@ def serve(services: list[type], config: dict[str, Any], on_started: Callable[[],
 def run_services(config_path: str | None, names: list[str], standin: bool = True) -> int:
     from nameko.cli.run import import_service
 
-    from jaklapor.cli import SERVICES
     from jaklapor.web import PortInUseError, check_ports_free
 
     config = load_config(config_path)

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode, setting
-from jaklapor.processes import OwnedLocalServer, port_holder, port_open
+from jaklapor.processes import port_holder, port_open
+from jaklapor_app.owned_servers import OwnedLocalServer
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: where the local document store listens unless LOCAL_MONGO_PORT says otherwise: MongoDB's own port
