@@ -1,9 +1,8 @@
-"""Reference data: categories, areas and the OPD directory (jaklapor.reference)."""
+"""The OPD directory (jaklapor/reference/directory.py): generated units and offices, rules, validation."""
 
 from __future__ import annotations
 
 import copy
-import re
 from collections import Counter
 from typing import Any
 
@@ -13,22 +12,14 @@ import yaml
 from jaklapor.reference import (
     DIRECTORY_PATH,
     LEVELS,
-    AreaDataError,
-    CategoryError,
     Directory,
     DirectoryError,
     build_directory,
     load_areas,
     load_categories,
     load_directory,
-    load_kelurahan_geojson,
-    parse_areas,
-    parse_categories,
-    resolve_category,
-    slugify,
 )
-
-SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+from jaklapor.reference.tests import SLUG
 
 
 @pytest.fixture(scope="module")
@@ -39,166 +30,6 @@ def directory() -> Directory:
 @pytest.fixture(scope="module")
 def directory_doc() -> dict[str, Any]:
     return yaml.safe_load(DIRECTORY_PATH.read_text(encoding="utf-8"))
-
-
-def test_slugify() -> None:
-    assert slugify("Kebayoran Baru") == "kebayoran-baru"
-    assert slugify("Jembatan/JPO/Halte") == "jembatan-jpo-halte"
-    assert slugify("  Gangguan  Ketenteraman dan Ketertiban ") == "gangguan-ketenteraman-dan-ketertiban"
-    assert slugify("Cipete Utara") == "cipete-utara"
-    assert slugify("Pulau Pramuka \u00e9") == "pulau-pramuka-e"
-
-
-# -- categories -------------------------------------------------------------------------------------
-
-
-def test_categories_cover_the_taxonomy_table() -> None:
-    cats = load_categories()
-    assert len(cats) == 29
-    assert list(cats)[:3] == ["jalan", "jaringan-listrik", "trotoar"]
-    for code in (
-        "jalan",
-        "jaringan-listrik",
-        "parkir-liar",
-        "gangguan-ketenteraman-dan-ketertiban",
-        "sampah",
-        "pdam-pam-air-bersih",
-        "keluhan-fasilitas-gedung-pemda",
-        "kebakaran",
-    ):
-        assert code in cats
-    for cat in cats.values():
-        assert SLUG.fullmatch(cat.code)
-        assert cat.code == slugify(cat.name), "codes are the slug of the Indonesian name"
-        assert cat.name and cat.name_en and cat.description
-        assert cat.evidence in ("official", "data", "guess")
-        assert cat.response_days >= 1
-
-
-def test_category_evidence_and_response_days() -> None:
-    cats = load_categories()
-    assert cats["parkir-liar"].evidence == "official"
-    assert cats["gangguan-ketenteraman-dan-ketertiban"].evidence == "official"
-    assert cats["jalan"].evidence == "data"
-    assert cats["kebakaran"].evidence == "guess"
-    assert cats["kebakaran"].response_days == 1
-    assert cats["sampah"].response_days == 3
-
-
-@pytest.mark.parametrize(
-    ("text", "code"),
-    [
-        ("parkir-liar", "parkir-liar"),
-        ("Parkir Liar", "parkir-liar"),
-        ("  PARKIR   liar ", "parkir-liar"),
-        ("gangguan ketenteraman dan ketertiban", "gangguan-ketenteraman-dan-ketertiban"),
-        ("Jembatan/JPO/Halte", "jembatan-jpo-halte"),
-        ("Arus Lalu Lintas", "arus-perlengkapan-lalu-lintas"),  # CRM name, kept as an alias
-        ("PDAM/PAM", "pdam-pam-air-bersih"),
-        ("Keluhan Fasilitas Gedung Pemda (sekolah, kantor)", "keluhan-fasilitas-gedung-pemda"),
-    ],
-)
-def test_resolve_category(text: str, code: str) -> None:
-    cat = resolve_category(text)
-    assert cat is not None and cat.code == code
-
-
-@pytest.mark.parametrize("text", ["", "   ", "banjir bandang raksasa", "jalan-raya"])
-def test_resolve_category_unknown(text: str) -> None:
-    assert resolve_category(text) is None
-
-
-def test_load_categories_returns_a_copy() -> None:
-    load_categories().clear()
-    assert len(load_categories()) == 29
-
-
-def test_parse_categories_reports_every_problem() -> None:
-    text = """
-categories:
-  - {code: jalan, name: Jalan, name_en: Roads, description: x, evidence: data}
-  - {code: jalan, name: Jalan Lagi, name_en: Roads, description: x, evidence: data}
-  - {code: Pohon Besar, name: Pohon, name_en: Trees, description: x, evidence: rumour}
-  - {code: taman, name: Taman, name_en: Parks, description: x, evidence: data, aliases: [Jalan]}
-  - {code: pkl, name: PKL, name_en: Vendors, description: x, evidence: data, response_days: 0}
-"""
-    with pytest.raises(CategoryError) as err:
-        parse_categories(text)
-    message = str(err.value)
-    assert "category 'jalan': duplicate code" in message
-    assert "lowercase ASCII slug" in message
-    assert "evidence must be one of" in message
-    assert "'Jalan' already means category 'jalan'" in message
-    assert "response_days must be a positive integer" in message
-
-
-def test_parse_categories_rejects_missing_fields_and_bad_yaml() -> None:
-    with pytest.raises(CategoryError, match="missing or empty name_en, description"):
-        parse_categories({"categories": [{"code": "x", "name": "X", "evidence": "data"}]})
-    with pytest.raises(CategoryError, match="not valid YAML"):
-        parse_categories("categories: [unclosed")
-    with pytest.raises(CategoryError, match="non-empty list"):
-        parse_categories("categories: []")
-
-
-# -- areas ------------------------------------------------------------------------------------------
-
-
-def test_areas_match_the_source_counts() -> None:
-    areas = load_areas()
-    assert (len(areas.kelurahan), len(areas.kecamatan), len(areas.kota)) == (267, 44, 6)
-    per_kota = Counter(k.kota for k in areas.kelurahan.values())
-    kec_per_kota = Counter(k.kota for k in areas.kecamatan.values())
-    expected = {  # SOURCE.md: kecamatan / kelurahan per kota
-        "Kepulauan Seribu": (2, 6),
-        "Jakarta Pusat": (8, 44),
-        "Jakarta Utara": (6, 31),
-        "Jakarta Barat": (8, 56),
-        "Jakarta Selatan": (10, 65),
-        "Jakarta Timur": (10, 65),
-    }
-    assert {k: (kec_per_kota[k], per_kota[k]) for k in expected} == expected
-
-
-def test_kelurahan_info_from_code_prefix() -> None:
-    areas = load_areas()
-    melawai = areas.kelurahan_by_slug("melawai")
-    assert melawai is not None
-    assert melawai.code == "31.74.07.1001"
-    assert (melawai.kecamatan_code, melawai.kota_code) == ("31.74.07", "31.74")
-    assert (melawai.kecamatan, melawai.kecamatan_slug) == ("Kebayoran Baru", "kebayoran-baru")
-    assert (melawai.kota, melawai.kota_slug) == ("Jakarta Selatan", "jakarta-selatan")
-    assert areas.kecamatan["31.74.07"].name == "Kebayoran Baru"
-    assert areas.kota["31.74"].official_name == "Kota Administrasi Jakarta Selatan"
-    assert areas.kota["31.01"].official_name == "Kabupaten Administrasi Kepulauan Seribu"
-    assert melawai.as_area_ref() == {
-        "code": "31.74.07.1001",
-        "kelurahan": "Melawai",
-        "kecamatan": "Kebayoran Baru",
-        "kota": "Jakarta Selatan",
-    }
-
-
-def test_area_slugs_are_unique_and_ascii() -> None:
-    areas = load_areas()
-    for level in (areas.kelurahan, areas.kecamatan, areas.kota):
-        slugs = [a.slug for a in level.values()]
-        assert len(set(slugs)) == len(slugs)
-        assert all(SLUG.fullmatch(s) for s in slugs)
-
-
-def test_parse_areas_rejects_inconsistent_prefixes() -> None:
-    data = copy.deepcopy(load_kelurahan_geojson())
-    props = next(f["properties"] for f in data["features"] if f["properties"]["kelurahan"] == "Melawai")
-    props["kecamatan"] = "Kebayoran Lama"  # 31.74.07 is Kebayoran Baru everywhere else
-    with pytest.raises(AreaDataError) as err:
-        parse_areas(data)
-    assert err.value.problems == [
-        "kecamatan 31.74.07 has several names: 'Kebayoran Baru' (9 kelurahan), 'Kebayoran Lama' (1 kelurahan)"
-    ]
-
-
-# -- directory --------------------------------------------------------------------------------------
 
 
 def test_directory_generates_units_and_offices(directory: Directory) -> None:
