@@ -1,7 +1,7 @@
 """Benchmark of the photo pipeline alone: CPU per photo to make a citizen's photo safe to store.
 
-ARCHITECTURE.md requires every photo to be decoded and re-encoded without metadata (EXIF, GPS) before storage, so
-this cost is paid once per photo report whatever else the system does; it bounds photo reports/s per core.
+docs/architecture.md ("Rules") requires every photo to be decoded and re-encoded without metadata (EXIF, GPS) before
+storage, so this cost is paid once per photo report whatever else the system does; it bounds photo reports/s per core.
 The photos are the load generator's (bench/workload.py: distinct 150-300 KB, 1600x1200 JPEGs with GPS EXIF).
 
     python bench/bench_photos.py                  # 16 photos, 5 rounds

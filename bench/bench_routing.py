@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 from shapely.geometry import shape  # noqa: E402
 
-from bench.workload import points_inside  # noqa: E402
-from jaklapor.reference import REFERENCE_DIR, load_directory, load_kelurahan_geojson  # noqa: E402
+from bench.workload import CRM_SAMPLE_CSV, points_inside  # noqa: E402
+from jaklapor.reference import load_directory, load_kelurahan_geojson  # noqa: E402
 from services.routing.domain import DEFAULT_SNAP_CAP_M, AreaIndex, AreaMatch, route  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def sample_points(n_inside: int, n_outside: int, rng: np.random.Generator) -> np
 
 
 def category_mix(n: int, rng: np.random.Generator) -> list[str]:
-    with open(REFERENCE_DIR / "crm2023_sample_category_agency_counts.csv", encoding="utf-8") as fh:
+    with open(CRM_SAMPLE_CSV, encoding="utf-8") as fh:
         totals: Counter[str] = Counter()
         for row in csv.DictReader(fh):
             totals[row["category"]] += int(row["count"])

@@ -130,7 +130,15 @@ class BenchSystem:
             env = self._env(proc, mongo_uri)
             log = open(self.run_dir / f"{proc.label.replace('#', '-')}.log", "ab")  # noqa: SIM115
             proc.process = subprocess.Popen(
-                [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin", "--services", ",".join(proc.services)],
+                [
+                    sys.executable,
+                    "-m",
+                    "jaklapor_app.cli",
+                    "run",
+                    "--no-s3-standin",
+                    "--services",
+                    ",".join(proc.services),
+                ],
                 env=env,
                 cwd=self.code_dir,
                 stdout=log,

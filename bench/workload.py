@@ -3,7 +3,7 @@
 Category mix: the shares the city publishes for the top six categories (CRM_TAXONOMY.md: Jalan ~14 %, Pohon ~11 %,
 Parkir Liar ~10 %, Gangguan Ketenteraman dan Ketertiban 9-14 % -> 11.5 %, Sampah 5-11 % -> 8 %, Jaringan Listrik
 ~8 %); the remaining 37.5 % is split over the other categories in proportion to their counts in the 2023 sample
-(`crm2023_sample_category_agency_counts.csv`, CRM names resolved to our codes; names that are not one of our
+(`bench/crm2023_sample_category_agency_counts.csv`, CRM names resolved to our codes; names that are not one of our
 categories are dropped), with half a count for categories the sample does not contain, so the long tail
 (kebakaran, pendidikan, ...) is exercised too.
 
@@ -32,6 +32,9 @@ import shapely
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO_CACHE = Path("/tmp/jaklapor-bench-photos")
+#: how often each CRM category went to each agency in 2023's 209-report sample (bench/README.md): only the
+#: benchmarks draw from it
+CRM_SAMPLE_CSV = Path(__file__).resolve().parent / "crm2023_sample_category_agency_counts.csv"
 
 # shares published by the city (CRM_TAXONOMY.md, "Top categories"); ranges use their midpoint
 PUBLISHED_SHARES: dict[str, float] = {
@@ -107,10 +110,10 @@ class Report:
 
 def category_weights() -> dict[str, float]:
     """Category code -> probability (see the module docstring)."""
-    from jaklapor.reference import REFERENCE_DIR, load_categories, resolve_category
+    from jaklapor.reference import load_categories, resolve_category
 
     sample: Counter[str] = Counter()
-    with open(REFERENCE_DIR / "crm2023_sample_category_agency_counts.csv", encoding="utf-8") as fh:
+    with open(CRM_SAMPLE_CSV, encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             category = resolve_category(row["category"])
             if category is not None:

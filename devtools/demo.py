@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import requests
 from PIL import ExifTags, Image, ImageDraw
 
-from jaklapor.cli import jaklapor_command
+from jaklapor_app.system import jaklapor_command
 
 HTTP_TIMEOUT = 10.0
 SUBMIT_DEADLINE = 120.0

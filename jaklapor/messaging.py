@@ -1,8 +1,9 @@
 """RabbitMQ plumbing shared by the services: the topology, a confirmed publisher and a work-queue consumer.
 
-Rules (ARCHITECTURE.md): every publish waits for the broker's confirm and is `mandatory`; messages are persistent;
-work and OPD queues are quorum queues with a delivery limit and a dead-letter queue; a consumer acks only after its
-handler returned, and a failing message is requeued until the broker dead-letters it (never acked and dropped).
+Rules (docs/architecture.md, "Rules"): every publish waits for the broker's confirm and is `mandatory`; messages are
+persistent; work and OPD queues are quorum queues with a delivery limit and a dead-letter queue; a consumer acks only
+after its handler returned, and a failing message is requeued until the broker dead-letters it (never acked and
+dropped).
 """
 
 from __future__ import annotations
@@ -279,9 +280,6 @@ class ConfirmedPublisher:
             if remaining <= 0:
                 raise TimeoutError(f"{len(self._unconfirmed)} message(s) not confirmed in {self.confirm_timeout} s")
             self._connection.drain_events(timeout=remaining)
-
-    def ping(self) -> bool:
-        return broker_reachable(self.amqp_uri, self.connect_timeout)
 
     def close(self) -> None:
         with self._lock:

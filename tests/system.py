@@ -260,7 +260,7 @@ class RunningSystem:
     def start_group(self, group: tuple[str, ...]) -> None:
         with open(self.log_path, "ab") as log:
             self.processes[group] = subprocess.Popen(
-                [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin", "--services", ",".join(group)],
+                [sys.executable, "-m", "jaklapor_app.cli", "run", "--no-s3-standin", "--services", ",".join(group)],
                 env=self.build_env(),
                 cwd=ROOT,
                 stdout=log,

@@ -1,9 +1,11 @@
 """The benchmarks in bench/ keep working: a short load-generator run against a system it starts on the real RabbitMQ,
 and the routing micro-benchmark. Nothing here asserts a speed (docs/performance.md holds the measured numbers); the
-run must deliver every accepted report exactly once and write its result."""
+run must deliver every accepted report exactly once and write its result, which `bench/summarize.py` turns into a
+row of the summary."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -48,6 +50,26 @@ def test_load_generator_delivers_every_accepted_report_once(tmp_path: Path) -> N
     # the single layout too keeps its reports in the wire stand-in, a process of its own (as `make run` does)
     assert {"all", "mongo-standin", "rabbitmq(beam.smp)"} <= set(result["resources"])
     assert "== smoke (single) ==" in done.stdout
+
+    # the summary kept in git: one row per run, a run summarized again replaces its row, earlier rows stay
+    summary = tmp_path / "results.csv"
+    summary.write_text("run,started_utc,delivered\nmax-single-old-20260101T000000Z,2026-01-01T00:00:00Z,7\n")
+    for _ in range(2):
+        summarized = run_bench("bench/summarize.py", str(tmp_path), f"--out={summary}", timeout=60)
+        assert summarized.returncode == 0, summarized.stderr[-3000:]
+    with summary.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [row["run"] for row in rows] == ["max-single-old-20260101T000000Z", result_file.stem]
+    assert rows[0]["delivered"] == "7"
+    row = rows[1]
+    assert (row["scenario"], row["layout"], row["delivered"], row["lost"], row["duplicated"]) == (
+        "smoke",
+        "single",
+        "100",
+        "0",
+        "0",
+    )
+    assert float(row["cpu_ms_per_report"]) > 0 and "rabbitmq(beam.smp)=" in row["cpu_ms_per_report_by_process"]
 
 
 def test_routing_benchmark_prints_decisions_per_second_and_index_memory() -> None:

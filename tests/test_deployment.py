@@ -25,8 +25,6 @@ import yaml
 
 from devtools.mongo_standin import MongoStandIn
 from devtools.seaweedfs import LocalS3Server
-from jaklapor.cli import SERVICES
-from jaklapor.cli import main as cli_main
 from jaklapor.config import (
     DEFAULT_CONFIG_PATH,
     DEPLOYMENT_MODE,
@@ -39,6 +37,8 @@ from jaklapor.config import (
 )
 from jaklapor.mongo import MongoConnection, MongoDatabase, StoreNotConfigured
 from jaklapor.operations import SecretGuard
+from jaklapor_app.cli import main as cli_main
+from jaklapor_app.system import SERVICES
 from tests.system import MongoServerStandIn, Vhost, free_port, service_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,12 +258,13 @@ def test_the_image_and_the_package_carry_no_development_tool(tmp_path: Path) -> 
         names = archive.namelist()
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         sources_in_wheel = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
-    assert {n.split("/")[0] for n in names} == {"jaklapor", "services", wheel.name.split("-py3")[0] + ".dist-info"}
+    dist_info = wheel.name.split("-py3")[0] + ".dist-info"
+    assert {n.split("/")[0] for n in names} == {"jaklapor", "jaklapor_app", "services", dist_info}
     assert "jaklapor/mongo.py" in names
     assert not [n for n in names if re.search(r"mongo_standin|demo\.py$|/tests/", n)]
     # only the `demo` subcommand and the local mode's stores, lazily, saying what to install when they are missing
     importing = sorted(n for n, text in sources_in_wheel.items() if IMPORTS_DEVELOPMENT_TOOL.search(text))
-    assert importing == ["jaklapor/cli.py", "jaklapor/local_stack.py"]
+    assert importing == ["jaklapor_app/cli.py", "jaklapor_app/local_stack.py"]
     required = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)", metadata, re.MULTILINE)
     assert "pymongo" in required
     assert not [name for name in required if name.lower().startswith(DEVELOPMENT_ONLY)]
@@ -283,7 +284,7 @@ def test_the_demo_without_the_development_tools_says_what_to_install(
 def test_the_local_mode_without_the_development_tools_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from jaklapor.local_stack import LocalStack, LocalStackError
+    from jaklapor_app.local_stack import LocalStack, LocalStackError
 
     for module in ("devtools", "devtools.seaweedfs", "devtools.mongo_standin"):
         monkeypatch.setitem(sys.modules, module, None)  # as in the image: not installed
@@ -473,7 +474,7 @@ def intake_process(vhost: Vhost, s3: LocalS3Server, store: str, port: int, **set
         env.pop(key, None)
     env.update(settings)
     return subprocess.Popen(
-        [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin", "--services", "intake"],
+        [sys.executable, "-m", "jaklapor_app.cli", "run", "--no-s3-standin", "--services", "intake"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from jaklapor.cli import SERVICES
 from jaklapor.config import DEFAULT_CONFIG_PATH
 from jaklapor.web import DEFAULT_CONNECTIONS_PER_ADDRESS, connection_limits
+from jaklapor_app.system import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy/kubernetes"

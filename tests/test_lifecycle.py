@@ -22,7 +22,7 @@ import requests
 
 from devtools.seaweedfs import LocalS3Server
 from jaklapor.processes import listening_pids, port_open
-from jaklapor.runner import KILL_GRACE_SECONDS
+from jaklapor_app.runner import KILL_GRACE_SECONDS
 from tests.system import (
     ALL_SERVICES,
     FLOOD_SCENARIOS,
@@ -67,7 +67,7 @@ class OwnGroupSystem(RunningSystem):
     def start_group(self, group: tuple[str, ...]) -> None:
         with open(self.log_path, "ab") as log:
             self.processes[group] = subprocess.Popen(
-                [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin"],
+                [sys.executable, "-m", "jaklapor_app.cli", "run", "--no-s3-standin"],
                 env=self.build_env(),
                 cwd=ROOT,
                 stdout=log,
@@ -255,7 +255,7 @@ import eventlet
 eventlet.monkey_patch()
 logging.basicConfig(level=logging.INFO)
 
-from jaklapor.runner import serve
+from jaklapor_app.runner import serve
 from jaklapor.timers import timer_from_config
 
 
@@ -313,7 +313,7 @@ def test_a_second_start_on_ports_in_use_fails_naming_the_port_and_its_holder(
         )
         assert report.status_code == 201, report.text
         second = subprocess.run(
-            [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin"],
+            [sys.executable, "-m", "jaklapor_app.cli", "run", "--no-s3-standin"],
             env=first.build_env(),
             cwd=ROOT,
             capture_output=True,
@@ -326,7 +326,7 @@ def test_a_second_start_on_ports_in_use_fails_naming_the_port_and_its_holder(
         port, service, pid, command = match.groups()
         assert first.ports[service] == int(port)
         assert int(pid) == first.process.pid
-        assert "jaklapor.cli run" in command
+        assert "jaklapor_app.cli run" in command
         assert "HTTP_REUSE_PORT=true" in second.stderr
         # the first system alone answers: the report just submitted is found every time
         tracking = first.url("intake", f"/api/v1/reports/{report.json()['tracking_token']}")
@@ -366,7 +366,7 @@ def test_the_s3_standin_dies_with_a_killed_run(tmp_path: Path, fresh_vhost: Vhos
     system = on_the_stand_in(RunningSystem, tmp_path, fresh_vhost, own_s3, mongo)
     with open(system.log_path, "ab") as log:
         run = subprocess.Popen(
-            [sys.executable, "-m", "jaklapor.cli", "run"],
+            [sys.executable, "-m", "jaklapor_app.cli", "run"],
             env=system.build_env(),
             cwd=ROOT,
             stdout=log,

@@ -73,7 +73,7 @@ class LocalRun:
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jaklapor.cli", "run"],
+                [sys.executable, "-m", "jaklapor_app.cli", "run"],
                 env=self.env(),
                 cwd=ROOT,
                 stdout=log,
@@ -232,13 +232,13 @@ def test_reset_wipes_the_stored_reports_but_report_numbers_never_repeat(tmp_path
     try:
         before = [submit_parking(run, f"Mobil parkir di trotoar, {n} sebelum reset") for n in range(REPORTS_PER_RUN)]
         refused = subprocess.run(
-            [sys.executable, "-m", "jaklapor.cli", "reset"], env=run.env(), cwd=ROOT, capture_output=True, text=True
+            [sys.executable, "-m", "jaklapor_app.cli", "reset"], env=run.env(), cwd=ROOT, capture_output=True, text=True
         )
         assert refused.returncode != 0 and "stop `make run` first" in refused.stderr
     finally:
         run.stop()
     reset = subprocess.run(
-        [sys.executable, "-m", "jaklapor.cli", "reset"], env=run.env(), cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "jaklapor_app.cli", "reset"], env=run.env(), cwd=ROOT, capture_output=True, text=True
     )
     assert reset.returncode == 0, reset.stderr
     assert not (run.data_dir / "mongo").exists() and not (run.data_dir / "s3").exists()

@@ -636,7 +636,7 @@ def test_an_unknown_opd_in_the_channels_file_stops_notify_at_start(setup: Setup,
     env = setup.system.build_env()
     env.update(OPD_CHANNELS_FILE=str(bad), NOTIFY_HTTP=f"127.0.0.1:{free_port()}")
     result = subprocess.run(
-        [sys.executable, "-m", "jaklapor.cli", "run", "--no-s3-standin", "--services", "notify"],
+        [sys.executable, "-m", "jaklapor_app.cli", "run", "--no-s3-standin", "--services", "notify"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from jaklapor.config import load_config
-from jaklapor.runner import banner_commands
+from jaklapor_app.runner import banner_commands
 from tests.system import ROOT
 
 README = ROOT / "README.md"
@@ -169,7 +169,7 @@ def test_banner_commands_run_as_written(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_banner_shows_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
-    from jaklapor.runner import ready_banner
+    from jaklapor_app.runner import ready_banner
 
     monkeypatch.chdir(ROOT)
     banner = "\n".join(ready_banner(load_config(), ["intake", "routing", "notify", "stats"]))

@@ -276,7 +276,7 @@ def shared_store_system(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3Ser
 def rebuild(system: RunningSystem, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MONGO_URI": system.mongo_uri, "AMQP_URI": system.amqp_uri}
     return subprocess.run(
-        [sys.executable, "-m", "jaklapor.cli", "stats-rebuild", *args],
+        [sys.executable, "-m", "jaklapor_app.cli", "stats-rebuild", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -319,7 +319,7 @@ def test_rebuild_from_the_report_store_matches_the_live_statistics(shared_store_
 
 def test_rebuild_without_a_store_says_where_to_point_it() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "jaklapor.cli", "stats-rebuild", "--check"],
+        [sys.executable, "-m", "jaklapor_app.cli", "stats-rebuild", "--check"],
         env={**os.environ, "MONGO_URI": ""},
         cwd=ROOT,
         capture_output=True,

@@ -1,0 +1,142 @@
+"""Report categories (`categories.yaml`): validated once per process, looked up by code, name or alias."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+from jaklapor.reference.parsing import CODE_RE, REFERENCE_DIR, ReferenceDataError, read_yaml, slugify
+
+CATEGORIES_PATH: Final = REFERENCE_DIR / "categories.yaml"
+DEFAULT_RESPONSE_DAYS: Final = 3
+
+Evidence = Literal["official", "data", "guess"]
+EVIDENCE: Final[tuple[str, ...]] = get_args(Evidence)
+
+
+class CategoryError(ReferenceDataError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    code: str
+    name: str
+    name_en: str
+    description: str
+    evidence: Evidence
+    response_days: int = DEFAULT_RESPONSE_DAYS
+    aliases: tuple[str, ...] = ()
+
+
+def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "categories") -> dict[str, Category]:
+    """Validate category data (mapping, YAML text or path): the categories by code, file order."""
+    doc = read_yaml(data, source, CategoryError)
+    problems: list[str] = []
+    default_days = doc.get("default_response_days", DEFAULT_RESPONSE_DAYS)
+    if not _is_positive_int(default_days):
+        problems.append(f"default_response_days must be a positive integer, got {default_days!r}")
+        default_days = DEFAULT_RESPONSE_DAYS
+    entries = doc.get("categories")
+    if not isinstance(entries, list) or not entries:
+        raise CategoryError(source, [*problems, "`categories` must be a non-empty list"])
+
+    categories: dict[str, Category] = {}
+    lookup: dict[str, str] = {}  # slug of code / name / alias -> code
+    for i, entry in enumerate(entries):
+        where = f"categories[{i}]"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        code = entry.get("code")
+        where = f"category {code!r}" if isinstance(code, str) else where
+        missing = [
+            k
+            for k in ("code", "name", "name_en", "description", "evidence")
+            if not isinstance(entry.get(k), str) or not entry[k].strip()
+        ]
+        if missing:
+            problems.append(f"{where}: missing or empty {', '.join(missing)}")
+            continue
+        unknown = set(entry) - {
+            "code",
+            "name",
+            "name_en",
+            "description",
+            "evidence",
+            "response_days",
+            "aliases",
+        }
+        if unknown:
+            problems.append(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        if not CODE_RE.fullmatch(code):
+            problems.append(f"{where}: code must be a lowercase ASCII slug like 'parkir-liar'")
+        if code in categories:
+            problems.append(f"{where}: duplicate code")
+            continue
+        if entry["evidence"] not in EVIDENCE:
+            problems.append(f"{where}: evidence must be one of {', '.join(EVIDENCE)}, got {entry['evidence']!r}")
+        days = entry.get("response_days", default_days)
+        if not _is_positive_int(days):
+            problems.append(f"{where}: response_days must be a positive integer, got {days!r}")
+            days = default_days
+        aliases = entry.get("aliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and slugify(a) for a in aliases):
+            problems.append(f"{where}: aliases must be a list of names")
+            aliases = []
+        for text in (code, entry["name"], *aliases):
+            key = slugify(text)
+            other = lookup.setdefault(key, code)
+            if other != code:
+                problems.append(f"{where}: name or alias {text!r} already means category {other!r}")
+        categories[code] = Category(
+            code=code,
+            name=entry["name"].strip(),
+            name_en=entry["name_en"].strip(),
+            description=entry["description"].strip(),
+            evidence=entry["evidence"],
+            response_days=days,
+            aliases=tuple(a.strip() for a in aliases),
+        )
+    if problems:
+        raise CategoryError(source, problems)
+    return categories
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@functools.cache
+def _categories() -> dict[str, Category]:
+    return parse_categories(CATEGORIES_PATH, source=str(CATEGORIES_PATH))
+
+
+@functools.cache
+def _category_lookup() -> dict[str, Category]:
+    return category_lookup_table(_categories())
+
+
+def category_lookup_table(categories: Mapping[str, Category]) -> dict[str, Category]:
+    """The slug of each category's code, name and aliases -> the category (what `resolve_category` searches)."""
+    table: dict[str, Category] = {}
+    for cat in categories.values():
+        for text in (cat.code, cat.name, *cat.aliases):
+            table[slugify(text)] = cat
+    return table
+
+
+def load_categories() -> dict[str, Category]:
+    """All categories by code, in file order (a fresh dict over the cached, immutable entries)."""
+    return dict(_categories())
+
+
+def resolve_category(text: str) -> Category | None:
+    """The category for a code, a name or an alias; insensitive to case, spaces and punctuation."""
+    if not isinstance(text, str):
+        return None
+    cat = _categories().get(text)
+    return cat if cat is not None else _category_lookup().get(slugify(text))

@@ -1,0 +1,105 @@
+"""Report categories (jaklapor/reference/categories.py) and the slugs they are looked up by."""
+
+from __future__ import annotations
+
+import pytest
+
+from jaklapor.reference import CategoryError, load_categories, parse_categories, resolve_category, slugify
+from jaklapor.reference.tests import SLUG
+
+
+def test_slugify() -> None:
+    assert slugify("Kebayoran Baru") == "kebayoran-baru"
+    assert slugify("Jembatan/JPO/Halte") == "jembatan-jpo-halte"
+    assert slugify("  Gangguan  Ketenteraman dan Ketertiban ") == "gangguan-ketenteraman-dan-ketertiban"
+    assert slugify("Cipete Utara") == "cipete-utara"
+    assert slugify("Pulau Pramuka \u00e9") == "pulau-pramuka-e"
+
+
+def test_categories_cover_the_taxonomy_table() -> None:
+    cats = load_categories()
+    assert len(cats) == 29
+    assert list(cats)[:3] == ["jalan", "jaringan-listrik", "trotoar"]
+    for code in (
+        "jalan",
+        "jaringan-listrik",
+        "parkir-liar",
+        "gangguan-ketenteraman-dan-ketertiban",
+        "sampah",
+        "pdam-pam-air-bersih",
+        "keluhan-fasilitas-gedung-pemda",
+        "kebakaran",
+    ):
+        assert code in cats
+    for cat in cats.values():
+        assert SLUG.fullmatch(cat.code)
+        assert cat.code == slugify(cat.name), "codes are the slug of the Indonesian name"
+        assert cat.name and cat.name_en and cat.description
+        assert cat.evidence in ("official", "data", "guess")
+        assert cat.response_days >= 1
+
+
+def test_category_evidence_and_response_days() -> None:
+    cats = load_categories()
+    assert cats["parkir-liar"].evidence == "official"
+    assert cats["gangguan-ketenteraman-dan-ketertiban"].evidence == "official"
+    assert cats["jalan"].evidence == "data"
+    assert cats["kebakaran"].evidence == "guess"
+    assert cats["kebakaran"].response_days == 1
+    assert cats["sampah"].response_days == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("parkir-liar", "parkir-liar"),
+        ("Parkir Liar", "parkir-liar"),
+        ("  PARKIR   liar ", "parkir-liar"),
+        ("gangguan ketenteraman dan ketertiban", "gangguan-ketenteraman-dan-ketertiban"),
+        ("Jembatan/JPO/Halte", "jembatan-jpo-halte"),
+        ("Arus Lalu Lintas", "arus-perlengkapan-lalu-lintas"),  # CRM name, kept as an alias
+        ("PDAM/PAM", "pdam-pam-air-bersih"),
+        ("Keluhan Fasilitas Gedung Pemda (sekolah, kantor)", "keluhan-fasilitas-gedung-pemda"),
+    ],
+)
+def test_resolve_category(text: str, code: str) -> None:
+    cat = resolve_category(text)
+    assert cat is not None and cat.code == code
+
+
+@pytest.mark.parametrize("text", ["", "   ", "banjir bandang raksasa", "jalan-raya"])
+def test_resolve_category_unknown(text: str) -> None:
+    assert resolve_category(text) is None
+
+
+def test_load_categories_returns_a_copy() -> None:
+    load_categories().clear()
+    assert len(load_categories()) == 29
+
+
+def test_parse_categories_reports_every_problem() -> None:
+    text = """
+categories:
+  - {code: jalan, name: Jalan, name_en: Roads, description: x, evidence: data}
+  - {code: jalan, name: Jalan Lagi, name_en: Roads, description: x, evidence: data}
+  - {code: Pohon Besar, name: Pohon, name_en: Trees, description: x, evidence: rumour}
+  - {code: taman, name: Taman, name_en: Parks, description: x, evidence: data, aliases: [Jalan]}
+  - {code: pkl, name: PKL, name_en: Vendors, description: x, evidence: data, response_days: 0}
+"""
+    with pytest.raises(CategoryError) as err:
+        parse_categories(text)
+    message = str(err.value)
+    assert "category 'jalan': duplicate code" in message
+    assert "lowercase ASCII slug" in message
+    assert "evidence must be one of" in message
+    assert "'Jalan' already means category 'jalan'" in message
+    assert "response_days must be a positive integer" in message
+
+
+def test_parse_categories_rejects_missing_fields_and_bad_yaml() -> None:
+    with pytest.raises(CategoryError, match="missing or empty name_en, description"):
+        parse_categories({"categories": [{"code": "x", "name": "X", "evidence": "data"}]})
+    with pytest.raises(CategoryError, match="not valid YAML"):
+        parse_categories("categories: [unclosed")
+    with pytest.raises(CategoryError, match="non-empty list"):
+        parse_categories("categories: []")
