@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
 from jaklapor.reference.parsing import CODE_RE, REFERENCE_DIR, ReferenceDataError, read_yaml, slugify
+from jaklapor.vocabulary import DEFAULT_RESPONSE_DAYS
 
 CATEGORIES_PATH: Final = REFERENCE_DIR / "categories.yaml"
-DEFAULT_RESPONSE_DAYS: Final = 3
 
 Evidence = Literal["official", "data", "guess"]
 EVIDENCE: Final[tuple[str, ...]] = get_args(Evidence)
