@@ -667,7 +667,7 @@ class LiveStream:
         for line in response.iter_lines(decode_unicode=True):
             if self._stop.is_set():
                 return
-            yield line
+            yield line if isinstance(line, str) else line.decode()
 
     def collect_until(self, done: Callable[[dict[str, Any]], bool], deadline: float) -> list[dict[str, Any]]:
         """Every frame up to the first one for which `done` is true; DemoError after `deadline` seconds."""

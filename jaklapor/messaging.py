@@ -274,6 +274,7 @@ class ConfirmedPublisher:
                 raise Unroutable(f"no queue bound for {next(iter(self._returned.values()))}", confirmed)
 
     def _await_confirms(self) -> None:
+        assert self._connection is not None, "confirms are awaited on the connection that published"
         deadline = time.monotonic() + self.confirm_timeout
         while self._unconfirmed:
             remaining = deadline - time.monotonic()

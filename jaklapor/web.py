@@ -32,7 +32,7 @@ from eventlet import wsgi
 from eventlet.semaphore import Semaphore
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp, parse_address
-from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from jaklapor.config import as_bool, setting
@@ -97,7 +97,9 @@ def error_response(error: ApiError) -> Response:
 
 def _http_exception_response(exc: HTTPException) -> Response:
     code = (exc.name or "error").lower().replace(" ", "_")
-    headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
+    headers = (
+        {"Allow": ", ".join(exc.valid_methods)} if isinstance(exc, MethodNotAllowed) and exc.valid_methods else None
+    )
     return json_response({"error": {"code": code, "message": exc.description}}, exc.code or 500, headers)
 
 
@@ -109,7 +111,7 @@ class JsonWsgiApp(WsgiApp):
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
-            request.path_values = values
+            request.path_values = values  # type: ignore[attr-defined]  # where nameko's handlers read them
             response = provider.handle_request(request)
         except HTTPException as exc:
             response = _http_exception_response(exc)
@@ -280,7 +282,7 @@ class ServiceWebServer(WebServer):
     def start(self) -> None:
         # nameko's start, with an exclusive port: eventlet.listen's default SO_REUSEPORT let a second `make run` bind
         # the same ports and the kernel split requests between two systems
-        if not self._starting:
+        if not self._starting:  # type: ignore[has-type]  # nameko's WebServer sets it, untyped
             self._starting = True
             self._sock = listen(self.bind_addr, self.container.service_name, reuse_port(self.container.config))
             self._sock.settimeout(None)  # nameko's workaround for https://github.com/celery/kombu/issues/838

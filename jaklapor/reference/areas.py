@@ -107,7 +107,7 @@ def parse_areas(geojson: Mapping[str, Any], source: str = "kelurahan geojson") -
         elif code in rows:
             problems.append(f"feature {code}: duplicate code")
         else:
-            rows[code] = tuple(n.strip() for n in names)  # type: ignore[assignment, union-attr]
+            rows[code] = tuple(n.strip() for n in names)  # type: ignore[union-attr]
 
     def name_of(level: str, prefix_len: int, pos: int) -> dict[str, str]:
         """prefix -> its name; a prefix whose kelurahan disagree on the name is a problem."""

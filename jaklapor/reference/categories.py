@@ -61,6 +61,7 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
         if missing:
             problems.append(f"{where}: missing or empty {', '.join(missing)}")
             continue
+        code = entry["code"]  # a non-empty string, checked just above
         unknown = set(entry) - {
             "code",
             "name",

@@ -377,7 +377,7 @@ def build_directory(
         note = entry.get("note") or ""
         rules[cat] = Rule(
             category=cat,
-            handler=handler,
+            handler=handler if isinstance(handler, str) else "",  # a bad handler is reported by check_handler
             kota_overrides=dict(overrides),
             secondary=tuple(secondary),
             note=str(note),

@@ -193,7 +193,7 @@ class NotifyService(OperationsEndpoints):
                 f'<p>{html.escape(text_id)}</p><p lang="en">{html.escape(text_en)}</p></body></html>'
             )
             return Response(page, status=status, mimetype="text/html", headers=headers)
-        payload = {"status": outcome, "report_id": report_id, "message": text_id, "message_en": text_en}
+        payload: dict[str, Any] = {"status": outcome, "report_id": report_id, "message": text_id, "message_en": text_en}
         if status == 404:
             payload = {"error": {"code": "unsubscribe_link_not_found", "message": text_en}}
         return json_response(payload, status=status, headers=headers)

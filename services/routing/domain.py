@@ -213,17 +213,18 @@ class AreaIndex:
             raise AreaDataError("kelurahan geometries", problems)
         self._kelurahan: tuple[KelurahanInfo, ...] = tuple(kelurahan)
         self._codes: tuple[str, ...] = tuple(k.code for k in self._kelurahan)
-        self._snap_cap_m = float(snap_cap_m)
+        self._snap_cap_m: float = float(snap_cap_m)
         # project around the mean of the kelurahan centroids (mostly mainland), rounded to 0.01 deg so that
         # the projection, and so every answer, does not depend on the order of the features
         centroids = shapely.get_coordinates(shapely.centroid(geoms))
         lon0, lat0 = (round(float(np.mean(centroids[:, k])), 2) for k in (0, 1))
-        self._proj = proj = _LocalProjection(lon0, lat0)
-        self._geoms = shapely.transform(geoms, proj.forward)
+        proj = _LocalProjection(lon0, lat0)
+        self._proj: _LocalProjection = proj
+        self._geoms: np.ndarray = shapely.transform(geoms, proj.forward)
         shapely.prepare(self._geoms)
-        self._boundaries = shapely.boundary(self._geoms)
-        self._tree = STRtree(self._geoms)
-        self._inside = tuple(AreaMatch(k, "inside") for k in self._kelurahan)
+        self._boundaries: np.ndarray = shapely.boundary(self._geoms)
+        self._tree: STRtree = STRtree(self._geoms)
+        self._inside: tuple[AreaMatch, ...] = tuple(AreaMatch(k, "inside") for k in self._kelurahan)
         minx, miny, maxx, maxy = shapely.total_bounds(geoms)
         self.bounds: tuple[float, float, float, float] = (
             float(minx),
@@ -247,7 +248,7 @@ class AreaIndex:
                 with open(geojson, encoding="utf-8") as fh:
                     data = json.load(fh)
             else:
-                data = geojson
+                data = dict(geojson)
             areas = parse_areas(data, source=str(geojson) if isinstance(geojson, str | Path) else "geojson")
         kelurahan, geometries = [], []
         for feature in data["features"]:
@@ -398,7 +399,7 @@ def route(index: AreaIndex, directory: Directory, lat: float, lon: float, catego
         where = index.locate(lat, lon)
     except ValueError as exc:
         return _unroutable(directory, "invalid_location", str(exc), "koordinat lokasi tidak valid", None, category)
-    if type(where) is Outside:
+    if isinstance(where, Outside):
         nearest = f" ({where.nearest.name}, {where.nearest.kota})" if where.nearest else ""
         detail = (
             f"{where.distance_m:.0f} m from the nearest kelurahan{nearest}, beyond the "
