@@ -16,6 +16,7 @@ from jaklapor.config import setting
 from jaklapor.contacts import CONTACTS_QUEUE, encrypt_contact
 from jaklapor.events import (
     AreaRef,
+    ContactRegistered,
     Event,
     Location,
     OpdRef,
@@ -315,15 +316,14 @@ class IntakeService(OperationsEndpoints):
                     "message_id": new_event_id(),
                     "exchange": "",
                     "routing_key": CONTACTS_QUEUE,
-                    "body": {
-                        "message_type": "contact_registered",
-                        "report_id": report_id,
-                        "tracking_token_hash": token_hash,
+                    "body": ContactRegistered(
+                        report_id=report_id,
+                        tracking_token_hash=token_hash,
                         # notify needs the tracking link for its messages; it travels encrypted with the contact
-                        "contact_ciphertext": encrypt_contact(
+                        contact_ciphertext=encrypt_contact(
                             key, json.dumps({"contact": form.contact, "tracking_url": self._tracking_url(token)})
                         ),
-                    },
+                    ).to_message(),
                 }
             )
         report: dict[str, Any] = {
