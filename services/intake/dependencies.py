@@ -21,7 +21,9 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode, setting
-from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed
+from jaklapor.contacts import CONTACTS_QUEUE
+from jaklapor.events import ContactRegistered, new_event_id
+from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
 from jaklapor.mongo import MongoDatabase, database_for, ping
 from jaklapor.reference import load_categories, load_directory
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
@@ -30,6 +32,7 @@ from services.intake.image_memory import keep_image_memory
 from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
 from services.intake.ratelimit import RateLimiter
+from services.intake.report import Change, Message, NewReport, Report
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,11 @@ class ReportRepository:
         if updated is None:
             raise VersionConflict(report_id)
         return updated
+
+    def save(self, report: Report, change: Change) -> dict[str, Any]:
+        """Store a change of `report` (as read) and queue its messages; VersionConflict if the report changed since."""
+        outbox = [outbox_entry(message) for message in change.messages]
+        return self.update_versioned(report.id, report.version, change.fields, change.history, outbox, change.pushes)
 
     def apply_once(
         self,
@@ -261,13 +269,38 @@ class ReportStore(MongoDatabase):
         metrics.OVERDUE.set_function(lambda: repository.overdue_count(utcnow(), waiting))
 
 
-def insert_new_report(repository: ReportRepository, report: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert; on an Idempotency-Key collision return the report that already answered that key."""
+def outbox_entry(message: Message) -> dict[str, Any]:
+    """A message as the outbox keeps it until the broker confirmed it: events go to their service's exchange, the
+    contact hand-over straight to notify's queue."""
+    if isinstance(message, ContactRegistered):
+        return {
+            "message_id": new_event_id(),
+            "exchange": "",
+            "routing_key": CONTACTS_QUEUE,
+            "body": message.to_message(),
+        }
+    return {
+        "message_id": message.event_id,
+        "exchange": event_exchange(message.source).name,
+        "routing_key": message.type_name,
+        "body": message.to_message(),
+    }
+
+
+def insert_new_report(repository: ReportRepository, new: NewReport) -> dict[str, Any] | None:
+    """Insert a submitted report with its messages; on an Idempotency-Key collision return the report that already
+    answered that key."""
+    document = new.document
+    report = {
+        **document,
+        "outbox": [outbox_entry(message) for message in new.messages],
+        "outbox_due": document["submitted_at"],
+    }
     try:
         repository.insert(report)
     except DuplicateKeyError:
-        if report.get("idempotency_key_hash"):
-            return repository.by_idempotency_key(report["idempotency_key_hash"])
+        if document.get("idempotency_key_hash"):
+            return repository.by_idempotency_key(document["idempotency_key_hash"])
         raise
     return None
 
