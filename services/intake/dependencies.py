@@ -20,11 +20,11 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode, setting
+from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode
 from jaklapor.contacts import CONTACTS_QUEUE
 from jaklapor.events import ContactRegistered, new_event_id
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
-from jaklapor.mongo import MongoDatabase, database_for, ping
+from jaklapor.mongo import MongoConnection, MongoDatabase, ping
 from jaklapor.reference import load_categories, load_directory
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from services.intake import metrics
@@ -33,6 +33,7 @@ from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
 from services.intake.ratelimit import RateLimiter
 from services.intake.report import Change, Message, NewReport, Report
+from services.intake.settings import IntakeSettings
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,8 @@ class OutboxRelay(DependencyProvider):
     a broker failure and reports another replica stored but did not publish before it died.
     """
 
+    connection = MongoConnection()
+
     def __init__(self, poll_interval: float = 1.0, max_backoff: float = 5.0, scan_interval: float = 2.0) -> None:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
@@ -321,13 +324,14 @@ class OutboxRelay(DependencyProvider):
 
     def setup(self) -> None:
         config = self.container.config
-        self.client, db = database_for(config, "intake")
-        self.repository = ReportRepository(db)
+        settings = IntakeSettings.of_container(self.container)
+        # the container's one MongoDB client (closed by MongoConnection when the container stops)
+        self.repository = ReportRepository(self.connection.database(ReportStore.database))
         # several relays in parallel, each with its own connection: their store round trips and broker confirms
         # overlap, while each report's own messages still go out in order through one of them
-        self.workers = max(1, int(setting(config, "OUTBOX_RELAY_WORKERS", 4)))
+        self.workers = max(1, settings.outbox_relay_workers)
         # reports claimed, published and cleared together: a few round trips per batch instead of per report
-        self.batch_size = max(1, int(setting(config, "OUTBOX_RELAY_BATCH", 100)))
+        self.batch_size = max(1, settings.outbox_relay_batch)
         self.publishers = [ConfirmedPublisher(config["AMQP_URI"]) for _ in range(self.workers)]
         self._wakeups: LightQueue = LightQueue(maxsize=self.workers)
         self._handed_over: deque[str] = deque()
@@ -496,11 +500,8 @@ class SubmissionLimiter(DependencyProvider):
     """One token-bucket table per gateway process (see ratelimit.py), configured from RATE_LIMIT_*."""
 
     def setup(self) -> None:
-        config = self.container.config
-        self.limiter = RateLimiter(
-            burst=int(setting(config, "RATE_LIMIT_BURST", 20)),
-            per_minute=float(setting(config, "RATE_LIMIT_PER_MINUTE", 30)),
-        )
+        settings = IntakeSettings.of_container(self.container)
+        self.limiter = RateLimiter(burst=settings.rate_limit_burst, per_minute=settings.rate_limit_per_minute)
 
     def get_dependency(self, worker_ctx: Any) -> RateLimiter:
         return self.limiter
