@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from jaklapor.tokens import tracking_token_for_retry
 from jaklapor.vocabulary import (
     ALLOWED_TRANSITIONS,
     DIKERJAKAN,
@@ -108,7 +109,6 @@ class TransitionDecision:
     # set when the report leaves the actor for another OPD (koordinasi / disposisi)
     target_opd: Any | None = None
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def forwards(self) -> bool:
@@ -288,6 +288,20 @@ def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, tok
     return view
 
 
+def receipt(report: dict[str, Any], token: str, tracking_url: str, stream_url: str) -> dict[str, Any]:
+    """What a citizen gets back for a submission: the report's number and the token (shown this once) with its links."""
+    return {
+        "report_id": report["_id"],
+        "tracking_token": token,
+        "status": report["status"],
+        "status_label": STATUS_LABELS[report["status"]],
+        "category": report["category"],
+        "submitted_at": iso(report["submitted_at"]),
+        "tracking_url": tracking_url,
+        "stream_url": stream_url,
+    }
+
+
 @dataclass(frozen=True)
 class SubmissionRetry:
     """What identifies a submission sent with an Idempotency-Key: the key (hashed), the content, the token."""
@@ -295,6 +309,16 @@ class SubmissionRetry:
     key_hash: str
     fingerprint: str
     token: str
+
+    @classmethod
+    def of(
+        cls, idempotency_key: str, token_secret: str, form: Any, category: str, photo_digests: Sequence[bytes]
+    ) -> SubmissionRetry:
+        return cls(
+            key_hash=hashlib.sha256(b"idempotency-key\0" + idempotency_key.encode()).hexdigest(),
+            fingerprint=submission_fingerprint(form, category, photo_digests),
+            token=tracking_token_for_retry(token_secret, idempotency_key),
+        )
 
 
 def submission_fingerprint(form: Any, category: str, photo_digests: Sequence[bytes]) -> str:

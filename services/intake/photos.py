@@ -141,9 +141,6 @@ class PhotoRejected(ValueError):
     def __repr__(self) -> str:
         return f"PhotoRejected(code={self.code!r}, message={self.message!r})"
 
-    def to_dict(self) -> dict[str, str]:
-        return {"field": self.field, "code": self.code, "message": self.message}
-
 
 def sanitize_photo(data: bytes, policy: PhotoPolicy = DEFAULT_POLICY) -> SanitizedPhoto:
     """Check `data` against `policy` and re-encode it as a metadata-free baseline JPEG.

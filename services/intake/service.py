@@ -6,11 +6,10 @@ with its messages (dependencies.py) and answer; domain errors are answered throu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-from typing import IO, Any
+from typing import Any
 
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
@@ -22,8 +21,8 @@ from jaklapor.operations import OperationsEndpoints, SecretGuard
 from jaklapor.settings import Settings
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
 from jaklapor.timers import timer_from_config
-from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none, tracking_token_for_retry
-from jaklapor.vocabulary import STATUS_LABELS, WAITING_STATUSES, iso, utcnow
+from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none
+from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake import metrics
 from services.intake.dependencies import (
@@ -41,8 +40,8 @@ from services.intake.domain import (
     TransitionRequest,
     format_report_number,
     public_view,
+    receipt,
     report_day,
-    submission_fingerprint,
 )
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.opd_auth import authenticate_opd
@@ -126,17 +125,14 @@ class IntakeService(OperationsEndpoints):
 
         retry = None
         if idempotency_key is not None:
-            retry = SubmissionRetry(
-                key_hash=hashlib.sha256(b"idempotency-key\0" + idempotency_key.encode()).hexdigest(),
-                fingerprint=submission_fingerprint(form, category.code, [sha256_of(part) for part in photo_parts]),
-                token=tracking_token_for_retry(self.settings.token_secret, idempotency_key),
-            )
+            digests = [sha256_of(part) for part in photo_parts]
+            retry = SubmissionRetry.of(idempotency_key, self.settings.token_secret, form, category.code, digests)
             existing = self.store.by_idempotency_key(retry.key_hash)
             if existing is not None:
                 return self._replay(existing, retry)
 
         # photos are what JAKI sends; channels without a camera (SMS relays, call centre) may omit them
-        photos = self._store_new_photos(photo_parts)
+        photos = store_new_photos(photo_parts, self.photo_cleaner, self.photos)
         now = utcnow()
         token = retry.token if retry else new_tracking_token()
         try:
@@ -156,20 +152,16 @@ class IntakeService(OperationsEndpoints):
             )
             existing = insert_new_report(self.store, new)
         except PyMongoError as exc:
-            self._delete_photos(photos)
+            delete_photos(self.photos, photos)
             log.error("report store unavailable: %r", exc)
             raise ApiError(503, "store_unavailable", "reports cannot be stored right now; try again shortly") from None
         if existing is not None:  # a concurrent retry with the same Idempotency-Key stored it first
-            self._delete_photos(photos)
+            delete_photos(self.photos, photos)
             return self._replay(existing, retry)
         self.relay.publish_soon(report_id)
         metrics.SUBMISSIONS.labels(category.code).inc()
         log.info("report submitted", extra={"report_id": report_id, "category": category.code})
-        return json_response(
-            self._receipt(new.document, token),
-            status=201,
-            headers={"Location": self.settings.tracking_url(token)},
-        )
+        return self._receipt(new.document, token)
 
     def _contact_ciphertext(self, contact: str | None, token: str) -> str | None:
         """The citizen's contact for notify, encrypted with the tracking link notify puts in its messages."""
@@ -187,10 +179,14 @@ class IntakeService(OperationsEndpoints):
                 "this Idempotency-Key was already used for a different report; use a new key for a new report",
             )
         metrics.SUBMISSIONS_REPLAYED.inc()
+        return self._receipt(report, retry.token, {"Idempotent-Replayed": "true"})
+
+    def _receipt(self, report: dict[str, Any], token: str, headers: dict[str, str] | None = None) -> Response:
+        tracking_url = self.settings.tracking_url(token)
         return json_response(
-            self._receipt(report, retry.token),
+            receipt(report, token, tracking_url, self.settings.stream_url(token)),
             status=201,
-            headers={"Location": self.settings.tracking_url(retry.token), "Idempotent-Replayed": "true"},
+            headers={"Location": tracking_url, **(headers or {})},
         )
 
     def _category(self, text: str) -> Any:
@@ -203,24 +199,6 @@ class IntakeService(OperationsEndpoints):
                 field="category",
             )
         return category
-
-    def _store_new_photos(self, parts: list[IO[bytes]]) -> list[dict[str, Any]]:
-        return store_new_photos(parts, self.photo_cleaner, self.photos)
-
-    def _delete_photos(self, photos: list[dict[str, Any]]) -> None:
-        delete_photos(self.photos, photos)
-
-    def _receipt(self, report: dict[str, Any], token: str) -> dict[str, Any]:
-        return {
-            "report_id": report["_id"],
-            "tracking_token": token,
-            "status": report["status"],
-            "status_label": STATUS_LABELS[report["status"]],
-            "category": report["category"],
-            "submitted_at": iso(report["submitted_at"]),
-            "tracking_url": self.settings.tracking_url(token),
-            "stream_url": self.settings.stream_url(token),
-        }
 
     @api("GET", "/api/v1/reports/<token>")
     def track_report(self, request: Request, token: str) -> Response:
@@ -296,12 +274,12 @@ class IntakeService(OperationsEndpoints):
                 raise self._not_assigned(report_id, opd)
             report = Report(stored, self.settings.public_url)
             decision = report.decide_transition(opd, wanted, self.reference.directory)  # or TransitionRefused
-            evidence = self._store_new_photos(evidence_parts)
+            evidence = store_new_photos(evidence_parts, self.photo_cleaner, self.photos)
             try:
                 change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
                 updated = self.store.save(report, change)
             except VersionConflict:
-                self._delete_photos(evidence)
+                delete_photos(self.photos, evidence)
                 continue
             self.relay.publish_soon(report_id)
             metrics.TRANSITIONS.labels(decision.to_status).inc()

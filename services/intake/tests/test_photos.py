@@ -477,7 +477,6 @@ def test_photo_rejected_contract():
     assert {http_status(PhotoRejected(c, "x")) for c in ("empty", "too_many_pixels", "corrupt")} == {422}
     again = pickle.loads(pickle.dumps(exc))
     assert (again.code, again.message, again.field) == (exc.code, exc.message, exc.field)
-    assert exc.to_dict() == {"field": "photo", "code": "too_large", "message": "photo is too big"}
 
 
 @pytest.mark.parametrize(
