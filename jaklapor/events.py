@@ -202,6 +202,29 @@ class ContactRegistered(BaseModel):
         return self.model_dump(mode="json")
 
 
+class ReportEvents(BaseModel):
+    """One report's events as intake replays them (`event.to_message()` bodies, in version order)."""
+
+    report_id: str
+    events: list[dict[str, Any]]
+    # why the report's history could not be replayed (its events are then empty)
+    error: str | None = None
+
+    def parsed(self) -> list[Event]:
+        """The events as models; ValueError for one that is unknown or malformed."""
+        return [parse_event(body) for body in self.events]
+
+
+class ReportEventsPage(BaseModel):
+    """A page of intake's `replay_events` RPC (reports in id order): how another service rebuilds what it derived
+    from intake's events without reading intake's store. `next_after` is the `after_report_id` of the next page,
+    None after the last one."""
+
+    schema_version: int = SCHEMA_VERSION
+    reports: list[ReportEvents]
+    next_after: str | None = None
+
+
 class OpdMessage(BaseModel):
     """What an OPD reads from its queue: plain JSON, documented in the README, no reporter identity."""
 

@@ -341,21 +341,29 @@ def test_services_use_their_own_accounts_not_the_stores_root(compose: dict, gene
         values["RABBITMQ_PASSWORD"],
     )
     amqp = f"pyamqp://{values['RABBITMQ_USER']}:{values['RABBITMQ_PASSWORD']}@rabbitmq:5672/"
-    # MongoDB: authentication on (root user set), the services log in as the user the init script creates
+    # MongoDB: authentication on (root user set), each service logs in as a user of its own the init script creates
     mongodb = services["mongodb"]
     assert mongodb["environment"]["MONGO_INITDB_ROOT_USERNAME"] == values["MONGO_ROOT_USER"]
-    init_script = mounts(mongodb)["/docker-entrypoint-initdb.d/create-service-user.js"]
+    init_script = mounts(mongodb)["/docker-entrypoint-initdb.d/create-service-users.js"]
     script = Path(init_script).read_text()
-    assert "process.env.MONGO_USER" in script and "process.env.MONGO_PASSWORD" in script
-    # readWrite on the databases the services open (MONGO_DB_PREFIX "jaklapor" + service), nothing else
-    assert '{ role: "readWrite", db: `jaklapor_${service}` }' in script and script.count("role:") == 1
+    assert "process.env[`MONGO_${name}_USER`]" in script and "process.env[`MONGO_${name}_PASSWORD`]" in script
+    # readWrite on its own service's database (MONGO_DB_PREFIX "jaklapor" + service), nothing else
+    assert 'roles: [{ role: "readWrite", db: `jaklapor_${service}` }]' in script and script.count("role:") == 1
     assert set(re.search(r"const services = \[(.*)\]", script).group(1).replace('"', "").split(", ")) == APP_SERVICES
-    assert mongodb["environment"]["MONGO_USER"] == values["MONGO_USER"] != values["MONGO_ROOT_USER"]
-    mongo = f"mongodb://{values['MONGO_USER']}:{values['MONGO_PASSWORD']}@mongodb:27017/?authSource=admin"
+    users = set()
     for name in APP_SERVICES:
+        user, password = values[f"MONGO_{name.upper()}_USER"], values[f"MONGO_{name.upper()}_PASSWORD"]
+        assert mongodb["environment"][f"MONGO_{name.upper()}_USER"] == user != values["MONGO_ROOT_USER"]
+        assert mongodb["environment"][f"MONGO_{name.upper()}_PASSWORD"] == password
+        users.add(user)
         env = services[name]["environment"]
-        assert env["AMQP_URI"] == amqp and env["MONGO_URI"] == mongo, name
+        assert env["AMQP_URI"] == amqp, name
+        assert env["MONGO_URI"] == f"mongodb://{user}:{password}@mongodb:27017/?authSource=admin", name
         assert not any(values["MINIO_ROOT_PASSWORD"] == v or values["MONGO_ROOT_PASSWORD"] in v for v in env.values())
+        # no other service's MongoDB password
+        others = {values[f"MONGO_{other.upper()}_PASSWORD"] for other in APP_SERVICES - {name}}
+        assert not any(password in v for v in env.values() for password in others), name
+    assert len(users) == len(APP_SERVICES), "each service has a MongoDB user of its own"
     # MinIO: intake's own user, created by minio-init with a policy on the photo bucket's objects only
     intake = services["intake"]["environment"]
     assert intake["S3_ACCESS_KEY"] == values["S3_ACCESS_KEY"] != values["MINIO_ROOT_USER"]

@@ -42,6 +42,8 @@ REQUIRED_SECRETS = {
     "stats": {"AMQP_URI"},
 }
 OPTIONAL_SECRETS = {"MONGO_URI", "SMTP_USER", "SMTP_PASSWORD"}
+# each service's MONGO_URI comes from a Secret key of its own: a MongoDB user per service, limited to its database
+MONGO_URI_KEYS = {service: f"{service.upper()}_MONGO_URI" for service in SERVICES}
 # replicas (a fixed count, or the autoscaler's minimum)
 REPLICAS = {"intake": 3, "routing": 2, "notify": 2, "stats": 2}
 AUTOSCALED = {"intake", "routing"}
@@ -198,7 +200,7 @@ def test_environment_is_what_the_config_reads(resources: list[dict[str, Any]]) -
     assert set(config_map) <= known, f"the ConfigMap sets variables the config never reads: {set(config_map) - known}"
     assert all(isinstance(v, str) for v in config_map.values()), "ConfigMap values must be strings"
     template = secret_template()
-    assert set(template["stringData"]) <= known
+    assert set(template["stringData"]) <= known | set(MONGO_URI_KEYS.values())
     for name, deployment in of_kind(resources, "Deployment").items():
         spec = container(deployment)
         assert spec["envFrom"] == [{"configMapRef": {"name": CONFIG_MAP}}], name
@@ -221,9 +223,10 @@ def test_credentials_come_only_from_the_secret(resources: list[dict[str, Any]]) 
             if ref is None:
                 assert entry["name"] not in secret_vars, f"{name}: {entry['name']} is a credential, set in plain text"
                 continue
-            assert ref["name"] == SECRET and ref["key"] == entry["name"], f"{name}: {entry}"
+            key = MONGO_URI_KEYS[name] if entry["name"] == "MONGO_URI" else entry["name"]
+            assert ref["name"] == SECRET and ref["key"] == key, f"{name}: {entry}"
             assert ref["key"] in template, f"{name} reads {ref['key']}, which secret.example.yaml does not have"
-            from_secret[ref["key"]] = ref.get("optional", False)
+            from_secret[entry["name"]] = ref.get("optional", False)
         required = {k for k, optional in from_secret.items() if not optional}
         assert required == REQUIRED_SECRETS[name], name
         assert set(from_secret) - required <= OPTIONAL_SECRETS, name
@@ -243,8 +246,15 @@ def test_the_secret_template_holds_placeholders_only() -> None:
         assert "dev-only" not in value, key
         if key in raw_secret_variables() | {"S3_ACCESS_KEY"}:
             assert value == "CHANGE-ME", f"{key} must be a placeholder"
-    for key in ("AMQP_URI", "MONGO_URI"):
+    for key in ("AMQP_URI", *MONGO_URI_KEYS.values()):
         assert "CHANGE-ME@" in secret["stringData"][key], key
+
+
+def test_each_service_has_a_mongodb_user_of_its_own() -> None:
+    template = secret_template()["stringData"]
+    users = {service: urlsplit(template[key]).username for service, key in MONGO_URI_KEYS.items()}
+    assert len(set(users.values())) == len(SERVICES), users
+    assert all(service in user for service, user in users.items()), users
 
 
 def test_production_settings(resources: list[dict[str, Any]]) -> None:
@@ -252,7 +262,8 @@ def test_production_settings(resources: list[dict[str, Any]]) -> None:
     mongo = urlsplit(config_map["MONGO_URI"])
     assert mongo.scheme == "mongodb" and len(mongo.netloc.split(",")) == 3, "a three-member replica set"
     assert "replicaSet=rs0" in mongo.query and "w=majority" in mongo.query
-    assert "w=majority" in secret_template()["stringData"]["MONGO_URI"]
+    for key in MONGO_URI_KEYS.values():
+        assert "w=majority" in secret_template()["stringData"][key], key
     assert config_map["JAKLAPOR_MODE"] == "deployment", "development secrets must stop the services"
     assert config_map["TRUSTED_PROXY_HOPS"] == "1", "one proxy (the ingress controller) in front of intake"
     assert config_map["MAX_REQUEST_BYTES"] == config_defaults()["MAX_REQUEST_BYTES"]

@@ -274,7 +274,7 @@ def shared_store_system(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3Ser
 
 
 def rebuild(system: RunningSystem, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MONGO_URI": system.mongo_uri}
+    env = {**os.environ, "MONGO_URI": system.mongo_uri, "AMQP_URI": system.amqp_uri}
     return subprocess.run(
         [sys.executable, "-m", "jaklapor.cli", "stats-rebuild", *args],
         env=env,

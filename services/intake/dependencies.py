@@ -115,6 +115,11 @@ class ReportRepository:
     def by_id(self, report_id: str) -> dict[str, Any] | None:
         return self.reports.find_one({"_id": report_id}, {"outbox": 0})
 
+    def page_by_id(self, after_report_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` reports in id order, after `after_report_id` (from the first when None)."""
+        query = {"_id": {"$gt": after_report_id}} if after_report_id is not None else {}
+        return list(self.reports.find(query, {"outbox": 0}).sort("_id", ASCENDING).limit(limit))
+
     def update_versioned(
         self,
         report_id: str,

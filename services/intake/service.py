@@ -11,6 +11,7 @@ import logging
 import re
 from typing import Any
 
+from nameko.rpc import rpc
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
@@ -47,6 +48,7 @@ from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.opd_auth import authenticate_opd
 from services.intake.openapi import openapi_document
 from services.intake.ratelimit import client_address
+from services.intake.replay import page_size, replay_page
 from services.intake.report import Report, opd_ref
 from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
 from services.intake.settings import IntakeSettings
@@ -348,6 +350,16 @@ class IntakeService(OperationsEndpoints):
             "routing applied" if applied else "routing result ignored (duplicate or superseded)",
             extra={"report_id": event.report_id, "opd": change.fields["assigned_opd"]["code"], "hop": event.hop},
         )
+
+    # ---- replay: other services rebuild from intake's events, never from its store ------------------------------
+
+    @rpc
+    def replay_events(self, after_report_id: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """A page of reports in id order after `after_report_id`, each with the events of its history
+        (jaklapor.events.ReportEventsPage, as JSON)."""
+        size = page_size(limit)
+        page = replay_page(self.store.page_by_id(after_report_id, size), size, self.settings.public_url)
+        return page.model_dump(mode="json")
 
     def health_checks(self) -> dict[str, Any]:
         return {

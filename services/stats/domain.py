@@ -1,10 +1,10 @@
-"""Statistics rules with no I/O: the per-report projection folded from events, its rebuild from a stored report, and
-the public summary.
+"""Statistics rules with no I/O: the per-report projection folded from events (live, or replayed by intake for a
+rebuild), and the public summary.
 
 A projection keeps the facts of one report, one per change, keyed by what makes the change unique (the report
 version of a status change, the hop of a routing decision), and derives everything else from those facts. So an
 event delivered twice (same event id, or a rebuilt copy of it) adds nothing, the order of delivery does not matter
-(a status only moves forward in report version), and the facts rebuilt from the report's history give the same
+(a status only moves forward in report version), and the events intake replays from a report's history give the same
 projection as the events that announced them.
 
 Per hop (the report at one OPD) the projection records: the OPD, when it got the report and its response deadline,
@@ -15,14 +15,11 @@ selesai that was reopened afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jaklapor.events import (
-    AreaRef,
     Event,
-    Location,
-    OpdRef,
     ReportEscalated,
     ReportForwarded,
     ReportRouted,
@@ -183,10 +180,6 @@ def apply_event(projection: Mapping[str, Any] | None, event: Event) -> dict[str,
 # ---- what the facts say -------------------------------------------------------------------------------------------
 
 
-def _sort_time(moment: datetime | None) -> datetime:
-    return utc(moment) if moment is not None else datetime.max.replace(tzinfo=UTC)
-
-
 def _earliest(moments: Iterable[datetime | None]) -> datetime | None:
     present = [m for m in moments if m is not None]
     return min(present, key=utc) if present else None
@@ -343,150 +336,10 @@ def differences(live: Mapping[str, Any] | None, rebuilt: Mapping[str, Any] | Non
     return [f"{name}: live {a[name]!r} != rebuilt {b[name]!r}" for name in COMPARED_FIELDS if a[name] != b[name]]
 
 
-# ---- rebuild from the report store ----------------------------------------------------------------------------------
-
-
-def report_events(report: Mapping[str, Any], deadline_of: DeadlineRule | None = None) -> list[Event]:
-    """The events that announced a stored report's history, in order: what stats would have received.
-
-    Intake writes one history entry per change and bumps the report version with it, so entry `i` is version
-    `i + 1`. A hand-over (koordinasi / disposisi / escalation) starts the next hop; routing answers each hop once.
-    A routed entry does not keep the hop's response deadline: `deadline_of(category, routed_at)` recomputes it with
-    routing's rule, unless the entry carries `response_deadline`.
-    """
-    report_id = str(report["_id"])
-    category = str(report.get("category") or "")
-    area = AreaRef.model_validate(report["area"]) if report.get("area") else None
-    submitted_at = report["submitted_at"]
-    location = Location.model_validate(report.get("location") or {"lat": 0.0, "lon": 0.0})
-    common = {"report_id": report_id, "category": category}
-    events: list[Event] = []
-    status = "menunggu"
-    hop = 0
-    forward_version = 1
-    assigned: str | None = None
-    for index, entry in enumerate(report.get("history") or []):
-        version = int(entry.get("version") or index + 1)
-        kind = entry.get("kind")
-        at = entry["at"]
-        event_id = f"rebuild:{report_id}:{version}"
-        opd = entry.get("opd") or {}
-        if kind == "submitted":
-            events.append(
-                ReportSubmitted(
-                    **common,
-                    event_id=event_id,
-                    version=version,
-                    occurred_at=at,
-                    description=str(report.get("description") or ""),
-                    location=location,
-                    photos=[],
-                    submitted_at=submitted_at,
-                    tracking_token_hash=str(report.get("tracking_token_hash") or ""),
-                )
-            )
-        elif kind == "routed" and opd:
-            assigned = opd["code"]
-            events.append(
-                ReportRouted(
-                    **common,
-                    event_id=event_id,
-                    version=forward_version,
-                    occurred_at=at,
-                    opd=OpdRef.model_validate(opd),
-                    area=area,
-                    routing_key="",
-                    hop=int(entry.get("hop", hop)),
-                    response_deadline=entry.get("response_deadline")
-                    or (deadline_of(category, at) if deadline_of is not None else None),
-                )
-            )
-        elif kind == "triage":
-            assigned = TRIAGE_OPD
-            events.append(
-                ReportUnroutable(
-                    **common,
-                    event_id=event_id,
-                    version=forward_version,
-                    occurred_at=at,
-                    reason=str(entry.get("reason") or report.get("triage_reason") or "unknown"),
-                    detail=str(entry.get("note") or ""),
-                    area=area,
-                    routing_key="",
-                    hop=int(entry.get("hop", hop)),
-                )
-            )
-        elif kind == "transition":
-            to_status = entry["status"]
-            forwards = to_status in FORWARDING_STATUSES and bool(opd)
-            events.append(
-                ReportStatusChanged(
-                    **common,
-                    event_id=event_id,
-                    version=version,
-                    occurred_at=at,
-                    from_status=status,
-                    to_status=to_status,
-                    actor_opd=str(entry.get("actor_opd") or ""),
-                    note=str(entry.get("note") or ""),
-                    assigned_opd=opd.get("code") if forwards else assigned,
-                    target_opd=opd.get("code") if forwards else None,
-                    reason=entry.get("reason"),
-                    area=area,
-                    submitted_at=submitted_at,
-                )
-            )
-            if forwards:
-                hop = int(entry.get("hop", hop + 1))
-                forward_version = version
-                events.append(
-                    ReportForwarded(
-                        **common,
-                        event_id=f"{event_id}:forwarded",
-                        version=version,
-                        occurred_at=at,
-                        description=str(report.get("description") or ""),
-                        location=location,
-                        photos=[],
-                        submitted_at=submitted_at,
-                        area=area,
-                        from_opd=str(entry.get("actor_opd") or assigned or ""),
-                        target_opd=opd["code"],
-                        status=to_status,
-                        note=str(entry.get("note") or ""),
-                        hop=hop,
-                        kind=to_status,
-                    )
-                )
-                assigned = opd["code"]
-            status = to_status
-        elif kind == "escalated" and opd:
-            hop = int(entry.get("hop", hop + 1))
-            forward_version = version
-            from_opd = str(entry.get("from_opd") or assigned or "")
-            events.append(
-                ReportEscalated(
-                    **common,
-                    event_id=event_id,
-                    version=version,
-                    occurred_at=at,
-                    status=entry.get("status") or status,
-                    from_opd=from_opd,
-                    to_opd=opd["code"],
-                    deadline=entry.get("deadline") or at,
-                    hop=hop,
-                    area=area,
-                    submitted_at=submitted_at,
-                )
-            )
-            assigned = opd["code"]
-    return events
-
-
-def rebuild_projection(report: Mapping[str, Any], deadline_of: DeadlineRule | None = None) -> dict[str, Any] | None:
-    """The projection of a stored report, folded from the events its history stands for."""
+def fold(events: Iterable[Event]) -> dict[str, Any] | None:
+    """The projection of one report folded from its events, in any order (None if stats uses none of them)."""
     projection: dict[str, Any] | None = None
-    for event in report_events(report, deadline_of):
+    for event in events:
         projection = apply_event(projection, event) or projection
     return projection
 

@@ -36,12 +36,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from jaklapor.vocabulary import DEFAULT_RESPONSE_DAYS
 from services.stats.aggregates import HopOutcome, counted, deadline_share, duration_stats, hop_outcomes, ratio
 from services.stats.domain import TRIAGE_OPD, DeadlineRule
 
 DEFAULT_MIN_REPORTS = 20
-# T of the speed term: the city's 3-day response target
-DEFAULT_TARGET = timedelta(days=3)
+# T of the speed term: the city's response target (3 days)
+DEFAULT_TARGET = timedelta(days=DEFAULT_RESPONSE_DAYS)
 
 
 @dataclass(frozen=True)

@@ -95,17 +95,6 @@ def positive_int(maximum: int) -> Callable[[str, str], int]:
     return parse
 
 
-def one_of(choices: Iterable[str]) -> Callable[[str, str], str]:
-    allowed = tuple(choices)
-
-    def parse(param: str, text: str) -> str:
-        if text not in allowed:
-            raise QueryError(param, f"{text!r} is not one of {', '.join(allowed)}")
-        return text
-
-    return parse
-
-
 def parse_filters(
     args: Iterable[tuple[str, list[str]]],
     *,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import threading
 import time
@@ -16,20 +15,20 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.config import setting
 from jaklapor.events import ReportSubmitted, parse_event
 from jaklapor.messaging import PermanentFailure, broker_reachable, work_consumer, work_queue
 from jaklapor.operations import OperationsEndpoints
 from jaklapor.reference import load_areas, load_categories, load_directory
+from jaklapor.settings import Settings
 from jaklapor.vocabulary import JAKARTA_TZ, iso, utc, utcnow
 from jaklapor.web import ApiError, api, json_response
 from services.stats.aggregates import DIMENSIONS, MAX_DAYS, breakdown, durations, per_day, status_counts
 from services.stats.dependencies import AREA_FIELDS, DAY_FIELDS, KelurahanMap, ProjectionStore
 from services.stats.domain import DeadlineRule, apply_event, headline, summarize
 from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
-from services.stats.performance import DEFAULT_MIN_REPORTS, agency_table
+from services.stats.performance import agency_table
 from services.stats.query import Filters, QueryError, parse_filters, positive_int
-from services.stats.rebuild import deadline_rule_from
+from services.stats.settings import StatsSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +111,7 @@ class StatsService(OperationsEndpoints):
     # the statistics stay readable while the broker is away (they just stop moving)
     required_checks = ("mongo",)
 
+    settings = Settings(StatsSettings)
     projections = ProjectionStore()
     kelurahan_map = KelurahanMap()
     cache = ResponseCache()
@@ -307,18 +307,13 @@ class StatsService(OperationsEndpoints):
         return json_response(body, headers=PUBLIC_HEADERS)
 
     def _min_reports(self) -> int:
-        value = setting(self.config, "STATS_MIN_REPORTS_FOR_RANK") or os.environ.get("STATS_MIN_REPORTS_FOR_RANK")
-        try:
-            return max(int(value), 1) if value not in (None, "") else DEFAULT_MIN_REPORTS
-        except (TypeError, ValueError):
-            log.error("STATS_MIN_REPORTS_FOR_RANK=%r is not a number; using %d", value, DEFAULT_MIN_REPORTS)
-            return DEFAULT_MIN_REPORTS
+        return self.settings.stats_min_reports_for_rank
 
     def _deadline_rule(self) -> DeadlineRule:
-        return deadline_rule_from(self.config)
+        return self.settings.deadline_rule()
 
     def health_checks(self) -> dict[str, Any]:
-        return {"mongo": self.projections.ping(), "broker": broker_reachable(self.config["AMQP_URI"])}
+        return {"mongo": self.projections.ping(), "broker": broker_reachable(self.settings.amqp_uri)}
 
 
 def _read_static(name: str) -> bytes:

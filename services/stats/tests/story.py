@@ -1,8 +1,8 @@
-"""A report's life told twice, as the services tell it: the events intake and routing publish, and the report document
-intake stores (with its history). Used to prove that statistics folded from events equal those rebuilt from the store.
+"""A report's life as the events intake and routing publish about it: the contract stats folds, live and in a
+rebuild (intake replays the same events on request).
 
-It follows services/intake/service.py: every write bumps the report version by one and appends one history entry;
-routing answers a submitted or forwarded event with the version of that event and the hop.
+Every change intake makes bumps the report version by one; routing answers a submitted or forwarded event with the
+version of that event and the hop.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 from jaklapor.reference import load_categories
-from services.intake.domain import history_entry
-from services.stats.domain import deadline_rule
+from services.stats.domain import deadline_rule, fold
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 MELAWAI = AreaRef(code="31.74.07.1001", kelurahan="Melawai", kecamatan="Kebayoran Baru", kota="Jakarta Selatan")
 # routing's rule: each category's own target (penanganan-banjir: 1 day), else the city's 3 days
 DEADLINE_RULE = deadline_rule({code: c.response_days for code, c in load_categories().items()})
 TEBET = AreaRef(code="31.74.01.1001", kelurahan="Tebet Barat", kecamatan="Tebet", kota="Jakarta Selatan")
+LOCATION = Location(lat=-6.2443, lon=106.8003)
 
 
 def opd(code: str, level: str = "suku-dinas") -> OpdRef:
@@ -45,84 +45,66 @@ class Story:
     area: AreaRef | None = field(default_factory=lambda: MELAWAI)
     start: datetime = T0
     events: list[Event] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
     clock: datetime = T0
+    version: int = 1
     trigger_version: int = 1
     hop: int = 0
+    status: str = "menunggu"
+    assigned: str | None = None
+    deadline: datetime | None = None
 
     def __post_init__(self) -> None:
         self.clock = self.start
-        submitted = ReportSubmitted(
-            report_id=self.report_id,
-            version=1,
-            occurred_at=self.clock,
-            category=self.category,
-            description="Jalan berlubang",
-            location=Location(lat=-6.2443, lon=106.8003),
-            photos=[],
-            submitted_at=self.clock,
-            tracking_token_hash="0" * 64,
+        self.events.append(
+            ReportSubmitted(
+                report_id=self.report_id,
+                version=1,
+                occurred_at=self.clock,
+                category=self.category,
+                description="Jalan berlubang",
+                location=LOCATION,
+                photos=[],
+                submitted_at=self.clock,
+                tracking_token_hash="0" * 64,
+            )
         )
-        self.events.append(submitted)
-        self.report = {
-            "_id": self.report_id,
-            "category": self.category,
-            "description": "Jalan berlubang",
-            "location": {"lat": -6.2443, "lon": 106.8003},
-            "status": "menunggu",
-            "version": 1,
-            "hop": 0,
-            "assigned_opd": None,
-            "area": None,
-            "submitted_at": self.clock,
-            "response_deadline": None,
-            "history": [history_entry("submitted", self.clock, "menunggu", note="Laporan diterima")],
-        }
+
+    def projection(self) -> dict[str, Any]:
+        """The statistics projection of the story's events, folded as stats folds them."""
+        projection = fold(self.events)
+        assert projection is not None
+        return projection
 
     def later(self, **delta: float) -> datetime:
         self.clock = self.clock + timedelta(**delta)
         return self.clock
 
-    def _write(self, entry: dict[str, Any], **changes: Any) -> int:
-        self.report["history"].append(entry)
-        self.report["version"] += 1
-        self.report.update(changes)
-        return self.report["version"]
-
-    def _area_doc(self) -> dict[str, Any] | None:
-        return {**self.area.model_dump(), "kota_slug": "jakarta-selatan"} if self.area else None
-
     def routed(self, code: str, after: float = 0.5) -> Story:
         at = self.later(seconds=after)
-        deadline = DEADLINE_RULE(self.category, at)
-        ref = opd(code)
+        self.deadline = DEADLINE_RULE(self.category, at)
         self.events.append(
             ReportRouted(
                 report_id=self.report_id,
                 version=self.trigger_version,
                 occurred_at=at,
-                opd=ref,
+                opd=opd(code),
                 area=self.area,
                 routing_key=f"{code}.x",
                 hop=self.hop,
                 category=self.category,
-                response_deadline=deadline,
+                response_deadline=self.deadline,
             )
         )
-        entry = history_entry(
-            "routed", at, self.report["status"], actor="routing", note=f"Diteruskan ke {ref.name}", opd=ref.model_dump()
-        )
-        # intake keeps the deadline on the report while the OPD has not answered, not in the history entry
-        self._write(entry, assigned_opd=ref.model_dump(), area=self._area_doc(), response_deadline=deadline)
+        self.version += 1
+        self.assigned = code
         return self
 
     def triage(self, reason: str = "outside_jakarta", after: float = 0.5) -> Story:
-        at = self.later(seconds=after)
         self.events.append(
             ReportUnroutable(
                 report_id=self.report_id,
                 version=self.trigger_version,
-                occurred_at=at,
+                occurred_at=self.later(seconds=after),
                 reason=reason,
                 detail="Lokasi di luar DKI Jakarta",
                 area=self.area,
@@ -131,130 +113,88 @@ class Story:
                 category=self.category,
             )
         )
-        ref = opd("triage", "triage")
-        entry = history_entry(
-            "triage", at, self.report["status"], actor="routing", note="Perlu diperiksa", opd=ref.model_dump()
-        )
-        entry["reason"] = reason
-        self._write(entry, assigned_opd=ref.model_dump(), area=self._area_doc(), triage_reason=reason)
+        self.version += 1
+        self.assigned = "triage"
         return self
 
     def transition(
-        self, status: str, *, hours: float = 1.0, target: str | None = None, reason: str | None = None
+        self, status: str, *, hours: float = 1.0, target: str | None = None, reason: str | None = None, note: str = ""
     ) -> Story:
         at = self.later(hours=hours)
-        actor = self.report["assigned_opd"]["code"]
-        from_status = self.report["status"]
-        version = self.report["version"] + 1
-        forwards = target is not None
-        assigned = opd(target).model_dump() if forwards else self.report["assigned_opd"]
+        actor = self.assigned or ""
+        self.version += 1
         self.events.append(
             ReportStatusChanged(
                 report_id=self.report_id,
-                version=version,
+                version=self.version,
                 occurred_at=at,
-                from_status=from_status,
+                from_status=self.status,
                 to_status=status,
                 actor_opd=actor,
-                note="catatan",
+                note=note or "catatan",
                 category=self.category,
-                assigned_opd=assigned["code"],
+                assigned_opd=target or actor,
                 target_opd=target,
                 reason=reason,
                 area=self.area,
                 submitted_at=self.start,
             )
         )
-        if forwards:
-            self.hop += 1
-            self.trigger_version = version
-            self.events.append(
-                ReportForwarded(
-                    report_id=self.report_id,
-                    version=version,
-                    occurred_at=at,
-                    category=self.category,
-                    description="Jalan berlubang",
-                    location=Location(lat=-6.2443, lon=106.8003),
-                    photos=[],
-                    submitted_at=self.start,
-                    area=self.area,
-                    from_opd=actor,
-                    target_opd=target,
-                    status=status,
-                    note="catatan",
-                    hop=self.hop,
-                    kind=status,
-                )
-            )
-        entry = history_entry(
-            "transition", at, status, actor=actor, note="catatan", opd=assigned if forwards else None, reason=reason
-        )
-        self._write(entry, status=status, assigned_opd=assigned, hop=self.hop)
+        if target is not None:
+            self._forwarded(at, actor, target, status, kind=status)
+        self.status = status
         return self
 
     def escalated(self, to: str, *, minutes: float = 1.0) -> Story:
-        deadline = self.report["response_deadline"]
+        deadline = self.deadline
+        assert deadline is not None, "escalation needs a routed hop with a deadline"
         self.clock = deadline
         at = self.later(minutes=minutes)
-        version = self.report["version"] + 1
-        from_opd = self.report["assigned_opd"]["code"]
-        self.hop += 1
-        self.trigger_version = version
+        self.version += 1
         self.events.append(
             ReportEscalated(
                 report_id=self.report_id,
-                version=version,
+                version=self.version,
                 occurred_at=at,
                 category=self.category,
-                status=self.report["status"],
-                from_opd=from_opd,
+                status=self.status,
+                from_opd=self.assigned or "",
                 to_opd=to,
                 deadline=deadline,
-                hop=self.hop,
+                hop=self.hop + 1,
                 area=self.area,
                 submitted_at=self.start,
             )
         )
+        self._forwarded(at, self.assigned or "", to, self.status, kind="escalation", note="Batas waktu terlewati")
+        return self
+
+    def _forwarded(
+        self, at: datetime, from_opd: str, to: str, status: str, *, kind: str, note: str = "catatan"
+    ) -> None:
+        self.hop += 1
+        self.trigger_version = self.version
         self.events.append(
             ReportForwarded(
                 report_id=self.report_id,
-                version=version,
+                version=self.version,
                 occurred_at=at,
                 category=self.category,
                 description="Jalan berlubang",
-                location=Location(lat=-6.2443, lon=106.8003),
+                location=LOCATION,
                 photos=[],
                 submitted_at=self.start,
                 area=self.area,
                 from_opd=from_opd,
                 target_opd=to,
-                status=self.report["status"],
-                note="Batas waktu terlewati",
+                status=status,
+                note=note,
                 hop=self.hop,
-                kind="escalation",
+                kind=kind,
             )
         )
-        ref = opd(to).model_dump()
-        entry = history_entry(
-            "escalated",
-            at,
-            self.report["status"],
-            actor="sistem",
-            note="Batas waktu terlewati",
-            opd=ref,
-            from_opd=from_opd,
-            deadline=deadline,
-        )
-        self._write(entry, assigned_opd=ref, hop=self.hop, response_deadline=None)
-        return self
-
-    def overdue(self) -> Story:
-        """The top of the chain missed its deadline too: intake records it, with no event."""
-        deadline = self.report["response_deadline"]
-        entry = history_entry("overdue", self.later(hours=80), self.report["status"], actor="sistem", deadline=deadline)
-        self._write(entry, response_deadline=None, escalation_exhausted=True)
-        return self
+        self.assigned = to
+        self.deadline = None
 
 
 def stories() -> list[Story]:
@@ -275,30 +215,12 @@ def stories() -> list[Story]:
     )
     escalated = Story("JK-6", category="penanganan-banjir").routed("kelurahan-melawai")
     escalated.escalated("kecamatan-kebayoran-baru").routed("kecamatan-kebayoran-baru").transition("dikerjakan")
+    # the top of the chain misses its deadline too: intake records it, with no event
     exhausted = Story("JK-9", category="penanganan-banjir").routed("kota-jakarta-selatan")
-    exhausted.escalated("lingkungan-hidup").routed("lingkungan-hidup").overdue()
+    exhausted.escalated("lingkungan-hidup").routed("lingkungan-hidup")
     waiting = Story("JK-7", start=T0 + timedelta(days=1)).routed("sudin-bina-marga-jakarta-selatan")
     reopened = Story("JK-8").routed("sudin-bina-marga-jakarta-selatan")
     reopened.transition("dikerjakan").transition("selesai", hours=2)
     # a reopen: the status machine may allow it later (verification failed); statistics already handle it
-    reopened.report["history"].append(
-        history_entry("transition", reopened.later(hours=5), "dikerjakan", actor="sudin-bina-marga-jakarta-selatan")
-    )
-    reopened.report["version"] += 1
-    reopened.events.append(
-        ReportStatusChanged(
-            report_id="JK-8",
-            version=reopened.report["version"],
-            occurred_at=reopened.clock,
-            from_status="selesai",
-            to_status="dikerjakan",
-            actor_opd="sudin-bina-marga-jakarta-selatan",
-            note="Verifikasi gagal",
-            category="jalan",
-            area=MELAWAI,
-            submitted_at=T0,
-        )
-    )
-    reopened.report["status"] = "dikerjakan"
-    reopened.transition("selesai", hours=3)
+    reopened.transition("dikerjakan", hours=5, note="Verifikasi gagal").transition("selesai", hours=3)
     return [done, bounced, disposed, rejected, triaged, escalated, waiting, reopened, exhausted]

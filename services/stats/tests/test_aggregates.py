@@ -18,23 +18,14 @@ from services.stats.aggregates import (
     percentile,
     status_counts,
 )
-from services.stats.domain import apply_event
 from services.stats.tests.story import DEADLINE_RULE, T0, Story, stories
 
 LATER = T0 + timedelta(days=30)
 
 
-def fold(story: Story) -> dict[str, Any]:
-    projection: dict[str, Any] | None = None
-    for event in story.events:
-        projection = apply_event(projection, event) or projection
-    assert projection is not None
-    return projection
-
-
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, Any]]:
-    return [fold(story) for story in stories()]
+    return [story.projection() for story in stories()]
 
 
 def by_id(rows: list[dict[str, Any]], report_id: str) -> dict[str, Any]:
@@ -144,7 +135,7 @@ def test_per_day_in_jakarta_time_with_empty_days(rows: list[dict[str, Any]]) -> 
 
 def test_a_report_submitted_late_evening_utc_counts_on_the_next_jakarta_day() -> None:
     story = Story("JK-NIGHT", start=T0.replace(hour=18))  # 18:00 UTC = 01:00 WIB next day
-    result = per_day([fold(story)], date(2026, 11, 27), date(2026, 11, 28))
+    result = per_day([story.projection()], date(2026, 11, 27), date(2026, 11, 28))
     assert [d["submitted"] for d in result["days"]] == [0, 1]
 
 

@@ -8,21 +8,12 @@ from typing import Any
 
 import pytest
 
-from services.stats.domain import apply_event
 from services.stats.performance import DEFAULT_TARGET, composite_score, speed
 from services.stats.performance import agency_table as table
 from services.stats.tests.story import DEADLINE_RULE, T0, Story
 
 LATER = T0 + timedelta(days=30)
 _ids = itertools.count(1)
-
-
-def fold(story: Story) -> dict[str, Any]:
-    projection: dict[str, Any] | None = None
-    for event in story.events:
-        projection = apply_event(projection, event) or projection
-    assert projection is not None
-    return projection
 
 
 def finished(opd: str, *, respond_h: float = 1.0, work_h: float = 20.0, reopen: bool = False) -> dict[str, Any]:
@@ -40,24 +31,26 @@ def finished(opd: str, *, respond_h: float = 1.0, work_h: float = 20.0, reopen: 
                 }
             )
         )
-    return fold(story)
+    return story.projection()
 
 
 def bounced(opd: str, to: str = "kelurahan-melawai", *, after_h: float = 0.1) -> dict[str, Any]:
-    return fold(Story(f"JK-{next(_ids)}").routed(opd).transition("koordinasi", hours=after_h, target=to).routed(to))
+    return (
+        Story(f"JK-{next(_ids)}").routed(opd).transition("koordinasi", hours=after_h, target=to).routed(to).projection()
+    )
 
 
 def rejected(opd: str, *, after_h: float = 0.1) -> dict[str, Any]:
-    return fold(Story(f"JK-{next(_ids)}").routed(opd).transition("ditolak", hours=after_h, reason="spam"))
+    return Story(f"JK-{next(_ids)}").routed(opd).transition("ditolak", hours=after_h, reason="spam").projection()
 
 
 def disposed(dinas: str, sudin: str) -> dict[str, Any]:
     story = Story(f"JK-{next(_ids)}").routed(dinas).transition("disposisi", hours=0.5, target=sudin).routed(sudin)
-    return fold(story.transition("dikerjakan", hours=1).transition("selesai", hours=10))
+    return story.transition("dikerjakan", hours=1).transition("selesai", hours=10).projection()
 
 
 def waiting(opd: str) -> dict[str, Any]:
-    return fold(Story(f"JK-{next(_ids)}").routed(opd))
+    return Story(f"JK-{next(_ids)}").routed(opd).projection()
 
 
 def agency_table(rows: list[dict[str, Any]], now: Any = LATER, **kw: Any) -> dict[str, Any]:
@@ -165,7 +158,7 @@ def test_escalations_count_as_missed_deadlines() -> None:
     rows = []
     for _ in range(20):
         story = Story(f"JK-{next(_ids)}", category="sampah").routed("kelurahan-lambat")
-        rows.append(fold(story.escalated("kecamatan-kebayoran-baru").routed("kecamatan-kebayoran-baru")))
+        rows.append(story.escalated("kecamatan-kebayoran-baru").routed("kecamatan-kebayoran-baru").projection())
     slow = row_of(agency_table(rows), "kelurahan-lambat")
     assert (slow["escalations"], slow["escalation_rate"], slow["within_deadline"]["share"]) == (20, 1.0, 0.0)
 
@@ -175,7 +168,9 @@ def test_the_triage_desk_is_never_ranked() -> None:
     for _ in range(25):
         story = Story(f"JK-{next(_ids)}", area=None).triage()
         rows.append(
-            fold(story.transition("koordinasi", hours=0.5, target="kelurahan-melawai").routed("kelurahan-melawai"))
+            story.transition("koordinasi", hours=0.5, target="kelurahan-melawai")
+            .routed("kelurahan-melawai")
+            .projection()
         )
     result = agency_table(rows)
     assert result["ranked"] == [] or all(r["opd"] != "triage" for r in result["ranked"])

@@ -1,0 +1,243 @@
+"""The events of a stored report, replayed from its fields and history (no I/O): what intake and routing published
+about it, in version order, so another service can rebuild what it derived from them without reading intake's store
+(`IntakeService.replay_events`, a page of `jaklapor.events.ReportEventsPage`).
+
+Intake writes one history entry per change and bumps the report version with it, so entry `i` is version `i + 1`:
+submitted (version 1), routed / triage (routing's answer to the submission or to the last hand-over, which it
+carries as its version), transition (a status change; koordinasi / disposisi also forward the report to the next
+hop), escalated (a missed deadline moves the report up: escalated and forwarded), overdue (no event). The history
+keeps what the statistics read; what it does not keep is left empty: routing keys, routing's English triage detail,
+whether the reporter left a contact.
+
+Event ids: a routing result keeps the id routing gave it (intake records each one it applied, in history order);
+the others get an id derived from the report, version and event type, so a replay is the same every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from jaklapor.events import (
+    AreaRef,
+    Event,
+    Location,
+    OpdRef,
+    PhotoRef,
+    ReportEscalated,
+    ReportEvents,
+    ReportEventsPage,
+    ReportForwarded,
+    ReportRouted,
+    ReportStatusChanged,
+    ReportSubmitted,
+    ReportUnroutable,
+)
+from jaklapor.vocabulary import FORWARDING_STATUSES, MENUNGGU
+from services.intake.domain import photo_url
+
+#: reports per page of `replay_events`, at most
+MAX_PAGE_SIZE = 500
+ROUTING_KINDS = ("routed", "triage")
+
+
+def page_size(requested: int) -> int:
+    """The number of reports a page holds for a requested `limit`: between 1 and MAX_PAGE_SIZE."""
+    return min(max(int(requested), 1), MAX_PAGE_SIZE)
+
+
+def replayed_event_id(report_id: str, version: int, event: type[Event]) -> str:
+    return f"replay:{report_id}:{version}:{event.type_name}"
+
+
+def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
+    """The events a stored report's history stands for, in version order (photo links under `base_url`)."""
+    report_id = str(report["_id"])
+    category = str(report.get("category") or "")
+    description = str(report.get("description") or "")
+    location = Location.model_validate(report.get("location") or {"lat": 0.0, "lon": 0.0})
+    photos = [
+        PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"])) for p in report.get("photos") or []
+    ]
+    submitted_at = report["submitted_at"]
+    final_area = AreaRef.model_validate(report["area"]) if report.get("area") else None
+    history = list(report.get("history") or [])
+    routing_ids = _routing_event_ids(report, history)
+
+    events: list[Event] = []
+    status = MENUNGGU
+    hop = 0
+    trigger_version = 1  # the version of the event routing answers: the submission, then each hand-over
+    assigned: str | None = None
+    area: AreaRef | None = None  # known from the first routing result on
+    for index, entry in enumerate(history):
+        version = int(entry.get("version") or index + 1)
+        kind = entry.get("kind")
+        at = entry["at"]
+        opd = entry.get("opd") or {}
+        common = {"report_id": report_id, "category": category}
+
+        if kind == "submitted":
+            events.append(
+                ReportSubmitted(
+                    **common,
+                    event_id=replayed_event_id(report_id, version, ReportSubmitted),
+                    version=version,
+                    occurred_at=at,
+                    description=description,
+                    location=location,
+                    photos=photos,
+                    submitted_at=submitted_at,
+                    tracking_token_hash=str(report.get("tracking_token_hash") or ""),
+                )
+            )
+        elif kind in ROUTING_KINDS:
+            area = final_area
+            routing_id = next(routing_ids, None)
+            if kind == "routed" and opd:
+                assigned = opd["code"]
+                events.append(
+                    ReportRouted(
+                        **common,
+                        event_id=routing_id or replayed_event_id(report_id, trigger_version, ReportRouted),
+                        version=trigger_version,
+                        occurred_at=at,
+                        opd=OpdRef.model_validate(opd),
+                        area=area,
+                        routing_key="",
+                        hop=int(entry.get("hop", hop)),
+                        response_deadline=entry.get("response_deadline"),
+                        status=entry.get("status"),
+                    )
+                )
+            elif kind == "triage":
+                assigned = opd.get("code") or assigned
+                events.append(
+                    ReportUnroutable(
+                        **common,
+                        event_id=routing_id or replayed_event_id(report_id, trigger_version, ReportUnroutable),
+                        version=trigger_version,
+                        occurred_at=at,
+                        reason=str(entry.get("reason") or report.get("triage_reason") or "unknown"),
+                        detail="",
+                        area=area,
+                        routing_key="",
+                        hop=int(entry.get("hop", hop)),
+                        status=entry.get("status"),
+                        citizen_note=str(entry.get("note") or ""),
+                    )
+                )
+        elif kind == "transition":
+            to_status = entry["status"]
+            actor = str(entry.get("actor_opd") or "")
+            note = str(entry.get("note") or "")
+            forwards = to_status in FORWARDING_STATUSES and bool(opd)
+            events.append(
+                ReportStatusChanged(
+                    **common,
+                    event_id=replayed_event_id(report_id, version, ReportStatusChanged),
+                    version=version,
+                    occurred_at=at,
+                    from_status=status,
+                    to_status=to_status,
+                    actor_opd=actor,
+                    note=note,
+                    assigned_opd=opd.get("code") if forwards else assigned,
+                    target_opd=opd.get("code") if forwards else None,
+                    reason=entry.get("reason"),
+                    area=area,
+                    submitted_at=submitted_at,
+                    evidence_photos=[
+                        PhotoRef(photo_id=p, url=photo_url(base_url, p)) for p in entry.get("photos") or []
+                    ],
+                )
+            )
+            if forwards:
+                hop = int(entry.get("hop", hop + 1))
+                trigger_version = version
+                events.append(
+                    ReportForwarded(
+                        **common,
+                        event_id=replayed_event_id(report_id, version, ReportForwarded),
+                        version=version,
+                        occurred_at=at,
+                        description=description,
+                        location=location,
+                        photos=photos,
+                        submitted_at=submitted_at,
+                        area=area,
+                        from_opd=actor or assigned or "",
+                        target_opd=opd["code"],
+                        status=to_status,
+                        note=note,
+                        hop=hop,
+                        kind=to_status,
+                    )
+                )
+                assigned = opd["code"]
+            status = to_status
+        elif kind == "escalated" and opd:
+            hop = int(entry.get("hop", hop + 1))
+            trigger_version = version
+            from_opd = str(entry.get("from_opd") or assigned or "")
+            entry_status = entry.get("status") or status
+            events.append(
+                ReportEscalated(
+                    **common,
+                    event_id=replayed_event_id(report_id, version, ReportEscalated),
+                    version=version,
+                    occurred_at=at,
+                    status=entry_status,
+                    from_opd=from_opd,
+                    to_opd=opd["code"],
+                    deadline=entry.get("deadline") or at,
+                    hop=hop,
+                    area=area,
+                    submitted_at=submitted_at,
+                )
+            )
+            events.append(
+                ReportForwarded(
+                    **common,
+                    event_id=replayed_event_id(report_id, version, ReportForwarded),
+                    version=version,
+                    occurred_at=at,
+                    description=description,
+                    location=location,
+                    photos=photos,
+                    submitted_at=submitted_at,
+                    area=area,
+                    from_opd=from_opd,
+                    target_opd=opd["code"],
+                    status=entry_status,
+                    note=str(entry.get("note") or ""),
+                    hop=hop,
+                    kind="escalation",
+                )
+            )
+            assigned = opd["code"]
+    return events
+
+
+def _routing_event_ids(report: Mapping[str, Any], history: list[Mapping[str, Any]]) -> Any:
+    """The ids of the routing results, one per routed / triage entry (intake records both in one write); none when
+    the record does not match the history (a report stored before intake kept them)."""
+    applied = [str(event_id) for event_id in report.get("applied_events") or []]
+    answered = sum(1 for entry in history if entry.get("kind") in ROUTING_KINDS)
+    return iter(applied if len(applied) == answered else [])
+
+
+def replay_page(reports: Iterable[Mapping[str, Any]], limit: int, base_url: str) -> ReportEventsPage:
+    """A page of replayed reports (given in id order, at most `limit`); a report whose history cannot be read is
+    listed with the reason instead of its events, so one bad document does not stop a rebuild."""
+    replayed: list[ReportEvents] = []
+    for report in reports:
+        report_id = str(report.get("_id"))
+        try:
+            events = [event.to_message() for event in replay_report(report, base_url)]
+        except (KeyError, TypeError, ValueError) as exc:
+            replayed.append(ReportEvents(report_id=report_id, events=[], error=f"{type(exc).__name__}: {exc}"))
+            continue
+        replayed.append(ReportEvents(report_id=report_id, events=events))
+    full = len(replayed) >= limit
+    return ReportEventsPage(reports=replayed, next_after=replayed[-1].report_id if full and replayed else None)
