@@ -185,6 +185,23 @@ def parse_event(body: dict[str, Any]) -> Event:
     return model.model_validate(body)
 
 
+class ContactRegistered(BaseModel):
+    """intake → notify, on the point-to-point queue `jaklapor.contacts.CONTACTS_QUEUE`, never as an event: a reporter
+    wants notifications. The contact travels only as `contact_ciphertext` (jaklapor.contacts, with the tracking link
+    notify puts in its messages); the tracking token only as its hash."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message_type: Literal["contact_registered"] = "contact_registered"
+    schema_version: int = SCHEMA_VERSION
+    report_id: str
+    tracking_token_hash: str
+    contact_ciphertext: str
+
+    def to_message(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 class ReportEvents(BaseModel):
     """One report's events as intake replays them (`event.to_message()` bodies, in version order)."""
 

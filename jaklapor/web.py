@@ -23,8 +23,8 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import eventlet
@@ -80,6 +80,53 @@ class ApiError(Exception):
             error["field"] = self.field
         error.update(self.extra)
         return {"error": error}
+
+
+@dataclass(frozen=True)
+class DomainErrorTable:
+    """The HTTP answers to one kind of domain error: a service's domain raises errors with a stable `code`, a
+    `message` and the `field` at fault, and no HTTP status; the gateway maps them here (as nameko-examples' gateway
+    maps its services' exceptions). `code_prefix` namespaces the codes the client sees, `headers` adds headers to
+    some codes' answers; a code neither listed nor covered by `default_status` is a server error."""
+
+    error_type: type[Exception]
+    statuses: Mapping[str, int]
+    default_status: int | None = None
+    code_prefix: str = ""
+    headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def status_of(self, code: str) -> int | None:
+        return self.statuses.get(code, self.default_status)
+
+
+class DomainErrors:
+    """A service's domain errors and their HTTP answers, one table per error type. A service class registers it as
+    `domain_errors`; its API endpoints then answer those errors as they answer an ApiError."""
+
+    def __init__(self, *tables: DomainErrorTable) -> None:
+        self.tables = tables
+        self.types: tuple[type[Exception], ...] = tuple(table.error_type for table in tables)
+
+    def api_error(self, exc: BaseException) -> ApiError | None:
+        """The ApiError answering `exc` (`exc` itself if it is one); None for an error this table does not map."""
+        if isinstance(exc, ApiError):
+            return exc
+        for table in self.tables:
+            if not isinstance(exc, table.error_type):
+                continue
+            code: str = getattr(exc, "code", "")
+            status = table.status_of(code)
+            if status is None:
+                return None
+            error = ApiError(
+                status, table.code_prefix + code, getattr(exc, "message", str(exc)), field=getattr(exc, "field", None)
+            )
+            error.headers.update(table.headers.get(code, {}))
+            return error
+        return None
+
+
+NO_DOMAIN_ERRORS = DomainErrors()
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -401,10 +448,21 @@ class ApiEndpoint(HttpRequestHandler):
     """An HTTP entrypoint whose handler returns a Response or a JSON-able value, and raises ApiError for 4xx."""
 
     server = ServiceWebServer()
+    #: the service's own domain errors (its class's `domain_errors`), answered like ApiError
+    domain_errors: DomainErrors = NO_DOMAIN_ERRORS
 
     def __init__(self, method: str, url: str, **kwargs: Any) -> None:
         kwargs.setdefault("expected_exceptions", (ApiError, HTTPException))
         super().__init__(method, url, **kwargs)
+
+    def setup(self) -> None:
+        super().setup()
+        self.domain_errors = getattr(self.container.service_cls, "domain_errors", NO_DOMAIN_ERRORS)
+        expected = self.expected_exceptions  # type: ignore[has-type]  # nameko's Entrypoint sets it, untyped
+        self.expected_exceptions = (
+            *(expected if isinstance(expected, tuple) else (expected,)),
+            *self.domain_errors.types,
+        )
 
     stopping = False
 
@@ -444,8 +502,9 @@ class ApiEndpoint(HttpRequestHandler):
         return json_response(result)
 
     def response_from_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, ApiError):
-            return error_response(exc)
+        error = self.domain_errors.api_error(exc)
+        if error is not None:
+            return error_response(error)
         if isinstance(exc, HTTPException):
             return _http_exception_response(exc)
         log.error("unhandled error in %s %s: %r", self.method, self.url, exc)

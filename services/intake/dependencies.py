@@ -20,9 +20,11 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode, setting
-from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed
-from jaklapor.mongo import MongoDatabase, database_for, ping
+from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode
+from jaklapor.contacts import CONTACTS_QUEUE
+from jaklapor.events import ContactRegistered, new_event_id
+from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
+from jaklapor.mongo import MongoConnection, MongoDatabase, ping
 from jaklapor.reference import load_categories, load_directory
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from services.intake import metrics
@@ -30,6 +32,8 @@ from services.intake.image_memory import keep_image_memory
 from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
 from services.intake.ratelimit import RateLimiter
+from services.intake.report import Change, Message, NewReport, Report
+from services.intake.settings import IntakeSettings
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +147,11 @@ class ReportRepository:
         if updated is None:
             raise VersionConflict(report_id)
         return updated
+
+    def save(self, report: Report, change: Change) -> dict[str, Any]:
+        """Store a change of `report` (as read) and queue its messages; VersionConflict if the report changed since."""
+        outbox = [outbox_entry(message) for message in change.messages]
+        return self.update_versioned(report.id, report.version, change.fields, change.history, outbox, change.pushes)
 
     def apply_once(
         self,
@@ -266,13 +275,38 @@ class ReportStore(MongoDatabase):
         metrics.OVERDUE.set_function(lambda: repository.overdue_count(utcnow(), waiting))
 
 
-def insert_new_report(repository: ReportRepository, report: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert; on an Idempotency-Key collision return the report that already answered that key."""
+def outbox_entry(message: Message) -> dict[str, Any]:
+    """A message as the outbox keeps it until the broker confirmed it: events go to their service's exchange, the
+    contact hand-over straight to notify's queue."""
+    if isinstance(message, ContactRegistered):
+        return {
+            "message_id": new_event_id(),
+            "exchange": "",
+            "routing_key": CONTACTS_QUEUE,
+            "body": message.to_message(),
+        }
+    return {
+        "message_id": message.event_id,
+        "exchange": event_exchange(message.source).name,
+        "routing_key": message.type_name,
+        "body": message.to_message(),
+    }
+
+
+def insert_new_report(repository: ReportRepository, new: NewReport) -> dict[str, Any] | None:
+    """Insert a submitted report with its messages; on an Idempotency-Key collision return the report that already
+    answered that key."""
+    document = new.document
+    report = {
+        **document,
+        "outbox": [outbox_entry(message) for message in new.messages],
+        "outbox_due": document["submitted_at"],
+    }
     try:
         repository.insert(report)
     except DuplicateKeyError:
-        if report.get("idempotency_key_hash"):
-            return repository.by_idempotency_key(report["idempotency_key_hash"])
+        if document.get("idempotency_key_hash"):
+            return repository.by_idempotency_key(document["idempotency_key_hash"])
         raise
     return None
 
@@ -286,6 +320,8 @@ class OutboxRelay(DependencyProvider):
     a broker failure and reports another replica stored but did not publish before it died.
     """
 
+    connection = MongoConnection()
+
     def __init__(self, poll_interval: float = 1.0, max_backoff: float = 5.0, scan_interval: float = 2.0) -> None:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
@@ -293,13 +329,14 @@ class OutboxRelay(DependencyProvider):
 
     def setup(self) -> None:
         config = self.container.config
-        self.client, db = database_for(config, "intake")
-        self.repository = ReportRepository(db)
+        settings = IntakeSettings.of_container(self.container)
+        # the container's one MongoDB client (closed by MongoConnection when the container stops)
+        self.repository = ReportRepository(self.connection.database(ReportStore.database))
         # several relays in parallel, each with its own connection: their store round trips and broker confirms
         # overlap, while each report's own messages still go out in order through one of them
-        self.workers = max(1, int(setting(config, "OUTBOX_RELAY_WORKERS", 4)))
+        self.workers = max(1, settings.outbox_relay_workers)
         # reports claimed, published and cleared together: a few round trips per batch instead of per report
-        self.batch_size = max(1, int(setting(config, "OUTBOX_RELAY_BATCH", 100)))
+        self.batch_size = max(1, settings.outbox_relay_batch)
         self.publishers = [ConfirmedPublisher(config["AMQP_URI"]) for _ in range(self.workers)]
         self._wakeups: LightQueue = LightQueue(maxsize=self.workers)
         self._handed_over: deque[str] = deque()
@@ -468,11 +505,8 @@ class SubmissionLimiter(DependencyProvider):
     """One token-bucket table per gateway process (see ratelimit.py), configured from RATE_LIMIT_*."""
 
     def setup(self) -> None:
-        config = self.container.config
-        self.limiter = RateLimiter(
-            burst=int(setting(config, "RATE_LIMIT_BURST", 20)),
-            per_minute=float(setting(config, "RATE_LIMIT_PER_MINUTE", 30)),
-        )
+        settings = IntakeSettings.of_container(self.container)
+        self.limiter = RateLimiter(burst=settings.rate_limit_burst, per_minute=settings.rate_limit_per_minute)
 
     def get_dependency(self, worker_ctx: Any) -> RateLimiter:
         return self.limiter

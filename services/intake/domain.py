@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from jaklapor.tokens import tracking_token_for_retry
 from jaklapor.vocabulary import (
     ALLOWED_TRANSITIONS,
     DIKERJAKAN,
@@ -58,20 +59,29 @@ def new_photo_id() -> str:
 
 
 class TransitionRefused(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    """A requested status change the rules refuse: a stable `code`, a sentence for the OPD's developer, the request
+    field at fault. The HTTP status answering each code is the gateway's (services/intake/http_errors.py)."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
         self.field = field
 
 
 class OpdLike(Protocol):
-    code: str
-    name: str
-    level: str
-    agency: str
-    kota: str | None
+    """What the rules read of an OPD (the directory's entries are frozen: read-only members)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def agency(self) -> str: ...
+    @property
+    def kota(self) -> str | None: ...
 
 
 class DirectoryLike(Protocol):
@@ -104,9 +114,8 @@ class TransitionDecision:
     actor_opd: str
     note: str
     # set when the report leaves the actor for another OPD (koordinasi / disposisi)
-    target_opd: Any | None = None
+    target_opd: OpdLike | None = None
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def forwards(self) -> bool:
@@ -120,29 +129,27 @@ def decide_transition(
     status = request.status
     if status not in TARGET_STATUSES:
         raise TransitionRefused(
-            422,
             "invalid_status",
             f"status must be one of {', '.join(sorted(TARGET_STATUSES))}",
             "status",
         )
     if state.assigned_opd is None:
-        raise TransitionRefused(409, "not_routed_yet", "the report is still being routed; try again shortly")
+        raise TransitionRefused("not_routed_yet", "the report is still being routed; try again shortly")
     if state.assigned_opd != actor.code:
         # same answer as for a report that does not exist: an OPD learns nothing about others' reports
-        raise TransitionRefused(404, "report_not_found", f"no report {state.report_id} is assigned to {actor.code}")
+        raise TransitionRefused("report_not_found", f"no report {state.report_id} is assigned to {actor.code}")
     if status not in ALLOWED_TRANSITIONS[state.status]:
         allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[state.status])) or "none (final status)"
         raise TransitionRefused(
-            409,
             "illegal_transition",
             f"a report in status {state.status} cannot move to {status}; allowed: {allowed}",
             "status",
         )
     note = request.note.strip()
     if len(note) > NOTE_MAX_CHARS:
-        raise TransitionRefused(422, "invalid_note", f"note must be at most {NOTE_MAX_CHARS} characters", "note")
+        raise TransitionRefused("invalid_note", f"note must be at most {NOTE_MAX_CHARS} characters", "note")
     if not note and status != DIKERJAKAN:
-        raise TransitionRefused(422, "missing_note", f"a note for the citizen is required to set {status}", "note")
+        raise TransitionRefused("missing_note", f"a note for the citizen is required to set {status}", "note")
 
     target = None
     reason = None
@@ -154,55 +161,50 @@ def decide_transition(
         reason = request.reason
         if reason not in REJECTION_REASONS:
             raise TransitionRefused(
-                422,
                 "invalid_reason",
                 f"reason must be one of {', '.join(REJECTION_REASONS)}",
                 "reason",
             )
     if request.target_opd and status not in (KOORDINASI, DISPOSISI):
         raise TransitionRefused(
-            422,
             "unexpected_target",
             "target_opd only applies to koordinasi and disposisi",
             "target_opd",
         )
     if status == SELESAI and not request.has_evidence:
-        raise TransitionRefused(422, "missing_evidence", "selesai requires an evidence photo of the work done", "photo")
+        raise TransitionRefused("missing_evidence", "selesai requires an evidence photo of the work done", "photo")
     return TransitionDecision(state.status, status, actor.code, note, target, reason)
 
 
 def _koordinasi_target(actor: OpdLike, request: TransitionRequest, directory: DirectoryLike) -> Any:
     if not request.target_opd:
         raise TransitionRefused(
-            422,
             "missing_target",
             "koordinasi needs target_opd, the OPD to hand over to",
             "target_opd",
         )
     target = directory.get(request.target_opd)
     if target is None:
-        raise TransitionRefused(422, "unknown_opd", f"unknown OPD {request.target_opd!r}", "target_opd")
+        raise TransitionRefused("unknown_opd", f"unknown OPD {request.target_opd!r}", "target_opd")
     if target.code == actor.code:
-        raise TransitionRefused(422, "same_opd", "an OPD cannot hand a report to itself", "target_opd")
+        raise TransitionRefused("same_opd", "an OPD cannot hand a report to itself", "target_opd")
     return target
 
 
 def _disposisi_target(state: ReportState, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike) -> Any:
     if state.kota_slug is None:
-        raise TransitionRefused(409, "no_area", "disposisi needs a report inside a kota; use koordinasi", "status")
+        raise TransitionRefused("no_area", "disposisi needs a report inside a kota; use koordinasi", "status")
     # only the provincial body (no kota of its own) instructs a unit; a kota unit cannot dispose sideways
     is_provincial = actor.level in ("dinas", "satpol-pp") and actor.kota is None
     sudin = directory.sudin_of(actor.agency, state.kota_slug) if is_provincial else None
     if sudin is None or sudin.code == actor.code:
         raise TransitionRefused(
-            403,
             "disposisi_not_allowed",
             "only a Dinas can instruct its Suku Dinas (disposisi); use koordinasi to hand over",
             "status",
         )
     if request.target_opd and request.target_opd != sudin.code:
         raise TransitionRefused(
-            422,
             "invalid_target",
             f"disposisi goes to the Suku Dinas of the report's kota: {sudin.code}",
             "target_opd",
@@ -235,6 +237,16 @@ def history_entry(
 
 def photo_url(base_url: str, photo_id: str) -> str:
     return f"{base_url.rstrip('/')}/api/v1/photos/{photo_id}"
+
+
+def tracking_url(base_url: str, token: str) -> str:
+    """Where a citizen reads their report: the gateway's tracking view."""
+    return f"{base_url.rstrip('/')}/api/v1/reports/{token}"
+
+
+def stream_url(stream_base_url: str, token: str) -> str:
+    """Where a citizen follows their report live: notify's stream."""
+    return f"{stream_base_url.rstrip('/')}/api/v1/reports/{token}/stream"
 
 
 def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, token: str | None) -> dict[str, Any]:
@@ -279,8 +291,22 @@ def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, tok
     view["overdue"] = bool(report.get("escalation_exhausted")) and report["status"] in WAITING_STATUSES
     view["escalations"] = sum(1 for entry in report["history"] if entry["kind"] == "escalated")
     if token is not None:
-        view["stream_url"] = f"{stream_base_url.rstrip('/')}/api/v1/reports/{token}/stream"
+        view["stream_url"] = stream_url(stream_base_url, token)
     return view
+
+
+def receipt(report: dict[str, Any], token: str, tracking_url: str, stream_url: str) -> dict[str, Any]:
+    """What a citizen gets back for a submission: the report's number and the token (shown this once) with its links."""
+    return {
+        "report_id": report["_id"],
+        "tracking_token": token,
+        "status": report["status"],
+        "status_label": STATUS_LABELS[report["status"]],
+        "category": report["category"],
+        "submitted_at": iso(report["submitted_at"]),
+        "tracking_url": tracking_url,
+        "stream_url": stream_url,
+    }
 
 
 @dataclass(frozen=True)
@@ -290,6 +316,16 @@ class SubmissionRetry:
     key_hash: str
     fingerprint: str
     token: str
+
+    @classmethod
+    def of(
+        cls, idempotency_key: str, token_secret: str, form: Any, category: str, photo_digests: Sequence[bytes]
+    ) -> SubmissionRetry:
+        return cls(
+            key_hash=hashlib.sha256(b"idempotency-key\0" + idempotency_key.encode()).hexdigest(),
+            fingerprint=submission_fingerprint(form, category, photo_digests),
+            token=tracking_token_for_retry(token_secret, idempotency_key),
+        )
 
 
 def submission_fingerprint(form: Any, category: str, photo_digests: Sequence[bytes]) -> str:

@@ -69,7 +69,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         "description": "the token returned at submission",
     }
     report_param = {"name": "report_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    opd_security = [{"opdKey": []}]
+    opd_security: list[dict[str, list[str]]] = [{"opdKey": []}]
     return {
         "openapi": "3.0.3",
         "info": {

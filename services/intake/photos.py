@@ -56,7 +56,6 @@ UNSUPPORTED_TYPE = "unsupported_type"
 TOO_MANY_PIXELS = "too_many_pixels"
 CORRUPT = "corrupt"
 
-_STATUS = {TOO_LARGE: 413, UNSUPPORTED_TYPE: 415}  # everything else: 422
 
 #: The formats this module knows how to take apart safely, with their names for people.
 _SUPPORTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
@@ -125,8 +124,8 @@ class PhotoRejected(ValueError):
     """An upload that is not an acceptable photo.
 
     `code` is one of empty, too_large, unsupported_type, too_many_pixels, corrupt; `message` an
-    English sentence for the client; `status` the HTTP status to answer (413, 415 or 422);
-    `field` the request field at fault.
+    English sentence for the client; `field` the request field at fault. The HTTP status answering
+    each code is the gateway's (services/intake/http_errors.py).
     """
 
     field = "photo"
@@ -135,16 +134,12 @@ class PhotoRejected(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = _STATUS.get(code, 422)
 
     def __reduce__(self):  # picklable despite the two-argument constructor
         return (type(self), (self.code, self.message))
 
     def __repr__(self) -> str:
         return f"PhotoRejected(code={self.code!r}, message={self.message!r})"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"field": self.field, "code": self.code, "message": self.message}
 
 
 def sanitize_photo(data: bytes, policy: PhotoPolicy = DEFAULT_POLICY) -> SanitizedPhoto:

@@ -1,59 +1,29 @@
-"""Intake: the HTTP gateway for citizens and OPDs; owns reports, their history and photos."""
+"""Intake: the HTTP gateway for citizens and OPDs; owns reports, their history and photos.
+
+The entrypoints parse the request, load the report, ask the `Report` aggregate (report.py) for the change, store it
+with its messages (dependencies.py) and answer; domain errors are answered through intake's table (http_errors.py).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-import time
-from typing import IO, Any
+from typing import Any
 
 from nameko.rpc import rpc
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.config import setting
-from jaklapor.contacts import CONTACTS_QUEUE, encrypt_contact
-from jaklapor.events import (
-    AreaRef,
-    Event,
-    Location,
-    OpdRef,
-    PhotoRef,
-    ReportEscalated,
-    ReportForwarded,
-    ReportRouted,
-    ReportStatusChanged,
-    ReportSubmitted,
-    ReportUnroutable,
-    new_event_id,
-    parse_event,
-)
-from jaklapor.messaging import (
-    PermanentFailure,
-    broker_reachable,
-    event_exchange,
-    work_consumer,
-    work_queue,
-)
-from jaklapor.opd_keys import verify_key
+from jaklapor.contacts import encrypt_contact
+from jaklapor.events import Location, ReportRouted, ReportUnroutable, parse_event
+from jaklapor.messaging import PermanentFailure, broker_reachable, work_consumer, work_queue
 from jaklapor.operations import OperationsEndpoints, SecretGuard
-from jaklapor.reference import slugify
+from jaklapor.settings import Settings
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
 from jaklapor.timers import timer_from_config
-from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none, tracking_token_for_retry
-from jaklapor.vocabulary import (
-    MENUNGGU,
-    NOTE_SUBMITTED,
-    STATUS_LABELS,
-    WAITING_STATUSES,
-    iso,
-    note_escalated,
-    note_overdue_at_top,
-    note_routed,
-    utcnow,
-)
+from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none
+from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake import metrics
 from services.intake.dependencies import (
@@ -67,25 +37,22 @@ from services.intake.dependencies import (
 )
 from services.intake.domain import (
     MAX_PHOTOS_PER_REPORT,
-    ReportState,
     SubmissionRetry,
-    TransitionRefused,
     TransitionRequest,
-    decide_transition,
-    escalation_target,
     format_report_number,
-    history_entry,
-    new_photo_id,
-    photo_url,
     public_view,
+    receipt,
     report_day,
-    submission_fingerprint,
 )
+from services.intake.http_errors import INTAKE_ERRORS
+from services.intake.opd_auth import authenticate_opd
 from services.intake.openapi import openapi_document
-from services.intake.photos import PhotoRejected, SanitizedPhoto
 from services.intake.ratelimit import client_address
 from services.intake.replay import page_size, replay_page
+from services.intake.report import Report, opd_ref
 from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
+from services.intake.settings import IntakeSettings
+from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
 
 log = logging.getLogger(__name__)
 
@@ -93,33 +60,14 @@ PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
 
 
-def sha256_of(part: IO[bytes]) -> bytes:
-    """The SHA-256 of an uploaded file, read in blocks; the file is left at its start."""
-    part.seek(0)
-    digest = hashlib.file_digest(part, "sha256").digest()
-    part.seek(0)
-    return digest
-
-
-def outbox_entry(event: Event) -> dict[str, Any]:
-    return {
-        "message_id": event.event_id,
-        "exchange": event_exchange(event.source).name,
-        "routing_key": event.type_name,
-        "body": event.to_message(),
-    }
-
-
-def opd_ref(opd: Any) -> dict[str, str]:
-    return OpdRef(code=opd.code, name=opd.name, level=opd.level).model_dump()
-
-
 class IntakeService(OperationsEndpoints):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
+    domain_errors = INTAKE_ERRORS
 
     secrets = SecretGuard("OPD_KEY_SECRET", "TOKEN_SECRET", "CONTACT_KEY", "S3_SECRET_KEY")
+    settings: IntakeSettings = Settings(IntakeSettings)
     store = ReportStore()
     photos = PhotoStorage()
     photo_cleaner = PhotoCleaner()
@@ -131,9 +79,7 @@ class IntakeService(OperationsEndpoints):
 
     @api("GET", "/openapi.json")
     def openapi(self, request: Request) -> Response:
-        document = openapi_document(
-            setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000"), list(self.reference.categories)
-        )
+        document = openapi_document(self.settings.public_url, list(self.reference.categories))
         return json_response(document, headers={"Access-Control-Allow-Origin": "*"})
 
     @api("GET", "/api/v1/categories")
@@ -149,15 +95,15 @@ class IntakeService(OperationsEndpoints):
         try:
             self._check_rate(request)
             return self._submit(request)
-        except ApiError as exc:
-            metrics.SUBMISSIONS_REFUSED.labels(exc.code).inc()
+        except Exception as exc:
+            refusal = INTAKE_ERRORS.api_error(exc)
+            if refusal is not None:
+                metrics.SUBMISSIONS_REFUSED.labels(refusal.code).inc()
             raise
 
     def _check_rate(self, request: Request) -> None:
         client = client_address(
-            request.remote_addr,
-            request.headers.get("X-Forwarded-For"),
-            int(setting(self.config, "TRUSTED_PROXY_HOPS", 0)),
+            request.remote_addr, request.headers.get("X-Forwarded-For"), self.settings.trusted_proxy_hops
         )
         verdict = self.limiter.take(client)
         if not verdict.allowed:
@@ -181,39 +127,50 @@ class IntakeService(OperationsEndpoints):
 
         retry = None
         if idempotency_key is not None:
-            retry = SubmissionRetry(
-                key_hash=hashlib.sha256(b"idempotency-key\0" + idempotency_key.encode()).hexdigest(),
-                fingerprint=submission_fingerprint(form, category.code, [sha256_of(part) for part in photo_parts]),
-                token=tracking_token_for_retry(setting(self.config, "TOKEN_SECRET"), idempotency_key),
-            )
+            digests = [sha256_of(part) for part in photo_parts]
+            retry = SubmissionRetry.of(idempotency_key, self.settings.token_secret, form, category.code, digests)
             existing = self.store.by_idempotency_key(retry.key_hash)
             if existing is not None:
                 return self._replay(existing, retry)
 
         # photos are what JAKI sends; channels without a camera (SMS relays, call centre) may omit them
-        photos = self._store_new_photos(photo_parts)
+        photos = store_new_photos(photo_parts, self.photo_cleaner, self.photos)
         now = utcnow()
         token = retry.token if retry else new_tracking_token()
         try:
             day = report_day(now)
             report_id = format_report_number(day, self.store.next_sequence(day))
-            report = self._new_report(report_id, token, form, category.code, photos, now, retry)
-            existing = insert_new_report(self.store, report)
+            new = Report.submit(
+                report_id=report_id,
+                tracking_token_hash=hash_token(token),
+                category=category.code,
+                description=form.description,
+                location=Location(lat=form.lat, lon=form.lon),
+                photos=photos,
+                contact_ciphertext=self._contact_ciphertext(form.contact, token),
+                now=now,
+                photo_base_url=self.settings.public_url,
+                retry=retry,
+            )
+            existing = insert_new_report(self.store, new)
         except PyMongoError as exc:
-            self._delete_photos(photos)
+            delete_photos(self.photos, photos)
             log.error("report store unavailable: %r", exc)
             raise ApiError(503, "store_unavailable", "reports cannot be stored right now; try again shortly") from None
         if existing is not None:  # a concurrent retry with the same Idempotency-Key stored it first
-            self._delete_photos(photos)
+            delete_photos(self.photos, photos)
             return self._replay(existing, retry)
         self.relay.publish_soon(report_id)
         metrics.SUBMISSIONS.labels(category.code).inc()
         log.info("report submitted", extra={"report_id": report_id, "category": category.code})
-        return json_response(
-            self._receipt(report, token),
-            status=201,
-            headers={"Location": self._tracking_url(token)},
-        )
+        return self._receipt(new.document, token)
+
+    def _contact_ciphertext(self, contact: str | None, token: str) -> str | None:
+        """The citizen's contact for notify, encrypted with the tracking link notify puts in its messages."""
+        if contact is None:
+            return None
+        bundle = json.dumps({"contact": contact, "tracking_url": self.settings.tracking_url(token)})
+        return encrypt_contact(self.settings.contact_key, bundle)
 
     def _replay(self, report: dict[str, Any], retry: SubmissionRetry | None) -> Response:
         """The answer to a retried submission: the same report and token, unless the key was reused for another."""
@@ -224,10 +181,14 @@ class IntakeService(OperationsEndpoints):
                 "this Idempotency-Key was already used for a different report; use a new key for a new report",
             )
         metrics.SUBMISSIONS_REPLAYED.inc()
+        return self._receipt(report, retry.token, {"Idempotent-Replayed": "true"})
+
+    def _receipt(self, report: dict[str, Any], token: str, headers: dict[str, str] | None = None) -> Response:
+        tracking_url = self.settings.tracking_url(token)
         return json_response(
-            self._receipt(report, retry.token),
+            receipt(report, token, tracking_url, self.settings.stream_url(token)),
             status=201,
-            headers={"Location": self._tracking_url(retry.token), "Idempotent-Replayed": "true"},
+            headers={"Location": tracking_url, **(headers or {})},
         )
 
     def _category(self, text: str) -> Any:
@@ -241,152 +202,21 @@ class IntakeService(OperationsEndpoints):
             )
         return category
 
-    def _sanitize(self, data: bytes) -> SanitizedPhoto:
-        started = time.perf_counter()
-        try:
-            photo = self.photo_cleaner(data)
-        except PhotoRejected as exc:
-            raise ApiError(exc.status, f"photo_{exc.code}", exc.message, field="photo") from None
-        metrics.PHOTO_SECONDS.observe(time.perf_counter() - started)
-        return photo
-
-    def _store_new_photos(self, parts: list[IO[bytes]]) -> list[dict[str, Any]]:
-        """Check, clean and store the uploaded photos one at a time; the records for the report document.
-
-        All or nothing: when one photo is refused or cannot be stored, those already stored are deleted.
-        """
-        stored: list[dict[str, Any]] = []
-        try:
-            for part in parts:
-                part.seek(0)  # a retried transition reads its evidence again
-                photo = self._sanitize(part.read())
-                photo_id = new_photo_id()
-                self._store_photo(photo_id, photo)
-                stored.append(
-                    dict(photo_id=photo_id, width=photo.width, height=photo.height, content_type=photo.content_type)
-                )
-        except BaseException:
-            self._delete_photos(stored)
-            raise
-        return stored
-
-    def _delete_photos(self, photos: list[dict[str, Any]]) -> None:
-        for photo in photos:
-            self.photos.delete(self._photo_key(photo["photo_id"]))
-
-    @staticmethod
-    def _photo_key(photo_id: str) -> str:
-        return f"photos/{photo_id}.jpg"
-
-    def _store_photo(self, photo_id: str, photo: SanitizedPhoto) -> None:
-        try:
-            self.photos.put(self._photo_key(photo_id), photo.content, photo.content_type)
-        except StorageUnavailable as exc:
-            log.error("photo store unavailable: %s", exc)
-            raise ApiError(503, "storage_unavailable", "photos cannot be stored right now; try again shortly") from None
-
-    def _new_report(
-        self,
-        report_id: str,
-        token: str,
-        form: SubmissionForm,
-        category: str,
-        photos: list[dict[str, Any]],
-        now: Any,
-        retry: SubmissionRetry | None,
-    ) -> dict[str, Any]:
-        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
-        token_hash = hash_token(token)
-        location = Location(lat=form.lat, lon=form.lon)
-        submitted = ReportSubmitted(
-            report_id=report_id,
-            version=1,
-            category=category,
-            description=form.description,
-            location=location,
-            photos=[PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"])) for p in photos],
-            submitted_at=now,
-            tracking_token_hash=token_hash,
-            has_contact=form.contact is not None,
-        )
-        outbox = [outbox_entry(submitted)]
-        if form.contact is not None:
-            key = setting(self.config, "CONTACT_KEY")
-            outbox.append(
-                {
-                    "message_id": new_event_id(),
-                    "exchange": "",
-                    "routing_key": CONTACTS_QUEUE,
-                    "body": {
-                        "message_type": "contact_registered",
-                        "report_id": report_id,
-                        "tracking_token_hash": token_hash,
-                        # notify needs the tracking link for its messages; it travels encrypted with the contact
-                        "contact_ciphertext": encrypt_contact(
-                            key, json.dumps({"contact": form.contact, "tracking_url": self._tracking_url(token)})
-                        ),
-                    },
-                }
-            )
-        report: dict[str, Any] = {
-            "_id": report_id,
-            "tracking_token_hash": token_hash,
-            "category": category,
-            "description": form.description,
-            "location": location.model_dump(),
-            "photos": photos,
-            "status": MENUNGGU,
-            "version": 1,
-            "hop": 0,
-            "assigned_opd": None,
-            "area": None,
-            "submitted_at": now,
-            "updated_at": now,
-            "history": [history_entry("submitted", now, MENUNGGU, note=NOTE_SUBMITTED)],
-            "applied_events": [],
-            "outbox": outbox,
-            "outbox_due": now,
-        }
-        if retry is not None:
-            report["idempotency_key_hash"] = retry.key_hash
-            report["idempotency_fingerprint"] = retry.fingerprint
-        return report
-
-    def _tracking_url(self, token: str) -> str:
-        return f"{setting(self.config, 'PUBLIC_URL', 'http://127.0.0.1:8000').rstrip('/')}/api/v1/reports/{token}"
-
-    def _stream_url(self, token: str) -> str:
-        base = setting(self.config, "NOTIFY_PUBLIC_URL", "http://127.0.0.1:8001").rstrip("/")
-        return f"{base}/api/v1/reports/{token}/stream"
-
-    def _receipt(self, report: dict[str, Any], token: str) -> dict[str, Any]:
-        return {
-            "report_id": report["_id"],
-            "tracking_token": token,
-            "status": report["status"],
-            "status_label": STATUS_LABELS[report["status"]],
-            "category": report["category"],
-            "submitted_at": iso(report["submitted_at"]),
-            "tracking_url": self._tracking_url(token),
-            "stream_url": self._stream_url(token),
-        }
-
     @api("GET", "/api/v1/reports/<token>")
     def track_report(self, request: Request, token: str) -> Response:
         token_hash = token_hash_or_none(token)
         report = self.store.by_token_hash(token_hash) if token_hash else None
         if report is None:
             raise ApiError(404, "report_not_found", "no report has this tracking token")
-        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
-        notify_url = setting(self.config, "NOTIFY_PUBLIC_URL", "http://127.0.0.1:8001")
-        return json_response(public_view(report, base_url, notify_url, token), headers={"Cache-Control": "no-store"})
+        view = public_view(report, self.settings.public_url, self.settings.notify_public_url, token)
+        return json_response(view, headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/v1/photos/<photo_id>")
     def get_photo(self, request: Request, photo_id: str) -> Response:
         if not PHOTO_ID_RE.match(photo_id):
             raise ApiError(404, "photo_not_found", "no such photo")
         try:
-            stored = self.photos.get(self._photo_key(photo_id))
+            stored = self.photos.get(photo_key(photo_id))
         except PhotoNotFound:
             raise ApiError(404, "photo_not_found", "no such photo") from None
         except StorageUnavailable:
@@ -403,25 +233,17 @@ class IntakeService(OperationsEndpoints):
     # ---- agencies (OPD API) -------------------------------------------------------------------------------------
 
     def _authenticate(self, request: Request) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            error = ApiError(401, "unauthenticated", "send the OPD's API key as `Authorization: Bearer <key>`")
-            error.headers["WWW-Authenticate"] = 'Bearer realm="jaklapor-opd"'
-            raise error
-        opd_code = verify_key(setting(self.config, "OPD_KEY_SECRET"), presented.strip())
-        opd = self.reference.directory.get(opd_code) if opd_code else None
-        if opd is None:
-            error = ApiError(401, "invalid_key", "the API key is not valid")
-            error.headers["WWW-Authenticate"] = 'Bearer realm="jaklapor-opd", error="invalid_token"'
-            raise error
-        return opd
+        return authenticate_opd(request, self.settings.opd_key_secret, self.reference.directory)
 
     def _opd_view(self, report: dict[str, Any]) -> dict[str, Any]:
-        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
-        view = public_view(report, base_url, "", None)
+        view = public_view(report, self.settings.public_url, "", None)
         view["hop"] = report.get("hop", 0)
         return view
+
+    @staticmethod
+    def _not_assigned(report_id: str, opd: Any) -> ApiError:
+        # the same answer for a report that does not exist: an OPD learns nothing about others' reports
+        return ApiError(404, "report_not_found", f"no report {report_id} is assigned to {opd.code}")
 
     @api("GET", "/api/v1/opd/me")
     def whoami(self, request: Request) -> Response:
@@ -433,7 +255,7 @@ class IntakeService(OperationsEndpoints):
         opd = self._authenticate(request)
         report = self.store.by_id(report_id)
         if report is None or (report.get("assigned_opd") or {}).get("code") != opd.code:
-            raise ApiError(404, "report_not_found", f"no report {report_id} is assigned to {opd.code}")
+            raise self._not_assigned(report_id, opd)
         return json_response(self._opd_view(report))
 
     @api("POST", "/api/v1/opd/reports/<report_id>/transitions")
@@ -441,35 +263,25 @@ class IntakeService(OperationsEndpoints):
         opd = self._authenticate(request)
         fields, evidence_parts = read_fields(request, "photo", max_files=1)
         form: TransitionForm = parse_form(TransitionForm, fields)
+        wanted = TransitionRequest(
+            status=form.status.lower(),
+            note=form.note,
+            target_opd=form.target_opd or None,
+            reason=form.reason or None,
+            has_evidence=bool(evidence_parts),
+        )
         for _attempt in range(3):
-            report = self.store.by_id(report_id)
-            if report is None:
-                raise ApiError(404, "report_not_found", f"no report {report_id} is assigned to {opd.code}")
-            state = ReportState(
-                report_id=report_id,
-                status=report["status"],
-                assigned_opd=(report.get("assigned_opd") or {}).get("code"),
-                kota_slug=(report.get("area") or {}).get("kota_slug"),
-            )
-            request_ = TransitionRequest(
-                status=form.status.lower(),
-                note=form.note,
-                target_opd=form.target_opd or None,
-                reason=form.reason or None,
-                has_evidence=bool(evidence_parts),
-            )
+            stored = self.store.by_id(report_id)
+            if stored is None:
+                raise self._not_assigned(report_id, opd)
+            report = Report(stored, self.settings.public_url)
+            decision = report.decide_transition(opd, wanted, self.reference.directory)  # or TransitionRefused
+            evidence = store_new_photos(evidence_parts, self.photo_cleaner, self.photos)
             try:
-                decision = decide_transition(state, opd, request_, self.reference.directory)
-            except TransitionRefused as exc:
-                error = ApiError(exc.status, exc.code, exc.message, field=exc.field)
-                if exc.code == "not_routed_yet":
-                    error.headers["Retry-After"] = "1"
-                raise error from None
-            evidence = self._store_new_photos(evidence_parts)
-            try:
-                updated = self._apply_decision(report, decision, [p["photo_id"] for p in evidence])
+                change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
+                updated = self.store.save(report, change)
             except VersionConflict:
-                self._delete_photos(evidence)
+                delete_photos(self.photos, evidence)
                 continue
             self.relay.publish_soon(report_id)
             metrics.TRANSITIONS.labels(decision.to_status).inc()
@@ -480,80 +292,6 @@ class IntakeService(OperationsEndpoints):
             return json_response(self._opd_view(updated))
         raise ApiError(409, "concurrent_update", "the report changed while this request was handled; retry")
 
-    def _apply_decision(self, report: dict[str, Any], decision: Any, evidence_ids: list[str]) -> dict[str, Any]:
-        now = utcnow()
-        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
-        version = report["version"] + 1
-        area = AreaRef.model_validate(report["area"]) if report.get("area") else None
-        assigned = report.get("assigned_opd")
-        # any answer of the assigned OPD stops its response clock; a hand-over starts a new one when routed
-        changes: dict[str, Any] = {"status": decision.to_status, "updated_at": now, "response_deadline": None}
-        outbox: list[dict[str, Any]] = []
-        hop = report.get("hop", 0)
-        if decision.forwards:
-            hop += 1
-            assigned = opd_ref(decision.target_opd)
-            changes.update({"assigned_opd": assigned, "hop": hop})
-        evidence_refs = [PhotoRef(photo_id=p, url=photo_url(base_url, p)) for p in evidence_ids]
-        outbox.append(
-            outbox_entry(
-                ReportStatusChanged(
-                    report_id=report["_id"],
-                    version=version,
-                    occurred_at=now,
-                    from_status=decision.from_status,
-                    to_status=decision.to_status,
-                    actor_opd=decision.actor_opd,
-                    note=decision.note,
-                    category=report["category"],
-                    assigned_opd=assigned["code"] if assigned else None,
-                    target_opd=decision.target_opd.code if decision.forwards else None,
-                    reason=decision.reason,
-                    area=area,
-                    submitted_at=report["submitted_at"],
-                    evidence_photos=evidence_refs,
-                )
-            )
-        )
-        if decision.forwards:
-            forwarded = self._forwarded(
-                report, version, now, decision.actor_opd, decision.target_opd.code, decision.to_status, decision.note
-            )
-            outbox.append(outbox_entry(forwarded.model_copy(update={"hop": hop, "kind": decision.to_status})))
-        history = history_entry(
-            "transition",
-            now,
-            decision.to_status,
-            actor=decision.actor_opd,
-            note=decision.note,
-            opd=assigned if decision.forwards else None,
-            reason=decision.reason,
-            photos=evidence_ids or None,
-        )
-        extra_push = {"evidence_photos": {"$each": [{"photo_id": p} for p in evidence_ids]}} if evidence_ids else None
-        return self.store.update_versioned(report["_id"], report["version"], changes, history, outbox, extra_push)
-
-    def _forwarded(
-        self, report: dict[str, Any], version: int, now: Any, from_opd: str, target_opd: str, status: str, note: str
-    ) -> ReportForwarded:
-        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
-        return ReportForwarded(
-            report_id=report["_id"],
-            version=version,
-            occurred_at=now,
-            category=report["category"],
-            description=report["description"],
-            location=Location.model_validate(report["location"]),
-            photos=[PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"])) for p in report["photos"]],
-            submitted_at=report["submitted_at"],
-            area=AreaRef.model_validate(report["area"]) if report.get("area") else None,
-            from_opd=from_opd,
-            target_opd=target_opd,
-            status=status,
-            note=note,
-            hop=report.get("hop", 0) + 1,
-        )
-
     # ---- deadlines ------------------------------------------------------------------------------------------------
 
     @timer_from_config("DEADLINE_CHECK_SECONDS", 30)
@@ -562,70 +300,27 @@ class IntakeService(OperationsEndpoints):
         waiting = sorted(WAITING_STATUSES)
         for _ in range(500):  # bounded per tick; the next tick continues
             now = utcnow()
-            report = self.store.claim_overdue(now, waiting)
-            if report is None:
+            stored = self.store.claim_overdue(now, waiting)
+            if stored is None:
                 return
             try:
-                self._escalate(report, now)
+                self._escalate(Report(stored, self.settings.public_url), now)
             except VersionConflict:
                 # the OPD answered in the meantime (or another change won): nothing to escalate now
-                log.info("escalation skipped: report changed", extra={"report_id": report["_id"]})
+                log.info("escalation skipped: report changed", extra={"report_id": stored["_id"]})
 
-    def _escalate(self, report: dict[str, Any], now: Any) -> None:
+    def _escalate(self, report: Report, now: Any) -> None:
         directory = self.reference.directory
-        missed = report["assigned_opd"]
-        target = escalation_target(directory, missed["code"], report["category"])
-        deadline = report["response_deadline"]
-        missed_name = missed["name"]
+        target = report.escalation_target(directory)
+        self.store.save(report, report.escalate(target, now))
         if target is None:
-            note = note_overdue_at_top(missed_name)
-            history = history_entry("overdue", now, report["status"], actor="sistem", note=note, deadline=deadline)
-            changes = {"response_deadline": None, "escalation_exhausted": True, "updated_at": now}
-            self.store.update_versioned(report["_id"], report["version"], changes, history, [])
-            log.warning("report overdue at the top of the chain", extra={"report_id": report["_id"]})
+            log.warning("report overdue at the top of the chain", extra={"report_id": report.id})
             return
-        version = report["version"] + 1
-        ref = opd_ref(target)
-        note = note_escalated(missed_name, target.name)
-        forwarded = self._forwarded(report, version, now, missed["code"], target.code, report["status"], note)
-        escalated = ReportEscalated(
-            report_id=report["_id"],
-            version=version,
-            occurred_at=now,
-            category=report["category"],
-            status=report["status"],
-            from_opd=missed["code"],
-            to_opd=target.code,
-            deadline=deadline,
-            hop=forwarded.hop,
-            area=forwarded.area,
-            submitted_at=report["submitted_at"],
-        )
-        changes = {
-            "assigned_opd": ref,
-            "hop": forwarded.hop,
-            "response_deadline": None,
-            "escalation_exhausted": False,
-            "updated_at": now,
-        }
-        history = history_entry(
-            "escalated",
-            now,
-            report["status"],
-            actor="sistem",
-            note=note,
-            opd=ref,
-            from_opd=missed["code"],
-            deadline=deadline,
-        )
-        outbox = [outbox_entry(escalated), outbox_entry(forwarded.model_copy(update={"kind": "escalation"}))]
-        self.store.update_versioned(report["_id"], report["version"], changes, history, outbox)
-        self.relay.publish_soon(report["_id"])
-        missed_opd = directory.get(missed["code"])
+        self.relay.publish_soon(report.id)
+        missed_code = report.document["assigned_opd"]["code"]
+        missed_opd = directory.get(missed_code)
         metrics.ESCALATIONS.labels(missed_opd.level if missed_opd else "unknown").inc()
-        log.info(
-            "report escalated", extra={"report_id": report["_id"], "from_opd": missed["code"], "to_opd": target.code}
-        )
+        log.info("report escalated", extra={"report_id": report.id, "from_opd": missed_code, "to_opd": target.code})
 
     # ---- routing results ----------------------------------------------------------------------------------------
 
@@ -642,54 +337,18 @@ class IntakeService(OperationsEndpoints):
             raise PermanentFailure(str(exc)) from exc
         if not isinstance(event, ReportRouted | ReportUnroutable):
             raise PermanentFailure(f"intake.routing-results does not handle {event.event_type}")
-        report = self.store.by_id(event.report_id)
-        if report is None:
+        stored = self.store.by_id(event.report_id)
+        if stored is None:
             raise LookupError(f"routing result for unknown report {event.report_id}")  # retried, then dead-lettered
-        area = event.area.model_dump() if event.area else None
-        if area is not None:
-            area["kota_slug"] = slugify(area["kota"])
-        if isinstance(event, ReportRouted):
-            opd = event.opd.model_dump()
-            changes = {
-                "assigned_opd": opd,
-                "area": area or report.get("area"),
-                "assigned_at": event.occurred_at,
-                "response_deadline": event.response_deadline if report["status"] in WAITING_STATUSES else None,
-                "updated_at": utcnow(),
-            }
-            note = note_routed(event.opd.name)
-            history = history_entry(
-                "routed",
-                event.occurred_at,
-                report["status"],
-                actor="routing",
-                note=note,
-                opd=opd,
-                hop=event.hop,
-                response_deadline=event.response_deadline,
-            )
-        else:
-            triage = self.reference.directory.triage
-            opd = opd_ref(triage)
-            changes = {
-                "assigned_opd": opd,
-                "area": area or report.get("area"),
-                "triage_reason": event.reason,
-                "updated_at": utcnow(),
-            }
-            history = history_entry(
-                "triage",
-                event.occurred_at,
-                report["status"],
-                actor="routing",
-                note=event.citizen_note,
-                opd=opd,
-                reason=event.reason,
-            )
-        applied = self.store.apply_once(event.report_id, event.event_id, {"hop": event.hop}, changes, history)
+        report = Report(stored, self.settings.public_url)
+        change = report.apply_routing(event, self.reference.directory.triage, utcnow())
+        # a result for an older hop (the report was forwarded meanwhile) or one already applied changes nothing
+        applied = self.store.apply_once(
+            event.report_id, event.event_id, {"hop": event.hop}, change.fields, change.history
+        )
         log.info(
             "routing applied" if applied else "routing result ignored (duplicate or superseded)",
-            extra={"report_id": event.report_id, "opd": opd["code"], "hop": event.hop},
+            extra={"report_id": event.report_id, "opd": change.fields["assigned_opd"]["code"], "hop": event.hop},
         )
 
     # ---- replay: other services rebuild from intake's events, never from its store ------------------------------
@@ -699,8 +358,8 @@ class IntakeService(OperationsEndpoints):
         """A page of reports in id order after `after_report_id`, each with the events of its history
         (jaklapor.events.ReportEventsPage, as JSON)."""
         size = page_size(limit)
-        base_url = setting(self.config, "PUBLIC_URL", "http://127.0.0.1:8000")
-        return replay_page(self.store.page_by_id(after_report_id, size), size, base_url).model_dump(mode="json")
+        page = replay_page(self.store.page_by_id(after_report_id, size), size, self.settings.public_url)
+        return page.model_dump(mode="json")
 
     def health_checks(self) -> dict[str, Any]:
         return {

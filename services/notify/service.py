@@ -13,10 +13,11 @@ from typing import Any
 
 import eventlet
 from eventlet.queue import Empty
+from pydantic import ValidationError
 from werkzeug.wrappers import Request, Response
 
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, encrypt_contact
-from jaklapor.events import ReportStatusChanged, ReportSubmitted, parse_event
+from jaklapor.events import ContactRegistered, ReportStatusChanged, ReportSubmitted, parse_event
 from jaklapor.messaging import (
     PermanentFailure,
     Publisher,
@@ -119,13 +120,14 @@ class NotifyService(OperationsEndpoints):
 
     @work_consumer(direct_work_queue(CONTACTS_QUEUE))
     def register_contact(self, body: dict[str, Any]) -> None:
-        if not isinstance(body, dict) or not all(
-            isinstance(body.get(k), str) for k in ("report_id", "tracking_token_hash", "contact_ciphertext")
-        ):
-            raise PermanentFailure("contact message without report_id, tracking_token_hash or contact_ciphertext")
-        report_id = body["report_id"]
+        try:
+            message = ContactRegistered.model_validate(body)
+        except ValidationError as exc:  # named without the values: the body carries a contact, encrypted as it is
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise PermanentFailure(f"malformed contact_registered message: {problems}") from None
+        report_id = message.report_id
         key = self.settings.contact_key
-        plaintext = decrypt_contact(key, body["contact_ciphertext"])
+        plaintext = decrypt_contact(key, message.contact_ciphertext)
         bundle = parse_contact_plaintext(plaintext) if plaintext is not None else None
         if bundle is None:
             # intake and notify disagree on CONTACT_KEY: keep the message (dead letter) for after the fix
@@ -134,8 +136,8 @@ class NotifyService(OperationsEndpoints):
         token = secrets.token_urlsafe(32)
         stored = self.store.store_contact(
             report_id,
-            body["tracking_token_hash"],
-            body["contact_ciphertext"],
+            message.tracking_token_hash,
+            message.contact_ciphertext,
             kind=bundle.kind,
             unsubscribe_hash=unsubscribe_token_hash(token),
             unsubscribe_ciphertext=encrypt_contact(key, token),

@@ -36,6 +36,7 @@ from services.intake.domain import (
     public_view,
     report_day,
 )
+from services.intake.http_errors import TRANSITION_REFUSALS
 
 STATUSES = (MENUNGGU, KOORDINASI, DISPOSISI, DIKERJAKAN, SELESAI, DITOLAK)
 DINAS = "bina-marga"
@@ -84,6 +85,11 @@ def valid_request(status: str, **overrides: Any) -> TransitionRequest:
     return TransitionRequest(**fields)
 
 
+def http_status(error: TransitionRefused) -> int | None:
+    """The status the gateway answers a refusal with (services/intake/http_errors.py)."""
+    return TRANSITION_REFUSALS.status_of(error.code)
+
+
 def refused(directory: Directory, st: ReportState, actor_code: str, request: TransitionRequest) -> TransitionRefused:
     actor = directory.get(actor_code)
     assert actor is not None, actor_code
@@ -126,7 +132,7 @@ def test_every_allowed_transition_is_accepted(directory: Directory, from_status:
 @pytest.mark.parametrize(("from_status", "to_status"), [pair for pair in ALL_PAIRS if pair not in EXPECTED_ALLOWED])
 def test_every_other_transition_is_refused_as_illegal(directory: Directory, from_status: str, to_status: str) -> None:
     error = refused(directory, state(from_status), DINAS, valid_request(to_status))
-    assert (error.status, error.code, error.field) == (409, "illegal_transition", "status")
+    assert (http_status(error), error.code, error.field) == (409, "illegal_transition", "status")
     assert from_status in error.message and to_status in error.message
 
 
@@ -139,7 +145,7 @@ def test_final_status_says_nothing_is_allowed(directory: Directory, final: str) 
 @pytest.mark.parametrize("status", [MENUNGGU, "SELESAI", "done", ""])
 def test_unknown_or_initial_target_status_is_422(directory: Directory, status: str) -> None:
     error = refused(directory, state(), DINAS, TransitionRequest(status=status, note="x"))
-    assert (error.status, error.code, error.field) == (422, "invalid_status", "status")
+    assert (http_status(error), error.code, error.field) == (422, "invalid_status", "status")
 
 
 # ---- who may act ----------------------------------------------------------------------------------------------------
@@ -147,19 +153,19 @@ def test_unknown_or_initial_target_status_is_422(directory: Directory, status: s
 
 def test_report_not_routed_yet_is_409(directory: Directory) -> None:
     error = refused(directory, state(assigned=None), DINAS, valid_request(DIKERJAKAN))
-    assert (error.status, error.code) == (409, "not_routed_yet")
+    assert (http_status(error), error.code) == (409, "not_routed_yet")
 
 
 def test_another_opds_report_looks_like_a_missing_one(directory: Directory) -> None:
     error = refused(directory, state(assigned=OTHER_OPD), DINAS, valid_request(DIKERJAKAN))
-    assert (error.status, error.code) == (404, "report_not_found")
+    assert (http_status(error), error.code) == (404, "report_not_found")
     assert OTHER_OPD not in error.message  # the actor learns nothing about whose report it is
 
 
 def test_ownership_is_checked_before_the_machine(directory: Directory) -> None:
     # a final report of someone else: still 404, not a 409 that reveals its status
     error = refused(directory, state(SELESAI, assigned=OTHER_OPD), DINAS, valid_request(DIKERJAKAN))
-    assert error.status == 404
+    assert http_status(error) == 404
 
 
 # ---- notes ----------------------------------------------------------------------------------------------------------
@@ -170,7 +176,7 @@ def test_ownership_is_checked_before_the_machine(directory: Directory) -> None:
 def test_note_is_required_except_for_dikerjakan(directory: Directory, status: str, note: str) -> None:
     from_status = DIKERJAKAN if status == SELESAI else MENUNGGU
     error = refused(directory, state(from_status), DINAS, valid_request(status, note=note))
-    assert (error.status, error.code, error.field) == (422, "missing_note", "note")
+    assert (http_status(error), error.code, error.field) == (422, "missing_note", "note")
 
 
 def test_dikerjakan_needs_no_note(directory: Directory) -> None:
@@ -182,7 +188,7 @@ def test_note_is_stripped_and_limited(directory: Directory) -> None:
     at_limit = decide(directory, state(), DINAS, valid_request(DIKERJAKAN, note=f"  {'a' * NOTE_MAX_CHARS}\n"))
     assert at_limit.note == "a" * NOTE_MAX_CHARS
     error = refused(directory, state(), DINAS, valid_request(DIKERJAKAN, note="a" * (NOTE_MAX_CHARS + 1)))
-    assert (error.status, error.code, error.field) == (422, "invalid_note", "note")
+    assert (http_status(error), error.code, error.field) == (422, "invalid_note", "note")
 
 
 # ---- koordinasi -----------------------------------------------------------------------------------------------------
@@ -200,7 +206,7 @@ def test_koordinasi_hands_over_to_an_existing_other_opd(directory: Directory) ->
 )
 def test_koordinasi_target_problems_are_422_on_target_opd(directory: Directory, target: str | None, code: str) -> None:
     error = refused(directory, state(), DINAS, valid_request(KOORDINASI, target_opd=target))
-    assert (error.status, error.code, error.field) == (422, code, "target_opd")
+    assert (http_status(error), error.code, error.field) == (422, code, "target_opd")
 
 
 # ---- disposisi ------------------------------------------------------------------------------------------------------
@@ -223,7 +229,7 @@ def test_disposisi_with_the_right_target_named_is_accepted(directory: Directory)
 @pytest.mark.parametrize("target", ["sudin-bina-marga-jakarta-utara", "sudin-perhubungan-jakarta-selatan", OTHER_OPD])
 def test_disposisi_to_anyone_else_is_422(directory: Directory, target: str) -> None:
     error = refused(directory, state(), DINAS, valid_request(DISPOSISI, target_opd=target))
-    assert (error.status, error.code, error.field) == (422, "invalid_target", "target_opd")
+    assert (http_status(error), error.code, error.field) == (422, "invalid_target", "target_opd")
     assert SUDIN in error.message
 
 
@@ -247,7 +253,7 @@ def test_satpol_pp_disposes_to_its_kota_unit(directory: Directory) -> None:
 )
 def test_disposisi_from_anyone_but_a_dinas_or_satpol_pp_is_403(directory: Directory, actor: str) -> None:
     error = refused(directory, state(assigned=actor), actor, valid_request(DISPOSISI))
-    assert (error.status, error.code) == (403, "disposisi_not_allowed")
+    assert (http_status(error), error.code) == (403, "disposisi_not_allowed")
 
 
 def test_kota_satpol_pp_cannot_dispose_to_another_kotas_unit(directory: Directory) -> None:
@@ -255,12 +261,12 @@ def test_kota_satpol_pp_cannot_dispose_to_another_kotas_unit(directory: Director
     # Satpol PP, so it has no Suku Dinas to instruct; it must use koordinasi to pass the report sideways
     st = state(KOORDINASI, assigned="satpol-pp-jakarta-selatan", kota="jakarta-timur")
     error = refused(directory, st, "satpol-pp-jakarta-selatan", valid_request(DISPOSISI))
-    assert (error.status, error.code) == (403, "disposisi_not_allowed")
+    assert (http_status(error), error.code) == (403, "disposisi_not_allowed")
 
 
 def test_disposisi_outside_any_kota_is_409(directory: Directory) -> None:
     error = refused(directory, state(kota=None), DINAS, valid_request(DISPOSISI))
-    assert (error.status, error.code) == (409, "no_area")
+    assert (http_status(error), error.code) == (409, "no_area")
 
 
 # ---- ditolak, selesai, stray fields ---------------------------------------------------------------------------------
@@ -275,24 +281,24 @@ def test_ditolak_accepts_each_official_reason(directory: Directory, reason: str)
 @pytest.mark.parametrize("reason", [None, "", "malas", "SPAM"])
 def test_ditolak_without_an_official_reason_is_422(directory: Directory, reason: str | None) -> None:
     error = refused(directory, state(), DINAS, valid_request(DITOLAK, reason=reason))
-    assert (error.status, error.code, error.field) == (422, "invalid_reason", "reason")
+    assert (http_status(error), error.code, error.field) == (422, "invalid_reason", "reason")
 
 
 def test_selesai_needs_evidence(directory: Directory) -> None:
     error = refused(directory, state(DIKERJAKAN), DINAS, valid_request(SELESAI, has_evidence=False))
-    assert (error.status, error.code, error.field) == (422, "missing_evidence", "photo")
+    assert (http_status(error), error.code, error.field) == (422, "missing_evidence", "photo")
     assert decide(directory, state(DIKERJAKAN), DINAS, valid_request(SELESAI)).to_status == SELESAI
 
 
 @pytest.mark.parametrize(("from_status", "status"), [(MENUNGGU, DIKERJAKAN), (DIKERJAKAN, SELESAI)])
 def test_target_opd_is_refused_where_it_does_not_apply(directory: Directory, from_status: str, status: str) -> None:
     error = refused(directory, state(from_status), DINAS, valid_request(status, target_opd=OTHER_OPD))
-    assert (error.status, error.code, error.field) == (422, "unexpected_target", "target_opd")
+    assert (http_status(error), error.code, error.field) == (422, "unexpected_target", "target_opd")
 
 
 def test_target_opd_on_ditolak_is_refused(directory: Directory) -> None:
     error = refused(directory, state(), DINAS, valid_request(DITOLAK, target_opd=OTHER_OPD))
-    assert (error.status, error.code, error.field) == (422, "unexpected_target", "target_opd")
+    assert (http_status(error), error.code, error.field) == (422, "unexpected_target", "target_opd")
 
 
 # ---- report numbers -------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from jaklapor.events import Event, ReportEventsPage, ReportRouted, ReportStatusC
 from services.intake.dependencies import ReportRepository
 from services.intake.replay import MAX_PAGE_SIZE, page_size, replay_page, replay_report
 from services.intake.service import IntakeService
+from services.intake.settings import IntakeSettings
 from services.intake.tests.report_story import BASE_URL, T0, ReportStory, report_stories
 
 # what a report's history does not keep: routing's key and English detail, whether the reporter left a contact
@@ -81,7 +82,8 @@ def test_the_replay_entrypoint_pages_through_the_store_in_id_order() -> None:
     stories = report_stories()
     for story in reversed(stories):
         repository.insert({**story.report, "outbox": [{"body": "never replayed"}]})
-    service = worker_factory(IntakeService, store=repository, config={"PUBLIC_URL": BASE_URL})
+    settings = IntakeSettings(public_url=BASE_URL, opd_key_secret="-", token_secret="-", contact_key="-")
+    service = worker_factory(IntakeService, store=repository, settings=settings)
     seen: list[str] = []
     after = None
     pages = 0

@@ -1,0 +1,40 @@
+"""How intake answers its domain's errors over HTTP: the one table from their codes to HTTP statuses."""
+
+from __future__ import annotations
+
+from jaklapor.web import DomainErrors, DomainErrorTable
+from services.intake.domain import TransitionRefused
+from services.intake.photos import TOO_LARGE, UNSUPPORTED_TYPE, PhotoRejected
+
+TRANSITION_REFUSALS = DomainErrorTable(
+    TransitionRefused,
+    {
+        "invalid_status": 422,
+        "not_routed_yet": 409,
+        # an OPD asking about a report that is not its own learns nothing about it: the answer to a missing report
+        "report_not_found": 404,
+        "illegal_transition": 409,
+        "invalid_note": 422,
+        "missing_note": 422,
+        "missing_target": 422,
+        "unknown_opd": 422,
+        "same_opd": 422,
+        "unexpected_target": 422,
+        "invalid_target": 422,
+        "invalid_reason": 422,
+        "missing_evidence": 422,
+        "no_area": 409,
+        "disposisi_not_allowed": 403,
+    },
+    # routing is still deciding: the OPD retries in a moment
+    headers={"not_routed_yet": {"Retry-After": "1"}},
+)
+
+PHOTO_REJECTIONS = DomainErrorTable(
+    PhotoRejected,
+    {TOO_LARGE: 413, UNSUPPORTED_TYPE: 415},
+    default_status=422,  # empty, too_many_pixels, corrupt
+    code_prefix="photo_",
+)
+
+INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS)

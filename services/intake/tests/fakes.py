@@ -1,0 +1,151 @@
+"""In-memory stand-ins for intake's dependencies, so its entrypoints run in a test without MongoDB, S3 or RabbitMQ.
+
+Each fake keeps what the service stored or sent where a test can read it; the real providers are checked by the
+end-to-end tests (tests/) and the repository's own tests (test_outbox_lease.py, test_report_numbers.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from jaklapor.storage import PhotoNotFound, StorageUnavailable, StoredObject
+from services.intake.dependencies import VersionConflict, outbox_entry
+from services.intake.report import Change, Report
+
+
+class FakeReportStore:
+    """The report repository's interface over a dict of documents; each document keeps its outbox in `outbox`."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, dict[str, Any]] = {}
+        self._sequence = itertools.count(1)
+        #: set to make the next `save` find the report changed (as a concurrent writer would)
+        self.conflicts = 0
+
+    # what the service reads
+    def by_id(self, report_id: str) -> dict[str, Any] | None:
+        return self._without_outbox(self.reports.get(report_id))
+
+    def by_token_hash(self, token_hash: str) -> dict[str, Any] | None:
+        return self._find(lambda report: report["tracking_token_hash"] == token_hash)
+
+    def by_idempotency_key(self, key_hash: str) -> dict[str, Any] | None:
+        return self._find(lambda report: report.get("idempotency_key_hash") == key_hash)
+
+    def next_sequence(self, day: str) -> int:
+        return next(self._sequence)
+
+    # what it writes
+    def insert(self, report: dict[str, Any]) -> None:
+        key = report.get("idempotency_key_hash")
+        if report["_id"] in self.reports or (key and self.by_idempotency_key(key)):
+            raise DuplicateKeyError("duplicate report")
+        self.reports[report["_id"]] = copy.deepcopy(report)
+
+    def save(self, report: Report, change: Change) -> dict[str, Any]:
+        stored = self.reports[report.id]
+        if self.conflicts:
+            self.conflicts -= 1
+            raise VersionConflict(report.id)
+        if stored["version"] != report.version:
+            raise VersionConflict(report.id)
+        stored.update(copy.deepcopy(change.fields))
+        stored["version"] += 1
+        stored["history"].append(change.history)
+        for name, push in change.pushes.items():
+            stored.setdefault(name, []).extend(push["$each"])
+        stored.setdefault("outbox", []).extend(outbox_entry(message) for message in change.messages)
+        return self._without_outbox(stored)  # type: ignore[return-value]
+
+    def apply_once(
+        self,
+        report_id: str,
+        event_id: str,
+        condition: dict[str, Any],
+        changes: dict[str, Any],
+        history: dict[str, Any],
+    ) -> bool:
+        stored = self.reports.get(report_id)
+        if stored is None or event_id in stored["applied_events"]:
+            return False
+        if any(stored.get(key) != value for key, value in condition.items()):
+            return False
+        stored.update(copy.deepcopy(changes))
+        stored["version"] += 1
+        stored["history"].append(history)
+        stored["applied_events"].append(event_id)
+        return True
+
+    def claim_overdue(self, now: datetime, waiting: list[str]) -> dict[str, Any] | None:
+        due = [
+            report
+            for report in self.reports.values()
+            if report.get("response_deadline") and report["response_deadline"] <= now and report["status"] in waiting
+        ]
+        if not due:
+            return None
+        report = min(due, key=lambda r: r["response_deadline"])
+        claimed = self._without_outbox(report)
+        report["response_deadline"] = now.replace(year=now.year + 1)  # leased: not claimed again in this test
+        return claimed
+
+    def ping(self) -> bool:
+        return True
+
+    def pending_outbox_count(self) -> int:
+        return sum(1 for report in self.reports.values() if report.get("outbox"))
+
+    # for the tests
+    def messages(self, report_id: str) -> list[dict[str, Any]]:
+        """The outbox entries queued for a report, oldest first."""
+        return self.reports[report_id].get("outbox", [])
+
+    def _find(self, matches: Any) -> dict[str, Any] | None:
+        return next((self._without_outbox(r) for r in self.reports.values() if matches(r)), None)
+
+    @staticmethod
+    def _without_outbox(report: dict[str, Any] | None) -> dict[str, Any] | None:
+        if report is None:
+            return None
+        return copy.deepcopy({key: value for key, value in report.items() if key != "outbox"})
+
+
+class FakePhotoStorage:
+    """The photo store as a dict of key → (content, content type); `available = False` makes it fail as S3 does."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, StoredObject] = {}
+        self.available = True
+
+    def put(self, key: str, content: bytes, content_type: str) -> None:
+        if not self.available:
+            raise StorageUnavailable("the fake object store is down")
+        self.objects[key] = StoredObject(content, content_type)
+
+    def get(self, key: str) -> StoredObject:
+        if not self.available:
+            raise StorageUnavailable("the fake object store is down")
+        if key not in self.objects:
+            raise PhotoNotFound(key)
+        return self.objects[key]
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def healthy(self) -> bool:
+        return self.available
+
+
+class FakeRelay:
+    """The outbox relay: remembers which reports were handed over for publishing."""
+
+    def __init__(self) -> None:
+        self.handed_over: list[str] = []
+
+    def publish_soon(self, report_id: str) -> None:
+        self.handed_over.append(report_id)
