@@ -21,6 +21,7 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 from jaklapor.vocabulary import (
+    FORWARDING_STATUSES,
     MENUNGGU,
     NOTE_ESCALATED_PUBLIC,
     NOTE_SUBMITTED,
@@ -201,7 +202,7 @@ def notifications_for(
         out.append(Notification(CITIZEN, "escalated", **common, facts=facts))
         out.append(Notification(OPD, "report_overdue", **common, opd=event.from_opd, facts=facts))
         out.append(Notification(OPD, "report_escalated", **common, opd=event.to_opd, facts=facts))
-    elif isinstance(event, ReportForwarded) and event.kind in ("koordinasi", "disposisi"):
+    elif isinstance(event, ReportForwarded) and event.kind in FORWARDING_STATUSES:
         # escalations are told by ReportEscalated, which names both OPDs
         facts = {
             "status": event.status,
