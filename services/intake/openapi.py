@@ -7,6 +7,7 @@ from typing import Any
 from jaklapor.vocabulary import STATUS_LABELS, TARGET_STATUSES
 from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
+from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.schemas import DESCRIPTION_MAX_CHARS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -130,6 +131,52 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     },
                 }
             },
+            "/api/v1/reports/nearby": {
+                "get": {
+                    "operationId": "nearbyReports",
+                    "description": (
+                        "Open reports (not selesai or ditolak) near a point, nearest first, at most"
+                        f" {NEARBY_LIMIT}: public fields only, so a citizen can follow a known problem instead of"
+                        " filing it again"
+                    ),
+                    "parameters": [
+                        _query("lat", {"type": "number", "minimum": -90, "maximum": 90}, required=True),
+                        _query("lon", {"type": "number", "minimum": -180, "maximum": 180}, required=True),
+                        _query(
+                            "radius_m",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_RADIUS_M, "default": DEFAULT_RADIUS_M},
+                            description="metres around the point",
+                        ),
+                        _query(
+                            "category",
+                            {"type": "string", "enum": category_codes},
+                            description="only reports of this category (a code from GET /api/v1/categories)",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json("NearbyReports", "The open reports within the radius, nearest first"),
+                        "400": _error("A query parameter is missing, malformed, out of range or repeated"),
+                        "422": _error("`unknown_category`: the category is not a code from GET /api/v1/categories"),
+                    },
+                }
+            },
+            "/api/v1/reports/public/{report_id}": {
+                "get": {
+                    "operationId": "publicReport",
+                    "description": "A report and its public history by its number, for anyone following it",
+                    "parameters": [
+                        {
+                            **report_param,
+                            "description": "the report number, like JK-20261127-000042",
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("PublicReport", "The report as anyone following it sees it"),
+                        "400": _error("`invalid_report_number`: not written like JK-20261127-000042"),
+                        **_error_responses(404),
+                    },
+                }
+            },
             "/api/v1/photos/{photo_id}": {
                 "get": {
                     "operationId": "getPhoto",
@@ -208,6 +255,15 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
     }
 
 
+def _query(name: str, schema: dict[str, Any], required: bool = False, description: str = "") -> dict[str, Any]:
+    parameter = {"name": name, "in": "query", "required": required, "schema": schema}
+    return {**parameter, "description": description} if description else parameter
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
 def _json(schema: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -221,6 +277,38 @@ def _schemas() -> dict[str, Any]:
         "type": "object",
         "properties": {"code": {"type": "string"}, "name": {"type": "string"}, "level": {"type": "string"}},
         "required": ["code", "name", "level"],
+    }
+    summary: dict[str, Any] = {
+        "report_id": {"type": "string", "example": "JK-20261128-000042"},
+        "category": {"type": "string"},
+        "status": status,
+        "status_label": {"type": "string"},
+        "description": {"type": "string"},
+        "location": {
+            "type": "object",
+            "required": ["lat", "lon"],
+            "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+        },
+        "area": {
+            "type": "object",
+            "nullable": True,
+            "description": "the kelurahan once routed (null before, or outside Jakarta)",
+            "properties": {name: {"type": "string"} for name in ("code", "kelurahan", "kecamatan", "kota")},
+        },
+        "submitted_at": {"type": "string", "format": "date-time"},
+        "photos": {"type": "array", "items": {"type": "string"}, "description": "photo URLs"},
+    }
+    view_properties = {
+        **summary,
+        "responsible_opd": {**opd, "nullable": True},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "evidence_photos": {"type": "array", "items": {"type": "string"}},
+        "history": {"type": "array", "items": {"type": "object"}},
+        "response_deadline": {"type": "string", "format": "date-time", "nullable": True},
+        "overdue": {"type": "boolean"},
+        "escalations": {"type": "integer"},
+        "triage_reason": {"type": "string"},
+        "version": {"type": "integer"},
     }
     return {
         "Error": {
@@ -272,24 +360,39 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "OpdIdentity": {"type": "object", "required": ["opd"], "properties": {"opd": opd}},
-        "TrackingView": {
+        "ReportSummary": {
+            "type": "object",
+            "description": "What anyone may see of a report",
+            "required": list(summary),
+            "properties": summary,
+        },
+        "NearbyReports": {
+            "type": "object",
+            "required": ["radius_m", "reports"],
+            "properties": {
+                "radius_m": {"type": "integer"},
+                "reports": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [*summary, "distance_m"],
+                        "properties": {
+                            **summary,
+                            "distance_m": {"type": "integer", "description": "metres from the point asked about"},
+                        },
+                    },
+                },
+            },
+        },
+        "PublicReport": {
             "type": "object",
             "required": ["report_id", "status", "category", "history"],
-            "properties": {
-                "report_id": {"type": "string"},
-                "status": status,
-                "status_label": {"type": "string"},
-                "category": {"type": "string"},
-                "description": {"type": "string"},
-                "location": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
-                "area": {"type": "object", "nullable": True},
-                "responsible_opd": {**opd, "nullable": True},
-                "submitted_at": {"type": "string", "format": "date-time"},
-                "updated_at": {"type": "string", "format": "date-time"},
-                "photos": {"type": "array", "items": {"type": "string"}},
-                "evidence_photos": {"type": "array", "items": {"type": "string"}},
-                "history": {"type": "array", "items": {"type": "object"}},
-                "stream_url": {"type": "string"},
-            },
+            "properties": view_properties,
+        },
+        "TrackingView": {
+            "type": "object",
+            "description": "The public report, and for its citizen (who holds the token) the live stream's link",
+            "required": ["report_id", "status", "category", "history"],
+            "properties": {**view_properties, "stream_url": {"type": "string"}},
         },
     }

@@ -40,17 +40,20 @@ from services.intake.domain import (
     SubmissionRetry,
     TransitionRequest,
     format_report_number,
+    is_report_number,
     public_view,
     receipt,
     report_day,
+    report_summary,
 )
 from services.intake.http_errors import INTAKE_ERRORS
+from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearest
 from services.intake.opd_auth import authenticate_opd
 from services.intake.openapi import openapi_document
 from services.intake.ratelimit import client_address
 from services.intake.replay import page_size, replay_page
 from services.intake.report import Report, opd_ref
-from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
+from services.intake.schemas import NearbyQuery, SubmissionForm, TransitionForm, parse_form, parse_query
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
 
@@ -202,6 +205,31 @@ class IntakeService(OperationsEndpoints):
             )
         return category
 
+    @api("GET", "/api/v1/reports/nearby")
+    def nearby_reports(self, request: Request) -> Response:
+        """Open reports near a point, nearest first: what a citizen about to file may follow instead."""
+        query: NearbyQuery = parse_query(NearbyQuery, request.args.lists())
+        category = self._category(query.category).code if query.category is not None else None
+        box = bounding_box(query.lat, query.lon, query.radius_m)
+        candidates = self.store.open_reports_in(box, category, MAX_CANDIDATES)
+        found = [
+            {**report_summary(report, self.settings.public_url), "distance_m": round(distance)}
+            for report, distance in nearest(candidates, query.lat, query.lon, query.radius_m)
+        ]
+        return json_response({"radius_m": query.radius_m, "reports": found}, headers={"Cache-Control": "no-store"})
+
+    @api("GET", "/api/v1/reports/public/<report_id>")
+    def public_report(self, request: Request, report_id: str) -> Response:
+        """One report and its public history by its number, for anyone following it (no tracking token needed)."""
+        if not is_report_number(report_id):
+            raise ApiError(
+                400, "invalid_report_number", "a report number is written like JK-20261127-000042", field="report_id"
+            )
+        report = self.store.by_id(report_id)
+        if report is None:
+            raise ApiError(404, "report_not_found", f"no report has the number {report_id}")
+        return json_response(public_view(report, self.settings.public_url), headers={"Cache-Control": "no-cache"})
+
     @api("GET", "/api/v1/reports/<token>")
     def track_report(self, request: Request, token: str) -> Response:
         token_hash = token_hash_or_none(token)
@@ -236,7 +264,7 @@ class IntakeService(OperationsEndpoints):
         return authenticate_opd(request, self.settings.opd_key_secret, self.reference.directory)
 
     def _opd_view(self, report: dict[str, Any]) -> dict[str, Any]:
-        view = public_view(report, self.settings.public_url, "", None)
+        view = public_view(report, self.settings.public_url)
         view["hop"] = report.get("hop", 0)
         return view
 
