@@ -127,3 +127,37 @@ def test_anyone_follows_a_report_by_its_number(system: RunningSystem, openapi: d
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "report_not_found")
     malformed = requests.get(system.url("intake", "/api/v1/reports/public/nomor-saya"), timeout=10)
     assert (malformed.status_code, malformed.json()["error"]["code"]) == (400, "invalid_report_number")
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/api/v1/areas", "application/json"), ("/api/v1/areas/kelurahan.geojson", "application/geo+json")],
+)
+def test_the_area_documents_are_compressed_and_cached(
+    system: RunningSystem, openapi: dict, path: str, content_type: str
+) -> None:
+    response = requests.get(system.url("intake", path), timeout=10)  # requests takes gzip and decodes it
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith(content_type)
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert int(response.headers["Content-Length"]) < len(response.content) / 3
+    assert response.headers["Cache-Control"] == "public, max-age=86400"
+    etag = response.headers["ETag"]
+    again = requests.get(system.url("intake", path), headers={"If-None-Match": etag}, timeout=10)
+    assert again.status_code == 304 and again.content == b""
+    plain = requests.get(system.url("intake", path), headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert "Content-Encoding" not in plain.headers and plain.json() == response.json()
+    if path == "/api/v1/areas":
+        conforms(openapi, "AreaTree", response.json())
+        kota = {k["name"] for k in response.json()["kota"]}
+        assert {"Jakarta Pusat", "Jakarta Selatan", "Jakarta Timur", "Kepulauan Seribu"} <= kota
+    else:
+        assert len(response.json()["features"]) == 267
+
+
+def test_a_kelurahan_point_is_routed_to_its_kelurahan(system: RunningSystem) -> None:
+    """The point a picker gives for a kelurahan files a report that routing places in that kelurahan."""
+    tree = requests.get(system.url("intake", "/api/v1/areas"), timeout=10).json()
+    kota = next(k for k in tree["kota"] if k["name"] == "Jakarta Utara")
+    kelurahan = kota["kecamatan"][0]["kelurahan"][0]
+    receipt = file_report(system, kelurahan["point"]["lat"], kelurahan["point"]["lon"], "sampah", "Sampah menumpuk")
+    assert routed(system, receipt)["area"]["code"] == kelurahan["code"]

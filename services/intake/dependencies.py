@@ -25,7 +25,7 @@ from jaklapor.contacts import CONTACTS_QUEUE
 from jaklapor.events import ContactRegistered, new_event_id
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
 from jaklapor.mongo import MongoConnection, MongoDatabase, ping
-from jaklapor.reference import load_categories, load_directory
+from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from services.intake import metrics
 from services.intake.domain import PUBLIC_SUMMARY_FIELDS
@@ -33,6 +33,7 @@ from services.intake.image_memory import keep_image_memory
 from services.intake.nearby import OPEN_STATUSES, BoundingBox
 from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
+from services.intake.public_documents import reference_documents
 from services.intake.ratelimit import RateLimiter
 from services.intake.report import Change, Message, NewReport, Report
 from services.intake.settings import IntakeSettings
@@ -482,11 +483,13 @@ class OutboxRelay(DependencyProvider):
 
 
 class Reference(DependencyProvider):
-    """Categories and the OPD directory, loaded once (and validated) when the service starts."""
+    """Categories, the OPD directory and the documents made of the areas, loaded once (and validated) when the
+    service starts."""
 
     def setup(self) -> None:
         self.categories = load_categories()
         self.directory = load_directory()
+        self.documents = reference_documents(load_areas(), load_kelurahan_geojson())
 
     def get_dependency(self, worker_ctx: Any) -> Reference:
         return self

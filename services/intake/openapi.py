@@ -69,6 +69,13 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         "schema": {"type": "string"},
         "description": "the token returned at submission",
     }
+    if_none_match = {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "the ETag of the copy the client holds",
+    }
     report_param = {"name": "report_id", "in": "path", "required": True, "schema": {"type": "string"}}
     opd_security: list[dict[str, list[str]]] = [{"opdKey": []}]
     return {
@@ -84,6 +91,49 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                 "get": {
                     "operationId": "listCategories",
                     "responses": {"200": _json("CategoryList", "The report categories")},
+                }
+            },
+            "/api/v1/areas": {
+                "get": {
+                    "operationId": "listAreas",
+                    "description": (
+                        "Jakarta's kota, kecamatan and kelurahan (by name at each level), each kelurahan with its"
+                        " Kemendagri code and a point inside it: for a kelurahan picker. Cacheable for a day; gzip"
+                        " when accepted; ETag / If-None-Match"
+                    ),
+                    "parameters": [if_none_match],
+                    "responses": {
+                        "200": _json("AreaTree", "The areas"),
+                        "304": {"description": "The client's copy (If-None-Match) is current"},
+                    },
+                }
+            },
+            "/api/v1/areas/kelurahan.geojson": {
+                "get": {
+                    "operationId": "kelurahanBoundaries",
+                    "description": (
+                        "The 267 kelurahan boundaries simplified for a browser's map (about 50 m; properties: code,"
+                        " kelurahan, kecamatan, kota). Cacheable for a day; gzip when accepted; ETag / If-None-Match"
+                    ),
+                    "parameters": [if_none_match],
+                    "responses": {
+                        "200": {
+                            "description": "A GeoJSON FeatureCollection",
+                            "content": {
+                                "application/geo+json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["type", "features"],
+                                        "properties": {
+                                            "type": {"type": "string", "enum": ["FeatureCollection"]},
+                                            "features": {"type": "array", "items": {"type": "object"}},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "304": {"description": "The client's copy (If-None-Match) is current"},
+                    },
                 }
             },
             "/api/v1/reports": {
@@ -260,6 +310,18 @@ def _query(name: str, schema: dict[str, Any], required: bool = False, descriptio
     return {**parameter, "description": description} if description else parameter
 
 
+def _area_level(children: str, child: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["code", "name", children],
+        "properties": {
+            "code": {"type": "string"},
+            "name": {"type": "string"},
+            children: {"type": "array", "items": child},
+        },
+    }
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ERROR}}}
 
@@ -360,6 +422,35 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "OpdIdentity": {"type": "object", "required": ["opd"], "properties": {"opd": opd}},
+        "AreaTree": {
+            "type": "object",
+            "required": ["kota"],
+            "properties": {
+                "kota": {
+                    "type": "array",
+                    "items": _area_level(
+                        "kecamatan",
+                        _area_level(
+                            "kelurahan",
+                            {
+                                "type": "object",
+                                "required": ["code", "name", "point"],
+                                "properties": {
+                                    "code": {"type": "string", "example": "31.74.07.1001"},
+                                    "name": {"type": "string", "example": "Melawai"},
+                                    "point": {
+                                        "type": "object",
+                                        "description": "a point inside the kelurahan, where a map puts the pin",
+                                        "required": ["lat", "lon"],
+                                        "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                                    },
+                                },
+                            },
+                        ),
+                    ),
+                }
+            },
+        },
         "ReportSummary": {
             "type": "object",
             "description": "What anyone may see of a report",

@@ -50,6 +50,7 @@ from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearest
 from services.intake.opd_auth import authenticate_opd
 from services.intake.openapi import openapi_document
+from services.intake.public_documents import REFERENCE_MAX_AGE_SECONDS, CachedDocument
 from services.intake.ratelimit import client_address
 from services.intake.replay import page_size, replay_page
 from services.intake.report import Report, opd_ref
@@ -61,6 +62,26 @@ log = logging.getLogger(__name__)
 
 PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
+
+
+def cached_document(request: Request, document: CachedDocument) -> Response:
+    """A document built once, for any client and cache: gzip-compressed when the client takes it, 304 when the
+    client's copy (If-None-Match) is current."""
+    compressed = request.accept_encodings["gzip"] > 0
+    response = Response(
+        document.gzipped if compressed else document.body,
+        content_type=document.content_type,
+        headers={
+            "Cache-Control": f"public, max-age={REFERENCE_MAX_AGE_SECONDS}",
+            "Access-Control-Allow-Origin": "*",
+            "Vary": "Accept-Encoding",
+        },
+    )
+    if compressed:
+        response.headers["Content-Encoding"] = "gzip"
+    # each encoding is its own representation, with its own (strong) validator
+    response.set_etag(f"{document.etag}-gzip" if compressed else document.etag)
+    return response.make_conditional(request)
 
 
 class IntakeService(OperationsEndpoints):
@@ -92,6 +113,16 @@ class IntakeService(OperationsEndpoints):
             for c in self.reference.categories.values()
         ]
         return json_response({"categories": categories})
+
+    @api("GET", "/api/v1/areas")
+    def list_areas(self, request: Request) -> Response:
+        """kota -> kecamatan -> kelurahan, each kelurahan with its code and a point inside it (a kelurahan picker)."""
+        return cached_document(request, self.reference.documents.areas)
+
+    @api("GET", "/api/v1/areas/kelurahan.geojson")
+    def kelurahan_geojson(self, request: Request) -> Response:
+        """The kelurahan boundaries simplified for a browser's map (properties: code, kelurahan, kecamatan, kota)."""
+        return cached_document(request, self.reference.documents.kelurahan_geojson)
 
     @api("POST", "/api/v1/reports")
     def submit_report(self, request: Request) -> Response:

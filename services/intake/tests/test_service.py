@@ -7,6 +7,7 @@ by the same `ApiEndpoint.response_from_exception` (and intake's domain error tab
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from collections.abc import Callable
@@ -23,12 +24,13 @@ from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, generate_key
 from jaklapor.events import AreaRef, ContactRegistered, OpdRef, ReportRouted, ReportUnroutable
 from jaklapor.messaging import PermanentFailure
 from jaklapor.opd_keys import derive_key
-from jaklapor.reference import load_categories, load_directory
+from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
 from jaklapor.tokens import hash_token
 from jaklapor.vocabulary import DIKERJAKAN, DISPOSISI, DITOLAK, KOORDINASI, MENUNGGU, SELESAI
 from jaklapor.web import ApiEndpoint
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.photos import sanitize_photo
+from services.intake.public_documents import reference_documents
 from services.intake.ratelimit import RateLimiter
 from services.intake.service import IntakeService
 from services.intake.settings import IntakeSettings
@@ -43,7 +45,11 @@ SETTINGS = IntakeSettings(
     token_secret="interface-test-token-secret",
     contact_key=generate_key(),
 )
-REFERENCE = SimpleNamespace(categories=load_categories(), directory=load_directory())
+REFERENCE = SimpleNamespace(
+    categories=load_categories(),
+    directory=load_directory(),
+    documents=reference_documents(load_areas(), load_kelurahan_geojson()),
+)
 DINAS = "bina-marga"
 SUDIN = "sudin-bina-marga-jakarta-selatan"
 OTHER_OPD = "perhubungan"
@@ -286,6 +292,28 @@ def test_a_report_is_public_by_its_number_without_its_token(service: Any) -> Non
     for malformed in ("nope", "JK-2026-1", receipt["tracking_token"], "jk-20261127-000001"):
         status, body, _ = answer(service.public_report, get("/"), malformed)
         assert (status, body["error"]["code"], body["error"]["field"]) == (400, "invalid_report_number", "report_id")
+
+
+@pytest.mark.parametrize(
+    ("handler", "content_type"), [("list_areas", "application/json"), ("kelurahan_geojson", "application/geo+json")]
+)
+def test_the_area_documents_are_cached_by_clients_and_compressed(service: Any, handler: str, content_type: str) -> None:
+    endpoint = getattr(service, handler)
+    plain = endpoint(get("/"))
+    assert plain.status_code == 200 and plain.mimetype == content_type
+    assert plain.headers["Cache-Control"] == "public, max-age=86400"
+    assert plain.headers["Vary"] == "Accept-Encoding" and "Content-Encoding" not in plain.headers
+    etag = plain.headers["ETag"]
+    assert etag.startswith('"') and json.loads(plain.get_data())
+
+    compressed = endpoint(get("/", {"Accept-Encoding": "gzip, deflate, br"}))
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(compressed.get_data()) == plain.get_data()
+    assert compressed.headers["ETag"] != etag
+
+    current = endpoint(get("/", {"If-None-Match": etag}))
+    assert current.status_code == 304
+    assert endpoint(get("/", {"If-None-Match": '"stale"'})).status_code == 200
 
 
 # ---- routing results ------------------------------------------------------------------------------------------------
