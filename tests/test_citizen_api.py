@@ -161,3 +161,12 @@ def test_a_kelurahan_point_is_routed_to_its_kelurahan(system: RunningSystem) -> 
     kelurahan = kota["kecamatan"][0]["kelurahan"][0]
     receipt = file_report(system, kelurahan["point"]["lat"], kelurahan["point"]["lon"], "sampah", "Sampah menumpuk")
     assert routed(system, receipt)["area"]["code"] == kelurahan["code"]
+
+
+def test_categories_come_grouped(system: RunningSystem, openapi: dict) -> None:
+    body = requests.get(system.url("intake", "/api/v1/categories"), timeout=10).json()
+    conforms(openapi, "CategoryList", body)
+    assert all(category["group"] and category["response_days"] >= 1 for category in body["categories"])
+    assert body["groups"][0]["name"] == "Jalan & Transportasi"
+    grouped = [code for group in body["groups"] for code in group["categories"]]
+    assert sorted(grouped) == sorted(category["code"] for category in body["categories"])

@@ -390,21 +390,39 @@ def _schemas() -> dict[str, Any]:
         },
         "CategoryList": {
             "type": "object",
-            "required": ["categories"],
+            "required": ["categories", "groups"],
             "properties": {
                 "categories": {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["code", "name"],
+                        "required": ["code", "name", "name_en", "description", "group", "response_days"],
                         "properties": {
                             "code": {"type": "string"},
                             "name": {"type": "string"},
                             "name_en": {"type": "string"},
                             "description": {"type": "string"},
+                            "group": {"type": "string", "description": "the name of its group in `groups`"},
+                            "response_days": {
+                                "type": "integer",
+                                "description": "days the responsible OPD has to respond",
+                            },
                         },
                     },
-                }
+                },
+                "groups": {
+                    "type": "array",
+                    "description": "the groups a picker shows the categories in, in order",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "name_en", "categories"],
+                        "properties": {
+                            "name": {"type": "string", "example": "Jalan & Transportasi"},
+                            "name_en": {"type": "string"},
+                            "categories": {"type": "array", "items": {"type": "string"}, "description": "codes"},
+                        },
+                    },
+                },
             },
         },
         "Receipt": {

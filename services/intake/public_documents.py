@@ -1,5 +1,6 @@
-"""What the gateway publishes for its clients besides reports (no I/O): the areas for a kelurahan picker, their
-boundaries for a map, built once and served with an ETag, plain or gzip-compressed."""
+"""What the gateway publishes for its clients besides reports (no I/O): the categories by group, the areas for a
+kelurahan picker and their boundaries for a map (these two built once and served with an ETag, plain or
+gzip-compressed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jaklapor.reference import Areas
+from jaklapor.reference import Areas, Category, category_groups
 from jaklapor.reference.geo import representative_points, simplify_kelurahan
 
 #: how long clients and caches may keep the reference documents (they change with a release only)
@@ -49,6 +50,32 @@ def reference_documents(areas: Areas, kelurahan_geojson: Mapping[str, Any]) -> R
         areas=CachedDocument.of(area_tree(areas, representative_points(kelurahan_geojson))),
         kelurahan_geojson=CachedDocument.of(simplify_kelurahan(kelurahan_geojson), "application/geo+json"),
     )
+
+
+def categories_document(categories: Mapping[str, Category]) -> dict[str, Any]:
+    """Every category a report can have, in the file's order, each with its group; and the groups in the order a
+    picker shows them, with the codes of their categories."""
+    return {
+        "categories": [
+            {
+                "code": c.code,
+                "name": c.name,
+                "name_en": c.name_en,
+                "description": c.description,
+                "group": c.group.name,
+                "response_days": c.response_days,
+            }
+            for c in categories.values()
+        ],
+        "groups": [
+            {
+                "name": group.name,
+                "name_en": group.name_en,
+                "categories": [c.code for c in categories.values() if c.group == group],
+            }
+            for group in category_groups(categories)
+        ],
+    }
 
 
 def area_tree(areas: Areas, points: Mapping[str, tuple[float, float]]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import json
 
 from shapely.geometry import Point, shape
 
-from jaklapor.reference import load_areas, load_kelurahan_geojson
-from services.intake.public_documents import CachedDocument, reference_documents
+from jaklapor.reference import load_areas, load_categories, load_kelurahan_geojson
+from services.intake.public_documents import CachedDocument, categories_document, reference_documents
 
 DOCUMENTS = reference_documents(load_areas(), load_kelurahan_geojson())
 
@@ -46,3 +46,23 @@ def test_a_cached_document_is_compressed_and_named_by_its_content() -> None:
     assert json.loads(document.body) == {"a": "Ä" * 1000}
     assert CachedDocument.of({"a": "Ä" * 1000}) == document  # the same content, the same bytes and ETag
     assert CachedDocument.of({"a": "b"}).etag != document.etag
+
+
+def test_the_categories_come_with_their_group_and_the_groups_in_order() -> None:
+    categories = load_categories()
+    document = categories_document(categories)
+    assert [c["code"] for c in document["categories"]] == list(categories)
+    jalan = document["categories"][0]
+    assert jalan == {
+        "code": "jalan",
+        "name": "Jalan",
+        "name_en": "Roads",
+        "description": categories["jalan"].description,
+        "group": "Jalan & Transportasi",
+        "response_days": 3,
+    }
+    groups = document["groups"]
+    assert groups[0]["name"] == "Jalan & Transportasi" and "jalan" in groups[0]["categories"]
+    assert sorted(code for group in groups for code in group["categories"]) == sorted(categories)
+    by_code = {c["code"]: c for c in document["categories"]}
+    assert all(by_code[code]["group"] == group["name"] for group in groups for code in group["categories"])

@@ -224,8 +224,8 @@ def test_nearby_lists_open_reports_nearest_first_with_public_fields_only(service
     submit(service, lat="-6.2600", lon="106.8013")  # about 1.8 km south
     other_category = submit(service, category="pohon")["report_id"]
     closed = routed_report(service, SUDIN)
-    answer(service.transition, post(f"/x/{closed}", {"status": "ditolak", "note": "x", "reason": "duplikat"},
-                                     headers=opd_auth(SUDIN)), closed)  # fmt: skip
+    rejection = post("/", {"status": "ditolak", "note": "x", "reason": "duplikat"}, headers=opd_auth(SUDIN))
+    answer(service.transition, rejection, closed)
     assert service.store.reports[closed]["status"] == DITOLAK
 
     status, body, headers = answer(
