@@ -170,3 +170,23 @@ def test_categories_come_grouped(system: RunningSystem, openapi: dict) -> None:
     assert body["groups"][0]["name"] == "Jalan & Transportasi"
     grouped = [code for group in body["groups"] for code in group["categories"]]
     assert sorted(grouped) == sorted(category["code"] for category in body["categories"])
+
+
+def test_the_app_config_gives_the_limits_and_the_map(system: RunningSystem, openapi: dict) -> None:
+    response = requests.get(system.url("intake", "/api/v1/app-config"), timeout=10)
+    assert response.status_code == 200
+    config = response.json()
+    conforms(openapi, "AppConfig", config)
+    # the test system leaves MAP_TILE_URL unset: config.yaml's default, OpenStreetMap's tiles
+    assert config["map"]["tile_url"] == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    assert config["map"]["tile_attribution"] == "© OpenStreetMap contributors"
+    assert requests.get(system.url("intake", config["map"]["boundaries_url"]), timeout=10).status_code == 200
+    # a description one character over the limit the config gives is refused, as promised
+    too_long = "x" * (config["report"]["description_max_chars"] + 1)
+    refused = requests.post(
+        system.url("intake", "/api/v1/reports"),
+        data={"category": "jalan", "description": too_long, "lat": POINT[0], "lon": POINT[1]},
+        headers=client_headers(),
+        timeout=10,
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "description"

@@ -294,6 +294,13 @@ def test_a_report_is_public_by_its_number_without_its_token(service: Any) -> Non
         assert (status, body["error"]["code"], body["error"]["field"]) == (400, "invalid_report_number", "report_id")
 
 
+def test_the_app_config_carries_the_map_settings(service: Any) -> None:
+    status, config, headers = answer(service.app_config, get("/"))
+    assert status == 200 and headers["Cache-Control"] == "public, max-age=3600"
+    assert config["map"]["tile_url"] is None  # the interface tests' settings leave MAP_TILE_URL empty
+    assert config["report"]["max_photos"] == 3
+
+
 @pytest.mark.parametrize(
     ("handler", "content_type"), [("list_areas", "application/json"), ("kelurahan_geojson", "application/geo+json")]
 )
