@@ -190,3 +190,27 @@ def test_the_app_config_gives_the_limits_and_the_map(system: RunningSystem, open
         timeout=10,
     )
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "description"
+
+
+def test_the_live_stream_answers_the_citizen_app_across_origins(system: RunningSystem) -> None:
+    """The app, served by intake, opens an EventSource on notify's origin: notify allows intake's origin, no other."""
+    intake_origin = system.url("intake").rstrip("/")
+    receipt = file_report(system, POINT[0], POINT[1] + 0.002, "jalan", "Jalan retak")
+    stream_url = receipt["stream_url"]
+    assert not stream_url.startswith(intake_origin)  # another origin indeed
+    with requests.get(stream_url, headers={"Origin": intake_origin}, stream=True, timeout=10) as live:
+        assert live.status_code == 200
+        assert live.headers["Access-Control-Allow-Origin"] == intake_origin
+        assert live.headers["Vary"] == "Origin"
+    preflight = requests.options(
+        stream_url,
+        headers={
+            "Origin": intake_origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == intake_origin
+    assert "last-event-id" in preflight.headers["Access-Control-Allow-Headers"].lower()
