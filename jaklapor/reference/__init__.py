@@ -7,7 +7,8 @@ Everything is read from the files in this folder, once per process (`functools.c
 - `opd_directory.yaml`         -> `directory.py`: `load_directory()` (agencies, generated kota units and area
                                   offices, category rules)
 
-and `parsing.py` holds what they share (`slugify`, reading YAML, `ReferenceDataError`). The public names are
+`geo.py` makes the boundaries fit for a browser's map (simplified) and gives a point inside each kelurahan; and
+`parsing.py` holds what they share (`slugify`, reading YAML, `ReferenceDataError`). The public names are
 re-exported here: `from jaklapor.reference import load_directory`.
 
 The `parse_*` / `build_directory` functions take the data itself (a mapping or YAML text), so a
@@ -33,6 +34,8 @@ from jaklapor.reference.categories import (
     DEFAULT_RESPONSE_DAYS,
     Category,
     CategoryError,
+    CategoryGroup,
+    category_groups,
     load_categories,
     parse_categories,
     resolve_category,
@@ -61,6 +64,7 @@ __all__ = [
     "Areas",
     "Category",
     "CategoryError",
+    "CategoryGroup",
     "Directory",
     "DirectoryError",
     "KecamatanInfo",
@@ -70,6 +74,7 @@ __all__ = [
     "ReferenceDataError",
     "Rule",
     "build_directory",
+    "category_groups",
     "load_areas",
     "load_categories",
     "load_directory",
