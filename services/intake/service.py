@@ -53,6 +53,7 @@ from services.intake.report import Report, opd_ref
 from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
+from services.intake.webapp import CitizenAppEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
 
 
-class IntakeService(OperationsEndpoints):
+class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")

@@ -11,6 +11,10 @@ class IntakeSettings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8000"
     #: where citizens follow a report live (notify's stream)
     notify_public_url: str = "http://127.0.0.1:8001"
+    #: the citizen app's map tiles (`{z}/{x}/{y}`, optional `{s}`) and their attribution; empty: no tiles, the map
+    #: shows the kelurahan boundaries only (as on a machine without internet)
+    map_tile_url: str = ""
+    map_tile_attribution: str = ""
     #: reverse proxies in front of intake whose X-Forwarded-For entries are trusted (rate limiting per client)
     trusted_proxy_hops: int = 0
     rate_limit_burst: int = 20
