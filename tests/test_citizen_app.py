@@ -1,0 +1,195 @@
+"""The citizen web app in a real browser (Playwright, Debian's Chromium, a phone's viewport) against the running
+system: reporting photo first (the pin from the photo's GPS, from the phone's location, from the kelurahan picker by
+keyboard only), no signal and no loss (offline, then filed exactly once), tracking live as the OPD acts, hostile
+text shown as text, a strict Content-Security-Policy on every page, accessibility (axe-core), a light shell."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+
+import pymongo
+import pytest
+import requests
+from PIL import Image
+
+from services.stats.tests.e2e_helpers import Filed, act, submit, wait_assigned
+from tests.browser import browser, phone, serious_accessibility_violations  # noqa: F401  (fixtures)
+from tests.photo_fixtures import gps_exif, jpeg_bytes, realistic_photo_jpeg
+from tests.system import ROOT, RunningSystem, wait_for
+
+pytestmark = pytest.mark.e2e
+
+PAGES = ("/", "/lacak", "/laporan-saya")
+# Rawamangun, Jakarta Timur: its kelurahan's roads belong to the Sudin Bina Marga Jakarta Timur
+RAWAMANGUN = (-6.19429, 106.88296)
+MONAS = (-6.175392, 106.827153)
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def app_url(system: RunningSystem, path: str = "/") -> str:
+    return system.url("intake", path)
+
+
+def reports_with(system: RunningSystem, description: str) -> list[dict[str, Any]]:
+    """The stored reports with this description (intake's own store: the API has no search by text)."""
+    client = pymongo.MongoClient(system.mongo_uri, serverSelectionTimeoutMS=5000)
+    try:
+        return list(client["jaklapor_intake"]["reports"].find({"description": description}, {"_id": 1}))
+    finally:
+        client.close()
+
+
+def phone_photo(lat: float | None = None, lon: float | None = None) -> bytes:
+    """A 12-megapixel phone photo of several MB, with the camera's GPS when given."""
+    image = Image.open(io.BytesIO(realistic_photo_jpeg(target_kb=3500, size=(4000, 3000))))
+    out = io.BytesIO()
+    exif = gps_exif(lat, lon) if lat is not None and lon is not None else Image.Exif()
+    image.save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
+def open_app(context: Any, url: str) -> Any:
+    page = context.new_page()
+    page.errors: list[str] = []  # type: ignore[misc]
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector("body[data-state=ready]")
+    return page
+
+
+def choose_category(page: Any, text: str) -> None:
+    page.fill("#category-search", text)
+
+
+def test_every_page_has_a_strict_content_security_policy(system: RunningSystem) -> None:
+    for path in (*PAGES, "/sw.js", "/app/main.js", "/app/app.css", "/app/vendor/leaflet/leaflet.js"):
+        response = requests.get(app_url(system, path), timeout=10)
+        assert response.status_code == 200, path
+        policy = response.headers["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        assert directives["default-src"] == "'self'"
+        assert directives["script-src"] == "'self'", "no inline script, no eval"
+        assert directives["style-src"] == "'self'"
+        assert directives["base-uri"] == "'none'" and directives["frame-ancestors"] == "'none'"
+        assert directives["connect-src"] == f"'self' {system.url('notify')}"
+        assert "unsafe" not in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert requests.get(app_url(system, "/sw.js"), timeout=10).headers["Service-Worker-Allowed"] == "/"
+
+    # the HTML itself: no inline script, no inline style, no event-handler attributes
+    class Inline(HTMLParser):
+        found: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            names = {name for name, _ in attrs}
+            if (tag == "script" and "src" not in names) or tag == "style" or "style" in names:
+                self.found.append(tag)
+            self.found.extend(name for name in names if name.startswith("on"))
+
+    inline = Inline()
+    inline.feed(requests.get(app_url(system), timeout=10).text)
+    assert inline.found == []
+    for bad in ("/app/../service.py", "/app/%2e%2e/service.py", "/app/vendor/leaflet/LICENSE", "/app/nope.js"):
+        assert requests.get(app_url(system, bad), timeout=10).status_code == 404, bad
+
+
+def test_the_shell_loads_light(system: RunningSystem, phone: Any) -> None:
+    page = phone.new_page()
+    sizes: dict[str, int] = {}
+
+    def record(request: Any) -> None:
+        response = request.response()
+        if response is not None:
+            transferred = request.sizes()
+            sizes[request.url] = transferred["responseBodySize"] + transferred["responseHeadersSize"]
+
+    page.on("requestfinished", record)
+    page.goto(app_url(system))
+    page.wait_for_selector("body[data-state=ready]")
+    page.wait_for_load_state("networkidle")
+    shell = {url: size for url, size in sizes.items() if "/api/" not in url}
+    assert sum(shell.values()) <= 300_000, shell
+    assert any(url.endswith("leaflet.js") for url in shell)
+
+
+def photo_file(tmp_path: Any, name: str, content: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def test_a_report_with_a_gps_photo_places_the_pin_there_and_is_filed(
+    system: RunningSystem, phone: Any, tmp_path: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    original = phone_photo(*RAWAMANGUN)
+    assert len(original) > 2_500_000
+    page.set_input_files("#photos", photo_file(tmp_path, "IMG_0001.jpg", original))
+
+    # the pin is where the photo was taken, read from its EXIF in the browser
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    lat, lon = (float(v) for v in page.get_attribute("#map", "data-pin").split(","))
+    assert abs(lat - RAWAMANGUN[0]) < 1e-4 and abs(lon - RAWAMANGUN[1]) < 1e-4
+    assert "dari foto" in page.inner_text("#location-status")
+    assert page.locator(".leaflet-marker-icon").count() == 1
+    # made small before upload: a few hundred KB instead of several MB
+    uploaded_size = int(page.get_attribute("#photo-list li", "data-size"))
+    assert uploaded_size < 800_000 < len(original)
+
+    choose_category(page, "Jalan")
+    page.select_option("#category", "jalan")
+    description = f"Jalan berlubang dekat halte, foto dari kamera {time.time_ns()}"
+    page.fill("#description", description)
+    assert page.inner_text("#description-count").startswith(f"{len(description)} / 2000")
+    page.click("#submit")
+
+    page.wait_for_selector("#sent-number")
+    report_id = page.inner_text("#sent-number")
+    assert re.fullmatch(r"JK-\d{8}-\d{6}", report_id)
+    link = page.input_value("#tracking-link")
+    assert link.startswith(app_url(system, "/lacak#"))
+    token = link.split("#", 1)[1]
+    view = requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()
+    assert view["report_id"] == report_id and view["description"] == description
+    assert abs(view["location"]["lat"] - RAWAMANGUN[0]) < 1e-4
+    assert len(view["photos"]) == 1
+    stored = requests.get(view["photos"][0], timeout=10)
+    assert stored.status_code == 200 and len(stored.content) < 800_000
+    assert Image.open(io.BytesIO(stored.content)).size[0] <= 2048
+
+    # "my reports" on the device lists it, with its tracking link
+    page.goto(app_url(system, "/laporan-saya"))
+    page.wait_for_selector("body[data-state=ready]")
+    card = page.locator(f"#mine-list li[data-report-id='{report_id}']")
+    assert card.locator("a").get_attribute("href") == f"/lacak#{token}"
+    assert page.errors == []
+
+
+def test_a_report_with_the_phones_location(system: RunningSystem, browser: Any, tmp_path: Any) -> None:
+    from tests.browser import PHONE
+
+    context = browser.new_context(**PHONE, geolocation={"latitude": MONAS[0], "longitude": MONAS[1]})
+    try:
+        context.grant_permissions(["geolocation"])
+        page = open_app(context, app_url(system))
+        # a photo without GPS: the phone's location places the pin
+        page.set_input_files("#photos", photo_file(tmp_path, "no-gps.jpg", jpeg_bytes((640, 480))))
+        page.wait_for_selector("#map[data-pin-source=device]")
+        lat, lon = (float(v) for v in page.get_attribute("#map", "data-pin").split(","))
+        assert abs(lat - MONAS[0]) < 1e-5 and abs(lon - MONAS[1]) < 1e-5
+        page.select_option("#category", "jalan")
+        description = f"Trotoar rusak di Monas {time.time_ns()}"
+        page.fill("#description", description)
+        page.click("#submit")
+        page.wait_for_selector("#sent-number")
+        assert len(reports_with(system, description)) == 1
+    finally:
+        context.close()
