@@ -193,3 +193,105 @@ def test_a_report_with_the_phones_location(system: RunningSystem, browser: Any, 
         assert len(reports_with(system, description)) == 1
     finally:
         context.close()
+
+
+def test_offline_the_report_is_kept_and_filed_exactly_once_when_back_online(
+    system: RunningSystem, phone: Any, tmp_path: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    page.set_input_files("#photos", photo_file(tmp_path, "banjir.jpg", phone_photo(*RAWAMANGUN)))
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    page.select_option("#category", "jalan")
+    description = f"Jalan tergenang, tidak ada sinyal {time.time_ns()}"
+    page.fill("#description", description)
+
+    phone.set_offline(True)
+    page.click("#submit")
+    page.wait_for_selector("body[data-sent=kept]")
+    assert page.inner_text("#sent-title") == "Tersimpan, akan dikirim"
+    assert "akan dikirim" in page.inner_text("#outbox-status")
+    kept = page.evaluate(
+        """() => new Promise((resolve) => {
+             const open = indexedDB.open("jaklapor");
+             open.onsuccess = () => {
+               const all = open.result.transaction("outbox").objectStore("outbox").getAll();
+               all.onsuccess = () => resolve(all.result.map((s) => ({key: s.key, photos: s.photos.length,
+                                                                    bytes: s.photos[0].size})));
+             };
+           })"""
+    )
+    assert len(kept) == 1 and kept[0]["photos"] == 1 and 10_000 < kept[0]["bytes"] < 800_000
+    assert reports_with(system, description) == []
+
+    # the app shell still opens with no signal (service worker), the report still waiting
+    offline_page = open_app(phone, app_url(system, "/laporan-saya"))
+    offline_page.wait_for_selector("#mine-list li.pending")
+    offline_page.close()
+
+    phone.set_offline(False)
+    page.wait_for_selector("#sent-number", timeout=45_000)
+    assert page.inner_text("#sent-title") == "Laporan terkirim"
+    report_id = page.inner_text("#sent-number")
+    time.sleep(1)  # a second send would have happened by now (online event, start, retry timer)
+    assert [r["_id"] for r in reports_with(system, description)] == [report_id]
+    assert page.evaluate(
+        """() => new Promise((resolve) => {
+             const open = indexedDB.open("jaklapor");
+             open.onsuccess = () => {
+               const count = open.result.transaction("outbox").objectStore("outbox").count();
+               count.onsuccess = () => resolve(count.result);
+             };
+           })"""
+    ) == 0
+
+
+@pytest.fixture(scope="module")
+def hostile_report(system: RunningSystem) -> Filed:
+    """A report whose description is markup, routed to its OPD."""
+    filed = submit(system, *RAWAMANGUN, "jalan", f"{HOSTILE} lubang {time.time_ns()}")
+    wait_assigned(system, filed)
+    return filed
+
+
+def test_the_tracking_page_follows_the_report_live_as_the_opd_acts(
+    system: RunningSystem, phone: Any, hostile_report: Filed
+) -> None:
+    dialogs: list[str] = []
+    page = open_app(phone, app_url(system, f"/lacak#{hostile_report.token}"))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.wait_for_selector("#track-number")
+    assert page.inner_text("#track-number") == hostile_report.report_id
+    assert page.inner_text("#track-status") == "Menunggu"
+    assert page.inner_text("#track-opd") == "Suku Dinas Bina Marga Kota Administrasi Jakarta Timur"
+    assert "Rawamangun" in page.inner_text("#track-area")
+    assert page.locator("#track-deadline").count() == 1
+    assert page.locator("#track-photos img").count() == 1
+
+    act(system, hostile_report, "dikerjakan", note="Tim sedang menambal jalan")
+    page.wait_for_selector("body[data-report-status=dikerjakan]", timeout=30_000)
+    assert page.inner_text("#track-status") == "Dikerjakan"
+    assert "Tim sedang menambal jalan" in page.inner_text("#track-history")
+
+    act(system, hostile_report, "selesai", note="Sudah ditambal")
+    page.wait_for_selector("body[data-report-status=selesai]", timeout=30_000)
+    assert page.locator("#track-evidence img").count() == 1
+    page.wait_for_function("document.querySelector('#track-evidence img').naturalWidth > 0")
+    statuses = page.eval_on_selector_all("#track-history li", "items => items.map((li) => li.dataset.status)")
+    assert statuses[0] == "menunggu" and statuses[-2:] == ["dikerjakan", "selesai"]
+    assert dialogs == [] and page.errors == []
+
+
+def test_hostile_text_shows_as_text(system: RunningSystem, phone: Any, hostile_report: Filed) -> None:
+    dialogs: list[str] = []
+    phone.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page = open_app(phone, app_url(system, f"/lacak#{hostile_report.token}"))
+    page.wait_for_selector("#track-description")
+    description = requests.get(app_url(system, f"/api/v1/reports/{hostile_report.token}"), timeout=10).json()
+    assert page.inner_text("#track-description") == description["description"]
+    assert page.locator("#track-body img[src=x]").count() == 0
+    # the tracking page put it in "my reports": text there too
+    page.goto(app_url(system, "/laporan-saya"))
+    page.wait_for_selector("#mine-list li[data-report-id]")
+    assert HOSTILE in page.inner_text("#mine-list")
+    assert page.locator("#mine-list img").count() == 0
+    assert dialogs == [] and page.errors == []
