@@ -295,3 +295,65 @@ def test_hostile_text_shows_as_text(system: RunningSystem, phone: Any, hostile_r
     assert HOSTILE in page.inner_text("#mine-list")
     assert page.locator("#mine-list img").count() == 0
     assert dialogs == [] and page.errors == []
+
+
+def save_screenshot(page: Any, name: str, tmp_path: Any) -> None:
+    """The phone screenshot for the README: into docs/ only when asked (UPDATE_SCREENSHOT=1), so a test run leaves
+    the tree clean."""
+    target = ROOT / "docs" / name if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / name
+    png = page.screenshot(full_page=True)
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image = image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(target, optimize=True)
+    assert target.stat().st_size < 400_000
+
+
+def test_every_screen_is_accessible_in_both_languages(
+    system: RunningSystem, phone: Any, hostile_report: Filed, tmp_path: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    assert page.get_attribute("html", "lang") == "id"
+    # English, remembered on the device
+    page.click("#lang-toggle")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.inner_text("#submit") == "Send report"
+    assert serious_accessibility_violations(page) == []
+    page.reload()
+    page.wait_for_selector("body[data-state=ready]")
+    assert page.inner_text("#report-title") == "Report a problem near you"
+    assert page.get_attribute("#lang-toggle", "lang") == "id"
+    page.click("#lang-toggle")
+    assert page.get_attribute("html", "lang") == "id"
+
+    # the report screen, filled in (a photo and the nearby list showing)
+    page.set_input_files("#photos", photo_file(tmp_path, "a.jpg", phone_photo(*RAWAMANGUN)))
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    page.select_option("#category", "jalan")
+    page.fill("#description", "Lubang besar di jalan, berbahaya untuk motor")
+    page.wait_for_timeout(500)
+    assert serious_accessibility_violations(page) == []
+    save_screenshot(page, "citizen-app-report.png", tmp_path)
+
+    page.click("#submit")  # the description and category are there: sent
+    page.wait_for_selector("#sent-number")
+    assert serious_accessibility_violations(page) == []
+    save_screenshot(page, "citizen-app-sent.png", tmp_path)
+
+    page.goto(app_url(system, f"/lacak#{hostile_report.token}"))
+    page.wait_for_selector("#track-number")
+    assert serious_accessibility_violations(page) == []
+    save_screenshot(page, "citizen-app-tracking.png", tmp_path)
+
+    page.goto(app_url(system, "/laporan-saya"))
+    page.wait_for_selector("#mine-list li[data-report-id]")
+    assert serious_accessibility_violations(page) == []
+    assert page.errors == []
+
+
+def test_a_missing_field_is_named_and_focused(system: RunningSystem, phone: Any) -> None:
+    page = open_app(phone, app_url(system))
+    page.click("#submit")
+    error = page.inner_text("#form-error")
+    assert "lokasi" in error.lower() and "kategori" in error.lower()
+    assert page.get_attribute("#category", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "use-location"
