@@ -7,7 +7,8 @@ Everything is read from the files in this folder, once per process (`functools.c
 - `opd_directory.yaml`         -> `directory.py`: `load_directory()` (agencies, generated kota units and area
                                   offices, category rules)
 
-and `parsing.py` holds what they share (`slugify`, reading YAML, `ReferenceDataError`). The public names are
+`geo.py` makes the boundaries fit for a browser's map (simplified) and gives a point inside each kelurahan; and
+`parsing.py` holds what they share (`slugify`, reading YAML, `ReferenceDataError`). The public names are
 re-exported here: `from jaklapor.reference import load_directory`.
 
 The `parse_*` / `build_directory` functions take the data itself (a mapping or YAML text), so a

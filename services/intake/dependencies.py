@@ -25,12 +25,15 @@ from jaklapor.contacts import CONTACTS_QUEUE
 from jaklapor.events import ContactRegistered, new_event_id
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
 from jaklapor.mongo import MongoConnection, MongoDatabase, ping
-from jaklapor.reference import load_categories, load_directory
+from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from services.intake import metrics
+from services.intake.domain import PUBLIC_SUMMARY_FIELDS
 from services.intake.image_memory import keep_image_memory
+from services.intake.nearby import OPEN_STATUSES, BoundingBox
 from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
+from services.intake.public_documents import reference_documents
 from services.intake.ratelimit import RateLimiter
 from services.intake.report import Change, Message, NewReport, Report
 from services.intake.settings import IntakeSettings
@@ -66,6 +69,9 @@ class ReportRepository:
         self.reports.create_index("outbox_due", sparse=True)
         self.reports.create_index("response_deadline", sparse=True)
         self.reports.create_index([("assigned_opd.code", ASCENDING), ("status", ASCENDING)])
+        # nearby open reports (services/intake/nearby.py): open statuses and the category by equality, then the
+        # box's latitude band as a range; the category is optional, so it follows the status it is always given with
+        self.reports.create_index([("status", ASCENDING), ("category", ASCENDING), ("location.lat", ASCENDING)])
 
     def ping(self) -> bool:
         return ping(self.reports.database)
@@ -114,6 +120,17 @@ class ReportRepository:
 
     def by_id(self, report_id: str) -> dict[str, Any] | None:
         return self.reports.find_one({"_id": report_id}, {"outbox": 0})
+
+    def open_reports_in(self, box: BoundingBox, category: str | None, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` open reports (of `category`, if given) located inside `box`: only their public fields."""
+        query: dict[str, Any] = {
+            "status": {"$in": list(OPEN_STATUSES)},
+            "location.lat": {"$gte": box.min_lat, "$lte": box.max_lat},
+            "location.lon": {"$gte": box.min_lon, "$lte": box.max_lon},
+        }
+        if category is not None:
+            query["category"] = category
+        return list(self.reports.find(query, dict.fromkeys(PUBLIC_SUMMARY_FIELDS, 1)).limit(limit))
 
     def page_by_id(self, after_report_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` reports in id order, after `after_report_id` (from the first when None)."""
@@ -466,11 +483,13 @@ class OutboxRelay(DependencyProvider):
 
 
 class Reference(DependencyProvider):
-    """Categories and the OPD directory, loaded once (and validated) when the service starts."""
+    """Categories, the OPD directory and the documents made of the areas, loaded once (and validated) when the
+    service starts."""
 
     def setup(self) -> None:
         self.categories = load_categories()
         self.directory = load_directory()
+        self.documents = reference_documents(load_areas(), load_kelurahan_geojson())
 
     def get_dependency(self, worker_ctx: Any) -> Reference:
         return self

@@ -7,6 +7,7 @@ selesai; ditolak with a reason. Every transition is recorded with actor OPD, tim
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ NOTE_MAX_CHARS = 2000
 #: photos a citizen may attach to one report (FixMyStreet takes 3); each goes through the same sanitising
 MAX_PHOTOS_PER_REPORT = 3
 REPORT_NUMBER_PREFIX = "JK"
+REPORT_NUMBER_RE = re.compile(rf"{REPORT_NUMBER_PREFIX}-\d{{8}}-\d{{6}}")
 
 
 def report_day(moment: datetime) -> str:
@@ -249,8 +251,37 @@ def stream_url(stream_base_url: str, token: str) -> str:
     return f"{stream_base_url.rstrip('/')}/api/v1/reports/{token}/stream"
 
 
-def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, token: str | None) -> dict[str, Any]:
-    """What a citizen sees of a report: never contact or identity (intake does not even store them)."""
+def is_report_number(text: str) -> bool:
+    """Whether `text` is written like a report number (`JK-20261127-000042`)."""
+    return REPORT_NUMBER_RE.fullmatch(text) is not None
+
+
+#: the stored fields `report_summary` reads: what a query for summaries fetches
+PUBLIC_SUMMARY_FIELDS = ("_id", "category", "status", "description", "location", "area", "submitted_at", "photos")
+
+
+def report_summary(report: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """What anyone may see of a report (the nearby list, the start of every view): what, where, since when, its
+    status and photos; never the tracking token's hash, the Idempotency-Key's or anything about the reporter."""
+    return {
+        "report_id": report["_id"],
+        "category": report["category"],
+        "status": report["status"],
+        "status_label": STATUS_LABELS[report["status"]],
+        "description": report["description"],
+        "location": report["location"],
+        "area": report.get("area"),
+        "submitted_at": iso(report["submitted_at"]),
+        "photos": [photo_url(base_url, p["photo_id"]) for p in report["photos"]],
+    }
+
+
+def public_view(
+    report: dict[str, Any], base_url: str, stream_base_url: str = "", token: str | None = None
+) -> dict[str, Any]:
+    """A report with its public history, as anyone following it by number sees it; with the `token` (its
+    citizen, who holds it) also the link to its live stream. Never contact or identity (intake does not even
+    store them)."""
     history = [
         {
             "kind": entry["kind"],
@@ -268,17 +299,9 @@ def public_view(report: dict[str, Any], base_url: str, stream_base_url: str, tok
         for entry in report["history"]
     ]
     view = {
-        "report_id": report["_id"],
-        "status": report["status"],
-        "status_label": STATUS_LABELS[report["status"]],
-        "category": report["category"],
-        "description": report["description"],
-        "location": report["location"],
-        "area": report.get("area"),
+        **report_summary(report, base_url),
         "responsible_opd": report.get("assigned_opd"),
-        "submitted_at": iso(report["submitted_at"]),
         "updated_at": iso(report["updated_at"]),
-        "photos": [photo_url(base_url, p["photo_id"]) for p in report["photos"]],
         "evidence_photos": [photo_url(base_url, p["photo_id"]) for p in report.get("evidence_photos", [])],
         "history": history,
         "version": report["version"],

@@ -7,6 +7,7 @@ from typing import Any
 from jaklapor.vocabulary import STATUS_LABELS, TARGET_STATUSES
 from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
+from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.schemas import DESCRIPTION_MAX_CHARS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -68,6 +69,13 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         "schema": {"type": "string"},
         "description": "the token returned at submission",
     }
+    if_none_match = {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "the ETag of the copy the client holds",
+    }
     report_param = {"name": "report_id", "in": "path", "required": True, "schema": {"type": "string"}}
     opd_security: list[dict[str, list[str]]] = [{"opdKey": []}]
     return {
@@ -83,6 +91,49 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                 "get": {
                     "operationId": "listCategories",
                     "responses": {"200": _json("CategoryList", "The report categories")},
+                }
+            },
+            "/api/v1/areas": {
+                "get": {
+                    "operationId": "listAreas",
+                    "description": (
+                        "Jakarta's kota, kecamatan and kelurahan (by name at each level), each kelurahan with its"
+                        " Kemendagri code and a point inside it: for a kelurahan picker. Cacheable for a day; gzip"
+                        " when accepted; ETag / If-None-Match"
+                    ),
+                    "parameters": [if_none_match],
+                    "responses": {
+                        "200": _json("AreaTree", "The areas"),
+                        "304": {"description": "The client's copy (If-None-Match) is current"},
+                    },
+                }
+            },
+            "/api/v1/areas/kelurahan.geojson": {
+                "get": {
+                    "operationId": "kelurahanBoundaries",
+                    "description": (
+                        "The 267 kelurahan boundaries simplified for a browser's map (about 50 m; properties: code,"
+                        " kelurahan, kecamatan, kota). Cacheable for a day; gzip when accepted; ETag / If-None-Match"
+                    ),
+                    "parameters": [if_none_match],
+                    "responses": {
+                        "200": {
+                            "description": "A GeoJSON FeatureCollection",
+                            "content": {
+                                "application/geo+json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["type", "features"],
+                                        "properties": {
+                                            "type": {"type": "string", "enum": ["FeatureCollection"]},
+                                            "features": {"type": "array", "items": {"type": "object"}},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "304": {"description": "The client's copy (If-None-Match) is current"},
+                    },
                 }
             },
             "/api/v1/reports": {
@@ -126,6 +177,52 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     "parameters": [token_param],
                     "responses": {
                         "200": _json("TrackingView", "The report as its citizen sees it"),
+                        **_error_responses(404),
+                    },
+                }
+            },
+            "/api/v1/reports/nearby": {
+                "get": {
+                    "operationId": "nearbyReports",
+                    "description": (
+                        "Open reports (not selesai or ditolak) near a point, nearest first, at most"
+                        f" {NEARBY_LIMIT}: public fields only, so a citizen can follow a known problem instead of"
+                        " filing it again"
+                    ),
+                    "parameters": [
+                        _query("lat", {"type": "number", "minimum": -90, "maximum": 90}, required=True),
+                        _query("lon", {"type": "number", "minimum": -180, "maximum": 180}, required=True),
+                        _query(
+                            "radius_m",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_RADIUS_M, "default": DEFAULT_RADIUS_M},
+                            description="metres around the point",
+                        ),
+                        _query(
+                            "category",
+                            {"type": "string", "enum": category_codes},
+                            description="only reports of this category (a code from GET /api/v1/categories)",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json("NearbyReports", "The open reports within the radius, nearest first"),
+                        "400": _error("A query parameter is missing, malformed, out of range or repeated"),
+                        "422": _error("`unknown_category`: the category is not a code from GET /api/v1/categories"),
+                    },
+                }
+            },
+            "/api/v1/reports/public/{report_id}": {
+                "get": {
+                    "operationId": "publicReport",
+                    "description": "A report and its public history by its number, for anyone following it",
+                    "parameters": [
+                        {
+                            **report_param,
+                            "description": "the report number, like JK-20261127-000042",
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("PublicReport", "The report as anyone following it sees it"),
+                        "400": _error("`invalid_report_number`: not written like JK-20261127-000042"),
                         **_error_responses(404),
                     },
                 }
@@ -208,6 +305,27 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
     }
 
 
+def _query(name: str, schema: dict[str, Any], required: bool = False, description: str = "") -> dict[str, Any]:
+    parameter = {"name": name, "in": "query", "required": required, "schema": schema}
+    return {**parameter, "description": description} if description else parameter
+
+
+def _area_level(children: str, child: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["code", "name", children],
+        "properties": {
+            "code": {"type": "string"},
+            "name": {"type": "string"},
+            children: {"type": "array", "items": child},
+        },
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
 def _json(schema: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -221,6 +339,38 @@ def _schemas() -> dict[str, Any]:
         "type": "object",
         "properties": {"code": {"type": "string"}, "name": {"type": "string"}, "level": {"type": "string"}},
         "required": ["code", "name", "level"],
+    }
+    summary: dict[str, Any] = {
+        "report_id": {"type": "string", "example": "JK-20261128-000042"},
+        "category": {"type": "string"},
+        "status": status,
+        "status_label": {"type": "string"},
+        "description": {"type": "string"},
+        "location": {
+            "type": "object",
+            "required": ["lat", "lon"],
+            "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+        },
+        "area": {
+            "type": "object",
+            "nullable": True,
+            "description": "the kelurahan once routed (null before, or outside Jakarta)",
+            "properties": {name: {"type": "string"} for name in ("code", "kelurahan", "kecamatan", "kota")},
+        },
+        "submitted_at": {"type": "string", "format": "date-time"},
+        "photos": {"type": "array", "items": {"type": "string"}, "description": "photo URLs"},
+    }
+    view_properties = {
+        **summary,
+        "responsible_opd": {**opd, "nullable": True},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "evidence_photos": {"type": "array", "items": {"type": "string"}},
+        "history": {"type": "array", "items": {"type": "object"}},
+        "response_deadline": {"type": "string", "format": "date-time", "nullable": True},
+        "overdue": {"type": "boolean"},
+        "escalations": {"type": "integer"},
+        "triage_reason": {"type": "string"},
+        "version": {"type": "integer"},
     }
     return {
         "Error": {
@@ -272,24 +422,68 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "OpdIdentity": {"type": "object", "required": ["opd"], "properties": {"opd": opd}},
-        "TrackingView": {
+        "AreaTree": {
+            "type": "object",
+            "required": ["kota"],
+            "properties": {
+                "kota": {
+                    "type": "array",
+                    "items": _area_level(
+                        "kecamatan",
+                        _area_level(
+                            "kelurahan",
+                            {
+                                "type": "object",
+                                "required": ["code", "name", "point"],
+                                "properties": {
+                                    "code": {"type": "string", "example": "31.74.07.1001"},
+                                    "name": {"type": "string", "example": "Melawai"},
+                                    "point": {
+                                        "type": "object",
+                                        "description": "a point inside the kelurahan, where a map puts the pin",
+                                        "required": ["lat", "lon"],
+                                        "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                                    },
+                                },
+                            },
+                        ),
+                    ),
+                }
+            },
+        },
+        "ReportSummary": {
+            "type": "object",
+            "description": "What anyone may see of a report",
+            "required": list(summary),
+            "properties": summary,
+        },
+        "NearbyReports": {
+            "type": "object",
+            "required": ["radius_m", "reports"],
+            "properties": {
+                "radius_m": {"type": "integer"},
+                "reports": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [*summary, "distance_m"],
+                        "properties": {
+                            **summary,
+                            "distance_m": {"type": "integer", "description": "metres from the point asked about"},
+                        },
+                    },
+                },
+            },
+        },
+        "PublicReport": {
             "type": "object",
             "required": ["report_id", "status", "category", "history"],
-            "properties": {
-                "report_id": {"type": "string"},
-                "status": status,
-                "status_label": {"type": "string"},
-                "category": {"type": "string"},
-                "description": {"type": "string"},
-                "location": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
-                "area": {"type": "object", "nullable": True},
-                "responsible_opd": {**opd, "nullable": True},
-                "submitted_at": {"type": "string", "format": "date-time"},
-                "updated_at": {"type": "string", "format": "date-time"},
-                "photos": {"type": "array", "items": {"type": "string"}},
-                "evidence_photos": {"type": "array", "items": {"type": "string"}},
-                "history": {"type": "array", "items": {"type": "object"}},
-                "stream_url": {"type": "string"},
-            },
+            "properties": view_properties,
+        },
+        "TrackingView": {
+            "type": "object",
+            "description": "The public report, and for its citizen (who holds the token) the live stream's link",
+            "required": ["report_id", "status", "category", "history"],
+            "properties": {**view_properties, "stream_url": {"type": "string"}},
         },
     }

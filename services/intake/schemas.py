@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jaklapor.web import ApiError
+from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M
 
 DESCRIPTION_MAX_CHARS = 2000
 PHONE_RE = re.compile(r"^\+?[0-9]{8,15}$")
@@ -85,18 +87,56 @@ class TransitionForm(BaseModel):
         return _check_text(value, info.field_name)
 
 
+class NearbyQuery(BaseModel):
+    """The query of `GET /api/v1/reports/nearby`: a point, a radius in metres, optionally a category code."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    lat: Latitude
+    lon: Longitude
+    radius_m: int = Field(default=DEFAULT_RADIUS_M, ge=1, le=MAX_RADIUS_M)
+    category: str | None = Field(default=None, max_length=100)
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        if not value:  # `category=` is no filter, as leaving it out
+            return None
+        return _check_text(value, "category")
+
+
 def parse_form(model: type[BaseModel], data: dict[str, Any]) -> Any:
     """Validate form data, turning the first problem into a 422 naming the field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        message = first["msg"]
-        if first["type"] == "missing":
-            message = f"{field} is required"
-        elif message.startswith("Value error, "):
-            message = message.removeprefix("Value error, ")
-        else:
-            message = f"{field}: {message}"
+        field, message = _first_problem(exc)
         raise ApiError(422, "invalid_field", message, field=field) from None
+
+
+def parse_query(model: type[BaseModel], args: Iterable[tuple[str, list[str]]]) -> Any:
+    """Validate query parameters (`MultiDict.lists()`); a parameter given twice or a bad value is a 400 naming it."""
+    values: dict[str, str] = {}
+    for name, given in args:
+        if len(given) != 1:
+            raise ApiError(400, "invalid_query", f"{name} was given more than once; give it once", field=name)
+        values[name] = given[0]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        field, message = _first_problem(exc)
+        raise ApiError(400, "invalid_query", message, field=field) from None
+
+
+def _first_problem(exc: ValidationError) -> tuple[str | None, str]:
+    """The field of the first problem pydantic found, and a sentence naming it."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"]
+    if first["type"] == "missing":
+        message = f"{field} is required"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    else:
+        message = f"{field}: {message}"
+    return field, message

@@ -40,17 +40,21 @@ from services.intake.domain import (
     SubmissionRetry,
     TransitionRequest,
     format_report_number,
+    is_report_number,
     public_view,
     receipt,
     report_day,
+    report_summary,
 )
 from services.intake.http_errors import INTAKE_ERRORS
+from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearest
 from services.intake.opd_auth import authenticate_opd
 from services.intake.openapi import openapi_document
+from services.intake.public_documents import REFERENCE_MAX_AGE_SECONDS, CachedDocument
 from services.intake.ratelimit import client_address
 from services.intake.replay import page_size, replay_page
 from services.intake.report import Report, opd_ref
-from services.intake.schemas import SubmissionForm, TransitionForm, parse_form
+from services.intake.schemas import NearbyQuery, SubmissionForm, TransitionForm, parse_form, parse_query
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
 from services.intake.webapp import CitizenAppEndpoints
@@ -59,6 +63,26 @@ log = logging.getLogger(__name__)
 
 PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
+
+
+def cached_document(request: Request, document: CachedDocument) -> Response:
+    """A document built once, for any client and cache: gzip-compressed when the client takes it, 304 when the
+    client's copy (If-None-Match) is current."""
+    compressed = request.accept_encodings["gzip"] > 0
+    response = Response(
+        document.gzipped if compressed else document.body,
+        content_type=document.content_type,
+        headers={
+            "Cache-Control": f"public, max-age={REFERENCE_MAX_AGE_SECONDS}",
+            "Access-Control-Allow-Origin": "*",
+            "Vary": "Accept-Encoding",
+        },
+    )
+    if compressed:
+        response.headers["Content-Encoding"] = "gzip"
+    # each encoding is its own representation, with its own (strong) validator
+    response.set_etag(f"{document.etag}-gzip" if compressed else document.etag)
+    return response.make_conditional(request)
 
 
 class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
@@ -90,6 +114,16 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
             for c in self.reference.categories.values()
         ]
         return json_response({"categories": categories})
+
+    @api("GET", "/api/v1/areas")
+    def list_areas(self, request: Request) -> Response:
+        """kota -> kecamatan -> kelurahan, each kelurahan with its code and a point inside it (a kelurahan picker)."""
+        return cached_document(request, self.reference.documents.areas)
+
+    @api("GET", "/api/v1/areas/kelurahan.geojson")
+    def kelurahan_geojson(self, request: Request) -> Response:
+        """The kelurahan boundaries simplified for a browser's map (properties: code, kelurahan, kecamatan, kota)."""
+        return cached_document(request, self.reference.documents.kelurahan_geojson)
 
     @api("POST", "/api/v1/reports")
     def submit_report(self, request: Request) -> Response:
@@ -203,6 +237,31 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
             )
         return category
 
+    @api("GET", "/api/v1/reports/nearby")
+    def nearby_reports(self, request: Request) -> Response:
+        """Open reports near a point, nearest first: what a citizen about to file may follow instead."""
+        query: NearbyQuery = parse_query(NearbyQuery, request.args.lists())
+        category = self._category(query.category).code if query.category is not None else None
+        box = bounding_box(query.lat, query.lon, query.radius_m)
+        candidates = self.store.open_reports_in(box, category, MAX_CANDIDATES)
+        found = [
+            {**report_summary(report, self.settings.public_url), "distance_m": round(distance)}
+            for report, distance in nearest(candidates, query.lat, query.lon, query.radius_m)
+        ]
+        return json_response({"radius_m": query.radius_m, "reports": found}, headers={"Cache-Control": "no-store"})
+
+    @api("GET", "/api/v1/reports/public/<report_id>")
+    def public_report(self, request: Request, report_id: str) -> Response:
+        """One report and its public history by its number, for anyone following it (no tracking token needed)."""
+        if not is_report_number(report_id):
+            raise ApiError(
+                400, "invalid_report_number", "a report number is written like JK-20261127-000042", field="report_id"
+            )
+        report = self.store.by_id(report_id)
+        if report is None:
+            raise ApiError(404, "report_not_found", f"no report has the number {report_id}")
+        return json_response(public_view(report, self.settings.public_url), headers={"Cache-Control": "no-cache"})
+
     @api("GET", "/api/v1/reports/<token>")
     def track_report(self, request: Request, token: str) -> Response:
         token_hash = token_hash_or_none(token)
@@ -237,7 +296,7 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
         return authenticate_opd(request, self.settings.opd_key_secret, self.reference.directory)
 
     def _opd_view(self, report: dict[str, Any]) -> dict[str, Any]:
-        view = public_view(report, self.settings.public_url, "", None)
+        view = public_view(report, self.settings.public_url)
         view["hop"] = report.get("hop", 0)
         return view
 

@@ -87,7 +87,7 @@ class CitizenAppEndpoints:
         headers = {**headers, "Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
         if compressed is not None:
             headers["Vary"] = "Accept-Encoding"
-            if "gzip" in request.headers.get("Accept-Encoding", ""):
+            if request.accept_encodings["gzip"] > 0:
                 content = compressed
                 headers["Content-Encoding"] = "gzip"
         return Response(content, content_type=CONTENT_TYPES[name.rsplit(".", 1)[1]], headers=headers)

@@ -12,9 +12,9 @@ from pymongo.errors import DuplicateKeyError
 
 from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_kelurahan_geojson
+from jaklapor.reference.geo import simplify_kelurahan
 from jaklapor.vocabulary import STATUSES
 from services.stats import metrics
-from services.stats.geo import simplify_kelurahan
 
 # what the statistics read of a projection: everything but the facts it was derived from
 ROW_FIELDS = {"facts": 0}

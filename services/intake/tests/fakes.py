@@ -15,6 +15,8 @@ from pymongo.errors import DuplicateKeyError
 
 from jaklapor.storage import PhotoNotFound, StorageUnavailable, StoredObject
 from services.intake.dependencies import VersionConflict, outbox_entry
+from services.intake.domain import PUBLIC_SUMMARY_FIELDS
+from services.intake.nearby import OPEN_STATUSES, BoundingBox
 from services.intake.report import Change, Report
 
 
@@ -36,6 +38,17 @@ class FakeReportStore:
 
     def by_idempotency_key(self, key_hash: str) -> dict[str, Any] | None:
         return self._find(lambda report: report.get("idempotency_key_hash") == key_hash)
+
+    def open_reports_in(self, box: BoundingBox, category: str | None, limit: int) -> list[dict[str, Any]]:
+        found = [
+            {field: report[field] for field in PUBLIC_SUMMARY_FIELDS if field in report}
+            for report in self.reports.values()
+            if report["status"] in OPEN_STATUSES
+            and category in (None, report["category"])
+            and box.min_lat <= report["location"]["lat"] <= box.max_lat
+            and box.min_lon <= report["location"]["lon"] <= box.max_lon
+        ]
+        return copy.deepcopy(found[:limit])
 
     def next_sequence(self, day: str) -> int:
         return next(self._sequence)

@@ -25,6 +25,7 @@ from jaklapor.vocabulary import (
 )
 from services.intake.domain import (
     NOTE_MAX_CHARS,
+    PUBLIC_SUMMARY_FIELDS,
     REJECTION_REASONS,
     ReportState,
     TransitionDecision,
@@ -33,8 +34,10 @@ from services.intake.domain import (
     decide_transition,
     format_report_number,
     history_entry,
+    is_report_number,
     public_view,
     report_day,
+    report_summary,
 )
 from services.intake.http_errors import TRANSITION_REFUSALS
 
@@ -415,6 +418,25 @@ def test_public_view_history_entries() -> None:
     assert rejected["reason"] == "duplikat"
     assert rejected["photos"] == ["https://lapor.example/api/v1/photos/e1"]
     assert rejected["at"] == "2026-11-27T03:00:00Z"
+
+
+def test_report_summary_holds_the_public_fields_only_and_starts_every_view() -> None:
+    summary = report_summary(stored_report(), "https://lapor.example")
+    assert set(summary) == {
+        "report_id", "category", "status", "status_label", "description", "location", "area", "submitted_at", "photos"
+    }  # fmt: skip
+    assert summary["photos"] == ["https://lapor.example/api/v1/photos/p1"]
+    assert summary["area"]["kelurahan"] == "Melawai"
+    view = public_view(stored_report(), "https://lapor.example")
+    assert {key: view[key] for key in summary} == summary
+    # the store is asked for exactly what the summary reads
+    assert set(PUBLIC_SUMMARY_FIELDS) == set(summary) - {"report_id", "status_label"} | {"_id"}
+
+
+def test_report_numbers_are_recognised() -> None:
+    assert is_report_number(format_report_number("20261127", 42))
+    for text in ("JK-20261127-42", "JK-20261127-0000420", "jk-20261127-000042", " JK-20261127-000042", "x" * 40):
+        assert not is_report_number(text)
 
 
 def test_public_view_without_token_has_no_stream_url_and_shows_triage_reason() -> None:

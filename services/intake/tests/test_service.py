@@ -7,6 +7,7 @@ by the same `ApiEndpoint.response_from_exception` (and intake's domain error tab
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from collections.abc import Callable
@@ -23,12 +24,13 @@ from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, generate_key
 from jaklapor.events import AreaRef, ContactRegistered, OpdRef, ReportRouted, ReportUnroutable
 from jaklapor.messaging import PermanentFailure
 from jaklapor.opd_keys import derive_key
-from jaklapor.reference import load_categories, load_directory
+from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
 from jaklapor.tokens import hash_token
 from jaklapor.vocabulary import DIKERJAKAN, DISPOSISI, DITOLAK, KOORDINASI, MENUNGGU, SELESAI
 from jaklapor.web import ApiEndpoint
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.photos import sanitize_photo
+from services.intake.public_documents import reference_documents
 from services.intake.ratelimit import RateLimiter
 from services.intake.service import IntakeService
 from services.intake.settings import IntakeSettings
@@ -43,7 +45,11 @@ SETTINGS = IntakeSettings(
     token_secret="interface-test-token-secret",
     contact_key=generate_key(),
 )
-REFERENCE = SimpleNamespace(categories=load_categories(), directory=load_directory())
+REFERENCE = SimpleNamespace(
+    categories=load_categories(),
+    directory=load_directory(),
+    documents=reference_documents(load_areas(), load_kelurahan_geojson()),
+)
 DINAS = "bina-marga"
 SUDIN = "sudin-bina-marga-jakarta-selatan"
 OTHER_OPD = "perhubungan"
@@ -206,6 +212,108 @@ def test_tracking_shows_the_public_view(service: Any) -> None:
     assert view["stream_url"] == receipt["stream_url"]
     status, body, _ = answer(service.track_report, get("/"), "not-a-token")
     assert (status, body["error"]["code"]) == (404, "report_not_found")
+
+
+def get_query(path: str, query: dict[str, str] | str) -> Request:
+    return EnvironBuilder(method="GET", path=path, query_string=query).get_request()
+
+
+def test_nearby_lists_open_reports_nearest_first_with_public_fields_only(service: Any) -> None:
+    near = submit(service, lat="-6.2441", lon="106.8013")["report_id"]
+    nearer = submit(service, lat="-6.24405", lon="106.8012", contact="warga@example.org")["report_id"]
+    submit(service, lat="-6.2600", lon="106.8013")  # about 1.8 km south
+    other_category = submit(service, category="pohon")["report_id"]
+    closed = routed_report(service, SUDIN)
+    answer(service.transition, post(f"/x/{closed}", {"status": "ditolak", "note": "x", "reason": "duplikat"},
+                                     headers=opd_auth(SUDIN)), closed)  # fmt: skip
+    assert service.store.reports[closed]["status"] == DITOLAK
+
+    status, body, headers = answer(
+        service.nearby_reports, get_query("/api/v1/reports/nearby", {"lat": "-6.2440", "lon": "106.8012"})
+    )
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert body["radius_m"] == 250
+    ids = [report["report_id"] for report in body["reports"]]
+    assert ids[0] == nearer and set(ids) == {near, nearer, other_category}
+    first = body["reports"][0]
+    assert set(first) == {
+        "report_id", "category", "status", "status_label", "description", "location", "area", "submitted_at",
+        "photos", "distance_m",
+    }  # fmt: skip
+    assert first["distance_m"] == 6 and first["status_label"] == "Menunggu"
+    assert "warga" not in json.dumps(body)
+
+    status, body, _ = answer(
+        service.nearby_reports,
+        get_query("/", {"lat": "-6.2440", "lon": "106.8012", "category": "pohon", "radius_m": "2000"}),
+    )
+    assert [report["report_id"] for report in body["reports"]] == [other_category]
+    status, body, _ = answer(
+        service.nearby_reports, get_query("/", {"lat": "-6.2440", "lon": "106.8012", "radius_m": "2000"})
+    )
+    assert len(body["reports"]) == 4  # the one 1.8 km away too; never the rejected one
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code", "field"),
+    [
+        ("lon=106.8", 400, "invalid_query", "lat"),
+        ("lat=-6.2&lon=abc", 400, "invalid_query", "lon"),
+        ("lat=91&lon=106.8", 400, "invalid_query", "lat"),
+        ("lat=-6.2&lon=106.8&radius_m=2001", 400, "invalid_query", "radius_m"),
+        ("lat=-6.2&lon=106.8&radius_m=0", 400, "invalid_query", "radius_m"),
+        ("lat=-6.2&lat=-6.3&lon=106.8", 400, "invalid_query", "lat"),
+        ("lat=nan&lon=106.8", 400, "invalid_query", "lat"),
+        ("lat=-6.2&lon=106.8&category=nope", 422, "unknown_category", "category"),
+    ],
+)
+def test_a_bad_nearby_query_names_the_parameter(service: Any, query: str, status: int, code: str, field: str) -> None:
+    answered, body, _ = answer(service.nearby_reports, get_query("/api/v1/reports/nearby", query))
+    assert (answered, body["error"]["code"], body["error"]["field"]) == (status, code, field)
+
+
+def test_an_empty_category_is_no_filter(service: Any) -> None:
+    submit(service)
+    status, body, _ = answer(service.nearby_reports, get_query("/", "lat=-6.2441&lon=106.8013&category="))
+    assert status == 200 and len(body["reports"]) == 1
+
+
+def test_a_report_is_public_by_its_number_without_its_token(service: Any) -> None:
+    receipt = submit(service, contact="warga@example.org")
+    status, view, headers = answer(service.public_report, get("/"), receipt["report_id"])
+    assert status == 200 and headers["Cache-Control"] == "no-cache"
+    assert view["report_id"] == receipt["report_id"] and view["history"][0]["kind"] == "submitted"
+    text = json.dumps(view)
+    assert "stream_url" not in view and receipt["tracking_token"] not in text and "warga" not in text
+    assert "token" not in text
+
+    status, body, _ = answer(service.public_report, get("/"), "JK-20000101-000001")
+    assert (status, body["error"]["code"]) == (404, "report_not_found")
+    for malformed in ("nope", "JK-2026-1", receipt["tracking_token"], "jk-20261127-000001"):
+        status, body, _ = answer(service.public_report, get("/"), malformed)
+        assert (status, body["error"]["code"], body["error"]["field"]) == (400, "invalid_report_number", "report_id")
+
+
+@pytest.mark.parametrize(
+    ("handler", "content_type"), [("list_areas", "application/json"), ("kelurahan_geojson", "application/geo+json")]
+)
+def test_the_area_documents_are_cached_by_clients_and_compressed(service: Any, handler: str, content_type: str) -> None:
+    endpoint = getattr(service, handler)
+    plain = endpoint(get("/"))
+    assert plain.status_code == 200 and plain.mimetype == content_type
+    assert plain.headers["Cache-Control"] == "public, max-age=86400"
+    assert plain.headers["Vary"] == "Accept-Encoding" and "Content-Encoding" not in plain.headers
+    etag = plain.headers["ETag"]
+    assert etag.startswith('"') and json.loads(plain.get_data())
+
+    compressed = endpoint(get("/", {"Accept-Encoding": "gzip, deflate, br"}))
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(compressed.get_data()) == plain.get_data()
+    assert compressed.headers["ETag"] != etag
+
+    current = endpoint(get("/", {"If-None-Match": etag}))
+    assert current.status_code == 304
+    assert endpoint(get("/", {"If-None-Match": '"stale"'})).status_code == 200
 
 
 # ---- routing results ------------------------------------------------------------------------------------------------

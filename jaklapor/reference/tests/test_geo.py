@@ -1,13 +1,13 @@
-"""The dashboard's kelurahan map: the boundary file simplified, every kelurahan kept."""
+"""The kelurahan map for browsers: the boundary file simplified, every kelurahan kept; a point inside each."""
 
 from __future__ import annotations
 
 import json
 
-from shapely.geometry import shape
+from shapely.geometry import Point, shape
 
 from jaklapor.reference import load_kelurahan_geojson
-from services.stats.geo import PRECISION, TOLERANCE_DEGREES, simplify_kelurahan
+from jaklapor.reference.geo import PRECISION, TOLERANCE_DEGREES, representative_points, simplify_kelurahan
 
 
 def test_every_kelurahan_is_kept_with_its_names_and_a_valid_shape() -> None:
@@ -29,3 +29,12 @@ def test_it_is_much_lighter_and_rounded() -> None:
     assert len(small) < 0.5 * len(json.dumps(original, separators=(",", ":")))
     ring = simplified["features"][0]["geometry"]["coordinates"][0][0]
     assert all(len(str(c).split(".")[1]) <= PRECISION for point in ring for c in point)
+
+
+def test_each_kelurahan_has_a_point_inside_it() -> None:
+    original = load_kelurahan_geojson()
+    points = representative_points(original)
+    assert len(points) == 267
+    for feature in original["features"]:
+        lat, lon = points[feature["properties"]["code"]]
+        assert shape(feature["geometry"]).contains(Point(lon, lat)), feature["properties"]["kelurahan"]

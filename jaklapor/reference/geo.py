@@ -1,8 +1,9 @@
-"""The kelurahan map of the dashboard (no I/O): the boundary file simplified for a browser.
+"""The kelurahan boundaries for maps in a browser (no I/O): the stats dashboard's and the citizen app's.
 
-`jaklapor/reference/jakarta_kelurahan.geojson` (267 kelurahan, MIT, see ATTRIBUTION.md) is simplified with shapely
-(Douglas-Peucker, topology preserved) to about 50 m and its coordinates rounded to 4 decimals (about 11 m): a
-fraction of the size, with no visible change at city scale. The dashboard projects it to SVG itself: no tile server.
+`jakarta_kelurahan.geojson` (267 kelurahan, MIT, see ATTRIBUTION.md) is simplified with shapely (Douglas-Peucker,
+topology preserved) to about 50 m and its coordinates rounded to 4 decimals (about 11 m): a fraction of the size,
+with no visible change at city scale. Each kelurahan also has a representative point, surely inside it, where a map
+puts its pin when a citizen picks the kelurahan instead of a spot.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from shapely.geometry import mapping, shape
 
 TOLERANCE_DEGREES = 0.0005
 PRECISION = 4
+#: decimals of a representative point (about 0.1 m): rounding cannot move it out of its kelurahan
+POINT_PRECISION = 6
 
 
 def _rounded(coordinates: Any, precision: int) -> Any:
@@ -55,3 +58,15 @@ def simplify_kelurahan(
             }
         )
     return {"type": "FeatureCollection", "features": features}
+
+
+def representative_points(
+    geojson: Mapping[str, Any], precision: int = POINT_PRECISION
+) -> dict[str, tuple[float, float]]:
+    """Each kelurahan's code -> (lat, lon) of a point inside its (full-detail) boundary (shapely's
+    `representative_point`: inside even where the centroid of a crescent or an archipelago is not)."""
+    points = {}
+    for feature in geojson["features"]:
+        point = shape(feature["geometry"]).representative_point()
+        points[feature["properties"]["code"]] = (round(point.y, precision), round(point.x, precision))
+    return points
