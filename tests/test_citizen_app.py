@@ -357,3 +357,79 @@ def test_a_missing_field_is_named_and_focused(system: RunningSystem, phone: Any)
     assert "lokasi" in error.lower() and "kategori" in error.lower()
     assert page.get_attribute("#category", "aria-invalid") == "true"
     assert page.evaluate("document.activeElement.id") == "use-location"
+
+
+def tab_to(page: Any, selector: str, presses: int = 80) -> None:
+    """Move the focus with the Tab key only until it reaches `selector`."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def test_a_report_placed_with_the_kelurahan_picker_by_keyboard_only(system: RunningSystem, phone: Any) -> None:
+    page = open_app(phone, app_url(system))
+    page.wait_for_selector("#pick-kota option >> nth=1", state="attached")
+    tab_to(page, "#area-picker summary")
+    page.keyboard.press("Enter")
+    tab_to(page, "#pick-kota")
+    page.keyboard.type("Jakarta Timur")
+    tab_to(page, "#pick-kecamatan")
+    page.keyboard.type("Pulogadung")
+    tab_to(page, "#pick-kelurahan")
+    page.keyboard.type("Rawamangun")
+    page.wait_for_selector("#map[data-pin-source=area]")
+    assert "Rawamangun" in page.inner_text("#location-status")
+    tab_to(page, "#category")
+    page.keyboard.type("Jalan")
+    assert page.input_value("#category") == "jalan"
+    tab_to(page, "#description")
+    description = f"Lampu jalan mati, dilaporkan dengan keyboard {time.time_ns()}"
+    page.keyboard.type(description)
+    tab_to(page, "#contact")
+    page.keyboard.press("Enter")  # submits the form
+    page.wait_for_selector("#sent-number")
+    assert page.evaluate("document.activeElement.id") == "sent-title"  # the confirmation is announced
+    token = page.input_value("#tracking-link").split("#", 1)[1]
+    view = requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()
+    assert view["description"] == description
+    # the kelurahan's representative point: routed to that kelurahan
+    wait_for(
+        lambda: requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json().get("area"),
+        15,
+        message="the report routed",
+    )
+    area = requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()["area"]
+    assert area["kelurahan"] == "Rawamangun"
+
+
+def test_a_nearby_report_is_shown_and_followed_instead_of_filing_again(
+    system: RunningSystem, phone: Any, tmp_path: Any
+) -> None:
+    dialogs: list[str] = []
+    phone.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    known = submit(system, *RAWAMANGUN, "jalan", f"{HOSTILE} jalan amblas depan pasar {time.time_ns()}")
+    wait_assigned(system, known)
+
+    page = open_app(phone, app_url(system))
+    near = (RAWAMANGUN[0] + 0.0009, RAWAMANGUN[1])  # about 100 m north
+    page.set_input_files("#photos", photo_file(tmp_path, "near.jpg", phone_photo(*near)))
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    page.select_option("#category", "jalan")
+    card = page.locator(f"#nearby-list li[data-report-id='{known.report_id}']")
+    card.wait_for()
+    assert HOSTILE in card.inner_text() and "m dari penanda" in card.inner_text()
+    assert card.locator("img[src=x]").count() == 0
+    assert serious_accessibility_violations(page) == []
+
+    card.get_by_role("button", name="Ikuti laporan ini").click()
+    page.wait_for_url(re.compile(r"/lacak#JK-"))
+    page.wait_for_selector("#track-number")
+    assert page.inner_text("#track-number") == known.report_id
+    assert HOSTILE in page.inner_text("#track-description")
+    page.goto(app_url(system, "/laporan-saya"))
+    followed = page.locator(f"#mine-list li[data-report-id='{known.report_id}']")
+    assert "Diikuti" in followed.inner_text()
+    assert followed.locator("a").get_attribute("href") == f"/lacak#{known.report_id}"
+    assert dialogs == [] and page.errors == []
