@@ -1,6 +1,7 @@
 """Playwright (Python) driving Debian's Chromium (/usr/bin/chromium, no browser download): one browser per test
-module, a fresh phone context per test (390×844, touch, Indonesian locale, Jakarta time), accessibility checks with
-the vendored axe-core, and screenshots."""
+module, a fresh phone context per test (390×844, touch, Indonesian locale, Jakarta time), and accessibility checks
+with the vendored axe-core. A test module imports `browser_fixture` and `phone_fixture` to use the fixtures
+`browser` and `phone`."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def chromium_path() -> str:
     pytest.skip("chromium is not installed (apt-get install -y chromium, or scripts/install-system-deps)")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module", name="browser")
+def browser_fixture() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = chromium_path()
     with sync_api.sync_playwright() as playwright:
@@ -45,8 +46,8 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture
-def phone(browser: Any) -> Iterator[Any]:
+@pytest.fixture(name="phone")
+def phone_fixture(browser: Any) -> Iterator[Any]:
     """A phone's browser context: fresh storage (no reports, no outbox, no service worker) for each test."""
     context = browser.new_context(**PHONE)
     context.set_default_timeout(15_000)

@@ -5,12 +5,11 @@ text shown as text, a strict Content-Security-Policy on every page, accessibilit
 
 from __future__ import annotations
 
+import functools
 import io
-import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
@@ -20,11 +19,12 @@ import requests
 from PIL import Image
 
 from services.stats.tests.e2e_helpers import Filed, act, submit, wait_assigned
-from tests.browser import browser, phone, serious_accessibility_violations  # noqa: F401  (fixtures)
+from tests.browser import PHONE, browser_fixture, phone_fixture, serious_accessibility_violations
 from tests.photo_fixtures import gps_exif, jpeg_bytes, realistic_photo_jpeg
 from tests.system import ROOT, RunningSystem, wait_for
 
 pytestmark = pytest.mark.e2e
+FIXTURES = (browser_fixture, phone_fixture)  # the browser and a phone (tests/browser.py)
 
 PAGES = ("/", "/lacak", "/laporan-saya")
 # Rawamangun, Jakarta Timur: its kelurahan's roads belong to the Sudin Bina Marga Jakarta Timur
@@ -46,6 +46,7 @@ def reports_with(system: RunningSystem, description: str) -> list[dict[str, Any]
         client.close()
 
 
+@functools.cache
 def phone_photo(lat: float | None = None, lon: float | None = None) -> bytes:
     """A 12-megapixel phone photo of several MB, with the camera's GPS when given."""
     image = Image.open(io.BytesIO(realistic_photo_jpeg(target_kb=3500, size=(4000, 3000))))
@@ -101,23 +102,36 @@ def test_every_page_has_a_strict_content_security_policy(system: RunningSystem) 
         assert requests.get(app_url(system, bad), timeout=10).status_code == 404, bad
 
 
-def test_the_shell_loads_light(system: RunningSystem, phone: Any) -> None:
+# Chrome DevTools' "Slow 3G" profile: 400 kbit/s each way, 2 s of latency per request
+SLOW_3G = {"offline": False, "latency": 2000, "downloadThroughput": 50_000, "uploadThroughput": 50_000}
+
+
+def test_the_shell_loads_light_and_is_usable_on_slow_3g(system: RunningSystem, phone: Any) -> None:
     page = phone.new_page()
-    sizes: dict[str, int] = {}
+    transferred: dict[str, int] = {}
 
     def record(request: Any) -> None:
-        response = request.response()
-        if response is not None:
-            transferred = request.sizes()
-            sizes[request.url] = transferred["responseBodySize"] + transferred["responseHeadersSize"]
+        sizes = request.sizes()
+        transferred[request.url] = sizes["responseBodySize"] + sizes["responseHeadersSize"]
 
     page.on("requestfinished", record)
+    network = phone.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send("Network.emulateNetworkConditions", SLOW_3G)
+    started = time.monotonic()
     page.goto(app_url(system))
-    page.wait_for_selector("body[data-state=ready]")
-    page.wait_for_load_state("networkidle")
-    shell = {url: size for url, size in sizes.items() if "/api/" not in url}
+    page.wait_for_selector("body[data-state=ready]", timeout=60_000)
+    interactive = time.monotonic() - started
+    page.wait_for_load_state("networkidle", timeout=60_000)
+    shell = {url: size for url, size in transferred.items() if "/api/" not in url}
+    data = {url: size for url, size in transferred.items() if "/api/" in url}
+    print(
+        f"citizen app on slow 3G: shell {sum(shell.values())} bytes in {len(shell)} files, interactive after "
+        f"{interactive:.1f} s; API data {sum(data.values())} bytes ({', '.join(sorted(data))})"
+    )
     assert sum(shell.values()) <= 300_000, shell
     assert any(url.endswith("leaflet.js") for url in shell)
+    assert interactive < 20, f"interactive after {interactive:.1f} s on slow 3G"
 
 
 def photo_file(tmp_path: Any, name: str, content: bytes) -> str:
@@ -174,8 +188,6 @@ def test_a_report_with_a_gps_photo_places_the_pin_there_and_is_filed(
 
 
 def test_a_report_with_the_phones_location(system: RunningSystem, browser: Any, tmp_path: Any) -> None:
-    from tests.browser import PHONE
-
     context = browser.new_context(**PHONE, geolocation={"latitude": MONAS[0], "longitude": MONAS[1]})
     try:
         context.grant_permissions(["geolocation"])
@@ -205,6 +217,7 @@ def test_offline_the_report_is_kept_and_filed_exactly_once_when_back_online(
     description = f"Jalan tergenang, tidak ada sinyal {time.time_ns()}"
     page.fill("#description", description)
 
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")  # the shell is cached for the offline visit
     phone.set_offline(True)
     page.click("#submit")
     page.wait_for_selector("body[data-sent=kept]")
@@ -234,15 +247,18 @@ def test_offline_the_report_is_kept_and_filed_exactly_once_when_back_online(
     report_id = page.inner_text("#sent-number")
     time.sleep(1)  # a second send would have happened by now (online event, start, retry timer)
     assert [r["_id"] for r in reports_with(system, description)] == [report_id]
-    assert page.evaluate(
-        """() => new Promise((resolve) => {
+    assert (
+        page.evaluate(
+            """() => new Promise((resolve) => {
              const open = indexedDB.open("jaklapor");
              open.onsuccess = () => {
                const count = open.result.transaction("outbox").objectStore("outbox").count();
                count.onsuccess = () => resolve(count.result);
              };
            })"""
-    ) == 0
+        )
+        == 0
+    )
 
 
 @pytest.fixture(scope="module")

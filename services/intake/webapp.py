@@ -111,9 +111,7 @@ class CitizenAppEndpoints:
     @api("GET", "/sw.js")
     def app_service_worker(self, request: Request) -> Response:
         # served from the root so that its scope covers the whole app; never cached by HTTP, so updates are seen
-        return self._file(
-            request, "sw.js", "no-cache", {**self._page_headers(), "Service-Worker-Allowed": "/"}
-        )
+        return self._file(request, "sw.js", "no-cache", {**self._page_headers(), "Service-Worker-Allowed": "/"})
 
     @api("GET", "/app/<path:name>")
     def app_file(self, request: Request, name: str) -> Response:

@@ -1,7 +1,7 @@
 // Every call the app makes to the API, in one place. The endpoints marked "new" come with the citizen app (issue 15);
 // where one is missing (an older server) the app falls back so that reporting still works.
 
-const DEFAULT_CONFIG = {
+export const DEFAULT_CONFIG = {
   description_max_chars: 2000,
   max_photos: 3,
   max_photo_bytes: 10 * 1024 * 1024,

@@ -122,8 +122,7 @@ async function main() {
   renderOutboxStatus();
 
   if (screen === "view-report") {
-    const config = await api.appConfig();
-    await new ReportScreen(config, showSent).start();
+    await new ReportScreen(api.appConfig(), showSent).start();
   } else if (screen === "view-track") {
     new TrackScreen().start();
   } else {

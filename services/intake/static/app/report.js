@@ -11,8 +11,9 @@ import { gpsOf, shrink } from "./photos.js";
 const NEARBY_RADIUS_M = 500;
 
 export class ReportScreen {
-  constructor(config, showSent) {
-    this.config = config;
+  constructor(configLoading, showSent) {
+    this.configLoading = configLoading; // the limits and tiles, still on their way (loaded with everything else)
+    this.config = { ...api.DEFAULT_CONFIG };
     this.showSent = showSent; // (kind, submission, receipt) → the confirmation screen
     this.photos = []; // {blob, url, gps}
     this.location = null; // {lat, lon, source, label}
@@ -23,6 +24,8 @@ export class ReportScreen {
   }
 
   async start() {
+    // everything the screen needs is asked for at once: on a slow signal each request costs a round trip
+    const loading = Promise.all([this.configLoading, api.categories().catch(() => []), api.areas()]);
     const form = byId("report-form");
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -33,13 +36,14 @@ export class ReportScreen {
     byId("category-search").addEventListener("input", () => this.renderCategories());
     byId("category").addEventListener("change", () => this.scheduleNearby());
     const description = byId("description");
-    description.maxLength = this.config.description_max_chars;
     description.addEventListener("input", () => this.renderCounter());
-    this.renderCounter();
     onLanguageChange(() => this.relabel());
 
+    const [config, categories, areas] = await loading;
+    this.config = config;
+    description.maxLength = config.description_max_chars;
+    this.renderCounter();
     this.startMap();
-    const [categories, areas] = await Promise.all([api.categories().catch(() => []), api.areas()]);
     this.categories = categories;
     this.areas = areas;
     this.renderCategories();
