@@ -6,6 +6,7 @@ with the vendored axe-core. A test module imports `browser_fixture` and `phone_f
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 AXE_SOURCE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+#: any request not to this machine (map tiles from the default OpenStreetMap setting, say) is aborted in the browser:
+#: tests send no traffic beyond loopback, and the app must work without the tiles
+LEAVES_THIS_MACHINE = re.compile(r"^(?!(https?|wss?)://(127\.\d+\.\d+\.\d+|localhost|\[::1\])[:/])[a-z]+://")
 PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
     "device_scale_factor": 2,
@@ -46,11 +50,18 @@ def browser_fixture() -> Iterator[Any]:
         launched.close()
 
 
+def new_phone(browser: Any, **options: Any) -> Any:
+    """A phone's browser context (PHONE, with `options`) that reaches only this machine."""
+    context = browser.new_context(**{**PHONE, **options})
+    context.set_default_timeout(15_000)
+    context.route(LEAVES_THIS_MACHINE, lambda route: route.abort())
+    return context
+
+
 @pytest.fixture(name="phone")
 def phone_fixture(browser: Any) -> Iterator[Any]:
     """A phone's browser context: fresh storage (no reports, no outbox, no service worker) for each test."""
-    context = browser.new_context(**PHONE)
-    context.set_default_timeout(15_000)
+    context = new_phone(browser)
     yield context
     context.close()
 

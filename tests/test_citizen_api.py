@@ -161,3 +161,56 @@ def test_a_kelurahan_point_is_routed_to_its_kelurahan(system: RunningSystem) -> 
     kelurahan = kota["kecamatan"][0]["kelurahan"][0]
     receipt = file_report(system, kelurahan["point"]["lat"], kelurahan["point"]["lon"], "sampah", "Sampah menumpuk")
     assert routed(system, receipt)["area"]["code"] == kelurahan["code"]
+
+
+def test_categories_come_grouped(system: RunningSystem, openapi: dict) -> None:
+    body = requests.get(system.url("intake", "/api/v1/categories"), timeout=10).json()
+    conforms(openapi, "CategoryList", body)
+    assert all(category["group"] and category["response_days"] >= 1 for category in body["categories"])
+    assert body["groups"][0]["name"] == "Jalan & Transportasi"
+    grouped = [code for group in body["groups"] for code in group["categories"]]
+    assert sorted(grouped) == sorted(category["code"] for category in body["categories"])
+
+
+def test_the_app_config_gives_the_limits_and_the_map(system: RunningSystem, openapi: dict) -> None:
+    response = requests.get(system.url("intake", "/api/v1/app-config"), timeout=10)
+    assert response.status_code == 200
+    config = response.json()
+    conforms(openapi, "AppConfig", config)
+    # the test system leaves MAP_TILE_URL unset: config.yaml's default, OpenStreetMap's tiles
+    assert config["map"]["tile_url"] == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    assert config["map"]["tile_attribution"] == "© OpenStreetMap contributors"
+    assert requests.get(system.url("intake", config["map"]["boundaries_url"]), timeout=10).status_code == 200
+    # a description one character over the limit the config gives is refused, as promised
+    too_long = "x" * (config["report"]["description_max_chars"] + 1)
+    refused = requests.post(
+        system.url("intake", "/api/v1/reports"),
+        data={"category": "jalan", "description": too_long, "lat": POINT[0], "lon": POINT[1]},
+        headers=client_headers(),
+        timeout=10,
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "description"
+
+
+def test_the_live_stream_answers_the_citizen_app_across_origins(system: RunningSystem) -> None:
+    """The app, served by intake, opens an EventSource on notify's origin: notify allows intake's origin, no other."""
+    intake_origin = system.url("intake").rstrip("/")
+    receipt = file_report(system, POINT[0], POINT[1] + 0.002, "jalan", "Jalan retak")
+    stream_url = receipt["stream_url"]
+    assert not stream_url.startswith(intake_origin)  # another origin indeed
+    with requests.get(stream_url, headers={"Origin": intake_origin}, stream=True, timeout=10) as live:
+        assert live.status_code == 200
+        assert live.headers["Access-Control-Allow-Origin"] == intake_origin
+        assert live.headers["Vary"] == "Origin"
+    preflight = requests.options(
+        stream_url,
+        headers={
+            "Origin": intake_origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == intake_origin
+    assert "last-event-id" in preflight.headers["Access-Control-Allow-Headers"].lower()

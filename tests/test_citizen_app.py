@@ -19,7 +19,7 @@ import requests
 from PIL import Image
 
 from services.stats.tests.e2e_helpers import Filed, act, submit, view, wait_assigned
-from tests.browser import PHONE, browser_fixture, phone_fixture, serious_accessibility_violations
+from tests.browser import browser_fixture, new_phone, phone_fixture, serious_accessibility_violations
 from tests.photo_fixtures import gps_exif, jpeg_bytes, realistic_photo_jpeg
 from tests.system import ROOT, RunningSystem, wait_for
 
@@ -80,6 +80,9 @@ def test_every_page_has_a_strict_content_security_policy(system: RunningSystem) 
         assert directives["style-src"] == "'self'"
         assert directives["base-uri"] == "'none'" and directives["frame-ancestors"] == "'none'"
         assert directives["connect-src"] == f"'self' {system.url('notify')}"
+        # images: this origin, the photos being resized (blob:, data:) and the map tiles' server (OpenStreetMap's by
+        # default), nothing else
+        assert directives["img-src"] == "'self' blob: data: https://tile.openstreetmap.org"
         assert "unsafe" not in policy
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Referrer-Policy"] == "no-referrer"
@@ -188,7 +191,7 @@ def test_a_report_with_a_gps_photo_places_the_pin_there_and_is_filed(
 
 
 def test_a_report_with_the_phones_location(system: RunningSystem, browser: Any, tmp_path: Any) -> None:
-    context = browser.new_context(**PHONE, geolocation={"latitude": MONAS[0], "longitude": MONAS[1]})
+    context = new_phone(browser, geolocation={"latitude": MONAS[0], "longitude": MONAS[1]})
     try:
         context.grant_permissions(["geolocation"])
         page = open_app(context, app_url(system))

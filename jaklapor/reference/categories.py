@@ -22,12 +22,22 @@ class CategoryError(ReferenceDataError):
 
 
 @dataclass(frozen=True, slots=True)
+class CategoryGroup:
+    """A group of categories a citizen picks from, e.g. "Jalan & Transportasi"; `rank` is its place in the file."""
+
+    name: str
+    name_en: str
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
 class Category:
     code: str
     name: str
     name_en: str
     description: str
     evidence: Evidence
+    group: CategoryGroup
     response_days: int = DEFAULT_RESPONSE_DAYS
     aliases: tuple[str, ...] = ()
 
@@ -40,6 +50,7 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
     if not _is_positive_int(default_days):
         problems.append(f"default_response_days must be a positive integer, got {default_days!r}")
         default_days = DEFAULT_RESPONSE_DAYS
+    groups = _parse_groups(doc.get("groups"), problems)
     entries = doc.get("categories")
     if not isinstance(entries, list) or not entries:
         raise CategoryError(source, [*problems, "`categories` must be a non-empty list"])
@@ -55,7 +66,7 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
         where = f"category {code!r}" if isinstance(code, str) else where
         missing = [
             k
-            for k in ("code", "name", "name_en", "description", "evidence")
+            for k in ("code", "name", "name_en", "description", "evidence", "group")
             if not isinstance(entry.get(k), str) or not entry[k].strip()
         ]
         if missing:
@@ -68,6 +79,7 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
             "name_en",
             "description",
             "evidence",
+            "group",
             "response_days",
             "aliases",
         }
@@ -78,6 +90,10 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
         if code in categories:
             problems.append(f"{where}: duplicate code")
             continue
+        group = groups.get(entry["group"].strip())
+        if group is None:
+            problems.append(f"{where}: group {entry['group']!r} is not one of `groups`: {', '.join(groups)}")
+            # kept under a stand-in group, so its other problems are reported too
         if entry["evidence"] not in EVIDENCE:
             problems.append(f"{where}: evidence must be one of {', '.join(EVIDENCE)}, got {entry['evidence']!r}")
         days = entry.get("response_days", default_days)
@@ -99,12 +115,42 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
             name_en=entry["name_en"].strip(),
             description=entry["description"].strip(),
             evidence=entry["evidence"],
+            group=group or CategoryGroup(entry["group"].strip(), "", len(groups)),
             response_days=days,
             aliases=tuple(a.strip() for a in aliases),
         )
+    used = {category.group.name for category in categories.values()}
+    problems.extend(f"group {name!r} has no category" for name in groups if name not in used)
     if problems:
         raise CategoryError(source, problems)
     return categories
+
+
+def _parse_groups(entries: Any, problems: list[str]) -> dict[str, CategoryGroup]:
+    """The `groups` list: each a distinct name (Indonesian) and its English name, in the order shown."""
+    if not isinstance(entries, list) or not entries:
+        problems.append("`groups` must be a non-empty list of {name, name_en}")
+        return {}
+    groups: dict[str, CategoryGroup] = {}
+    for rank, entry in enumerate(entries):
+        entry = entry if isinstance(entry, Mapping) else {}
+        name, name_en = entry.get("name"), entry.get("name_en")
+        if not (isinstance(name, str) and name.strip() and isinstance(name_en, str) and name_en.strip()):
+            problems.append(f"groups[{rank}]: name and name_en are required")
+            continue
+        unknown = set(entry) - {"name", "name_en"}
+        if unknown:
+            problems.append(f"groups[{rank}]: unknown field(s) {', '.join(sorted(unknown))}")
+        if name.strip() in groups:
+            problems.append(f"groups[{rank}]: duplicate group {name.strip()!r}")
+            continue
+        groups[name.strip()] = CategoryGroup(name=name.strip(), name_en=name_en.strip(), rank=rank)
+    return groups
+
+
+def category_groups(categories: Mapping[str, Category]) -> list[CategoryGroup]:
+    """The groups of these categories, in the order the file lists them."""
+    return sorted({category.group for category in categories.values()}, key=lambda group: group.rank)
 
 
 def _is_positive_int(value: Any) -> bool:

@@ -8,7 +8,7 @@ from jaklapor.vocabulary import STATUS_LABELS, TARGET_STATUSES
 from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
-from services.intake.schemas import DESCRIPTION_MAX_CHARS
+from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -45,7 +45,11 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         "description": {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX_CHARS},
         "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
-        "contact": {"type": "string", "maxLength": 254, "description": "e-mail or phone, for notifications only"},
+        "contact": {
+            "type": "string",
+            "maxLength": CONTACT_MAX_CHARS,
+            "description": "e-mail or phone, for notifications only",
+        },
         "photo": {
             "type": "array",
             "maxItems": MAX_PHOTOS_PER_REPORT,
@@ -91,6 +95,17 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                 "get": {
                     "operationId": "listCategories",
                     "responses": {"200": _json("CategoryList", "The report categories")},
+                }
+            },
+            "/api/v1/app-config": {
+                "get": {
+                    "operationId": "appConfig",
+                    "description": (
+                        "What a client checks before sending a report (the server checks it all the same): the"
+                        " description's length, the photos' number, size and types, the contact's form; the nearby"
+                        " search's radius; the map's tiles (MAP_TILE_URL; null: none, draw the boundaries only)"
+                    ),
+                    "responses": {"200": _json("AppConfig", "The limits and the map's settings")},
                 }
             },
             "/api/v1/areas": {
@@ -310,6 +325,11 @@ def _query(name: str, schema: dict[str, Any], required: bool = False, descriptio
     return {**parameter, "description": description} if description else parameter
 
 
+def _object(**properties: dict[str, Any]) -> dict[str, Any]:
+    """An object schema whose every property is present."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
 def _area_level(children: str, child: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -340,6 +360,7 @@ def _schemas() -> dict[str, Any]:
         "properties": {"code": {"type": "string"}, "name": {"type": "string"}, "level": {"type": "string"}},
         "required": ["code", "name", "level"],
     }
+    integer = {"type": "integer"}
     summary: dict[str, Any] = {
         "report_id": {"type": "string", "example": "JK-20261128-000042"},
         "category": {"type": "string"},
@@ -390,21 +411,39 @@ def _schemas() -> dict[str, Any]:
         },
         "CategoryList": {
             "type": "object",
-            "required": ["categories"],
+            "required": ["categories", "groups"],
             "properties": {
                 "categories": {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["code", "name"],
+                        "required": ["code", "name", "name_en", "description", "group", "response_days"],
                         "properties": {
                             "code": {"type": "string"},
                             "name": {"type": "string"},
                             "name_en": {"type": "string"},
                             "description": {"type": "string"},
+                            "group": {"type": "string", "description": "the name of its group in `groups`"},
+                            "response_days": {
+                                "type": "integer",
+                                "description": "days the responsible OPD has to respond",
+                            },
                         },
                     },
-                }
+                },
+                "groups": {
+                    "type": "array",
+                    "description": "the groups a picker shows the categories in, in order",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "name_en", "categories"],
+                        "properties": {
+                            "name": {"type": "string", "example": "Jalan & Transportasi"},
+                            "name_en": {"type": "string"},
+                            "categories": {"type": "array", "items": {"type": "string"}, "description": "codes"},
+                        },
+                    },
+                },
             },
         },
         "Receipt": {
@@ -422,6 +461,42 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "OpdIdentity": {"type": "object", "required": ["opd"], "properties": {"opd": opd}},
+        "AppConfig": {
+            "type": "object",
+            "required": ["report", "contact", "nearby", "map"],
+            "properties": {
+                "report": _object(
+                    description_max_chars=integer,
+                    max_photos=integer,
+                    max_photo_bytes=integer,
+                    max_photo_pixels=integer,
+                    photo_types={"type": "array", "items": {"type": "string", "example": "image/jpeg"}},
+                    stored_photo_max_side=integer,
+                    max_request_bytes=integer,
+                ),
+                "contact": _object(
+                    optional={"type": "boolean"},
+                    max_chars=integer,
+                    kinds={"type": "array", "items": {"type": "string", "enum": ["email", "phone"]}},
+                    phone_pattern={"type": "string", "description": "a regular expression, after removing separators"},
+                    phone_example={"type": "string"},
+                    phone_note={"type": "string"},
+                ),
+                "nearby": _object(default_radius_m=integer, max_radius_m=integer, limit=integer),
+                "map": _object(
+                    tile_url={
+                        "type": "string",
+                        "nullable": True,
+                        "description": "an XYZ template ({z}/{x}/{y}); null: no tiles",
+                    },
+                    tile_attribution={"type": "string", "nullable": True},
+                    center=_object(lat={"type": "number"}, lon={"type": "number"}),
+                    zoom=integer,
+                    areas_url={"type": "string"},
+                    boundaries_url={"type": "string"},
+                ),
+            },
+        },
         "AreaTree": {
             "type": "object",
             "required": ["kota"],

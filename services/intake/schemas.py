@@ -14,6 +14,7 @@ from jaklapor.web import ApiError
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M
 
 DESCRIPTION_MAX_CHARS = 2000
+CONTACT_MAX_CHARS = 254  # the longest e-mail address
 PHONE_RE = re.compile(r"^\+?[0-9]{8,15}$")
 
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
@@ -56,7 +57,7 @@ class SubmissionForm(BaseModel):
     description: str = Field(min_length=1, max_length=DESCRIPTION_MAX_CHARS)
     lat: Latitude
     lon: Longitude
-    contact: str | None = Field(default=None, max_length=254)
+    contact: str | None = Field(default=None, max_length=CONTACT_MAX_CHARS)
 
     @field_validator("description", "category")
     @classmethod

@@ -50,7 +50,12 @@ from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearest
 from services.intake.opd_auth import authenticate_opd
 from services.intake.openapi import openapi_document
-from services.intake.public_documents import REFERENCE_MAX_AGE_SECONDS, CachedDocument
+from services.intake.public_documents import (
+    REFERENCE_MAX_AGE_SECONDS,
+    CachedDocument,
+    app_config,
+    categories_document,
+)
 from services.intake.ratelimit import client_address
 from services.intake.replay import page_size, replay_page
 from services.intake.report import Report, opd_ref
@@ -109,11 +114,17 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
 
     @api("GET", "/api/v1/categories")
     def list_categories(self, request: Request) -> Response:
-        categories = [
-            {"code": c.code, "name": c.name, "name_en": c.name_en, "description": c.description}
-            for c in self.reference.categories.values()
-        ]
-        return json_response({"categories": categories})
+        return json_response(categories_document(self.reference.categories))
+
+    @api("GET", "/api/v1/app-config")
+    def app_config(self, request: Request) -> Response:
+        """What a client checks before sending (the limits of a report, its photos and contact) and its map's
+        settings."""
+        settings = self.settings
+        config = app_config(settings.map_tile_url, settings.map_tile_attribution, settings.max_request_bytes)
+        return json_response(
+            config, headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}
+        )
 
     @api("GET", "/api/v1/areas")
     def list_areas(self, request: Request) -> Response:

@@ -43,6 +43,7 @@ from services.notify.domain import (
     parse_contact_plaintext,
     parse_last_event_id,
     sse_frame,
+    stream_cors_headers,
     timeline_entry,
     unsubscribe_token_hash,
 )
@@ -219,22 +220,37 @@ class NotifyService(OperationsEndpoints):
 
     @api("GET", "/api/v1/reports/<token>/stream")
     def stream(self, request: Request, token: str) -> Response:
+        cors = stream_cors_headers(self.settings.citizen_app_origin)
         token_hash = token_hash_or_none(token)
         report_id = self._wait_for_registration(token_hash) if token_hash else None
         if report_id is None:
-            raise ApiError(404, "report_not_found", "no report has this tracking token")
+            error = ApiError(404, "report_not_found", "no report has this tracking token")
+            error.headers.update(cors)
+            raise error
         last_seq = parse_last_event_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
         if self.store.is_final(report_id) and not self.store.entries_after(report_id, last_seq):
             # nothing follows a final status and the client has every entry: 204 tells an EventSource to stop
             # reconnecting (a 200 that ends would bring it back every few seconds)
-            return Response(status=204, headers={"Cache-Control": "no-cache"})
+            return Response(status=204, headers={"Cache-Control": "no-cache", **cors})
         # eventlet buffers small writes by default; every SSE frame must leave at once
         request.environ["eventlet.minimum_write_chunk_size"] = 0
         return Response(
             self._frames(report_id, last_seq),
             mimetype="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **cors},
         )
+
+    @api("OPTIONS", "/api/v1/reports/<token>/stream")
+    def stream_preflight(self, request: Request, token: str) -> Response:
+        """A browser's CORS preflight for a stream reopened with a Last-Event-ID header (EventSource sends it on
+        reconnecting; some browsers ask first)."""
+        headers = {
+            **stream_cors_headers(self.settings.citizen_app_origin),
+            "Access-Control-Allow-Methods": "GET",
+            "Access-Control-Allow-Headers": "Last-Event-ID, Cache-Control",
+            "Access-Control-Max-Age": "86400",
+        }
+        return Response(status=204, headers=headers)
 
     def _wait_for_registration(self, token_hash: str) -> str | None:
         # a stream opened right after submission may arrive before the submitted event does

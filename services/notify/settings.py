@@ -3,11 +3,11 @@ documented in jaklapor/config.yaml and docs/notifications.md."""
 
 from __future__ import annotations
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from jaklapor.settings import ServiceSettings
 from services.notify.channels import SmtpSettings
-from services.notify.domain import RetryPolicy
+from services.notify.domain import RetryPolicy, web_origin
 
 
 class NotifySettings(ServiceSettings):
@@ -49,3 +49,14 @@ class NotifySettings(ServiceSettings):
     delivery_concurrency: int = 20
     delivery_per_destination: int = 4
     delivery_attempt_timeout_seconds: float = 60.0
+
+    @property
+    def citizen_app_origin(self) -> str:
+        """Where the citizen app runs (the gateway, PUBLIC_URL): the one origin allowed to read the live streams."""
+        return web_origin(self.public_url)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        web_origin(value)  # an http(s) URL with a host, or the service does not start
+        return value

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from jaklapor.reference import CategoryError, load_categories, parse_categories, resolve_category, slugify
+from jaklapor.reference import (
+    CategoryError,
+    category_groups,
+    load_categories,
+    parse_categories,
+    resolve_category,
+    slugify,
+)
 from jaklapor.reference.tests import SLUG
 
 
@@ -79,12 +86,13 @@ def test_load_categories_returns_a_copy() -> None:
 
 def test_parse_categories_reports_every_problem() -> None:
     text = """
+groups: [{name: Umum, name_en: General}]
 categories:
-  - {code: jalan, name: Jalan, name_en: Roads, description: x, evidence: data}
-  - {code: jalan, name: Jalan Lagi, name_en: Roads, description: x, evidence: data}
-  - {code: Pohon Besar, name: Pohon, name_en: Trees, description: x, evidence: rumour}
-  - {code: taman, name: Taman, name_en: Parks, description: x, evidence: data, aliases: [Jalan]}
-  - {code: pkl, name: PKL, name_en: Vendors, description: x, evidence: data, response_days: 0}
+  - {code: jalan, name: Jalan, name_en: Roads, description: x, evidence: data, group: Umum}
+  - {code: jalan, name: Jalan Lagi, name_en: Roads, description: x, evidence: data, group: Umum}
+  - {code: Pohon Besar, name: Pohon, name_en: Trees, description: x, evidence: rumour, group: Umum}
+  - {code: taman, name: Taman, name_en: Parks, description: x, evidence: data, aliases: [Jalan], group: Umum}
+  - {code: pkl, name: PKL, name_en: Vendors, description: x, evidence: data, response_days: 0, group: Umum}
 """
     with pytest.raises(CategoryError) as err:
         parse_categories(text)
@@ -103,3 +111,42 @@ def test_parse_categories_rejects_missing_fields_and_bad_yaml() -> None:
         parse_categories("categories: [unclosed")
     with pytest.raises(CategoryError, match="non-empty list"):
         parse_categories("categories: []")
+
+
+def test_every_category_has_a_group_and_every_group_categories() -> None:
+    cats = load_categories()
+    groups = category_groups(cats)
+    assert [g.name for g in groups][:2] == ["Jalan & Transportasi", "Air & Banjir"]
+    assert [g.rank for g in groups] == sorted(g.rank for g in groups)
+    assert all(g.name and g.name_en for g in groups)
+    assert {cat.group for cat in cats.values()} == set(groups)
+    assert cats["jalan"].group.name == "Jalan & Transportasi"
+    assert cats["sampah"].group.name == "Lingkungan & Kebersihan"
+    assert cats["kebakaran"].group.name_en == "Fire & rescue"
+
+
+GROUPED = """
+groups:
+  - {name: Jalan & Transportasi, name_en: Roads}
+  - {name: Lingkungan, name_en: Environment}
+categories:
+  - {code: jalan, name: Jalan, name_en: Roads, description: x, evidence: data, group: Jalan & Transportasi}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (GROUPED.replace("group: Jalan & Transportasi", "group: Jalan"), "group 'Jalan' is not one of `groups`"),
+        (GROUPED.replace(", group: Jalan & Transportasi", ""), "missing or empty group"),
+        (GROUPED, "group 'Lingkungan' has no category"),
+        (GROUPED.replace("name_en: Environment", "name_en: ''"), "groups[1]: name and name_en are required"),
+        (GROUPED.replace("name: Lingkungan", "name: Jalan & Transportasi"), "duplicate group"),
+        (GROUPED[GROUPED.index("categories:") :], "`groups` must be a non-empty list"),
+        (GROUPED.replace("name_en: Roads}", "name_en: Roads, icon: x}"), "groups[0]: unknown field(s) icon"),
+    ],
+)
+def test_groups_are_checked(text: str, problem: str) -> None:
+    with pytest.raises(CategoryError) as err:
+        parse_categories(text)
+    assert problem in str(err.value)

@@ -224,8 +224,8 @@ def test_nearby_lists_open_reports_nearest_first_with_public_fields_only(service
     submit(service, lat="-6.2600", lon="106.8013")  # about 1.8 km south
     other_category = submit(service, category="pohon")["report_id"]
     closed = routed_report(service, SUDIN)
-    answer(service.transition, post(f"/x/{closed}", {"status": "ditolak", "note": "x", "reason": "duplikat"},
-                                     headers=opd_auth(SUDIN)), closed)  # fmt: skip
+    rejection = post("/", {"status": "ditolak", "note": "x", "reason": "duplikat"}, headers=opd_auth(SUDIN))
+    answer(service.transition, rejection, closed)
     assert service.store.reports[closed]["status"] == DITOLAK
 
     status, body, headers = answer(
@@ -292,6 +292,13 @@ def test_a_report_is_public_by_its_number_without_its_token(service: Any) -> Non
     for malformed in ("nope", "JK-2026-1", receipt["tracking_token"], "jk-20261127-000001"):
         status, body, _ = answer(service.public_report, get("/"), malformed)
         assert (status, body["error"]["code"], body["error"]["field"]) == (400, "invalid_report_number", "report_id")
+
+
+def test_the_app_config_carries_the_map_settings(service: Any) -> None:
+    status, config, headers = answer(service.app_config, get("/"))
+    assert status == 200 and headers["Cache-Control"] == "public, max-age=3600"
+    assert config["map"]["tile_url"] is None  # the interface tests' settings leave MAP_TILE_URL empty
+    assert config["report"]["max_photos"] == 3
 
 
 @pytest.mark.parametrize(

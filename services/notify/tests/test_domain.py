@@ -21,7 +21,7 @@ from jaklapor.events import (
     ReportUnroutable,
     parse_event,
 )
-from services.notify.domain import parse_last_event_id, sse_frame, timeline_entry
+from services.notify.domain import parse_last_event_id, sse_frame, timeline_entry, web_origin
 
 REPORT = "JK-20261127-000001"
 AT = datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC)
@@ -254,3 +254,24 @@ def test_sse_frame_keeps_unicode_readable() -> None:
 )
 def test_parse_last_event_id(value: str | None, expected: int) -> None:
     assert parse_last_event_id(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("https://Lapor.Example/", "https://lapor.example"),
+        ("https://lapor.example:443/jaklapor/", "https://lapor.example"),
+        ("http://lapor.example:80", "http://lapor.example"),
+        ("https://lapor.example:8443", "https://lapor.example:8443"),
+        ("http://[::1]:8000/", "http://[::1]:8000"),
+    ],
+)
+def test_the_web_origin_is_written_as_a_browser_sends_it(url: str, origin: str) -> None:
+    assert web_origin(url) == origin
+
+
+@pytest.mark.parametrize("url", ["lapor.example", "ftp://lapor.example", "https://", ""])
+def test_a_url_without_a_web_origin_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        web_origin(url)

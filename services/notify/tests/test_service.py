@@ -287,6 +287,29 @@ def test_a_stream_for_an_unknown_token_is_404(monkeypatch: pytest.MonkeyPatch) -
         assert caught.value.status == 404 and caught.value.code == "report_not_found"
 
 
+def test_the_stream_is_readable_by_the_citizen_app_origin_only() -> None:
+    notify = Notify(public_url="https://lapor.example:443/")
+    token = new_tracking_token()
+    notify.record(submitted(token_hash=hash_token(token)))
+    cors = {"Access-Control-Allow-Origin": "https://lapor.example", "Vary": "Origin"}
+    live = notify.service.stream(request(f"/api/v1/reports/{token}/stream", Origin="https://lapor.example"), token)
+    assert {key: live.headers[key] for key in cors} == cors
+    notify.record(status_changed("selesai"))
+    done = notify.service.stream(request("/", **{"Last-Event-ID": "2"}), token)
+    assert done.status_code == 204 and {key: done.headers[key] for key in cors} == cors
+    preflight = notify.service.stream_preflight(request("/", "OPTIONS"), token)
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == "https://lapor.example"
+    assert "Last-Event-ID" in preflight.headers["Access-Control-Allow-Headers"]
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET"
+
+
+def test_an_unknown_stream_is_answered_to_the_citizen_app_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notify_service, "REGISTRATION_WAIT_SECONDS", 0.0)
+    with pytest.raises(ApiError) as caught:
+        Notify().service.stream(request("/"), new_tracking_token())
+    assert caught.value.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8000"
+
+
 # ---- settings -----------------------------------------------------------------------------------------------------
 
 
@@ -303,3 +326,8 @@ def test_settings_are_checked_at_start_and_counts_are_at_least_one() -> None:
     clamped = DeliverySettings.from_settings(NotifySettings(delivery_concurrency=0, delivery_max_attempts=0))
     assert clamped.concurrency == 1 and clamped.retry.max_attempts == 1
     assert NotifySettings.from_config({"SMTP_PASSWORD": 1234}).smtp_password == "1234"  # digits stay text
+
+
+def test_a_public_url_that_is_no_web_address_stops_notify_at_start() -> None:
+    with pytest.raises(InvalidSettings, match="PUBLIC_URL"):
+        NotifySettings.from_config({"PUBLIC_URL": "lapor.example"})

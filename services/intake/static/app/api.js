@@ -1,12 +1,15 @@
-// Every call the app makes to the API, in one place. The endpoints marked "new" come with the citizen app (issue 15);
-// where one is missing (an older server) the app falls back so that reporting still works.
+// Every call the app makes to the API, in one place. Where a reference document cannot be had (an older server, no
+// signal) the app falls back so that reporting still works.
 
 export const DEFAULT_CONFIG = {
   description_max_chars: 2000,
   max_photos: 3,
   max_photo_bytes: 10 * 1024 * 1024,
+  nearby_radius_m: 500,
   map_tile_url: "",
   map_tile_attribution: "",
+  map_center: { lat: -6.1754, lon: 106.8272 },
+  map_zoom: 12,
 };
 
 async function getJson(path) {
@@ -19,35 +22,42 @@ async function getJson(path) {
   return response.json();
 }
 
-/** new: the limits and the map tiles; the defaults when the server does not have the endpoint */
+/** The limits, the nearby radius and the map's settings (GET /api/v1/app-config); the defaults if unreachable. */
 export async function appConfig() {
   try {
     const body = await getJson("/api/v1/app-config");
-    const limits = body.limits || body;
+    const report = body.report || {};
+    const map = body.map || {};
     return {
-      description_max_chars: limits.description_max_chars ?? limits.description_max ?? DEFAULT_CONFIG.description_max_chars,
-      max_photos: limits.max_photos ?? DEFAULT_CONFIG.max_photos,
-      max_photo_bytes: limits.max_photo_bytes ?? limits.photo_max_bytes ?? DEFAULT_CONFIG.max_photo_bytes,
-      map_tile_url: body.map_tile_url ?? body.map?.tile_url ?? "",
-      map_tile_attribution: body.map_tile_attribution ?? body.map?.tile_attribution ?? "",
+      description_max_chars: report.description_max_chars ?? DEFAULT_CONFIG.description_max_chars,
+      max_photos: report.max_photos ?? DEFAULT_CONFIG.max_photos,
+      max_photo_bytes: report.max_photo_bytes ?? DEFAULT_CONFIG.max_photo_bytes,
+      nearby_radius_m: body.nearby?.default_radius_m ?? DEFAULT_CONFIG.nearby_radius_m,
+      map_tile_url: map.tile_url || "",
+      map_tile_attribution: map.tile_attribution || "",
+      map_center: map.center || DEFAULT_CONFIG.map_center,
+      map_zoom: map.zoom || DEFAULT_CONFIG.map_zoom,
     };
   } catch {
     return { ...DEFAULT_CONFIG };
   }
 }
 
-/** the categories, each with `group` (new; "" when the server does not give one) */
+/** The categories in the order of their groups, each with `group` (Indonesian) and `group_en`. */
 export async function categories() {
   const body = await getJson("/api/v1/categories");
-  return body.categories.map((c) => ({ ...c, group: c.group || "" }));
+  const groups = new Map((body.groups || []).map((group, index) => [group.name, { index, en: group.name_en }]));
+  const order = (category) => groups.get(category.group)?.index ?? groups.size;
+  return body.categories
+    .map((c) => ({ ...c, group: c.group || "", group_en: groups.get(c.group)?.en || c.group || "" }))
+    .sort((a, b) => order(a) - order(b));
 }
 
-/** new: kota → kecamatan → kelurahan, each kelurahan with code, name, lat, lon; null when not available */
+/** kota → kecamatan → kelurahan, each kelurahan with code, name, lat, lon (a point inside it); null if unavailable */
 export async function areas() {
   try {
     const body = await getJson("/api/v1/areas");
-    const kotas = body.kota || body.kotas || body.areas || [];
-    return kotas.map((kota) => ({
+    return body.kota.map((kota) => ({
       name: kota.name,
       code: kota.code,
       kecamatan: (kota.kecamatan || []).map((kecamatan) => ({
@@ -56,8 +66,8 @@ export async function areas() {
         kelurahan: (kecamatan.kelurahan || []).map((k) => ({
           name: k.name,
           code: k.code,
-          lat: k.lat ?? k.point?.lat,
-          lon: k.lon ?? k.point?.lon,
+          lat: k.point.lat,
+          lon: k.point.lon,
         })),
       })),
     }));
@@ -66,7 +76,7 @@ export async function areas() {
   }
 }
 
-/** new: the simplified kelurahan boundaries (GeoJSON), drawn when there are no tiles; null when not available */
+/** the simplified kelurahan boundaries (GeoJSON), drawn over the tiles or alone; null when not available */
 export async function kelurahanBoundaries() {
   try {
     return await getJson("/api/v1/areas/kelurahan.geojson");
@@ -75,7 +85,7 @@ export async function kelurahanBoundaries() {
   }
 }
 
-/** new: open reports near a point (public fields); [] when the server does not have the endpoint */
+/** open reports near a point (public fields), nearest first; [] when they cannot be had */
 export async function nearby(lat, lon, category, radiusM = 500) {
   const query = new URLSearchParams({ lat: String(lat), lon: String(lon), radius_m: String(radiusM) });
   if (category) query.set("category", category);
@@ -92,7 +102,7 @@ export function reportByToken(token) {
   return getJson(`/api/v1/reports/${encodeURIComponent(token)}`);
 }
 
-/** new: the public view of a report by its number (a followed report) */
+/** the public view of a report by its number (a followed report) */
 export function reportById(reportId) {
   return getJson(`/api/v1/reports/public/${encodeURIComponent(reportId)}`);
 }

@@ -1,10 +1,9 @@
 // The map (vendored Leaflet, a classic script: window.L): the configured tiles when there are any, and the kelurahan
 // boundaries drawn from the API, so the map is usable with no tile server at all. One draggable pin.
-const JAKARTA = [-6.2, 106.83];
-
 export function createMap(container, config, onPinMoved) {
   const L = window.L;
-  const map = L.map(container, { zoomControl: true, attributionControl: true }).setView(JAKARTA, 11);
+  const { lat, lon } = config.map_center;
+  const map = L.map(container, { zoomControl: true, attributionControl: true }).setView([lat, lon], config.map_zoom);
   if (config.map_tile_url) {
     L.tileLayer(config.map_tile_url, { maxZoom: 19, attribution: config.map_tile_attribution }).addTo(map);
   }

@@ -8,8 +8,6 @@ import { createMap } from "./map.js";
 import * as outbox from "./outbox.js";
 import { gpsOf, shrink } from "./photos.js";
 
-const NEARBY_RADIUS_M = 500;
-
 export class ReportScreen {
   constructor(configLoading, showSent) {
     this.configLoading = configLoading; // the limits and tiles, still on their way (loaded with everything else)
@@ -202,16 +200,20 @@ export class ReportScreen {
     return lang() === "en" && category.name_en ? `${category.name_en} (${category.name})` : category.name;
   }
 
+  groupName(category) {
+    return (lang() === "en" ? category.group_en : category.group) || t("other_group");
+  }
+
   renderCategories() {
     const select = byId("category");
     const chosen = select.value;
     const query = byId("category-search").value.trim().toLowerCase();
     const matches = this.categories.filter((c) =>
-      [c.name, c.name_en, c.code, c.description, c.group].some((text) => (text || "").toLowerCase().includes(query)),
+      [c.name, c.name_en, c.code, c.description, c.group, c.group_en].some((text) => (text || "").toLowerCase().includes(query)),
     );
     const groups = new Map();
     for (const category of matches) {
-      const group = category.group || t("other_group");
+      const group = this.groupName(category);
       if (!groups.has(group)) groups.set(group, []);
       groups.get(group).push(category);
     }
@@ -247,7 +249,7 @@ export class ReportScreen {
       return;
     }
     const { lat, lon } = this.location;
-    const reports = await api.nearby(lat, lon, category, NEARBY_RADIUS_M);
+    const reports = await api.nearby(lat, lon, category, this.config.nearby_radius_m);
     const list = clear(byId("nearby-list"));
     if (reports.length === 0) list.append(el("li", { class: "help", text: t("nearby_none") }));
     for (const report of reports) list.append(this.nearbyCard(report));
