@@ -20,7 +20,7 @@ export function createMap(container, config, onPinMoved) {
     } else {
       pin.setLatLng([lat, lon]);
     }
-    map.setView([lat, lon], Math.max(map.getZoom(), zoom || 16));
+    map.setView([lat, lon], zoom || 15);
   }
 
   map.on("click", (event) => {

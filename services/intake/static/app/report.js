@@ -118,7 +118,7 @@ export class ReportScreen {
 
   setLocation(lat, lon, source, label = null, moveMap = true) {
     this.location = { lat, lon, source, label };
-    if (moveMap && this.map) this.map.place(lat, lon, source === "area" ? 15 : 17);
+    if (moveMap && this.map) this.map.place(lat, lon, 15);
     byId("map").dataset.pin = `${lat.toFixed(6)},${lon.toFixed(6)}`;
     byId("map").dataset.pinSource = source;
     this.renderLocation();
