@@ -55,6 +55,7 @@ def ready_banner(config: dict[str, Any], names: list[str]) -> list[str]:
     lines = ["jaklapor is up:"]
     if "intake" in names:
         lines += [
+            f"  citizen app         {url('intake')}/",
             f"  citizen + OPD API   {url('intake')}/api/v1/categories",
             f"  submit a report     POST {url('intake')}/api/v1/reports",
         ]
