@@ -17,6 +17,7 @@ peer address may hold (see `connection_limits`).
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import eventlet
 from eventlet import wsgi
@@ -690,3 +692,32 @@ def _form_problem(request: Request, exc: ValueError) -> str:
 
 def _repeated(name: str) -> ApiError:
     return ApiError(422, "repeated_field", f"{name} was sent more than once; send each field once", field=name)
+
+
+def web_origin(url: str) -> str:
+    """The origin of a URL as a browser writes it in `Origin`: scheme://host[:port], the scheme's default port left
+    out (`https://lapor.example:443/x` -> `https://lapor.example`); ValueError unless it is an http(s) URL."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = parts.port
+    default_port = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" if port in (None, default_port) else f"{scheme}://{host}:{port}"
+
+
+def gzipped(content: bytes) -> bytes:
+    """`content` gzip-compressed the same way every time (no timestamp): for bodies built once and served often."""
+    return gzip.compress(content, compresslevel=9, mtime=0)
+
+
+def negotiated_body(request: Request, plain: bytes, compressed: bytes | None) -> tuple[bytes, dict[str, str]]:
+    """The body to send, gzip-compressed when the client accepts it and a compressed form exists, with the headers
+    that say so (`Content-Encoding`, and `Vary` so caches keep both forms apart)."""
+    if compressed is None:
+        return plain, {}
+    if request.accept_encodings["gzip"] > 0:
+        return compressed, {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    return plain, {"Vary": "Accept-Encoding"}

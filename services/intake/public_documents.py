@@ -5,7 +5,6 @@ gzip-compressed)."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from typing import Any
 
 from jaklapor.reference import Areas, Category, category_groups
 from jaklapor.reference.geo import representative_points, simplify_kelurahan
+from jaklapor.web import gzipped
 from services.intake.domain import MAX_PHOTOS_PER_REPORT
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy
@@ -90,7 +90,7 @@ class CachedDocument:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         return cls(
             body=body,
-            gzipped=gzip.compress(body, compresslevel=9, mtime=0),
+            gzipped=gzipped(body),
             etag=hashlib.sha256(body).hexdigest()[:32],
             content_type=content_type,
         )

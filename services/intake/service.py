@@ -24,7 +24,7 @@ from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
 from jaklapor.timers import timer_from_config
 from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
-from jaklapor.web import ApiError, api, json_response, read_fields
+from jaklapor.web import ApiError, api, json_response, negotiated_body, read_fields
 from services.intake import metrics
 from services.intake.dependencies import (
     OutboxRelay,
@@ -73,20 +73,18 @@ IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
 def cached_document(request: Request, document: CachedDocument) -> Response:
     """A document built once, for any client and cache: gzip-compressed when the client takes it, 304 when the
     client's copy (If-None-Match) is current."""
-    compressed = request.accept_encodings["gzip"] > 0
+    body, encoding = negotiated_body(request, document.body, document.gzipped)
     response = Response(
-        document.gzipped if compressed else document.body,
+        body,
         content_type=document.content_type,
         headers={
             "Cache-Control": f"public, max-age={REFERENCE_MAX_AGE_SECONDS}",
             "Access-Control-Allow-Origin": "*",
-            "Vary": "Accept-Encoding",
+            **encoding,
         },
     )
-    if compressed:
-        response.headers["Content-Encoding"] = "gzip"
     # each encoding is its own representation, with its own (strong) validator
-    response.set_etag(f"{document.etag}-gzip" if compressed else document.etag)
+    response.set_etag(f"{document.etag}-gzip" if encoding.get("Content-Encoding") else document.etag)
     return response.make_conditional(request)
 
 

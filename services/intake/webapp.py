@@ -10,14 +10,12 @@ to clients that accept it (the shell stays within its 300 KB budget on a phone's
 from __future__ import annotations
 
 import functools
-import gzip
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.web import ApiError, api
+from jaklapor.web import ApiError, api, gzipped, negotiated_body, web_origin
 from services.intake.settings import IntakeSettings
 
 APP_DIR = Path(__file__).resolve().parent / "static" / "app"
@@ -36,11 +34,9 @@ COMPRESSIBLE = {"html", "js", "css", "svg", "json", "webmanifest"}
 
 
 def origin_of(url: str) -> str:
-    """The origin of a URL for a CSP source list; a tile URL's `{s}` subdomain placeholder becomes a wildcard."""
-    parts = urlsplit(url.replace("{s}", "*"))
-    if not parts.scheme or not parts.netloc:
-        return ""
-    return f"{parts.scheme}://{parts.netloc}"
+    """The origin of a URL for a CSP source list ("" for none or a same-origin path, which 'self' covers); a tile URL's
+    `{s}` subdomain placeholder becomes a wildcard."""
+    return web_origin(url.replace("{s}", "*")) if "://" in url else ""
 
 
 def content_security_policy(settings: IntakeSettings) -> str:
@@ -66,7 +62,7 @@ def content_security_policy(settings: IntakeSettings) -> str:
 def _app_file(name: str) -> tuple[bytes, bytes | None]:
     """The file's bytes, and their gzip form for text types; read once per process (the files ship with the code)."""
     content = (APP_DIR / name).read_bytes()
-    compressed = gzip.compress(content, 9, mtime=0) if name.rsplit(".", 1)[1] in COMPRESSIBLE else None
+    compressed = gzipped(content) if name.rsplit(".", 1)[1] in COMPRESSIBLE else None
     return content, compressed
 
 
@@ -83,13 +79,8 @@ class CitizenAppEndpoints:
         }
 
     def _file(self, request: Request, name: str, cache_control: str, headers: dict[str, str]) -> Response:
-        content, compressed = _app_file(name)
-        headers = {**headers, "Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
-        if compressed is not None:
-            headers["Vary"] = "Accept-Encoding"
-            if request.accept_encodings["gzip"] > 0:
-                content = compressed
-                headers["Content-Encoding"] = "gzip"
+        content, encoding = negotiated_body(request, *_app_file(name))
+        headers = {**headers, **encoding, "Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
         return Response(content, content_type=CONTENT_TYPES[name.rsplit(".", 1)[1]], headers=headers)
 
     def _shell(self, request: Request) -> Response:
