@@ -264,6 +264,133 @@ def test_offline_the_report_is_kept_and_filed_exactly_once_when_back_online(
     )
 
 
+OUTBOX = """() => new Promise((resolve) => {
+  const open = indexedDB.open("jaklapor");
+  open.onsuccess = () => {
+    const all = open.result.transaction("outbox").objectStore("outbox").getAll();
+    all.onsuccess = () => resolve(all.result.map((s) => ({key: s.key, fields: s.fields, photos: s.photos.length,
+                                                         refused: s.refused || null})));
+  };
+})"""
+
+# the kept submission's category replaced in IndexedDB, as if the category was withdrawn while the phone was offline
+WITHDRAW_CATEGORY = """(category) => new Promise((resolve) => {
+  const open = indexedDB.open("jaklapor");
+  open.onsuccess = () => {
+    const store = open.result.transaction("outbox", "readwrite").objectStore("outbox");
+    const all = store.getAll();
+    all.onsuccess = () => {
+      for (const submission of all.result) store.put({...submission, fields: {...submission.fields, category}});
+      resolve(all.result.length);
+    };
+  };
+})"""
+
+
+def test_a_report_refused_when_back_online_is_kept_shown_with_the_reason_and_deleted(
+    system: RunningSystem, phone: Any, tmp_path: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    page.set_input_files("#photos", photo_file(tmp_path, "got.jpg", phone_photo(*RAWAMANGUN)))
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    page.select_option("#category", "jalan")
+    description = f"Got mampet, dikirim tanpa sinyal {time.time_ns()}"
+    page.fill("#description", description)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    phone.set_offline(True)
+    page.click("#submit")
+    page.wait_for_selector("body[data-sent=kept]")
+    assert page.evaluate(WITHDRAW_CATEGORY, "kategori-yang-dihapus") == 1
+
+    # back online: the server refuses it for good (422 unknown_category); the screen says so, in plain words
+    phone.set_offline(False)
+    page.wait_for_selector("body[data-sent=refused]", timeout=45_000)
+    assert page.inner_text("#sent-title") == "Laporan ditolak"
+    assert page.inner_text("#refused-reason") == "Kategori ini sudah tidak ada. Pilih kategori lain."
+    assert "unknown_category" in page.inner_text("#sent-body")
+    # kept on the device, marked refused, and not sent again by itself
+    kept = page.evaluate(OUTBOX)
+    assert len(kept) == 1 and kept[0]["refused"]["status"] == 422 and kept[0]["photos"] == 1
+    assert kept[0]["refused"]["code"] == "unknown_category"
+    assert "ditolak" in page.inner_text("#outbox-status")
+
+    # "my reports" lists it with what went wrong and the two ways on
+    page.goto(app_url(system, "/laporan-saya"))
+    page.wait_for_selector("body[data-state=ready]")
+    card = page.locator(f"#mine-list li.refused[data-outbox-key='{kept[0]['key']}']")
+    card.wait_for()
+    assert description in card.inner_text()
+    assert card.locator(".refusal-reason").inner_text() == "Kategori ini sudah tidak ada. Pilih kategori lain."
+    assert "HTTP 422, unknown_category" in card.inner_text()
+    assert card.get_by_role("link", name="Ubah dan kirim lagi").get_attribute("href").startswith("/#ubah=")
+    assert serious_accessibility_violations(page) == []
+    page.click("#lang-toggle")
+    assert card.locator(".refusal-reason").inner_text() == "This category no longer exists. Choose another one."
+    page.click("#lang-toggle")
+
+    # delete it, confirming first (cancelling keeps it)
+    card.get_by_role("button", name="Hapus", exact=True).click()
+    assert "belum terkirim dan akan hilang" in card.inner_text()
+    card.get_by_role("button", name="Batal").click()
+    assert page.evaluate(OUTBOX) != []
+    card.get_by_role("button", name="Hapus", exact=True).click()
+    card.get_by_role("button", name="Ya, hapus").click()
+    page.wait_for_selector("#mine-list li.refused", state="detached")
+    assert page.evaluate(OUTBOX) == []
+    assert "dihapus" in page.inner_text("#outbox-status")
+    assert reports_with(system, description) == []
+    assert page.errors == []
+
+
+def test_a_refused_report_is_edited_from_my_reports_and_sent_again(
+    system: RunningSystem, phone: Any, tmp_path: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    page.set_input_files("#photos", photo_file(tmp_path, "pohon.jpg", phone_photo(*RAWAMANGUN)))
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    page.select_option("#category", "jalan")
+    description = f"Pohon tumbang menutup jalan {time.time_ns()}"
+    page.fill("#description", description)
+    page.fill("#contact", "hubungi saya")  # the browser takes any text; the server wants an e-mail or a phone number
+    page.click("#submit")
+    page.wait_for_selector("#form-error:not([hidden])")
+    assert "Kontak tidak valid" in page.inner_text("#form-error")
+    refused = page.evaluate(OUTBOX)
+    assert len(refused) == 1 and refused[0]["refused"]["code"] == "invalid_field"
+
+    # later, from "my reports": the form reopens filled with the kept report (its photo and location too)
+    page.goto(app_url(system, "/laporan-saya"))
+    card = page.locator("#mine-list li.refused")
+    card.get_by_role("link", name="Ubah dan kirim lagi").click()
+    page.wait_for_selector("#map[data-pin-source=saved]")
+    assert "Kontak tidak valid" in page.inner_text("#editing")
+    assert page.input_value("#description") == description
+    assert page.input_value("#category") == "jalan"
+    assert page.input_value("#contact") == "hubungi saya"
+    assert page.locator("#photo-list li").count() == 1
+    lat, lon = (float(v) for v in page.get_attribute("#map", "data-pin").split(","))
+    assert abs(lat - RAWAMANGUN[0]) < 1e-4 and abs(lon - RAWAMANGUN[1]) < 1e-4
+
+    # sent again unchanged: the same Idempotency-Key (the same report, were it filed meanwhile), refused again
+    page.click("#submit")
+    page.wait_for_selector("#form-error:not([hidden])")
+    assert [(s["key"], s["refused"]["code"]) for s in page.evaluate(OUTBOX)] == [(refused[0]["key"], "invalid_field")]
+
+    page.fill("#contact", "warga@example.org")
+    page.click("#submit")
+    page.wait_for_selector("#sent-number")
+    report_id = page.inner_text("#sent-number")
+    assert [r["_id"] for r in reports_with(system, description)] == [report_id]
+    # the content changed: sent under a new Idempotency-Key, and the refused copy is gone
+    assert page.evaluate(OUTBOX) == []
+    token = page.input_value("#tracking-link").split("#", 1)[1]
+    assert len(requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()["photos"]) == 1
+    page.goto(app_url(system, "/laporan-saya"))
+    page.wait_for_selector(f"#mine-list li[data-report-id='{report_id}']")
+    assert page.locator("#mine-list li.refused").count() == 0
+    assert page.errors == []
+
+
 @pytest.fixture(scope="module")
 def hostile_report(system: RunningSystem) -> Filed:
     """A report whose description is markup, routed to its OPD."""
