@@ -105,11 +105,9 @@ def test_every_page_has_a_strict_content_security_policy(system: RunningSystem) 
         assert requests.get(app_url(system, bad), timeout=10).status_code == 404, bad
 
 
-# Chrome DevTools' "Slow 3G" profile: 400 kbit/s each way, 2 s of latency per request
-SLOW_3G = {"offline": False, "latency": 2000, "downloadThroughput": 50_000, "uploadThroughput": 50_000}
-
-
-def test_the_shell_loads_light_and_is_usable_on_slow_3g(system: RunningSystem, phone: Any) -> None:
+def test_the_shell_loads_within_its_300_kb_budget(system: RunningSystem, phone: Any) -> None:
+    """The size budget of a first visit (map tiles aside); how fast it loads on a slow signal is measured by
+    bench/bench_citizen_app.py, never timed here."""
     page = phone.new_page()
     transferred: dict[str, int] = {}
 
@@ -118,23 +116,12 @@ def test_the_shell_loads_light_and_is_usable_on_slow_3g(system: RunningSystem, p
         transferred[request.url] = sizes["responseBodySize"] + sizes["responseHeadersSize"]
 
     page.on("requestfinished", record)
-    network = phone.new_cdp_session(page)
-    network.send("Network.enable")
-    network.send("Network.emulateNetworkConditions", SLOW_3G)
-    started = time.monotonic()
     page.goto(app_url(system))
-    page.wait_for_selector("body[data-state=ready]", timeout=60_000)
-    interactive = time.monotonic() - started
-    page.wait_for_load_state("networkidle", timeout=60_000)
+    page.wait_for_selector("body[data-state=ready]")
+    page.wait_for_load_state("networkidle")
     shell = {url: size for url, size in transferred.items() if "/api/" not in url}
-    data = {url: size for url, size in transferred.items() if "/api/" in url}
-    print(
-        f"citizen app on slow 3G: shell {sum(shell.values())} bytes in {len(shell)} files, interactive after "
-        f"{interactive:.1f} s; API data {sum(data.values())} bytes ({', '.join(sorted(data))})"
-    )
     assert sum(shell.values()) <= 300_000, shell
     assert any(url.endswith("leaflet.js") for url in shell)
-    assert interactive < 20, f"interactive after {interactive:.1f} s on slow 3G"
 
 
 def photo_file(tmp_path: Any, name: str, content: bytes) -> str:
