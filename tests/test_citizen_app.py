@@ -550,6 +550,53 @@ def test_a_report_placed_with_the_kelurahan_picker_by_keyboard_only(system: Runn
     assert area["kelurahan"] == "Rawamangun"
 
 
+def pin(page: Any) -> tuple[float, float]:
+    lat, lon = (float(v) for v in page.get_attribute("#map", "data-pin").split(","))
+    return lat, lon
+
+
+def test_the_pin_is_placed_by_tapping_the_map_and_dragged_and_the_report_is_filed_there(
+    system: RunningSystem, phone: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    assert page.get_attribute("#map", "data-pin") is None
+    map_box = page.locator("#map")
+    map_box.scroll_into_view_if_needed()
+    box = map_box.bounding_box()
+    # a tap on the map, right of its centre (the map's centre is Monas): the pin goes there
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#map[data-pin-source=map]")
+    tapped = pin(page)
+    assert tapped[1] > MONAS[1] + 0.01 and abs(tapped[0] - MONAS[0]) < 0.01
+    assert "dipilih di peta" in page.inner_text("#location-status")
+    assert page.locator(".leaflet-marker-icon").count() == 1
+
+    # dragged 60 px right and 40 px down: east and south of where it was
+    marker = page.locator(".leaflet-marker-icon").bounding_box()
+    start = (marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] * 0.75)
+    page.mouse.move(*start)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(start[0] + 6 * step, start[1] + 4 * step)
+    page.mouse.up()
+    page.wait_for_function(
+        "(before) => document.querySelector('#map').dataset.pin !== before", arg=f"{tapped[0]:.6f},{tapped[1]:.6f}"
+    )
+    dragged = pin(page)
+    assert dragged[1] > tapped[1] and dragged[0] < tapped[0]
+    assert f"{dragged[0]:.5f}, {dragged[1]:.5f}" in page.inner_text("#location-status")
+
+    page.select_option("#category", "jalan")
+    description = f"Jalan retak, penanda digeser di peta {time.time_ns()}"
+    page.fill("#description", description)
+    page.click("#submit")
+    page.wait_for_selector("#sent-number")
+    token = page.input_value("#tracking-link").split("#", 1)[1]
+    location = requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()["location"]
+    assert (round(location["lat"], 6), round(location["lon"], 6)) == (round(dragged[0], 6), round(dragged[1], 6))
+    assert page.errors == []
+
+
 def test_a_nearby_report_is_shown_and_followed_instead_of_filing_again(
     system: RunningSystem, phone: Any, tmp_path: Any
 ) -> None:
