@@ -6,8 +6,8 @@ samples, profiles) stay in the local `bench/results/` folder the benchmarks writ
 
 A run's row is keyed by its name, the result file's stem (`max-per-service-s9-20261128T023344Z`): summarizing a
 folder again replaces its runs' rows and keeps every other row, so the summary outlives the raw files. Reads the
-results of `bench/loadgen.py` (end to end) and `bench/bench_broker_floor.py` (the broker's floor); other JSON files
-are skipped.
+results of `bench/loadgen.py` (end to end), `bench/bench_broker_floor.py` (the broker's floor) and
+`bench/bench_citizen_app.py` (the citizen app's first load); other JSON files are skipped.
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ COLUMNS = [
         for mode in FLOOR_MODES
         for measure in ("broker_ms_per_report", "reports_per_s", "max_reports_per_s")
     ),
+    # the citizen app's first load, by `<profile>/<visit>` (medians over the runs)
+    "app_interactive_ms",
+    "app_shell_bytes",
+    "app_api_bytes",
+    "app_requests_shell_api",
 ]
 
 
@@ -179,6 +184,24 @@ def broker_floor_row(stem: str, result: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def citizen_app_row(stem: str, result: Mapping[str, Any]) -> dict[str, Any]:
+    cells = [
+        (f"{profile}/{visit}", cell) for profile, visits in result["summary"].items() for visit, cell in visits.items()
+    ]
+    return {
+        "run": stem,
+        "scenario": result["benchmark"],
+        "started_utc": iso_time(result["started_at"]),
+        "commit": result.get("commit", ""),
+        "app_interactive_ms": listing((name, cell["interactive_ms_median"]) for name, cell in cells),
+        "app_shell_bytes": listing((name, cell["shell_bytes"]) for name, cell in cells),
+        "app_api_bytes": listing((name, cell["api_bytes"]) for name, cell in cells),
+        "app_requests_shell_api": listing(
+            (name, f"{cell['shell_requests']}/{cell['api_requests']}") for name, cell in cells
+        ),
+    }
+
+
 def summary_row(path: Path) -> dict[str, Any] | None:
     """The summary row of one result file; None for a file that is not a benchmark result."""
     try:
@@ -191,6 +214,8 @@ def summary_row(path: Path) -> dict[str, Any] | None:
         return loadgen_row(path.stem, result)
     if result.get("benchmark") == "broker-floor":
         return broker_floor_row(path.stem, result)
+    if result.get("benchmark") == "citizen-app-first-load":
+        return citizen_app_row(path.stem, result)
     return None
 
 

@@ -84,3 +84,34 @@ def test_object_store_benchmark_prints_both_stores_side_by_side() -> None:
     table = done.stdout.splitlines()
     assert "PUT/s" in table[1] and "server CPU ms/PUT" in table[1]
     assert [line.split()[0] for line in table[2:4]] == ["SeaweedFS", "moto"]
+
+
+def test_citizen_app_benchmark_arguments() -> None:
+    from bench.bench_citizen_app import parse_args
+
+    args = parse_args(["--runs", "2", "--profiles", "slow-3g,none"])
+    assert (args.runs, args.profiles, args.url) == (2, ["slow-3g", "none"], None)
+    assert parse_args([]).profiles == ["none", "fast-3g", "slow-3g"]
+    for wrong in (["--profiles", "4g"], ["--runs", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(wrong)
+
+
+def test_citizen_app_benchmark_measures_a_cold_and_a_warm_load(tmp_path: Path) -> None:
+    pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium is not installed")
+    done = run_bench("bench/bench_citizen_app.py", "--runs=1", "--profiles=none", f"--out={tmp_path}", timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [result_file] = tmp_path.glob("citizen-app-*.json")
+    summary = json.loads(result_file.read_text())["summary"]["none"]
+    assert set(summary) == {"cold", "warm", "warm-uncached"}
+    assert 0 < summary["cold"]["shell_bytes"] <= 300_000 and summary["cold"]["api_bytes"] > 0
+    assert summary["warm"]["shell_bytes"] < summary["cold"]["shell_bytes"]  # the service worker and the cache
+    assert "interactive ms" in done.stdout
+
+    summarized = run_bench("bench/summarize.py", str(tmp_path), f"--out={tmp_path / 'results.csv'}", timeout=60)
+    assert summarized.returncode == 0, summarized.stderr[-3000:]
+    with (tmp_path / "results.csv").open(newline="") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert row["scenario"] == "citizen-app-first-load" and "none/cold=" in row["app_interactive_ms"]

@@ -105,11 +105,9 @@ def test_every_page_has_a_strict_content_security_policy(system: RunningSystem) 
         assert requests.get(app_url(system, bad), timeout=10).status_code == 404, bad
 
 
-# Chrome DevTools' "Slow 3G" profile: 400 kbit/s each way, 2 s of latency per request
-SLOW_3G = {"offline": False, "latency": 2000, "downloadThroughput": 50_000, "uploadThroughput": 50_000}
-
-
-def test_the_shell_loads_light_and_is_usable_on_slow_3g(system: RunningSystem, phone: Any) -> None:
+def test_the_shell_loads_within_its_300_kb_budget(system: RunningSystem, phone: Any) -> None:
+    """The size budget of a first visit (map tiles aside); how fast it loads on a slow signal is measured by
+    bench/bench_citizen_app.py, never timed here."""
     page = phone.new_page()
     transferred: dict[str, int] = {}
 
@@ -118,23 +116,12 @@ def test_the_shell_loads_light_and_is_usable_on_slow_3g(system: RunningSystem, p
         transferred[request.url] = sizes["responseBodySize"] + sizes["responseHeadersSize"]
 
     page.on("requestfinished", record)
-    network = phone.new_cdp_session(page)
-    network.send("Network.enable")
-    network.send("Network.emulateNetworkConditions", SLOW_3G)
-    started = time.monotonic()
     page.goto(app_url(system))
-    page.wait_for_selector("body[data-state=ready]", timeout=60_000)
-    interactive = time.monotonic() - started
-    page.wait_for_load_state("networkidle", timeout=60_000)
+    page.wait_for_selector("body[data-state=ready]")
+    page.wait_for_load_state("networkidle")
     shell = {url: size for url, size in transferred.items() if "/api/" not in url}
-    data = {url: size for url, size in transferred.items() if "/api/" in url}
-    print(
-        f"citizen app on slow 3G: shell {sum(shell.values())} bytes in {len(shell)} files, interactive after "
-        f"{interactive:.1f} s; API data {sum(data.values())} bytes ({', '.join(sorted(data))})"
-    )
     assert sum(shell.values()) <= 300_000, shell
     assert any(url.endswith("leaflet.js") for url in shell)
-    assert interactive < 20, f"interactive after {interactive:.1f} s on slow 3G"
 
 
 def photo_file(tmp_path: Any, name: str, content: bytes) -> str:
@@ -262,6 +249,133 @@ def test_offline_the_report_is_kept_and_filed_exactly_once_when_back_online(
         )
         == 0
     )
+
+
+OUTBOX = """() => new Promise((resolve) => {
+  const open = indexedDB.open("jaklapor");
+  open.onsuccess = () => {
+    const all = open.result.transaction("outbox").objectStore("outbox").getAll();
+    all.onsuccess = () => resolve(all.result.map((s) => ({key: s.key, fields: s.fields, photos: s.photos.length,
+                                                         refused: s.refused || null})));
+  };
+})"""
+
+# the kept submission's category replaced in IndexedDB, as if the category was withdrawn while the phone was offline
+WITHDRAW_CATEGORY = """(category) => new Promise((resolve) => {
+  const open = indexedDB.open("jaklapor");
+  open.onsuccess = () => {
+    const store = open.result.transaction("outbox", "readwrite").objectStore("outbox");
+    const all = store.getAll();
+    all.onsuccess = () => {
+      for (const submission of all.result) store.put({...submission, fields: {...submission.fields, category}});
+      resolve(all.result.length);
+    };
+  };
+})"""
+
+
+def test_a_report_refused_when_back_online_is_kept_shown_with_the_reason_and_deleted(
+    system: RunningSystem, phone: Any, tmp_path: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    page.set_input_files("#photos", photo_file(tmp_path, "got.jpg", phone_photo(*RAWAMANGUN)))
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    page.select_option("#category", "jalan")
+    description = f"Got mampet, dikirim tanpa sinyal {time.time_ns()}"
+    page.fill("#description", description)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    phone.set_offline(True)
+    page.click("#submit")
+    page.wait_for_selector("body[data-sent=kept]")
+    assert page.evaluate(WITHDRAW_CATEGORY, "kategori-yang-dihapus") == 1
+
+    # back online: the server refuses it for good (422 unknown_category); the screen says so, in plain words
+    phone.set_offline(False)
+    page.wait_for_selector("body[data-sent=refused]", timeout=45_000)
+    assert page.inner_text("#sent-title") == "Laporan ditolak"
+    assert page.inner_text("#refused-reason") == "Kategori ini sudah tidak ada. Pilih kategori lain."
+    assert "unknown_category" in page.inner_text("#sent-body")
+    # kept on the device, marked refused, and not sent again by itself
+    kept = page.evaluate(OUTBOX)
+    assert len(kept) == 1 and kept[0]["refused"]["status"] == 422 and kept[0]["photos"] == 1
+    assert kept[0]["refused"]["code"] == "unknown_category"
+    assert "ditolak" in page.inner_text("#outbox-status")
+
+    # "my reports" lists it with what went wrong and the two ways on
+    page.goto(app_url(system, "/laporan-saya"))
+    page.wait_for_selector("body[data-state=ready]")
+    card = page.locator(f"#mine-list li.refused[data-outbox-key='{kept[0]['key']}']")
+    card.wait_for()
+    assert description in card.inner_text()
+    assert card.locator(".refusal-reason").inner_text() == "Kategori ini sudah tidak ada. Pilih kategori lain."
+    assert "HTTP 422, unknown_category" in card.inner_text()
+    assert card.get_by_role("link", name="Ubah dan kirim lagi").get_attribute("href").startswith("/#ubah=")
+    assert serious_accessibility_violations(page) == []
+    page.click("#lang-toggle")
+    assert card.locator(".refusal-reason").inner_text() == "This category no longer exists. Choose another one."
+    page.click("#lang-toggle")
+
+    # delete it, confirming first (cancelling keeps it)
+    card.get_by_role("button", name="Hapus", exact=True).click()
+    assert "belum terkirim dan akan hilang" in card.inner_text()
+    card.get_by_role("button", name="Batal").click()
+    assert page.evaluate(OUTBOX) != []
+    card.get_by_role("button", name="Hapus", exact=True).click()
+    card.get_by_role("button", name="Ya, hapus").click()
+    page.wait_for_selector("#mine-list li.refused", state="detached")
+    assert page.evaluate(OUTBOX) == []
+    assert "dihapus" in page.inner_text("#outbox-status")
+    assert reports_with(system, description) == []
+    assert page.errors == []
+
+
+def test_a_refused_report_is_edited_from_my_reports_and_sent_again(
+    system: RunningSystem, phone: Any, tmp_path: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    page.set_input_files("#photos", photo_file(tmp_path, "pohon.jpg", phone_photo(*RAWAMANGUN)))
+    page.wait_for_selector("#map[data-pin-source=photo]")
+    page.select_option("#category", "jalan")
+    description = f"Pohon tumbang menutup jalan {time.time_ns()}"
+    page.fill("#description", description)
+    page.fill("#contact", "hubungi saya")  # the browser takes any text; the server wants an e-mail or a phone number
+    page.click("#submit")
+    page.wait_for_selector("#form-error:not([hidden])")
+    assert "Kontak tidak valid" in page.inner_text("#form-error")
+    refused = page.evaluate(OUTBOX)
+    assert len(refused) == 1 and refused[0]["refused"]["code"] == "invalid_field"
+
+    # later, from "my reports": the form reopens filled with the kept report (its photo and location too)
+    page.goto(app_url(system, "/laporan-saya"))
+    card = page.locator("#mine-list li.refused")
+    card.get_by_role("link", name="Ubah dan kirim lagi").click()
+    page.wait_for_selector("#map[data-pin-source=saved]")
+    assert "Kontak tidak valid" in page.inner_text("#editing")
+    assert page.input_value("#description") == description
+    assert page.input_value("#category") == "jalan"
+    assert page.input_value("#contact") == "hubungi saya"
+    assert page.locator("#photo-list li").count() == 1
+    lat, lon = (float(v) for v in page.get_attribute("#map", "data-pin").split(","))
+    assert abs(lat - RAWAMANGUN[0]) < 1e-4 and abs(lon - RAWAMANGUN[1]) < 1e-4
+
+    # sent again unchanged: the same Idempotency-Key (the same report, were it filed meanwhile), refused again
+    page.click("#submit")
+    page.wait_for_selector("#form-error:not([hidden])")
+    assert [(s["key"], s["refused"]["code"]) for s in page.evaluate(OUTBOX)] == [(refused[0]["key"], "invalid_field")]
+
+    page.fill("#contact", "warga@example.org")
+    page.click("#submit")
+    page.wait_for_selector("#sent-number")
+    report_id = page.inner_text("#sent-number")
+    assert [r["_id"] for r in reports_with(system, description)] == [report_id]
+    # the content changed: sent under a new Idempotency-Key, and the refused copy is gone
+    assert page.evaluate(OUTBOX) == []
+    token = page.input_value("#tracking-link").split("#", 1)[1]
+    assert len(requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()["photos"]) == 1
+    page.goto(app_url(system, "/laporan-saya"))
+    page.wait_for_selector(f"#mine-list li[data-report-id='{report_id}']")
+    assert page.locator("#mine-list li.refused").count() == 0
+    assert page.errors == []
 
 
 @pytest.fixture(scope="module")
@@ -434,6 +548,53 @@ def test_a_report_placed_with_the_kelurahan_picker_by_keyboard_only(system: Runn
     )
     area = requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()["area"]
     assert area["kelurahan"] == "Rawamangun"
+
+
+def pin(page: Any) -> tuple[float, float]:
+    lat, lon = (float(v) for v in page.get_attribute("#map", "data-pin").split(","))
+    return lat, lon
+
+
+def test_the_pin_is_placed_by_tapping_the_map_and_dragged_and_the_report_is_filed_there(
+    system: RunningSystem, phone: Any
+) -> None:
+    page = open_app(phone, app_url(system))
+    assert page.get_attribute("#map", "data-pin") is None
+    map_box = page.locator("#map")
+    map_box.scroll_into_view_if_needed()
+    box = map_box.bounding_box()
+    # a tap on the map, right of its centre (the map's centre is Monas): the pin goes there
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#map[data-pin-source=map]")
+    tapped = pin(page)
+    assert tapped[1] > MONAS[1] + 0.01 and abs(tapped[0] - MONAS[0]) < 0.01
+    assert "dipilih di peta" in page.inner_text("#location-status")
+    assert page.locator(".leaflet-marker-icon").count() == 1
+
+    # dragged 60 px right and 40 px down: east and south of where it was
+    marker = page.locator(".leaflet-marker-icon").bounding_box()
+    start = (marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] * 0.75)
+    page.mouse.move(*start)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(start[0] + 6 * step, start[1] + 4 * step)
+    page.mouse.up()
+    page.wait_for_function(
+        "(before) => document.querySelector('#map').dataset.pin !== before", arg=f"{tapped[0]:.6f},{tapped[1]:.6f}"
+    )
+    dragged = pin(page)
+    assert dragged[1] > tapped[1] and dragged[0] < tapped[0]
+    assert f"{dragged[0]:.5f}, {dragged[1]:.5f}" in page.inner_text("#location-status")
+
+    page.select_option("#category", "jalan")
+    description = f"Jalan retak, penanda digeser di peta {time.time_ns()}"
+    page.fill("#description", description)
+    page.click("#submit")
+    page.wait_for_selector("#sent-number")
+    token = page.input_value("#tracking-link").split("#", 1)[1]
+    location = requests.get(app_url(system, f"/api/v1/reports/{token}"), timeout=10).json()["location"]
+    assert (round(location["lat"], 6), round(location["lon"], 6)) == (round(dragged[0], 6), round(dragged[1], 6))
+    assert page.errors == []
 
 
 def test_a_nearby_report_is_shown_and_followed_instead_of_filing_again(

@@ -54,6 +54,28 @@ const STRINGS = {
     need_category: "Pilih kategori.",
     need_description: "Tuliskan masalahnya.",
     send_refused: "Laporan ditolak: {message}",
+    refused_title: "Ditolak server, belum terkirim",
+    refused_screen_title: "Laporan ditolak",
+    refused_help: "Laporan ini tetap tersimpan di perangkat Anda. Perbaiki lalu kirim lagi, atau hapus.",
+    refused_category: "Kategori ini sudah tidak ada. Pilih kategori lain.",
+    refused_photo_type: "Salah satu foto berformat yang tidak diterima (hanya JPEG, PNG atau WebP). Ganti foto itu.",
+    refused_photo_size: "Fotonya terlalu besar. Hapus atau ganti salah satu foto.",
+    refused_photo: "Salah satu foto tidak bisa dibaca server. Ganti foto itu.",
+    refused_contact: "Kontak tidak valid: tulis alamat e-mail atau nomor HP, atau kosongkan.",
+    refused_description: "Isi laporan tidak diterima. Periksa teksnya.",
+    refused_location: "Lokasi tidak valid. Tentukan lokasinya lagi.",
+    refused_other: "Server tidak menerima laporan ini.",
+    server_said: "Pesan server (HTTP {status}{code}): {message}",
+    edit_resend: "Ubah dan kirim lagi",
+    delete: "Hapus",
+    delete_question: "Hapus laporan ini dari perangkat? Laporan ini belum terkirim dan akan hilang.",
+    delete_confirm: "Ya, hapus",
+    cancel: "Batal",
+    deleted: "Laporan dihapus dari perangkat ini.",
+    editing_notice: "Anda mengubah laporan yang ditolak: {reason}",
+    location_saved: "Lokasi laporan yang tersimpan: {where}. Geser penanda bila perlu.",
+    outbox_refused: "{n} laporan ditolak server dan menunggu Anda.",
+    see_mine: "Lihat Laporan saya",
     saved_title: "Tersimpan, akan dikirim",
     saved_body: "Tidak ada sinyal atau server sedang sibuk. Laporan Anda (dengan fotonya) tersimpan di perangkat ini dan dikirim otomatis saat koneksi kembali. Anda boleh menutup halaman ini.",
     outbox_waiting: "{n} laporan tersimpan, akan dikirim saat ada koneksi.",
@@ -142,6 +164,28 @@ const STRINGS = {
     need_category: "Choose a category.",
     need_description: "Describe the problem.",
     send_refused: "The report was refused: {message}",
+    refused_title: "Refused by the server, not sent",
+    refused_screen_title: "Report refused",
+    refused_help: "This report is still kept on your device. Fix it and send it again, or delete it.",
+    refused_category: "This category no longer exists. Choose another one.",
+    refused_photo_type: "One of the photos is in a format that is not accepted (only JPEG, PNG or WebP). Replace that photo.",
+    refused_photo_size: "The photos are too large. Remove or replace one of them.",
+    refused_photo: "One of the photos cannot be read by the server. Replace that photo.",
+    refused_contact: "The contact is not valid: write an e-mail address or a phone number, or leave it empty.",
+    refused_description: "The description was not accepted. Check the text.",
+    refused_location: "The location is not valid. Set the location again.",
+    refused_other: "The server did not accept this report.",
+    server_said: "Server's message (HTTP {status}{code}): {message}",
+    edit_resend: "Edit and send again",
+    delete: "Delete",
+    delete_question: "Delete this report from the device? It has not been sent and will be lost.",
+    delete_confirm: "Yes, delete",
+    cancel: "Cancel",
+    deleted: "The report was deleted from this device.",
+    editing_notice: "You are editing a refused report: {reason}",
+    location_saved: "The saved report's location: {where}. Drag the pin if needed.",
+    outbox_refused: "{n} report(s) refused by the server, waiting for you.",
+    see_mine: "See My reports",
     saved_title: "Saved, will be sent",
     saved_body: "No signal or the server is busy. Your report (with its photos) is kept on this device and sent automatically when the connection returns. You may close this page.",
     outbox_waiting: "{n} saved report(s), sent when there is a connection.",
@@ -204,6 +248,29 @@ export function t(key, values = {}) {
 
 export function statusLabel(code, serverLabel) {
   return current === "en" ? STATUS_EN[code] || serverLabel || code : serverLabel || code;
+}
+
+// what the server's refusal of a report means for the person, by its error code (and field): the cause in plain words
+const REFUSAL_REASONS = {
+  unknown_category: "refused_category",
+  photo_unsupported_type: "refused_photo_type",
+  photo_too_large: "refused_photo_size",
+  request_too_large: "refused_photo_size",
+  photo_empty: "refused_photo",
+  photo_corrupt: "refused_photo",
+  photo_too_many_pixels: "refused_photo",
+};
+const REFUSED_FIELDS = { contact: "refused_contact", description: "refused_description", lat: "refused_location", lon: "refused_location" };
+
+/** A refusal ({status, code, field, message}) in plain words: what is wrong and what to do. */
+export function refusalReason(refused) {
+  const key = REFUSAL_REASONS[refused.code] || (refused.code === "invalid_field" && REFUSED_FIELDS[refused.field]) || "refused_other";
+  return t(key);
+}
+
+/** The server's own words about a refusal (status, code, message), for whoever helps the person. */
+export function refusalDetail(refused) {
+  return t("server_said", { status: refused.status, code: refused.code ? `, ${refused.code}` : "", message: refused.message });
 }
 
 export function formatTime(iso) {

@@ -1,7 +1,9 @@
 // No signal, no loss: every submission is first kept in IndexedDB (fields, the resized photo blobs, its
-// Idempotency-Key), then sent; it leaves the outbox only once the server filed it (2xx) or refused it for good (4xx
-// other than 408 / 429). A network error or a 5xx keeps it, and it is sent again, with the same Idempotency-Key (so
-// it is filed once), when the connection returns, when the app starts, and every RETRY_MS meanwhile.
+// Idempotency-Key), then sent; it leaves the outbox only once the server filed it (2xx) or the person deletes it.
+// A network error or a 5xx keeps it, and it is sent again, with the same Idempotency-Key (so it is filed once), when
+// the connection returns, when the app starts, and every RETRY_MS meanwhile. A refusal for good (4xx other than
+// 408 / 429) keeps it too, marked `refused` with the server's error: it is not sent again by itself, and "my
+// reports" shows it with what went wrong, to edit and send again or to delete.
 import { submitReport } from "./api.js";
 
 const DB_NAME = "jaklapor";
@@ -11,6 +13,7 @@ const RETRY_MS = 30000;
 let database = null;
 const sending = new Set(); // keys being sent by this page, never twice at once
 const filedListeners = [];
+const refusedListeners = [];
 const changeListeners = [];
 
 function open() {
@@ -34,8 +37,19 @@ async function transact(mode, work) {
   });
 }
 
+/** Everything kept on the device: waiting to be sent, and refused (those carry `refused: {status, code, message}`). */
 export function pending() {
   return transact("readonly", (store) => store.getAll());
+}
+
+/** One kept submission by its key, or undefined. */
+export function get(key) {
+  return transact("readonly", (store) => store.get(key));
+}
+
+/** The person deletes a kept submission (a refused one, after confirming). */
+export function discard(key) {
+  return drop(key);
 }
 
 function keep(submission) {
@@ -78,8 +92,11 @@ async function attempt(submission, onProgress) {
       return { outcome: "filed", receipt: body };
     }
     if (RETRYABLE(status)) return { outcome: "kept" };
-    await drop(submission.key);
-    return { outcome: "refused", error: (body && body.error) || { message: `HTTP ${status}` } };
+    const error = (body && body.error) || {};
+    submission.refused = { status, code: error.code || "", field: error.field || "", message: error.message || `HTTP ${status}` };
+    await keep(submission);
+    for (const listener of refusedListeners) listener(submission);
+    return { outcome: "refused", error: submission.refused };
   } catch {
     return { outcome: "kept" };
   } finally {
@@ -87,15 +104,19 @@ async function attempt(submission, onProgress) {
   }
 }
 
-/** Send everything still kept (oldest first). */
+/** Send everything waiting (oldest first); a refused submission waits for the person. */
 export async function flush() {
   if (!navigator.onLine) return;
-  const waiting = (await pending()).sort((a, b) => a.created_at.localeCompare(b.created_at));
+  const waiting = (await pending()).filter((s) => !s.refused).sort((a, b) => a.created_at.localeCompare(b.created_at));
   for (const submission of waiting) await attempt(submission);
 }
 
 export function onFiled(listener) {
   filedListeners.push(listener);
+}
+
+export function onRefused(listener) {
+  refusedListeners.push(listener);
 }
 
 export function onChange(listener) {

@@ -2,7 +2,7 @@
 // pin on the map or picks a kelurahan; category, description, optional contact; open reports nearby; then send.
 import * as api from "./api.js";
 import { byId, clear, el, show } from "./dom.js";
-import { lang, onLanguageChange, statusLabel, t } from "./i18n.js";
+import { lang, onLanguageChange, refusalReason, statusLabel, t } from "./i18n.js";
 import { remember } from "./mine.js";
 import { createMap } from "./map.js";
 import * as outbox from "./outbox.js";
@@ -19,6 +19,7 @@ export class ReportScreen {
     this.areas = null;
     this.map = null;
     this.nearbyTimer = null;
+    this.editing = null; // the refused submission the form was reopened on (or that was just refused here)
   }
 
   async start() {
@@ -46,6 +47,7 @@ export class ReportScreen {
     this.areas = areas;
     this.renderCategories();
     this.startPicker();
+    await this.reopenFromFragment();
   }
 
   relabel() {
@@ -53,6 +55,7 @@ export class ReportScreen {
     this.renderCounter();
     this.renderPhotos();
     this.renderLocation();
+    this.renderEditing();
     this.fillPicker(byId("pick-kota"), this.areas || [], byId("pick-kota").value);
     if (!byId("nearby").hidden) this.loadNearby();
   }
@@ -133,7 +136,7 @@ export class ReportScreen {
     }
     const { lat, lon, source, label } = this.location;
     const where = `${lat.toFixed(5)}, ${lon.toFixed(5)}`;
-    const key = { photo: "location_photo", device: "location_device", map: "location_map", area: "location_area" }[source];
+    const key = { photo: "location_photo", device: "location_device", map: "location_map", area: "location_area", saved: "location_saved" }[source];
     status.textContent = t(key, { where: source === "area" ? label : where });
   }
 
@@ -280,6 +283,54 @@ export class ReportScreen {
     );
   }
 
+  // ---- a refused report, edited and sent again ---------------------------------------------------------------
+
+  /** "Edit and send again" in "my reports" opens /#ubah=<key>: the form filled with that kept report. */
+  async reopenFromFragment() {
+    const match = /^#ubah=(.+)$/.exec(window.location.hash);
+    if (!match) return;
+    const submission = await outbox.get(decodeURIComponent(match[1])).catch(() => undefined);
+    if (submission) this.reopen(submission);
+    else window.history.replaceState(null, "", "/"); // sent or deleted meanwhile: a new report
+  }
+
+  reopen(submission) {
+    const { fields } = submission;
+    this.editing = submission;
+    for (const photo of this.photos) URL.revokeObjectURL(photo.url);
+    this.photos = submission.photos.map((blob) => ({ blob, url: URL.createObjectURL(blob), gps: null }));
+    this.renderPhotos();
+    this.setLocation(Number(fields.lat), Number(fields.lon), "saved");
+    byId("category-search").value = "";
+    this.renderCategories();
+    byId("category").value = fields.category; // a category that no longer exists leaves none chosen
+    byId("description").value = fields.description;
+    byId("contact").value = fields.contact || "";
+    this.renderCounter();
+    this.renderEditing();
+    byId("editing").focus();
+  }
+
+  renderEditing() {
+    const notice = byId("editing");
+    const refused = this.editing && this.editing.refused;
+    notice.textContent = refused ? t("editing_notice", { reason: refusalReason(refused) }) : "";
+    notice.tabIndex = -1;
+    show(notice, Boolean(refused));
+  }
+
+  /**
+   * The submission to send: the reopened one with its Idempotency-Key when nothing was changed (the server may
+   * have filed it meanwhile: the same key is answered with the same report), else a new one with a new key.
+   */
+  submissionOf(fields, photos) {
+    const previous = this.editing;
+    const sameFields = previous && Object.keys(fields).every((name) => (previous.fields[name] || "") === (fields[name] || ""));
+    const samePhotos = previous && previous.photos.length === photos.length && previous.photos.every((blob, i) => blob === photos[i]);
+    if (sameFields && samePhotos) return { ...previous, refused: null };
+    return outbox.newSubmission(fields, photos, { category: fields.category, description: fields.description });
+  }
+
   // ---- sending -----------------------------------------------------------------------------------------------
 
   validate() {
@@ -323,17 +374,19 @@ export class ReportScreen {
       lon: this.location.lon.toFixed(6),
       contact: byId("contact").value.trim(),
     };
-    const submission = outbox.newSubmission(
-      fields,
-      this.photos.map((p) => p.blob),
-      { category: fields.category, description: fields.description },
-    );
+    const previous = this.editing;
+    const submission = this.submissionOf(fields, this.photos.map((p) => p.blob));
     try {
       const result = await outbox.send(submission, (fraction) => {
         progress.value = Math.round(fraction * 100);
       });
+      // the new submission is kept (or filed): the refused one it replaces goes
+      if (previous && previous.key !== submission.key) await outbox.discard(previous.key);
       if (result.outcome === "refused") {
-        error.textContent = t("send_refused", { message: result.error.message || "" });
+        // kept on the device as refused (in "my reports"); the form stays filled to fix it here
+        this.editing = submission;
+        this.renderEditing();
+        error.textContent = t("send_refused", { message: refusalReason(result.error) });
         show(error, true);
         error.focus();
         return;
@@ -350,6 +403,9 @@ export class ReportScreen {
   }
 
   reset() {
+    this.editing = null;
+    this.renderEditing();
+    if (window.location.hash) window.history.replaceState(null, "", "/");
     for (const photo of this.photos) URL.revokeObjectURL(photo.url);
     this.photos = [];
     this.renderPhotos();
