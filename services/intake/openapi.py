@@ -495,6 +495,14 @@ def _schemas() -> dict[str, Any]:
                     areas_url={"type": "string"},
                     boundaries_url={"type": "string"},
                 ),
+                "stats": _object(
+                    url={"type": "string", "nullable": True, "description": "the statistics service's base URL"}
+                ),
+                "rejection_reasons": {
+                    "type": "array",
+                    "description": "the reasons an OPD may give for ditolak (the transition's `reason`)",
+                    "items": _object(code={"type": "string", "example": "duplikat"}, label={"type": "string"}),
+                },
             },
         },
         "AreaTree": {

@@ -62,7 +62,7 @@ from services.intake.report import Report, opd_ref
 from services.intake.schemas import NearbyQuery, SubmissionForm, TransitionForm, parse_form, parse_query
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
-from services.intake.webapp import CitizenAppEndpoints
+from services.intake.webapp import CitizenAppEndpoints, OpdWorkbenchEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
     return response.make_conditional(request)
 
 
-class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
+class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
@@ -121,7 +121,12 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
         """What a client checks before sending (the limits of a report, its photos and contact) and its map's
         settings."""
         settings = self.settings
-        config = app_config(settings.map_tile_url, settings.map_tile_attribution, settings.max_request_bytes)
+        config = app_config(
+            settings.map_tile_url,
+            settings.map_tile_attribution,
+            settings.max_request_bytes,
+            stats_url=settings.stats_public_url,
+        )
         return json_response(
             config, headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}
         )

@@ -15,6 +15,8 @@ class IntakeSettings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8000"
     #: where citizens follow a report live (notify's stream)
     notify_public_url: str = "http://127.0.0.1:8001"
+    #: where browsers read the statistics (the OPD workbench shows an agency its own figures from there)
+    stats_public_url: str = "http://127.0.0.1:8002"
     #: reverse proxies in front of intake whose X-Forwarded-For entries are trusted (rate limiting per client)
     trusted_proxy_hops: int = 0
     rate_limit_burst: int = 20
