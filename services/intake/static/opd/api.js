@@ -78,7 +78,7 @@ export async function signOut() {
   }
 }
 
-/** This OPD's reports (overdue first, then by deadline) and the counts per status: {reports, counts}. */
+/** This OPD's reports (overdue first, then by deadline) and its counts: {reports, counts: {by_status, overdue}}. */
 export function workList(filters = {}) {
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(filters)) if (value) query.set(name, value);
@@ -105,17 +105,39 @@ export async function directory(text) {
   return body.opds || [];
 }
 
-/** The live stream of this OPD's reports: onReport({report_id, change, ...}); onState("open" | "closed"). */
-export function stream(onReport, onState) {
+/**
+ * The live stream of this OPD's list: onReport({report_id, change: added | updated | removed, status, report}),
+ * onCounts(counts), onState("open" | "retrying"). A session that ended closes it and tells onSessionEnded's listener.
+ */
+export function stream({ onReport, onCounts, onState }) {
   const source = new EventSource("/api/v1/opd/stream");
-  source.addEventListener("open", () => onState("open"));
-  source.addEventListener("error", () => onState(source.readyState === EventSource.CLOSED ? "closed" : "retrying"));
-  source.addEventListener("report", (event) => {
+  const data = (event) => {
     try {
-      onReport(JSON.parse(event.data));
+      return JSON.parse(event.data);
     } catch {
-      // a frame that is not JSON: ignored, the next list refresh shows the truth
+      return null; // a frame that is not JSON: ignored, the next list refresh shows the truth
     }
+  };
+  source.addEventListener("open", () => onState("open"));
+  source.addEventListener("error", () => {
+    onState("retrying");
+    // refused (a 401 after the session ended elsewhere): the browser gives up; ask whether the session lives
+    if (source.readyState === EventSource.CLOSED) {
+      currentSession().then((session) => session || sessionEndedListener(new Refused(401, { code: "session_ended" })));
+    }
+  });
+  source.addEventListener("report", (event) => {
+    const change = data(event);
+    if (change) onReport(change);
+  });
+  source.addEventListener("counts", (event) => {
+    const counts = data(event);
+    if (counts) onCounts(counts);
+  });
+  source.addEventListener("signed_out", () => {
+    source.close();
+    csrfToken = null;
+    sessionEndedListener(new Refused(401, { code: "session_ended" }));
   });
   return source;
 }
@@ -149,7 +171,7 @@ export function kelurahanBoundaries() {
 
 /** This OPD's row of the public agency table (the statistics service, across origins): null when it has none. */
 export async function performance(statsUrl, opdCode) {
-  const response = await fetch(`${statsUrl}/api/v1/stats/agencies?opd=${encodeURIComponent(opdCode)}`, {
+  const response = await fetch(`${statsUrl}/api/v1/stats/agencies`, {
     headers: { Accept: "application/json" },
     credentials: "omit",
   });

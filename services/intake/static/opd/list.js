@@ -24,10 +24,15 @@ export class WorkList {
     this.listen(byId("filters"), "change", (event) => this.filterChanged(event.target));
     this.listen(byId("show-list"), "click", () => this.showMap(false));
     this.listen(byId("show-map"), "click", () => this.showMap(true));
-    this.source = api.stream(
-      (change) => this.changed(change),
-      (state) => this.liveState(state),
-    );
+    this.source = api.stream({
+      onReport: (change) => this.changed(change),
+      onCounts: (counts) => {
+        if (!this.body) return;
+        this.body.counts = counts;
+        this.renderCounts();
+      },
+      onState: (state) => this.liveState(state),
+    });
     await this.load();
   }
 
@@ -106,12 +111,13 @@ export class WorkList {
 
   renderCounts() {
     const counts = this.body.counts || {};
+    const byStatus = counts.by_status || {};
     const list = clear(byId("status-counts"));
+    const item = (key, n, label) =>
+      el("li", { "data-status": key, class: `count count-${key}` }, el("span", { class: "count-n", text: n }), " ", label);
+    if (counts.overdue) list.append(item("overdue", counts.overdue, t("overdue")));
     for (const status of STATUSES) {
-      if (counts[status] === undefined) continue;
-      list.append(
-        el("li", { "data-status": status, class: `count status-${status}` }, el("span", { class: "count-n", text: counts[status] }), " ", statusLabel(status)),
-      );
+      if (byStatus[status] !== undefined) list.append(item(status, byStatus[status], statusLabel(status)));
     }
   }
 
