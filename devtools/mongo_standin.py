@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import datetime
 import errno
+import faulthandler
 import itertools
 import json
 import logging
@@ -2063,6 +2064,10 @@ class MongoStandIn:
         return {"db": db_name, "collections": len(stores), "objects": objects, "indexes": indexes, "ok": 1.0}
 
 
+#: how long a stop (SIGTERM / SIGINT) may take before the process exits anyway
+STOP_GRACE_SECONDS = 15
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.mongo_standin",
@@ -2103,6 +2108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 <pid>` writes every thread's stack into the log: how to see where a stop hangs
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         server.start()
     except (OSError, RuntimeError) as exc:
@@ -2113,7 +2120,12 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(1.0):
             pass
     finally:
+        # a stop that hangs must not keep the port and the data directory from the next run: after
+        # STOP_GRACE_SECONDS every thread's stack goes to the log and the process exits. Nothing is lost by that:
+        # each answered write is in the journal already; the stop only compacts it (into a new file, renamed).
+        faulthandler.dump_traceback_later(STOP_GRACE_SECONDS, exit=True)
         server.stop()
+        faulthandler.cancel_dump_traceback_later()
     return 0
 
 

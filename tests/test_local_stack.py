@@ -4,6 +4,7 @@ its photo stays, each reaches its agency's queue under one message_id, and the n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -102,6 +103,16 @@ class LocalRun:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def store_log(self, name: str) -> str:
+        """A local store's log (`mongo` or `s3`), after asking a still running stand-in for its threads' stacks."""
+        path = self.data_dir / "logs" / f"{name}.log"
+        for pid in listening_pids(self.mongo_port) if name == "mongo" else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+            with contextlib.suppress(AssertionError):  # faulthandler writes the stacks at once; allow the disk a moment
+                wait_for(lambda: "most recent call first" in path.read_text(errors="replace"), 5)
+        return path.read_text(errors="replace") if path.exists() else "(no log)"
+
 
 @dataclass
 class Accepted:
@@ -173,7 +184,10 @@ def test_a_killed_local_run_loses_no_accepted_report_or_photo_and_numbers_go_on(
             run.process.kill()  # kill -9, mid-load: no chance to stop anything in order
             run.process.wait(10)
         # what the run started dies with it: the next run finds the ports free, not a leftover
-        wait_for(lambda: not port_open("127.0.0.1", run.mongo_port), 20, message="the document store gone")
+        try:
+            wait_for(lambda: not port_open("127.0.0.1", run.mongo_port), 30, message="the document store gone")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nthe document store's log:\n{run.store_log('mongo')[-8000:]}") from None
         wait_for(lambda: not port_open("127.0.0.1", run.s3_port), 20, message="the S3 server gone")
         accepted = list(citizens.accepted)
 

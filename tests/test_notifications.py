@@ -277,14 +277,22 @@ def submit(system: RunningSystem, category: str, contact: str | None = None, des
 def transition(
     system: RunningSystem, receipt: dict, opd: str, status: str, note: str, photo: bool = False, **extra: str
 ) -> None:
+    """Set a status as the OPD's own system would: a report still being routed answers 409 `not_routed_yet` with
+    Retry-After, and the client asks again (a refusal writes nothing)."""
     url = system.url("intake", f"/api/v1/opd/reports/{receipt['report_id']}/transitions")
     headers = system.opd_headers(opd)
     fields = {"status": status, "note": note, **extra}
-    if photo:
-        files = {"photo": ("bukti.jpg", jpeg_with_gps(*BLOK_M), "image/jpeg")}
-        response = requests.post(url, data=fields, files=files, headers=headers, timeout=30)
-    else:
-        response = requests.post(url, json=fields, headers=headers, timeout=30)
+
+    def attempt() -> tuple[requests.Response] | None:  # in a tuple: a refused Response is falsy
+        if photo:
+            files = {"photo": ("bukti.jpg", jpeg_with_gps(*BLOK_M), "image/jpeg")}
+            response = requests.post(url, data=fields, files=files, headers=headers, timeout=30)
+        else:
+            response = requests.post(url, json=fields, headers=headers, timeout=30)
+        routing = response.status_code == 409 and response.json()["error"]["code"] == "not_routed_yet"
+        return None if routing else (response,)
+
+    (response,) = wait_for(attempt, 30, interval=0.2, message=f"{receipt['report_id']} routed")
     assert response.status_code == 200, response.text
 
 

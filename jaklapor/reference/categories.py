@@ -41,6 +41,17 @@ class Category:
     response_days: int = DEFAULT_RESPONSE_DAYS
     aliases: tuple[str, ...] = ()
 
+    def public_fields(self) -> dict[str, Any]:
+        """What the APIs tell anyone about the category (intake's and stats' category lists)."""
+        return {
+            "code": self.code,
+            "name": self.name,
+            "name_en": self.name_en,
+            "description": self.description,
+            "group": self.group.name,
+            "response_days": self.response_days,
+        }
+
 
 def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "categories") -> dict[str, Category]:
     """Validate category data (mapping, YAML text or path): the categories by code, file order."""

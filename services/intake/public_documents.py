@@ -122,17 +122,7 @@ def categories_document(categories: Mapping[str, Category]) -> dict[str, Any]:
     """Every category a report can have, in the file's order, each with its group; and the groups in the order a
     picker shows them, with the codes of their categories."""
     return {
-        "categories": [
-            {
-                "code": c.code,
-                "name": c.name,
-                "name_en": c.name_en,
-                "description": c.description,
-                "group": c.group.name,
-                "response_days": c.response_days,
-            }
-            for c in categories.values()
-        ],
+        "categories": [c.public_fields() for c in categories.values()],
         "groups": [
             {
                 "name": group.name,

@@ -23,7 +23,6 @@ from jaklapor.events import (
     Event,
     Location,
     OpdRef,
-    PhotoRef,
     ReportEscalated,
     ReportEvents,
     ReportEventsPage,
@@ -34,7 +33,7 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 from jaklapor.vocabulary import FORWARDING_STATUSES, MENUNGGU
-from services.intake.domain import photo_url
+from services.intake.report import HandOver, forwarded_event, photo_refs
 
 #: reports per page of `replay_events`, at most
 MAX_PAGE_SIZE = 500
@@ -56,9 +55,7 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
     category = str(report.get("category") or "")
     description = str(report.get("description") or "")
     location = Location.model_validate(report.get("location") or {"lat": 0.0, "lon": 0.0})
-    photos = [
-        PhotoRef(photo_id=p["photo_id"], url=photo_url(base_url, p["photo_id"])) for p in report.get("photos") or []
-    ]
+    photos = photo_refs(base_url, [p["photo_id"] for p in report.get("photos") or []])
     submitted_at = report["submitted_at"]
     final_area = AreaRef.model_validate(report["area"]) if report.get("area") else None
     history = list(report.get("history") or [])
@@ -147,31 +144,22 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
                     reason=entry.get("reason"),
                     area=area,
                     submitted_at=submitted_at,
-                    evidence_photos=[
-                        PhotoRef(photo_id=p, url=photo_url(base_url, p)) for p in entry.get("photos") or []
-                    ],
+                    evidence_photos=photo_refs(base_url, list(entry.get("photos") or [])),
                 )
             )
             if forwards:
                 hop = int(entry.get("hop", hop + 1))
                 trigger_version = version
                 events.append(
-                    ReportForwarded(
-                        **common,
-                        event_id=replayed_event_id(report_id, version, ReportForwarded),
-                        version=version,
-                        occurred_at=at,
-                        description=description,
-                        location=location,
-                        photos=photos,
-                        submitted_at=submitted_at,
+                    forwarded_event(
+                        report,
+                        base_url,
                         area=area,
-                        from_opd=actor or assigned or "",
-                        target_opd=opd["code"],
-                        status=to_status,
-                        note=note,
+                        version=version,
+                        at=at,
                         hop=hop,
-                        kind=to_status,
+                        hand_over=HandOver(actor or assigned or "", opd["code"], to_status, note, to_status),
+                        event_id=replayed_event_id(report_id, version, ReportForwarded),
                     )
                 )
                 assigned = opd["code"]
@@ -196,23 +184,17 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
                     submitted_at=submitted_at,
                 )
             )
+            hand_over = HandOver(from_opd, opd["code"], entry_status, str(entry.get("note") or ""), "escalation")
             events.append(
-                ReportForwarded(
-                    **common,
-                    event_id=replayed_event_id(report_id, version, ReportForwarded),
-                    version=version,
-                    occurred_at=at,
-                    description=description,
-                    location=location,
-                    photos=photos,
-                    submitted_at=submitted_at,
+                forwarded_event(
+                    report,
+                    base_url,
                     area=area,
-                    from_opd=from_opd,
-                    target_opd=opd["code"],
-                    status=entry_status,
-                    note=str(entry.get("note") or ""),
+                    version=version,
+                    at=at,
                     hop=hop,
-                    kind="escalation",
+                    hand_over=hand_over,
+                    event_id=replayed_event_id(report_id, version, ReportForwarded),
                 )
             )
             assigned = opd["code"]

@@ -7,6 +7,7 @@ emits events). Photo URLs in the events are built on the gateway's public addres
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -105,6 +106,16 @@ class Report:
     @property
     def hop(self) -> int:
         return self.document.get("hop", 0)
+
+    @property
+    def state(self) -> ReportState:
+        """What the transition rules read of the report."""
+        return ReportState(
+            report_id=self.id,
+            status=self.status,
+            assigned_opd=(self.assigned_opd or {}).get("code"),
+            kota_slug=(self.document.get("area") or {}).get("kota_slug"),
+        )
 
     def _area(self) -> AreaRef | None:
         area = self.document.get("area")
@@ -221,13 +232,7 @@ class Report:
         self, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike
     ) -> TransitionDecision:
         """The status change `actor` asked for, checked against the rules; TransitionRefused names the problem."""
-        state = ReportState(
-            report_id=self.id,
-            status=self.status,
-            assigned_opd=(self.assigned_opd or {}).get("code"),
-            kota_slug=(self.document.get("area") or {}).get("kota_slug"),
-        )
-        return decide_transition(state, actor, request, directory)
+        return decide_transition(self.state, actor, request, directory)
 
     def transition(self, decision: TransitionDecision, evidence_ids: list[str], now: datetime) -> Change:
         """Carry out a decided status change, with the ids of its stored evidence photos."""
@@ -345,20 +350,56 @@ class Report:
         self, version: int, now: datetime, from_opd: str, target_opd: str, status: str, note: str, kind: str
     ) -> ReportForwarded:
         """The report as the next OPD receives it (through routing), one hop further."""
-        return ReportForwarded(
-            report_id=self.id,
-            version=version,
-            occurred_at=now,
-            category=self.document["category"],
-            description=self.document["description"],
-            location=Location.model_validate(self.document["location"]),
-            photos=photo_refs(self.photo_base_url, [photo["photo_id"] for photo in self.document["photos"]]),
-            submitted_at=self.document["submitted_at"],
+        return forwarded_event(
+            self.document,
+            self.photo_base_url,
             area=self._area(),
-            from_opd=from_opd,
-            target_opd=target_opd,
-            status=status,
-            note=note,
+            version=version,
+            at=now,
             hop=self.hop + 1,
-            kind=kind,
+            hand_over=HandOver(from_opd, target_opd, status, note, kind),
         )
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """Who hands a report to whom, in which status, with which note, and why (koordinasi, disposisi, escalation)."""
+
+    from_opd: str
+    target_opd: str
+    status: str
+    note: str
+    kind: str
+
+
+def forwarded_event(
+    document: Mapping[str, Any],
+    photo_base_url: str,
+    *,
+    area: AreaRef | None,
+    version: int,
+    at: datetime,
+    hop: int,
+    hand_over: HandOver,
+    event_id: str | None = None,
+) -> ReportForwarded:
+    """The `report_forwarded` event of a stored report handed over: built here for a live change and for a replay
+    (which gives it a stable `event_id`)."""
+    return ReportForwarded(
+        **({"event_id": event_id} if event_id else {}),
+        report_id=str(document["_id"]),
+        version=version,
+        occurred_at=at,
+        category=document["category"],
+        description=document["description"],
+        location=Location.model_validate(document["location"]),
+        photos=photo_refs(photo_base_url, [photo["photo_id"] for photo in document["photos"]]),
+        submitted_at=document["submitted_at"],
+        area=area,
+        from_opd=hand_over.from_opd,
+        target_opd=hand_over.target_opd,
+        status=hand_over.status,
+        note=hand_over.note,
+        hop=hop,
+        kind=hand_over.kind,
+    )

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from jaklapor.events import (
     Event,
@@ -22,6 +21,7 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 from jaklapor.vocabulary import (
+    FORWARDING_STATUSES,
     MENUNGGU,
     NOTE_ESCALATED_PUBLIC,
     NOTE_SUBMITTED,
@@ -100,20 +100,6 @@ def sse_frame(seq: int, entry: dict[str, Any]) -> str:
         payload["status_label"] = STATUS_LABELS.get(payload["status"], payload["status"])
     data = json.dumps(payload, ensure_ascii=False)
     return f"id: {seq}\nevent: {entry['kind']}\ndata: {data}\n\n"
-
-
-def web_origin(url: str) -> str:
-    """The origin of a URL as a browser writes it in `Origin`: scheme://host[:port], the scheme's default port left
-    out (`https://lapor.example:443/x` -> `https://lapor.example`)."""
-    parts = urlsplit(url.strip())
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    port = parts.port
-    default_port = {"http": 80, "https": 443}[scheme]
-    return f"{scheme}://{host}" if port in (None, default_port) else f"{scheme}://{host}:{port}"
 
 
 def stream_cors_headers(citizen_app_origin: str) -> dict[str, str]:
@@ -222,7 +208,7 @@ def notifications_for(
         out.append(Notification(CITIZEN, "escalated", **common, facts=facts))
         out.append(Notification(OPD, "report_overdue", **common, opd=event.from_opd, facts=facts))
         out.append(Notification(OPD, "report_escalated", **common, opd=event.to_opd, facts=facts))
-    elif isinstance(event, ReportForwarded) and event.kind in ("koordinasi", "disposisi"):
+    elif isinstance(event, ReportForwarded) and event.kind in FORWARDING_STATUSES:
         # escalations are told by ReportEscalated, which names both OPDs
         facts = {
             "status": event.status,

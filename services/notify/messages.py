@@ -15,7 +15,17 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from jaklapor.vocabulary import JAKARTA_TZ, STATUS_LABELS, STATUS_LABELS_EN
+from jaklapor.vocabulary import (
+    DIKERJAKAN,
+    DISPOSISI,
+    DITOLAK,
+    FORWARDING_STATUSES,
+    JAKARTA_TZ,
+    KOORDINASI,
+    SELESAI,
+    STATUS_LABELS,
+    STATUS_LABELS_EN,
+)
 from jaklapor.vocabulary import jakarta_time as format_jakarta_time
 
 SCHEMA_VERSION = 1
@@ -61,15 +71,15 @@ def _what_happened_id(kind: str, facts: dict[str, Any]) -> str:
             f"dinaikkan ke {facts.get('to_opd_name') or 'tingkat berikutnya'}."
         )
     status = facts.get("status")
-    if status == "koordinasi" and facts.get("target_opd_name"):
+    if status == KOORDINASI and facts.get("target_opd_name"):
         return f"Laporan Anda dikoordinasikan ke {facts['target_opd_name']}."
-    if status == "disposisi" and facts.get("target_opd_name"):
+    if status == DISPOSISI and facts.get("target_opd_name"):
         return f"Laporan Anda didisposisikan ke {facts['target_opd_name']}."
-    if status == "dikerjakan":
+    if status == DIKERJAKAN:
         return "Laporan Anda sedang dikerjakan petugas."
-    if status == "selesai":
+    if status == SELESAI:
         return "Laporan Anda telah selesai ditangani. Terima kasih telah melapor."
-    if status == "ditolak":
+    if status == DITOLAK:
         return "Laporan Anda ditolak."
     return f"Status laporan Anda kini {status_label(status)}."
 
@@ -85,13 +95,13 @@ def _what_happened_en(kind: str, facts: dict[str, Any]) -> str:
             f"{facts.get('to_opd_name') or 'the next level'}."
         )
     status = facts.get("status")
-    if status in ("koordinasi", "disposisi") and facts.get("target_opd_name"):
+    if status in FORWARDING_STATUSES and facts.get("target_opd_name"):
         return f"Your report was handed to {facts['target_opd_name']}."
-    if status == "dikerjakan":
+    if status == DIKERJAKAN:
         return "Officers are working on your report."
-    if status == "selesai":
+    if status == SELESAI:
         return "Your report has been resolved. Thank you for reporting."
-    if status == "ditolak":
+    if status == DITOLAK:
         return "Your report was rejected."
     return f"Your report's status is now: {STATUS_LABELS_EN.get(status or '', status or '')}."
 

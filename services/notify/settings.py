@@ -6,8 +6,9 @@ from __future__ import annotations
 from pydantic import ConfigDict, field_validator
 
 from jaklapor.settings import ServiceSettings
+from jaklapor.web import web_origin
 from services.notify.channels import SmtpSettings
-from services.notify.domain import RetryPolicy, web_origin
+from services.notify.domain import RetryPolicy
 
 
 class NotifySettings(ServiceSettings):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from jaklapor.vocabulary import FINAL_STATUSES, STATUSES, jakarta_day, utc
+from jaklapor.vocabulary import FINAL_STATUSES, SELESAI, STATUSES, jakarta_day, utc
 from services.stats.domain import UNKNOWN_KOTA, DeadlineRule
 
 NO_CATEGORY = "(tanpa kategori)"
@@ -110,7 +110,7 @@ def hop_outcomes(row: Mapping[str, Any], now: datetime, deadline_of: DeadlineRul
             on_time = False
         else:
             on_time = False if due else None
-        completed = last and row.get("status") == "selesai" and hop.get("selesai_at") is not None
+        completed = last and row.get("status") == SELESAI and hop.get("selesai_at") is not None
         outcomes.append(
             HopOutcome(
                 report_id=str(row.get("_id")),
@@ -194,7 +194,7 @@ def breakdown(
                 "share_of_all": round(group_total / total, 4) if total else 0.0,
                 "percent_of_all": round(100 * group_total / total, 1) if total else 0.0,
                 "by_status": counts,
-                "selesai_percent": round(100 * counts["selesai"] / group_total, 1) if group_total else 0.0,
+                "selesai_percent": round(100 * counts[SELESAI] / group_total, 1) if group_total else 0.0,
             }
         )
     result.sort(key=lambda r: (-r["total"], str(_group_key_sort(r, dimension))))

@@ -28,7 +28,12 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 from jaklapor.vocabulary import (
+    DISPOSISI,
+    DITOLAK,
     FORWARDING_STATUSES,
+    KOORDINASI,
+    MENUNGGU,
+    SELESAI,
     STATUS_LABELS,
     STATUSES,
     iso,
@@ -261,23 +266,23 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         hop = hops.setdefault(hop_at(fact["version"]), _new_hop(hop_at(fact["version"])))
         if hop["first_response_at"] is None or utc(fact["at"]) < utc(hop["first_response_at"]):
             hop["first_response_at"], hop["first_response"] = fact["at"], fact["to"]
-        if fact["to"] == "ditolak":
+        if fact["to"] == DITOLAK:
             hop["rejected"], hop["rejection_reason"] = True, fact["reason"]
-        if fact["to"] == "selesai":
+        if fact["to"] == SELESAI:
             hop["selesai_at"] = fact["at"]
             hop["selesai_count"] += 1
     reopened = 0
     for fact in statuses:
-        if fact["from"] == "selesai" and fact["to"] != "selesai":
+        if fact["from"] == SELESAI and fact["to"] != SELESAI:
             reopened += 1
-            earlier = [s for s in statuses if s["to"] == "selesai" and s["version"] < fact["version"]]
+            earlier = [s for s in statuses if s["to"] == SELESAI and s["version"] < fact["version"]]
             if earlier:
                 hops[hop_at(earlier[-1]["version"])]["reopened"] += 1
 
     if statuses:
         status, status_version = statuses[-1]["to"], statuses[-1]["version"]
     elif submitted is not None:
-        status, status_version = "menunggu", submitted["version"]
+        status, status_version = MENUNGGU, submitted["version"]
     else:
         status, status_version = None, 0
     last = statuses[-1] if statuses else None
@@ -293,11 +298,11 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         "opd": current_hop["opd"] if current_hop else None,
         "hop": current_hop["hop"] if current_hop else 0,
         "first_response_at": _earliest(f["at"] for f in statuses),
-        "resolved_at": last["at"] if last and status == "selesai" else None,
-        "resolved_by": last["actor"] if last and status == "selesai" else None,
-        "rejection_reason": last["reason"] if last and status == "ditolak" else None,
-        "koordinasi_count": sum(1 for e in boundaries.values() if e["kind"] == "koordinasi"),
-        "disposisi_count": sum(1 for e in boundaries.values() if e["kind"] == "disposisi"),
+        "resolved_at": last["at"] if last and status == SELESAI else None,
+        "resolved_by": last["actor"] if last and status == SELESAI else None,
+        "rejection_reason": last["reason"] if last and status == DITOLAK else None,
+        "koordinasi_count": sum(1 for e in boundaries.values() if e["kind"] == KOORDINASI),
+        "disposisi_count": sum(1 for e in boundaries.values() if e["kind"] == DISPOSISI),
         "escalation_count": sum(1 for e in boundaries.values() if e["kind"] == "escalation"),
         "reopened_count": reopened,
         "unroutable_reason": unroutable[-1]["reason"] if unroutable else None,
@@ -399,7 +404,7 @@ def summarize(
                 total=group_total,
                 share_of_all=round(group_total / total, 4) if total else 0.0,
                 by_status={s: counts[s] for s in STATUSES},
-                selesai_percent=round(100 * counts["selesai"] / group_total, 1) if group_total else 0.0,
+                selesai_percent=round(100 * counts[SELESAI] / group_total, 1) if group_total else 0.0,
             )
             rows.append(row)
         return sorted(rows, key=lambda r: (-r["total"], r[key]))

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jaklapor.vocabulary import DEFAULT_RESPONSE_DAYS
+from jaklapor.vocabulary import DEFAULT_RESPONSE_DAYS, DISPOSISI, KOORDINASI
 from services.stats.aggregates import HopOutcome, counted, deadline_share, duration_stats, hop_outcomes, ratio
 from services.stats.domain import TRIAGE_OPD, DeadlineRule
 
@@ -90,8 +90,8 @@ def composite_score(
 
 def agency_row(opd: str, outcomes: list[HopOutcome], target: timedelta) -> dict[str, Any]:
     received = len(outcomes)
-    disposisi = sum(1 for o in outcomes if o.ended == "disposisi")
-    bounced = sum(1 for o in outcomes if o.ended == "koordinasi")
+    disposisi = sum(1 for o in outcomes if o.ended == DISPOSISI)
+    bounced = sum(1 for o in outcomes if o.ended == KOORDINASI)
     escalated = sum(1 for o in outcomes if o.ended == "escalation")
     rejected = sum(1 for o in outcomes if o.rejected)
     completed = sum(1 for o in outcomes if o.completed)

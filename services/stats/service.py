@@ -243,10 +243,7 @@ class StatsService(OperationsEndpoints):
             parse_filters(request.args.lists(), kotas={}, categories=(), filters=())
         except QueryError as exc:
             raise self._bad_query(exc) from None
-        categories = [
-            {"code": c.code, "name": c.name, "name_en": c.name_en, "description": c.description}
-            for c in load_categories().values()
-        ]
+        categories = [c.public_fields() for c in load_categories().values()]
         return json_response({"categories": categories}, headers=PUBLIC_HEADERS)
 
     @api("GET", "/api/v1/stats/map/kelurahan.geojson")

@@ -150,3 +150,14 @@ def test_groups_are_checked(text: str, problem: str) -> None:
     with pytest.raises(CategoryError) as err:
         parse_categories(text)
     assert problem in str(err.value)
+
+
+def test_the_public_fields_of_a_category() -> None:
+    assert load_categories()["kebakaran"].public_fields() == {
+        "code": "kebakaran",
+        "name": "Kebakaran",
+        "name_en": load_categories()["kebakaran"].name_en,
+        "description": load_categories()["kebakaran"].description,
+        "group": "Kebakaran & Penyelamatan",
+        "response_days": 1,
+    }

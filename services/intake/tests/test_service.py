@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, generate_key
 from jaklapor.events import AreaRef, ContactRegistered, OpdRef, ReportRouted, ReportUnroutable
+from jaklapor.live import LiveHub
 from jaklapor.messaging import PermanentFailure
 from jaklapor.opd_keys import derive_key
 from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
@@ -31,10 +32,10 @@ from jaklapor.web import ApiEndpoint
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.photos import sanitize_photo
 from services.intake.public_documents import reference_documents
-from services.intake.ratelimit import RateLimiter
+from services.intake.ratelimit import FailureThrottle, RateLimiter
 from services.intake.service import IntakeService
 from services.intake.settings import IntakeSettings
-from services.intake.tests.fakes import FakePhotoStorage, FakeRelay, FakeReportStore
+from services.intake.tests.fakes import FakePhotoStorage, FakeRelay, FakeReportStore, FakeSessionStore
 from tests import photo_fixtures as fx
 
 OPD_KEY_SECRET = "interface-test-opd-secret"
@@ -68,6 +69,9 @@ def service() -> Any:
         relay=FakeRelay(),
         reference=REFERENCE,
         limiter=RateLimiter(burst=1000, per_minute=1000),
+        sessions=FakeSessionStore(),
+        key_throttle=FailureThrottle(),
+        opd_streams=LiveHub(max_per_key=2),
     )
 
 

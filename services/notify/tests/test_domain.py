@@ -21,7 +21,8 @@ from jaklapor.events import (
     ReportUnroutable,
     parse_event,
 )
-from services.notify.domain import parse_last_event_id, sse_frame, timeline_entry, web_origin
+from jaklapor.web import web_origin
+from services.notify.domain import parse_last_event_id, sse_frame, timeline_entry
 
 REPORT = "JK-20261127-000001"
 AT = datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC)
