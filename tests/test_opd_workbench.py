@@ -190,9 +190,11 @@ def test_a_refusal_of_the_api_is_shown_in_plain_words(system: RunningSystem, scr
     send_action(page)
     page.wait_for_selector("#action-error:not([hidden])")
     assert page.inner_text("#action-error") == "Tindakan ini tidak bisa dilakukan pada status laporan sekarang."
-    page.click("#lang-toggle")
+    page.click("#lang-toggle")  # the screen is drawn again in English
+    choose_action(page, "dikerjakan")
     send_action(page)
-    page.wait_for_function("document.querySelector('#action-error').textContent.startsWith('This action')")
+    # (a locator, not wait_for_function: the page's CSP forbids the eval a polled expression needs)
+    page.locator("#action-error", has_text="This action is not possible").wait_for()
 
 
 def test_koordinasi_leaves_this_list_and_reaches_the_other_agency(system: RunningSystem, browser: Any) -> None:
