@@ -65,7 +65,9 @@ export class ReportScreen {
     const side = el("div", { class: "report-side" });
     body.append(main, side);
 
+    // (through el: a section that is not there, null, is left out rather than written as text)
     main.append(
+      ...[
       el(
         "dl",
         { class: "facts" },
@@ -92,6 +94,7 @@ export class ReportScreen {
       el("div", { id: "report-map", class: "map", role: "region", "aria-label": t("report_map_label") }),
       el("p", { class: "help", text: report.location ? `${report.location.lat.toFixed(5)}, ${report.location.lon.toFixed(5)}` : "" }),
       this.history(report.history || []),
+      ].filter(Boolean),
     );
     side.append(this.actions(), this.nearby(report.nearby));
     this.drawMap();

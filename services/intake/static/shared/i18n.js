@@ -32,8 +32,10 @@ export function t(key, values = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
 }
 
+/** A status's label: the API's (Indonesian), or the English one; the code capitalised where no label came along. */
 export function statusLabel(code, serverLabel) {
-  return current === "en" ? STATUS_EN[code] || serverLabel || code : serverLabel || code;
+  const fallback = code.charAt(0).toUpperCase() + code.slice(1);
+  return current === "en" ? STATUS_EN[code] || serverLabel || fallback : serverLabel || fallback;
 }
 
 export function formatTime(iso) {
