@@ -171,7 +171,7 @@ export function kelurahanBoundaries() {
 
 /** This OPD's row of the public agency table (the statistics service, across origins): null when it has none. */
 export async function performance(statsUrl, opdCode) {
-  const response = await fetch(`${statsUrl}/api/v1/stats/agencies`, {
+  const response = await fetch(`${statsUrl}/api/v1/stats/agencies?opd=${encodeURIComponent(opdCode)}`, {
     headers: { Accept: "application/json" },
     credentials: "omit",
   });
