@@ -131,6 +131,20 @@ class DomainErrors:
 NO_DOMAIN_ERRORS = DomainErrors()
 
 
+def web_origin(url: str) -> str:
+    """The origin of a URL as a browser writes it in `Origin`: scheme://host[:port], the scheme's default port left
+    out (`https://lapor.example:443/x` -> `https://lapor.example`)."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = parts.port
+    default_port = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" if port in (None, default_port) else f"{scheme}://{host}:{port}"
+
+
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(payload, ensure_ascii=False, default=str),
@@ -692,20 +706,6 @@ def _form_problem(request: Request, exc: ValueError) -> str:
 
 def _repeated(name: str) -> ApiError:
     return ApiError(422, "repeated_field", f"{name} was sent more than once; send each field once", field=name)
-
-
-def web_origin(url: str) -> str:
-    """The origin of a URL as a browser writes it in `Origin`: scheme://host[:port], the scheme's default port left
-    out (`https://lapor.example:443/x` -> `https://lapor.example`); ValueError unless it is an http(s) URL."""
-    parts = urlsplit(url.strip())
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    port = parts.port
-    default_port = {"http": 80, "https": 443}[scheme]
-    return f"{scheme}://{host}" if port in (None, default_port) else f"{scheme}://{host}:{port}"
 
 
 def gzipped(content: bytes) -> bytes:

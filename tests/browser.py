@@ -27,6 +27,14 @@ PHONE: dict[str, Any] = {
     "timezone_id": "Asia/Jakarta",
 }
 
+#: an officer's desk screen (the workbench); a context made with new_phone(browser, **DESK)
+DESK: dict[str, Any] = {
+    "viewport": {"width": 1280, "height": 800},
+    "device_scale_factor": 1,
+    "is_mobile": False,
+    "has_touch": False,
+}
+
 
 def chromium_path() -> str:
     if Path(CHROMIUM).exists():

@@ -149,6 +149,7 @@ def service_env(
         ROUTING_HTTP=f"127.0.0.1:{ports['routing']}",
         PUBLIC_URL=public_url,
         NOTIFY_PUBLIC_URL=f"http://127.0.0.1:{ports['notify']}",
+        STATS_PUBLIC_URL=f"http://127.0.0.1:{ports['stats']}",
         OPD_KEY_SECRET=OPD_KEY_SECRET,
         # test secrets are no secrets: the explicit local mode, also with the MongoDB wire stand-in
         JAKLAPOR_MODE="local",

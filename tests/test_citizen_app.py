@@ -70,7 +70,7 @@ def choose_category(page: Any, text: str) -> None:
 
 
 def test_every_page_has_a_strict_content_security_policy(system: RunningSystem) -> None:
-    for path in (*PAGES, "/sw.js", "/app/main.js", "/app/app.css", "/app/vendor/leaflet/leaflet.js"):
+    for path in (*PAGES, "/sw.js", "/app/main.js", "/shared/style.css", "/shared/vendor/leaflet/leaflet.js"):
         response = requests.get(app_url(system, path), timeout=10)
         assert response.status_code == 200, path
         policy = response.headers["Content-Security-Policy"]
@@ -101,7 +101,7 @@ def test_every_page_has_a_strict_content_security_policy(system: RunningSystem) 
     inline = Inline()
     inline.feed(requests.get(app_url(system), timeout=10).text)
     assert inline.found == []
-    for bad in ("/app/../service.py", "/app/%2e%2e/service.py", "/app/vendor/leaflet/LICENSE", "/app/nope.js"):
+    for bad in ("/app/../service.py", "/app/%2e%2e/service.py", "/shared/vendor/leaflet/LICENSE", "/app/nope.js"):
         assert requests.get(app_url(system, bad), timeout=10).status_code == 404, bad
 
 

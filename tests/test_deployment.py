@@ -262,9 +262,11 @@ def test_the_image_and_the_package_carry_no_development_tool(tmp_path: Path) -> 
     assert {n.split("/")[0] for n in names} == {"jaklapor", "jaklapor_app", "services", dist_info}
     assert "jaklapor/mongo.py" in names
     assert not [n for n in names if re.search(r"mongo_standin|demo\.py$|/tests/", n)]
-    # the citizen app's files (pages, scripts, images, vendored libraries with their licences) ship with intake
-    app_dir = ROOT / "services" / "intake" / "static" / "app"
-    app_files = {path.relative_to(ROOT).as_posix() for path in app_dir.rglob("*") if path.is_file()}
+    # the web apps' files (the citizen app, the OPD workbench and what they share: pages, scripts, images, vendored
+    # libraries with their licences) ship with intake
+    static_dir = ROOT / "services" / "intake" / "static"
+    app_files = {path.relative_to(ROOT).as_posix() for path in static_dir.rglob("*") if path.is_file()}
+    assert {"opd", "shared"} <= {path.relative_to(static_dir).parts[0] for path in static_dir.rglob("*.js")}
     assert app_files and not app_files - set(names), sorted(app_files - set(names))
     # only the `demo` subcommand and the local mode's stores, lazily, saying what to install when they are missing
     importing = sorted(n for n, text in sources_in_wheel.items() if IMPORTS_DEVELOPMENT_TOOL.search(text))

@@ -23,20 +23,22 @@ from pymongo.errors import DuplicateKeyError
 from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode
 from jaklapor.contacts import CONTACTS_QUEUE
 from jaklapor.events import ContactRegistered, new_event_id
+from jaklapor.live import LiveHub, LiveStreams
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
 from jaklapor.mongo import MongoConnection, MongoDatabase, ping
 from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from services.intake import metrics
-from services.intake.domain import PUBLIC_SUMMARY_FIELDS
+from services.intake.domain import PUBLIC_SUMMARY_FIELDS, WORK_ITEM_FIELDS
 from services.intake.image_memory import keep_image_memory
 from services.intake.nearby import OPEN_STATUSES, BoundingBox
 from services.intake.numbering import NumberingMark, NumberingMarkError
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, SanitizedPhoto, sanitize_photo
 from services.intake.public_documents import reference_documents
-from services.intake.ratelimit import RateLimiter
+from services.intake.ratelimit import FailureThrottle, RateLimiter
 from services.intake.report import Change, Message, NewReport, Report
 from services.intake.settings import IntakeSettings
+from services.intake.worklist import HELD_STATUSES, MAX_HELD, SORT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,45 @@ class ReportRepository:
         if category is not None:
             query["category"] = category
         return list(self.reports.find(query, dict.fromkeys(PUBLIC_SUMMARY_FIELDS, 1)).limit(limit))
+
+    # ---- an OPD's work list (services/intake/worklist.py); the index (assigned_opd.code, status) serves each --------
+
+    def held_sort_rows(
+        self, opd_code: str, statuses: tuple[str, ...], category: str | None, kelurahan_codes: list[str] | None
+    ) -> list[dict[str, Any]]:
+        """The sort fields of the reports `opd_code` holds in `statuses` (of `category`, in those kelurahan)."""
+        query: dict[str, Any] = {"assigned_opd.code": opd_code, "status": {"$in": list(statuses)}}
+        if category is not None:
+            query["category"] = category
+        if kelurahan_codes is not None:
+            query["area.code"] = {"$in": kelurahan_codes}
+        return list(self.reports.find(query, dict.fromkeys(SORT_FIELDS, 1)).limit(MAX_HELD))
+
+    def work_items(self, report_ids: list[str]) -> list[dict[str, Any]]:
+        """The reports of a page, with what a work list shows of them (of the history, each entry's kind)."""
+        return list(self.reports.find({"_id": {"$in": report_ids}}, dict.fromkeys(WORK_ITEM_FIELDS, 1)))
+
+    def held_versions(self, opd_code: str) -> dict[str, int]:
+        """{report id: version} of every report `opd_code` still works on: what its live stream compares."""
+        cursor = self.reports.find(
+            {"assigned_opd.code": opd_code, "status": {"$in": list(HELD_STATUSES)}}, {"version": 1}
+        ).limit(MAX_HELD)
+        return {report["_id"]: report["version"] for report in cursor}
+
+    def statuses_of(self, report_ids: list[str]) -> dict[str, str]:
+        return {r["_id"]: r["status"] for r in self.reports.find({"_id": {"$in": report_ids}}, {"status": 1})}
+
+    def counts_by_status(self, opd_code: str) -> dict[str, int]:
+        """How many reports assigned to `opd_code` are in each status."""
+        grouped = self.reports.aggregate(
+            [{"$match": {"assigned_opd.code": opd_code}}, {"$group": {"_id": "$status", "count": {"$sum": 1}}}]
+        )
+        return {row["_id"]: row["count"] for row in grouped}
+
+    def overdue_count_of(self, opd_code: str) -> int:
+        return self.reports.count_documents(
+            {"assigned_opd.code": opd_code, "status": {"$in": sorted(WAITING_STATUSES)}, "escalation_exhausted": True}
+        )
 
     def page_by_id(self, after_report_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` reports in id order, after `after_report_id` (from the first when None)."""
@@ -290,6 +331,36 @@ class ReportStore(MongoDatabase):
         super().prepare(repository)
         waiting = sorted(WAITING_STATUSES)
         metrics.OVERDUE.set_function(lambda: repository.overdue_count(utcnow(), waiting))
+
+
+class SessionRepository:
+    """Workbench sessions (services/intake/sessions.py), one document per session keyed by its token's SHA-256; a
+    TTL index deletes each once it expired (MongoDB's TTL monitor runs every minute: reads check the expiry too)."""
+
+    def __init__(self, db: Database) -> None:
+        self.sessions = db["sessions"]
+
+    def ensure_indexes(self) -> None:
+        self.sessions.create_index("expires_at", expireAfterSeconds=0)
+
+    def insert(self, session: dict[str, Any]) -> None:
+        self.sessions.insert_one(session)
+
+    def by_id(self, session_id: str) -> dict[str, Any] | None:
+        return self.sessions.find_one({"_id": session_id})
+
+    def touch(self, session_id: str, fields: dict[str, Any]) -> None:
+        self.sessions.update_one({"_id": session_id}, {"$set": fields})
+
+    def delete(self, session_id: str) -> bool:
+        return self.sessions.delete_one({"_id": session_id}).deleted_count == 1
+
+
+class SessionStore(MongoDatabase):
+    database = "intake"
+
+    def make_repository(self, db: Database) -> SessionRepository:
+        return SessionRepository(db)
 
 
 def outbox_entry(message: Message) -> dict[str, Any]:
@@ -529,3 +600,27 @@ class SubmissionLimiter(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> RateLimiter:
         return self.limiter
+
+
+class KeyGuessThrottle(DependencyProvider):
+    """One FailureThrottle of wrong OPD keys per gateway process (see ratelimit.py), configured from OPD_KEY_*."""
+
+    def setup(self) -> None:
+        settings = IntakeSettings.of_container(self.container)
+        self.throttle = FailureThrottle(
+            free=settings.opd_key_failures_allowed, max_wait=settings.opd_key_max_wait_seconds
+        )
+
+    def get_dependency(self, worker_ctx: Any) -> FailureThrottle:
+        return self.throttle
+
+
+class OpdStreams(LiveStreams):
+    """The hub of this process's OPD live streams, keyed by OPD code, at most OPD_STREAMS_PER_OPD per OPD."""
+
+    def setup(self) -> None:
+        self.max_per_key = IntakeSettings.of_container(self.container).opd_streams_per_opd
+        super().setup()
+
+    def get_dependency(self, worker_ctx: Any) -> LiveHub:
+        return self.hub

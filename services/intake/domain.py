@@ -193,13 +193,35 @@ def _koordinasi_target(actor: OpdLike, request: TransitionRequest, directory: Di
     return target
 
 
+def disposisi_target(kota_slug: str | None, actor: OpdLike, directory: DirectoryLike) -> Any | None:
+    """The Suku Dinas (kota unit) `actor` may instruct for a report in `kota_slug`: only the provincial body (no kota
+    of its own) instructs its unit of the report's kota; None for anyone else, or a report outside any kota."""
+    if kota_slug is None:
+        return None
+    is_provincial = actor.level in ("dinas", "satpol-pp") and actor.kota is None
+    sudin = directory.sudin_of(actor.agency, kota_slug) if is_provincial else None
+    return None if sudin is None or sudin.code == actor.code else sudin
+
+
+def allowed_transitions(state: ReportState, actor: OpdLike, directory: DirectoryLike) -> list[str]:
+    """The statuses `actor` may set on the report now (in the vocabulary's order): none unless it holds the report;
+    disposisi only when it has a Suku Dinas to instruct there. The fields each needs are `decide_transition`'s."""
+    if state.assigned_opd is None or state.assigned_opd != actor.code:
+        return []
+    allowed = ALLOWED_TRANSITIONS[state.status]
+    return [
+        status
+        for status in STATUS_LABELS
+        if status in allowed and (status != DISPOSISI or disposisi_target(state.kota_slug, actor, directory))
+    ]
+
+
 def _disposisi_target(state: ReportState, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike) -> Any:
     if state.kota_slug is None:
         raise TransitionRefused("no_area", "disposisi needs a report inside a kota; use koordinasi", "status")
     # only the provincial body (no kota of its own) instructs a unit; a kota unit cannot dispose sideways
-    is_provincial = actor.level in ("dinas", "satpol-pp") and actor.kota is None
-    sudin = directory.sudin_of(actor.agency, state.kota_slug) if is_provincial else None
-    if sudin is None or sudin.code == actor.code:
+    sudin = disposisi_target(state.kota_slug, actor, directory)
+    if sudin is None:
         raise TransitionRefused(
             "disposisi_not_allowed",
             "only a Dinas can instruct its Suku Dinas (disposisi); use koordinasi to hand over",
@@ -276,6 +298,42 @@ def report_summary(report: dict[str, Any], base_url: str) -> dict[str, Any]:
     }
 
 
+def deadline_state(report: dict[str, Any]) -> dict[str, Any]:
+    """The OPD's response deadline while it has not answered; `overdue` once it passed with nobody higher to take
+    it; how often the report moved up the chain (`history` may hold only the entries' `kind`)."""
+    deadline = report.get("response_deadline")
+    waiting = report["status"] in WAITING_STATUSES
+    return {
+        "response_deadline": iso(deadline) if waiting and deadline is not None else None,
+        "overdue": bool(report.get("escalation_exhausted")) and waiting,
+        "escalations": sum(1 for entry in report.get("history", ()) if entry.get("kind") == "escalated"),
+    }
+
+
+#: the stored fields `work_item` reads (of the history only each entry's kind)
+WORK_ITEM_FIELDS = (
+    *PUBLIC_SUMMARY_FIELDS,
+    "updated_at",
+    "response_deadline",
+    "escalation_exhausted",
+    "hop",
+    "version",
+    "history.kind",
+)
+
+
+def work_item(report: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """A report in an OPD's work list: its public summary, when it last changed, its deadline and escalation state,
+    and how often it was handed over (`hop`)."""
+    return {
+        **report_summary(report, base_url),
+        "updated_at": iso(report["updated_at"]),
+        **deadline_state(report),
+        "hop": report.get("hop", 0),
+        "version": report["version"],
+    }
+
+
 def public_view(
     report: dict[str, Any], base_url: str, stream_base_url: str = "", token: str | None = None
 ) -> dict[str, Any]:
@@ -308,11 +366,7 @@ def public_view(
     }
     if report.get("triage_reason"):
         view["triage_reason"] = report["triage_reason"]
-    deadline = report.get("response_deadline")
-    # the OPD's response deadline while it has not answered; `overdue` once it passed with nobody higher to take it
-    view["response_deadline"] = iso(deadline) if report["status"] in WAITING_STATUSES else None
-    view["overdue"] = bool(report.get("escalation_exhausted")) and report["status"] in WAITING_STATUSES
-    view["escalations"] = sum(1 for entry in report["history"] if entry["kind"] == "escalated")
+    view.update(deadline_state(report))
     if token is not None:
         view["stream_url"] = stream_url(stream_base_url, token)
     return view

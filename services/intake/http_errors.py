@@ -5,6 +5,7 @@ from __future__ import annotations
 from jaklapor.web import DomainErrors, DomainErrorTable
 from services.intake.domain import TransitionRefused
 from services.intake.photos import TOO_LARGE, UNSUPPORTED_TYPE, PhotoRejected
+from services.intake.worklist import WorkListError
 
 TRANSITION_REFUSALS = DomainErrorTable(
     TransitionRefused,
@@ -37,4 +38,7 @@ PHOTO_REJECTIONS = DomainErrorTable(
     code_prefix="photo_",
 )
 
-INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS)
+#: a work list's or the directory's query that cannot be answered (a filter naming nothing, a cursor not handed out)
+WORK_LIST_REFUSALS = DomainErrorTable(WorkListError, {"invalid_query": 400})
+
+INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS, WORK_LIST_REFUSALS)

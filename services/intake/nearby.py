@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jaklapor.vocabulary import FINAL_STATUSES, STATUSES
+from services.intake.domain import report_summary
 
 DEFAULT_RADIUS_M = 250
 MAX_RADIUS_M = 2000
@@ -73,3 +74,20 @@ def nearest(
             found.append((report, distance))
     found.sort(key=lambda item: (item[1], -item[0]["submitted_at"].timestamp()))
     return found[:limit]
+
+
+def nearby_summaries(
+    candidates: Iterable[dict[str, Any]],
+    lat: float,
+    lon: float,
+    radius_m: float,
+    base_url: str,
+    exclude: str | None = None,
+) -> list[dict[str, Any]]:
+    """The public summaries of the reports within `radius_m`, nearest first, each with its distance in whole metres
+    (`exclude`: a report not to list, the one they are near to)."""
+    others = (report for report in candidates if report["_id"] != exclude)
+    return [
+        {**report_summary(report, base_url), "distance_m": round(distance)}
+        for report, distance in nearest(others, lat, lon, radius_m)
+    ]

@@ -9,6 +9,8 @@ from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
+from services.intake.sessions import CSRF_HEADER, SESSION_COOKIE
+from services.intake.worklist import DEFAULT_LIMIT, DIRECTORY_DEFAULT_LIMIT, DIRECTORY_MAX_LIMIT, MAX_LIMIT
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -81,7 +83,25 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         "description": "the ETag of the copy the client holds",
     }
     report_param = {"name": "report_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    opd_security: list[dict[str, list[str]]] = [{"opdKey": []}]
+    opd_security: list[dict[str, list[str]]] = [{"opdKey": []}, {"opdSession": []}]
+    session_only: list[dict[str, list[str]]] = [{"opdSession": []}]
+    csrf_header = {
+        "name": CSRF_HEADER,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "with the session cookie: its csrf_token (required to change anything); not with a key",
+    }
+    opd_refusals = {
+        "401": _error(
+            "`unauthenticated` (no key, no session), `invalid_key`, or `session_expired` (the cookie's session ended)"
+        ),
+        "403": _error(
+            f"`csrf_failed`: a session's request that changes something without its {CSRF_HEADER}, with another, or"
+            " from another Origin"
+        ),
+        "429": _error("`too_many_failures`: too many wrong keys from this client; see Retry-After"),
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -255,11 +275,161 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     },
                 }
             },
+            "/api/v1/opd/session": {
+                "post": {
+                    "operationId": "signIn",
+                    "security": [],
+                    "description": (
+                        "Exchange the agency's key for a workbench session: the answer sets the cookie"
+                        f" `{SESSION_COOKIE}` (HttpOnly, SameSite=Strict, Path=/, Secure when PUBLIC_URL is https) and"
+                        f" gives the CSRF token every request of the session that changes something sends as"
+                        f" `{CSRF_HEADER}`. Wrong keys from one client are counted: past a few, each doubles the wait"
+                        " (429 with Retry-After). A browser's Origin, when sent, must be the gateway's own"
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": _sign_in_body()},
+                            "application/x-www-form-urlencoded": {"schema": _sign_in_body()},
+                        },
+                    },
+                    "responses": {
+                        "201": _json("OpdSession", "Signed in; the cookie is set"),
+                        "400": _error("The body cannot be read"),
+                        "401": _error("`invalid_key`"),
+                        "403": _error("`csrf_failed`: the browser's Origin is another site"),
+                        "415": _error("Unsupported media type"),
+                        "422": _error("`invalid_field`: `key` is missing or too long"),
+                        "429": _error("`too_many_failures`: too many wrong keys from this client; see Retry-After"),
+                    },
+                },
+                "get": {
+                    "operationId": "currentSession",
+                    "security": session_only,
+                    "description": "The cookie's session: its OPD, CSRF token and expiry (moved on by each request)",
+                    "responses": {
+                        "200": _json("OpdSession", "The session"),
+                        "401": _error("`unauthenticated` (no cookie) or `session_expired`"),
+                    },
+                },
+                "delete": {
+                    "operationId": "signOut",
+                    "security": session_only,
+                    "description": "Sign out: the session ends on the server and the cookie is cleared (idempotent)",
+                    "parameters": [csrf_header],
+                    "responses": {
+                        "204": {"description": "Signed out (or no session was open)"},
+                        "403": opd_refusals["403"],
+                    },
+                },
+            },
             "/api/v1/opd/me": {
                 "get": {
                     "operationId": "whoAmI",
                     "security": opd_security,
-                    "responses": {"200": _json("OpdIdentity", "The OPD this key belongs to"), **_error_responses(401)},
+                    "responses": {
+                        "200": _json("OpdIdentity", "The OPD this key belongs to"),
+                        "401": opd_refusals["401"],
+                        "429": opd_refusals["429"],
+                    },
+                }
+            },
+            "/api/v1/opd/reports": {
+                "get": {
+                    "operationId": "workList",
+                    "security": opd_security,
+                    "description": (
+                        "The reports this OPD holds now: overdue first (nobody higher to take them), then by response"
+                        " deadline (soonest first; none last), then the oldest; a page at a time (`next_cursor`), with"
+                        " this OPD's counts per status"
+                    ),
+                    "parameters": [
+                        _query(
+                            "status",
+                            {"type": "string"},
+                            description=(
+                                "comma-separated statuses (final ones allowed); default: those not final"
+                                f" ({', '.join(s for s in STATUS_LABELS if s not in ('selesai', 'ditolak'))})"
+                            ),
+                        ),
+                        _query("category", {"type": "string", "enum": category_codes}, description="a category code"),
+                        _query("kecamatan", {"type": "string"}, description="a kecamatan name, slug or code"),
+                        _query("kelurahan", {"type": "string"}, description="a kelurahan name, slug or code"),
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                            description="reports per page",
+                        ),
+                        _query("cursor", {"type": "string"}, description="`next_cursor` of the previous page"),
+                    ],
+                    "responses": {
+                        "200": _json("WorkList", "A page of the work list"),
+                        "400": _error("`invalid_query`: a parameter is malformed, repeated or names nothing"),
+                        **opd_refusals,
+                    },
+                }
+            },
+            "/api/v1/opd/reports/counts": {
+                "get": {
+                    "operationId": "workCounts",
+                    "security": opd_security,
+                    "responses": {
+                        "200": _json("WorkCounts", "This OPD's reports per status, and those overdue"),
+                        "401": opd_refusals["401"],
+                        "429": opd_refusals["429"],
+                    },
+                }
+            },
+            "/api/v1/opd/stream": {
+                "get": {
+                    "operationId": "workListStream",
+                    "security": opd_security,
+                    "description": (
+                        "Server-Sent Events of this OPD's list. First `ready` {opd, held, counts} (load the list then,"
+                        " and again after each reconnect); then `report` {report_id, change: added | updated |"
+                        " removed, status, report (a WorkItem; not for removed)} as a report arrives, changes or"
+                        " leaves the list (handed over, escalated away, final), each batch followed by `counts`"
+                        " (a WorkCounts without opd); `signed_out` before it ends with the session; comments keep it"
+                        " open. It ends after OPD_STREAM_MAX_SECONDS (the client reconnects)"
+                    ),
+                    "responses": {
+                        "200": {"description": "The event stream", "content": {"text/event-stream": {}}},
+                        "401": opd_refusals["401"],
+                        "429": _error(
+                            "`too_many_streams` (this OPD has OPD_STREAMS_PER_OPD streams open) or `too_many_failures`"
+                        ),
+                    },
+                }
+            },
+            "/api/v1/opd/directory": {
+                "get": {
+                    "operationId": "opdDirectory",
+                    "security": opd_security,
+                    "description": (
+                        "OPDs whose name or code holds every word of `q` (any case, with or without accents): an"
+                        " exact code first, then names starting with it, then by name. For a koordinasi's target_opd"
+                    ),
+                    "parameters": [
+                        _query("q", {"type": "string", "maxLength": 100}, description="words of a name or a code"),
+                        _query(
+                            "level", {"type": "string"}, description="only OPDs of this level (dinas, suku-dinas, …)"
+                        ),
+                        _query(
+                            "limit",
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": DIRECTORY_MAX_LIMIT,
+                                "default": DIRECTORY_DEFAULT_LIMIT,
+                            },
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json("OpdDirectory", "The OPDs found"),
+                        "400": _error("`invalid_query`: a parameter is malformed, repeated or an unknown level"),
+                        "401": opd_refusals["401"],
+                        "429": opd_refusals["429"],
+                    },
                 }
             },
             "/api/v1/opd/reports/{report_id}": {
@@ -267,14 +437,19 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     "operationId": "getAssignedReport",
                     "security": opd_security,
                     "parameters": [report_param],
-                    "responses": {"200": _json("TrackingView", "The report"), **_error_responses(401, 404)},
+                    "responses": {
+                        "200": _json("OpdReportView", "The report, what this OPD may do with it, reports nearby"),
+                        "401": opd_refusals["401"],
+                        "429": opd_refusals["429"],
+                        **_error_responses(404),
+                    },
                 }
             },
             "/api/v1/opd/reports/{report_id}/transitions": {
                 "post": {
                     "operationId": "transitionReport",
                     "security": opd_security,
-                    "parameters": [report_param],
+                    "parameters": [report_param, csrf_header],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -298,8 +473,9 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                         },
                     },
                     "responses": {
-                        "200": _json("TrackingView", "The report after the change"),
-                        **_error_responses(400, 401, 404, 409, 413, 415, 422, 503),
+                        "200": _json("OpdReportView", "The report after the change"),
+                        **_error_responses(400, 404, 409, 413, 415, 422, 503),
+                        **opd_refusals,
                     },
                 }
             },
@@ -314,9 +490,25 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
             },
         },
         "components": {
-            "securitySchemes": {"opdKey": {"type": "http", "scheme": "bearer", "description": "jaklapor opd-key CODE"}},
+            "securitySchemes": {
+                "opdKey": {"type": "http", "scheme": "bearer", "description": "jaklapor opd-key CODE"},
+                "opdSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": SESSION_COOKIE,
+                    "description": f"a workbench session (POST /api/v1/opd/session); changes send {CSRF_HEADER}",
+                },
+            },
             "schemas": _schemas(),
         },
+    }
+
+
+def _sign_in_body() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["key"],
+        "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 300, "description": "the OPD's key"}},
     }
 
 
@@ -392,6 +584,31 @@ def _schemas() -> dict[str, Any]:
         "escalations": {"type": "integer"},
         "triage_reason": {"type": "string"},
         "version": {"type": "integer"},
+    }
+    work_item: dict[str, Any] = {
+        **summary,
+        "updated_at": {"type": "string", "format": "date-time"},
+        "response_deadline": {"type": "string", "format": "date-time", "nullable": True},
+        "overdue": {"type": "boolean"},
+        "escalations": integer,
+        "hop": integer,
+        "version": integer,
+    }
+    counts: dict[str, Any] = _object(
+        by_status={
+            "type": "object",
+            "required": list(STATUS_LABELS),
+            "properties": dict.fromkeys(STATUS_LABELS, integer),
+        },
+        overdue=integer,
+    )
+    nearby_item = {
+        "type": "object",
+        "required": [*summary, "distance_m"],
+        "properties": {
+            **summary,
+            "distance_m": {"type": "integer", "description": "metres from the point asked about"},
+        },
     }
     return {
         "Error": {
@@ -495,6 +712,14 @@ def _schemas() -> dict[str, Any]:
                     areas_url={"type": "string"},
                     boundaries_url={"type": "string"},
                 ),
+                "stats": _object(
+                    url={"type": "string", "nullable": True, "description": "the statistics service's base URL"}
+                ),
+                "rejection_reasons": {
+                    "type": "array",
+                    "description": "the reasons an OPD may give for ditolak (the transition's `reason`)",
+                    "items": _object(code={"type": "string", "example": "duplikat"}, label={"type": "string"}),
+                },
             },
         },
         "AreaTree": {
@@ -554,6 +779,78 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["report_id", "status", "category", "history"],
             "properties": view_properties,
+        },
+        "OpdSession": _object(
+            opd=opd,
+            csrf_token={"type": "string", "description": f"send it as {CSRF_HEADER} with every change"},
+            expires_at={
+                "type": "string",
+                "format": "date-time",
+                "description": "without a request until then, it ends",
+            },
+            absolute_expires_at={"type": "string", "format": "date-time", "description": "it ends then at the latest"},
+        ),
+        "WorkItem": {
+            "type": "object",
+            "description": "A report in an OPD's work list",
+            "required": [*work_item],
+            "properties": work_item,
+        },
+        "WorkList": _object(
+            opd=opd,
+            reports={"type": "array", "items": {"$ref": "#/components/schemas/WorkItem"}},
+            next_cursor={"type": "string", "nullable": True, "description": "the next page's cursor; null: the last"},
+            counts=counts,
+            filters={"type": "object", "description": "the filters as applied"},
+        ),
+        "WorkCounts": {
+            "type": "object",
+            "required": ["opd", "by_status", "overdue"],
+            "properties": {"opd": opd, **counts["properties"]},
+        },
+        "OpdDirectory": _object(
+            opds={
+                "type": "array",
+                "items": _object(
+                    code={"type": "string"},
+                    name={"type": "string"},
+                    level={"type": "string"},
+                    kota={"type": "string", "nullable": True, "description": "kota slug; null for city-wide"},
+                ),
+            }
+        ),
+        "OpdReportView": {
+            "type": "object",
+            "description": "The report as the OPD holding it sees it",
+            "required": [
+                "report_id",
+                "status",
+                "category",
+                "history",
+                "hop",
+                "allowed_transitions",
+                "disposisi_target",
+                "nearby",
+            ],
+            "properties": {
+                **view_properties,
+                "hop": integer,
+                "allowed_transitions": {
+                    "type": "array",
+                    "items": status,
+                    "description": "the statuses this OPD may set now (each with the fields the transition needs)",
+                },
+                "disposisi_target": {
+                    **opd,
+                    "nullable": True,
+                    "description": "the Suku Dinas a disposisi goes to, when this OPD may dispose the report",
+                },
+                "nearby": {
+                    "type": "array",
+                    "description": f"open reports of its category within {DEFAULT_RADIUS_M} m (possible duplicates)",
+                    "items": nearby_item,
+                },
+            },
         },
         "TrackingView": {
             "type": "object",

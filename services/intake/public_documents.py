@@ -14,7 +14,7 @@ from typing import Any
 from jaklapor.reference import Areas, Category, category_groups
 from jaklapor.reference.geo import representative_points, simplify_kelurahan
 from jaklapor.web import gzipped
-from services.intake.domain import MAX_PHOTOS_PER_REPORT
+from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.photos import DEFAULT_POLICY, PhotoPolicy
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS, PHONE_RE
@@ -42,9 +42,14 @@ def check_tile_url(value: str) -> str:
 
 
 def app_config(
-    tile_url: str, tile_attribution: str, max_request_bytes: int, policy: PhotoPolicy = DEFAULT_POLICY
+    tile_url: str,
+    tile_attribution: str,
+    max_request_bytes: int,
+    policy: PhotoPolicy = DEFAULT_POLICY,
+    stats_url: str = "",
 ) -> dict[str, Any]:
-    """The limits a client checks before sending (the server checks them all the same) and the map's settings."""
+    """The limits a client checks before sending (the server checks them all the same), the map's settings and where
+    the statistics are read and the reasons an OPD may give to reject a report (the OPD workbench's)."""
     return {
         "report": {
             "description_max_chars": DESCRIPTION_MAX_CHARS,
@@ -73,6 +78,9 @@ def app_config(
             "areas_url": "/api/v1/areas",
             "boundaries_url": "/api/v1/areas/kelurahan.geojson",
         },
+        "stats": {"url": stats_url.rstrip("/") or None},
+        # why an OPD may reject a report (ditolak), for an agency's client to offer
+        "rejection_reasons": [{"code": code, "label": label} for code, label in REJECTION_REASONS.items()],
     }
 
 

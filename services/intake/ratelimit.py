@@ -1,7 +1,8 @@
-"""Rate limiting of anonymous submissions: a token bucket per client, with no I/O (the clock is injected).
+"""Rate limiting per client, with no I/O (the clock is injected): a token bucket for anonymous submissions, and a
+growing delay after repeated wrong OPD keys (`FailureThrottle`).
 
 Each gateway replica limits on its own; the limit a client sees is per replica. Buckets of idle clients are
-forgotten once full, and the table is capped, so a flood of spoofed sources cannot exhaust memory.
+forgotten once full, and the tables are capped, so a flood of spoofed sources cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -60,6 +61,70 @@ class RateLimiter:
             bucket.tokens -= 1.0
             return Verdict(True, 0)
         return Verdict(False, max(1, math.ceil((1.0 - bucket.tokens) / self.rate)))
+
+
+@dataclass
+class _Failures:
+    count: int
+    last: float
+
+
+class FailureThrottle:
+    """Slows down guessing: a client may fail `free` times; each further failure doubles the wait before it may try
+    again (1 s, 2 s, 4 s, ... up to `max_wait`). A success clears the client's record; a record is forgotten
+    `forget_after` seconds after its last failure."""
+
+    def __init__(
+        self,
+        free: int = 5,
+        max_wait: float = 900.0,
+        forget_after: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = 100_000,
+    ) -> None:
+        self.free = free
+        self.max_wait = max_wait
+        self.forget_after = forget_after
+        self.clock = clock
+        self.max_clients = max_clients
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+
+    def _record(self, client: str, now: float) -> _Failures | None:
+        record = self._failures.get(client)
+        if record is not None and now - record.last > self.forget_after:
+            del self._failures[client]
+            return None
+        return record
+
+    def wait(self, failures: int) -> float:
+        """Seconds a client must wait after its `failures`-th failure before trying again."""
+        if failures < self.free:
+            return 0.0
+        return min(float(2 ** min(failures - self.free, 30)), self.max_wait)
+
+    def retry_after(self, client: str) -> int:
+        """Whole seconds until `client` may try a key again (0: now)."""
+        now = self.clock()
+        record = self._record(client, now)
+        if record is None:
+            return 0
+        remaining = record.last + self.wait(record.count) - now
+        return math.ceil(remaining) if remaining > 0 else 0
+
+    def failed(self, client: str) -> int:
+        """Count a wrong key; returns the seconds until the client may try again."""
+        now = self.clock()
+        record = self._record(client, now) or _Failures(0, now)
+        record.count += 1
+        record.last = now
+        self._failures.pop(client, None)
+        self._failures[client] = record  # most recent last
+        while len(self._failures) > self.max_clients:
+            self._failures.popitem(last=False)
+        return math.ceil(self.wait(record.count))
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
 
 
 def client_address(remote_addr: str | None, forwarded_for: str | None, trusted_hops: int) -> str:

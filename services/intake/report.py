@@ -107,6 +107,16 @@ class Report:
     def hop(self) -> int:
         return self.document.get("hop", 0)
 
+    @property
+    def state(self) -> ReportState:
+        """What the transition rules read of the report."""
+        return ReportState(
+            report_id=self.id,
+            status=self.status,
+            assigned_opd=(self.assigned_opd or {}).get("code"),
+            kota_slug=(self.document.get("area") or {}).get("kota_slug"),
+        )
+
     def _area(self) -> AreaRef | None:
         area = self.document.get("area")
         return AreaRef.model_validate(area) if area else None
@@ -222,13 +232,7 @@ class Report:
         self, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike
     ) -> TransitionDecision:
         """The status change `actor` asked for, checked against the rules; TransitionRefused names the problem."""
-        state = ReportState(
-            report_id=self.id,
-            status=self.status,
-            assigned_opd=(self.assigned_opd or {}).get("code"),
-            kota_slug=(self.document.get("area") or {}).get("kota_slug"),
-        )
-        return decide_transition(state, actor, request, directory)
+        return decide_transition(self.state, actor, request, directory)
 
     def transition(self, decision: TransitionDecision, evidence_ids: list[str], now: datetime) -> Change:
         """Carry out a decided status change, with the ids of its stored evidence photos."""

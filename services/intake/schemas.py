@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from jaklapor.web import ApiError
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M
+from services.intake.worklist import DEFAULT_LIMIT, DIRECTORY_DEFAULT_LIMIT, DIRECTORY_MAX_LIMIT, MAX_LIMIT
 
 DESCRIPTION_MAX_CHARS = 2000
 CONTACT_MAX_CHARS = 254  # the longest e-mail address
@@ -104,6 +105,58 @@ class NearbyQuery(BaseModel):
         if not value:  # `category=` is no filter, as leaving it out
             return None
         return _check_text(value, "category")
+
+
+class SignInForm(BaseModel):
+    """The body of `POST /api/v1/opd/session`: the agency's key."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    key: str = Field(min_length=1, max_length=300)
+
+
+def _optional_text(value: str | None, field: str) -> str | None:
+    if value is None or not value.strip():  # `name=` is no filter, as leaving it out
+        return None
+    return _check_text(value, field)
+
+
+class WorkListQuery(BaseModel):
+    """The query of `GET /api/v1/opd/reports`: filters, the page's size and where it starts."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    status: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=100)
+    kecamatan: str | None = Field(default=None, max_length=100)
+    kelurahan: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=300)
+
+    @field_validator("status", "category", "kecamatan", "kelurahan", "cursor")
+    @classmethod
+    def _text(cls, value: str | None, info: Any) -> str | None:
+        return _optional_text(value, info.field_name)
+
+
+class DirectoryQuery(BaseModel):
+    """The query of `GET /api/v1/opd/directory`: words of a name or code, a level, how many."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    q: str = Field(default="", max_length=100)
+    level: str | None = Field(default=None, max_length=40)
+    limit: int = Field(default=DIRECTORY_DEFAULT_LIMIT, ge=1, le=DIRECTORY_MAX_LIMIT)
+
+    @field_validator("q")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        return _check_text(value, "q")
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str | None) -> str | None:
+        return _optional_text(value, "level")
 
 
 def parse_form(model: type[BaseModel], data: dict[str, Any]) -> Any:

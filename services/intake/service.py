@@ -27,10 +27,13 @@ from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response, negotiated_body, read_fields
 from services.intake import metrics
 from services.intake.dependencies import (
+    KeyGuessThrottle,
+    OpdStreams,
     OutboxRelay,
     PhotoCleaner,
     Reference,
     ReportStore,
+    SessionStore,
     SubmissionLimiter,
     VersionConflict,
     insert_new_report,
@@ -38,17 +41,15 @@ from services.intake.dependencies import (
 from services.intake.domain import (
     MAX_PHOTOS_PER_REPORT,
     SubmissionRetry,
-    TransitionRequest,
     format_report_number,
     is_report_number,
     public_view,
     receipt,
     report_day,
-    report_summary,
 )
 from services.intake.http_errors import INTAKE_ERRORS
-from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearest
-from services.intake.opd_auth import authenticate_opd
+from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
+from services.intake.opd_api import OpdEndpoints
 from services.intake.openapi import openapi_document
 from services.intake.public_documents import (
     REFERENCE_MAX_AGE_SECONDS,
@@ -58,11 +59,11 @@ from services.intake.public_documents import (
 )
 from services.intake.ratelimit import client_address
 from services.intake.replay import page_size, replay_page
-from services.intake.report import Report, opd_ref
-from services.intake.schemas import NearbyQuery, SubmissionForm, TransitionForm, parse_form, parse_query
+from services.intake.report import Report
+from services.intake.schemas import NearbyQuery, SubmissionForm, parse_form, parse_query
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
-from services.intake.webapp import CitizenAppEndpoints
+from services.intake.webapp import CitizenAppEndpoints, OpdWorkbenchEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
     return response.make_conditional(request)
 
 
-class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
+class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
@@ -102,6 +103,10 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
     relay = OutboxRelay()
     reference = Reference()
     limiter = SubmissionLimiter()
+    # the OPD API (opd_api.py): workbench sessions, wrong keys slowed down, live work lists
+    sessions = SessionStore()
+    key_throttle = KeyGuessThrottle()
+    opd_streams = OpdStreams()
 
     # ---- citizens -------------------------------------------------------------------------------------------
 
@@ -119,7 +124,12 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
         """What a client checks before sending (the limits of a report, its photos and contact) and its map's
         settings."""
         settings = self.settings
-        config = app_config(settings.map_tile_url, settings.map_tile_attribution, settings.max_request_bytes)
+        config = app_config(
+            settings.map_tile_url,
+            settings.map_tile_attribution,
+            settings.max_request_bytes,
+            stats_url=settings.stats_public_url,
+        )
         return json_response(
             config, headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}
         )
@@ -253,10 +263,7 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
         category = self._category(query.category).code if query.category is not None else None
         box = bounding_box(query.lat, query.lon, query.radius_m)
         candidates = self.store.open_reports_in(box, category, MAX_CANDIDATES)
-        found = [
-            {**report_summary(report, self.settings.public_url), "distance_m": round(distance)}
-            for report, distance in nearest(candidates, query.lat, query.lon, query.radius_m)
-        ]
+        found = nearby_summaries(candidates, query.lat, query.lon, query.radius_m, self.settings.public_url)
         return json_response({"radius_m": query.radius_m, "reports": found}, headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/v1/reports/public/<report_id>")
@@ -299,68 +306,6 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
             },
         )
 
-    # ---- agencies (OPD API) -------------------------------------------------------------------------------------
-
-    def _authenticate(self, request: Request) -> Any:
-        return authenticate_opd(request, self.settings.opd_key_secret, self.reference.directory)
-
-    def _opd_view(self, report: dict[str, Any]) -> dict[str, Any]:
-        view = public_view(report, self.settings.public_url)
-        view["hop"] = report.get("hop", 0)
-        return view
-
-    @staticmethod
-    def _not_assigned(report_id: str, opd: Any) -> ApiError:
-        # the same answer for a report that does not exist: an OPD learns nothing about others' reports
-        return ApiError(404, "report_not_found", f"no report {report_id} is assigned to {opd.code}")
-
-    @api("GET", "/api/v1/opd/me")
-    def whoami(self, request: Request) -> Response:
-        opd = self._authenticate(request)
-        return json_response({"opd": opd_ref(opd)})
-
-    @api("GET", "/api/v1/opd/reports/<report_id>")
-    def opd_get_report(self, request: Request, report_id: str) -> Response:
-        opd = self._authenticate(request)
-        report = self.store.by_id(report_id)
-        if report is None or (report.get("assigned_opd") or {}).get("code") != opd.code:
-            raise self._not_assigned(report_id, opd)
-        return json_response(self._opd_view(report))
-
-    @api("POST", "/api/v1/opd/reports/<report_id>/transitions")
-    def transition(self, request: Request, report_id: str) -> Response:
-        opd = self._authenticate(request)
-        fields, evidence_parts = read_fields(request, "photo", max_files=1)
-        form: TransitionForm = parse_form(TransitionForm, fields)
-        wanted = TransitionRequest(
-            status=form.status.lower(),
-            note=form.note,
-            target_opd=form.target_opd or None,
-            reason=form.reason or None,
-            has_evidence=bool(evidence_parts),
-        )
-        for _attempt in range(3):
-            stored = self.store.by_id(report_id)
-            if stored is None:
-                raise self._not_assigned(report_id, opd)
-            report = Report(stored, self.settings.public_url)
-            decision = report.decide_transition(opd, wanted, self.reference.directory)  # or TransitionRefused
-            evidence = store_new_photos(evidence_parts, self.photo_cleaner, self.photos)
-            try:
-                change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
-                updated = self.store.save(report, change)
-            except VersionConflict:
-                delete_photos(self.photos, evidence)
-                continue
-            self.relay.publish_soon(report_id)
-            metrics.TRANSITIONS.labels(decision.to_status).inc()
-            log.info(
-                "report status changed",
-                extra={"report_id": report_id, "status": decision.to_status, "actor_opd": opd.code},
-            )
-            return json_response(self._opd_view(updated))
-        raise ApiError(409, "concurrent_update", "the report changed while this request was handled; retry")
-
     # ---- deadlines ------------------------------------------------------------------------------------------------
 
     @timer_from_config("DEADLINE_CHECK_SECONDS", 30)
@@ -382,6 +327,7 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
         directory = self.reference.directory
         target = report.escalation_target(directory)
         self.store.save(report, report.escalate(target, now))
+        self._wake_lists([report.document["assigned_opd"]["code"], target.code if target is not None else ""])
         if target is None:
             log.warning("report overdue at the top of the chain", extra={"report_id": report.id})
             return
@@ -415,6 +361,8 @@ class IntakeService(CitizenAppEndpoints, OperationsEndpoints):
         applied = self.store.apply_once(
             event.report_id, event.event_id, {"hop": event.hop}, change.fields, change.history
         )
+        if applied:
+            self._wake_lists([change.fields["assigned_opd"]["code"]])
         log.info(
             "routing applied" if applied else "routing result ignored (duplicate or superseded)",
             extra={"report_id": event.report_id, "opd": change.fields["assigned_opd"]["code"], "hop": event.hop},

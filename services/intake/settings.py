@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import field_validator
 
 from jaklapor.settings import ServiceSettings
-from jaklapor.web import DEFAULT_MAX_REQUEST_BYTES
+from jaklapor.web import DEFAULT_MAX_REQUEST_BYTES, web_origin
 from services.intake.domain import stream_url, tracking_url
 from services.intake.public_documents import check_tile_url
+from services.intake.sessions import SessionPolicy
 
 
 class IntakeSettings(ServiceSettings):
@@ -15,6 +18,8 @@ class IntakeSettings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8000"
     #: where citizens follow a report live (notify's stream)
     notify_public_url: str = "http://127.0.0.1:8001"
+    #: where browsers read the statistics (the OPD workbench shows an agency its own figures from there)
+    stats_public_url: str = "http://127.0.0.1:8002"
     #: reverse proxies in front of intake whose X-Forwarded-For entries are trusted (rate limiting per client)
     trusted_proxy_hops: int = 0
     rate_limit_burst: int = 20
@@ -30,6 +35,18 @@ class IntakeSettings(ServiceSettings):
     map_tile_url: str = ""
     #: the credit the tile server asks maps to show
     map_tile_attribution: str = "© OpenStreetMap contributors"
+    #: workbench sessions (an OPD's key exchanged for a cookie): they end after this long without a request, and
+    #: this long after sign-in at the latest
+    opd_session_idle_hours: float = 8.0
+    opd_session_absolute_hours: float = 12.0
+    #: wrong OPD keys one client may send (sign-in or Bearer) before each further one doubles its wait, up to this
+    opd_key_failures_allowed: int = 5
+    opd_key_max_wait_seconds: float = 900.0
+    #: live work-list streams per OPD per gateway process; how long one stream lasts before the client reconnects;
+    #: how often a stream re-reads its list when nothing woke it (a lost wake-up is caught within this)
+    opd_streams_per_opd: int = 20
+    opd_stream_max_seconds: float = 3600.0
+    opd_stream_poll_seconds: float = 5.0
     #: the secrets: derives the OPDs' API keys, retried submissions' tracking tokens, encrypts contacts for notify
     #: (config.yaml gives development values; SecretGuard refuses them outside the local mode)
     opd_key_secret: str
@@ -41,6 +58,34 @@ class IntakeSettings(ServiceSettings):
 
     def stream_url(self, token: str) -> str:
         return stream_url(self.notify_public_url, token)
+
+    @property
+    def public_origin(self) -> str:
+        """The gateway's origin as a browser writes it in `Origin` (PUBLIC_URL's scheme://host[:port])."""
+        return web_origin(self.public_url)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies only over TLS when the gateway is reached over https."""
+        return self.public_url.strip().lower().startswith("https://")
+
+    def session_policy(self) -> SessionPolicy:
+        return SessionPolicy(
+            idle=timedelta(hours=self.opd_session_idle_hours), absolute=timedelta(hours=self.opd_session_absolute_hours)
+        )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        web_origin(value)  # an http(s) URL with a host, or the service does not start
+        return value
+
+    @field_validator("opd_session_idle_hours", "opd_session_absolute_hours", "opd_stream_poll_seconds")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be above 0")
+        return value
 
     @field_validator("map_tile_url")
     @classmethod

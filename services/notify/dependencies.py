@@ -1,15 +1,11 @@
-"""Notify's dependency providers: its store (timelines, contacts) and the in-process hub of live streams."""
+"""Notify's dependency providers: its store (timelines, contacts, deliveries); the live streams' hub is the kernel's
+(jaklapor/live.py)."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import eventlet
-from eventlet.queue import LightQueue
-from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -233,42 +229,3 @@ class NotifyStore(MongoDatabase):
 
     def make_repository(self, db: Database) -> NotifyRepository:
         return NotifyRepository(db)
-
-
-class LiveHub:
-    """Wakes the live streams of this process that follow a report. Holds no data: streams re-read the store."""
-
-    def __init__(self) -> None:
-        self._subscribers: dict[str, set[LightQueue]] = defaultdict(set)
-        self._lock = threading.Lock()
-
-    def subscribe(self, report_id: str) -> LightQueue:
-        queue: LightQueue = LightQueue(maxsize=1)
-        with self._lock:
-            self._subscribers[report_id].add(queue)
-        return queue
-
-    def unsubscribe(self, report_id: str, queue: LightQueue) -> None:
-        with self._lock:
-            subscribers = self._subscribers.get(report_id)
-            if subscribers is not None:
-                subscribers.discard(queue)
-                if not subscribers:
-                    del self._subscribers[report_id]
-
-    def wake(self, report_id: str) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers.get(report_id, ()))
-        for queue in subscribers:
-            try:
-                queue.put_nowait(True)
-            except eventlet.queue.Full:
-                pass
-
-
-class LiveStreams(DependencyProvider):
-    def setup(self) -> None:
-        self.hub = LiveHub()
-
-    def get_dependency(self, worker_ctx: Any) -> LiveHub:
-        return self.hub

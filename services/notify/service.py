@@ -18,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, encrypt_contact
 from jaklapor.events import ContactRegistered, ReportStatusChanged, ReportSubmitted, parse_event
+from jaklapor.live import LiveStreams
 from jaklapor.messaging import (
     PermanentFailure,
     Publisher,
@@ -35,7 +36,7 @@ from jaklapor.timers import timer_from_config
 from jaklapor.tokens import token_hash_or_none
 from jaklapor.vocabulary import FINAL_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response
-from services.notify.dependencies import ACTIVE_STATES, LiveStreams, NotifyStore, report_fields
+from services.notify.dependencies import ACTIVE_STATES, NotifyStore, report_fields
 from services.notify.dispatcher import Deliveries
 from services.notify.domain import (
     contact_purge_due,

@@ -176,3 +176,11 @@ def agency_table(
         "ranked": ranked,
         "unranked": unranked,
     }
+
+
+def one_agency(table: Mapping[str, Any], opd: str) -> dict[str, Any]:
+    """The agency table narrowed to one OPD's row (ranked or not, its rank among all), also as `agency` (None while
+    it has no report): what an agency's own screen shows, the same numbers as the public table."""
+    ranked = [row for row in table["ranked"] if row["opd"] == opd]
+    unranked = [row for row in table["unranked"] if row["opd"] == opd]
+    return {**table, "ranked": ranked, "unranked": unranked, "agency": (ranked or unranked or [None])[0]}

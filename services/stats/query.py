@@ -4,7 +4,7 @@
   (`2026-11-28T08:00:00+07:00`; without an offset it is Jakarta time); reports are selected by submission time.
 - `kota`: a kota name or slug (`Jakarta Selatan`, `jakarta-selatan`), case-insensitive.
 - `category`: a category code (`GET /api/v1/stats/categories` lists them, as does `GET /api/v1/categories` on intake).
-- endpoint-specific: `min_reports` (agencies), `level` (areas).
+- endpoint-specific: `min_reports` and `opd` (agencies: one OPD's row of the table), `level` (areas).
 """
 
 from __future__ import annotations
@@ -91,6 +91,19 @@ def positive_int(maximum: int) -> Callable[[str, str], int]:
         if not 1 <= value <= maximum:
             raise QueryError(param, f"must be between 1 and {maximum}")
         return value
+
+    return parse
+
+
+def known_code(codes: Iterable[str], what: str, listed_at: str) -> Callable[[str, str], str]:
+    """A parameter that must be one of `codes` (e.g. an OPD code)."""
+    known = frozenset(codes)
+
+    def parse(param: str, text: str) -> str:
+        code = text.strip()
+        if code not in known:
+            raise QueryError(param, f"unknown {what} {code[:100]!r}; {listed_at} lists them")
+        return code
 
     return parse
 

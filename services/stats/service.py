@@ -26,8 +26,8 @@ from services.stats.aggregates import DIMENSIONS, MAX_DAYS, breakdown, durations
 from services.stats.dependencies import AREA_FIELDS, DAY_FIELDS, KelurahanMap, ProjectionStore
 from services.stats.domain import DeadlineRule, apply_event, headline, summarize
 from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
-from services.stats.performance import agency_table
-from services.stats.query import Filters, QueryError, parse_filters, positive_int
+from services.stats.performance import agency_table, one_agency
+from services.stats.query import Filters, QueryError, known_code, parse_filters, positive_int
 from services.stats.settings import StatsSettings
 
 log = logging.getLogger(__name__)
@@ -210,8 +210,10 @@ class StatsService(OperationsEndpoints):
     @api("GET", "/api/v1/stats/agencies")
     def agencies(self, request: Request) -> Response:
         """Agency performance: rates, times, deadlines and a composite score; ranked only with enough reports."""
-        filters = self._filters(request, {"min_reports": positive_int(100_000)})
+        opds = known_code(reference_names()["opds"], "OPD", "GET /api/v1/stats/by/opd")
+        filters = self._filters(request, {"min_reports": positive_int(100_000), "opd": opds})
         min_reports = filters.extra.get("min_reports", self._min_reports())
+        opd = filters.extra.get("opd")
 
         def compute() -> dict[str, Any]:
             now = utcnow()
@@ -223,6 +225,8 @@ class StatsService(OperationsEndpoints):
                 deadline_of=self._deadline_rule(),
                 names=reference_names()["opds"],
             )
+            if opd is not None:
+                table = one_agency(table, opd)
             counts = status_counts(rows)
             return {
                 "generated_at": iso(now),

@@ -18,6 +18,7 @@ from services.intake.dependencies import VersionConflict, outbox_entry
 from services.intake.domain import PUBLIC_SUMMARY_FIELDS
 from services.intake.nearby import OPEN_STATUSES, BoundingBox
 from services.intake.report import Change, Report
+from services.intake.worklist import HELD_STATUSES
 
 
 class FakeReportStore:
@@ -49,6 +50,45 @@ class FakeReportStore:
             and box.min_lon <= report["location"]["lon"] <= box.max_lon
         ]
         return copy.deepcopy(found[:limit])
+
+    def held_sort_rows(
+        self, opd_code: str, statuses: tuple[str, ...], category: str | None, kelurahan_codes: list[str] | None
+    ) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(report)
+            for report in self.reports.values()
+            if (report.get("assigned_opd") or {}).get("code") == opd_code
+            and report["status"] in statuses
+            and category in (None, report["category"])
+            and (kelurahan_codes is None or (report.get("area") or {}).get("code") in kelurahan_codes)
+        ]
+
+    def work_items(self, report_ids: list[str]) -> list[dict[str, Any]]:
+        return [self.by_id(report_id) for report_id in report_ids if report_id in self.reports]  # type: ignore[misc]
+
+    def held_versions(self, opd_code: str) -> dict[str, int]:
+        return {
+            report["_id"]: report["version"]
+            for report in self.reports.values()
+            if (report.get("assigned_opd") or {}).get("code") == opd_code and report["status"] in HELD_STATUSES
+        }
+
+    def statuses_of(self, report_ids: list[str]) -> dict[str, str]:
+        return {report_id: self.reports[report_id]["status"] for report_id in report_ids if report_id in self.reports}
+
+    def counts_by_status(self, opd_code: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for report in self.reports.values():
+            if (report.get("assigned_opd") or {}).get("code") == opd_code:
+                counts[report["status"]] = counts.get(report["status"], 0) + 1
+        return counts
+
+    def overdue_count_of(self, opd_code: str) -> int:
+        return sum(
+            1
+            for report in self.reports.values()
+            if (report.get("assigned_opd") or {}).get("code") == opd_code and report.get("escalation_exhausted")
+        )
 
     def next_sequence(self, day: str) -> int:
         return next(self._sequence)
@@ -126,6 +166,28 @@ class FakeReportStore:
         if report is None:
             return None
         return copy.deepcopy({key: value for key, value in report.items() if key != "outbox"})
+
+
+class FakeSessionStore:
+    """The session repository over a dict keyed by the token's hash."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, dict[str, Any]] = {}
+
+    def insert(self, session: dict[str, Any]) -> None:
+        if session["_id"] in self.sessions:
+            raise DuplicateKeyError("duplicate session")
+        self.sessions[session["_id"]] = copy.deepcopy(session)
+
+    def by_id(self, session_id: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.sessions.get(session_id))
+
+    def touch(self, session_id: str, fields: dict[str, Any]) -> None:
+        if session_id in self.sessions:
+            self.sessions[session_id].update(fields)
+
+    def delete(self, session_id: str) -> bool:
+        return self.sessions.pop(session_id, None) is not None
 
 
 class FakePhotoStorage:

@@ -11,6 +11,7 @@ from shapely.geometry import Point, shape
 
 from jaklapor.reference import load_areas, load_categories, load_kelurahan_geojson
 from jaklapor.settings import InvalidSettings
+from services.intake.domain import REJECTION_REASONS
 from services.intake.public_documents import (
     OSM_TILE_URL,
     CachedDocument,
@@ -96,6 +97,9 @@ def test_the_app_config_gives_the_limits_the_server_checks() -> None:
     assert config["map"]["tile_url"] == "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     assert config["map"]["tile_attribution"] == "© OpenStreetMap contributors"
     assert config["map"]["boundaries_url"] == "/api/v1/areas/kelurahan.geojson"
+    assert config["stats"] == {"url": None}
+    assert [reason["code"] for reason in config["rejection_reasons"]] == list(REJECTION_REASONS)
+    assert app_config("", "", 1, stats_url="https://stats.example/")["stats"] == {"url": "https://stats.example"}
 
 
 def test_no_tile_url_means_no_tiles_and_no_attribution() -> None:

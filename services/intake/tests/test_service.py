@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, generate_key
 from jaklapor.events import AreaRef, ContactRegistered, OpdRef, ReportRouted, ReportUnroutable
+from jaklapor.live import LiveHub
 from jaklapor.messaging import PermanentFailure
 from jaklapor.opd_keys import derive_key
 from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
@@ -31,10 +32,10 @@ from jaklapor.web import ApiEndpoint
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.photos import sanitize_photo
 from services.intake.public_documents import reference_documents
-from services.intake.ratelimit import RateLimiter
+from services.intake.ratelimit import FailureThrottle, RateLimiter
 from services.intake.service import IntakeService
 from services.intake.settings import IntakeSettings
-from services.intake.tests.fakes import FakePhotoStorage, FakeRelay, FakeReportStore
+from services.intake.tests.fakes import FakePhotoStorage, FakeRelay, FakeReportStore, FakeSessionStore
 from tests import photo_fixtures as fx
 
 OPD_KEY_SECRET = "interface-test-opd-secret"
@@ -68,6 +69,9 @@ def service() -> Any:
         relay=FakeRelay(),
         reference=REFERENCE,
         limiter=RateLimiter(burst=1000, per_minute=1000),
+        sessions=FakeSessionStore(),
+        key_throttle=FailureThrottle(),
+        opd_streams=LiveHub(max_per_key=2),
     )
 
 
@@ -123,11 +127,10 @@ def routed_event(report_id: str, opd_code: str = DINAS, hop: int = 0, **fields: 
         report_id=report_id,
         version=2,
         opd=OpdRef(code=opd.code, name=opd.name, level=opd.level),
-        area=AREA,
         routing_key=f"{opd_code}.jakarta-selatan",
         hop=hop,
         category="jalan",
-        **fields,
+        **{"area": AREA, **fields},
     ).to_message()
 
 
@@ -534,3 +537,321 @@ def test_a_missed_deadline_at_the_top_marks_the_report_overdue(service: Any) -> 
     assert outbox_types(service, report_id) == ["report_submitted"]
     _, view, _ = answer(service.opd_get_report, get("/", opd_auth(DINAS)), report_id)
     assert view["overdue"] is True
+
+
+# ---- the workbench: sessions, the work list, the OPD view, the directory, the live list ----------------------------
+
+
+def raw(handler: Callable[..., Response], *args: Any) -> Response:
+    """An entrypoint's answer as the client gets it, errors included."""
+    try:
+        return handler(*args)
+    except Exception as exc:
+        return ENDPOINT.response_from_exception(exc)
+
+
+def sign_in(service: Any, opd_code: str = DINAS, **headers: str) -> tuple[str, str]:
+    """A session of `opd_code`: its cookie header and CSRF token."""
+    request = EnvironBuilder(
+        method="POST", path="/api/v1/opd/session", json={"key": derive_key(OPD_KEY_SECRET, opd_code)}, headers=headers
+    ).get_request()
+    response = raw(service.sign_in, request)
+    assert response.status_code == 201, response.get_data()
+    token = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    return f"jaklapor_opd_session={token}", json.loads(response.get_data())["csrf_token"]
+
+
+def with_cookie(method: str, cookie: str, fields: dict[str, str] | None = None, **headers: str) -> Request:
+    return EnvironBuilder(method=method, path="/", data=fields, headers={"Cookie": cookie, **headers}).get_request()
+
+
+def test_a_key_is_exchanged_for_a_session_cookie_that_signs_out(service: Any) -> None:
+    key = derive_key(OPD_KEY_SECRET, DINAS)
+    request = EnvironBuilder(method="POST", path="/", data={"key": key}).get_request()  # a form, as a plain <form>
+    response = raw(service.sign_in, request)
+    assert response.status_code == 201
+    body = json.loads(response.get_data())
+    assert body["opd"]["code"] == DINAS and body["csrf_token"] and body["expires_at"] < body["absolute_expires_at"]
+    cookie = response.headers["Set-Cookie"]
+    token = cookie.split(";")[0].split("=", 1)[1]
+    assert len(token) == 43  # 256 random bits
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/", "Secure", "Max-Age=43200"):
+        assert attribute in cookie  # PUBLIC_URL is https here
+    assert key not in response.get_data(as_text=True) and response.headers["Cache-Control"] == "no-store"
+    # the store keeps the token's hash only
+    assert list(service.sessions.sessions) == [hash_token(token)]
+    assert token not in json.dumps(service.sessions.sessions, default=str)
+
+    jar = f"jaklapor_opd_session={token}"
+    status, current, _ = answer(service.current_session, with_cookie("GET", jar))
+    assert (status, current["csrf_token"], current["opd"]["code"]) == (200, body["csrf_token"], DINAS)
+    status, me, _ = answer(service.whoami, with_cookie("GET", jar))
+    assert (status, me["opd"]["code"]) == (200, DINAS)
+
+    refused = raw(service.sign_out, with_cookie("DELETE", jar))
+    assert refused.status_code == 403 and json.loads(refused.get_data())["error"]["code"] == "csrf_failed"
+    signed_out = raw(service.sign_out, with_cookie("DELETE", jar, **{"X-CSRF-Token": body["csrf_token"]}))
+    assert signed_out.status_code == 204 and "Max-Age=0" in signed_out.headers["Set-Cookie"]
+    assert service.sessions.sessions == {}
+    status, error, headers = answer(service.whoami, with_cookie("GET", jar))
+    assert (status, error["error"]["code"]) == (401, "session_expired") and "Max-Age=0" in headers["Set-Cookie"]
+    assert raw(service.sign_out, with_cookie("DELETE", jar)).status_code == 204  # signing out again is done
+
+
+def test_a_session_ends_when_idle_or_old(service: Any) -> None:
+    cookie, _ = sign_in(service)
+    (session,) = service.sessions.sessions.values()
+    session["expires_at"] = datetime.now(UTC) - timedelta(seconds=1)
+    status, error, _ = answer(service.whoami, with_cookie("GET", cookie))
+    assert (status, error["error"]["code"]) == (401, "session_expired")
+    status, error, _ = answer(service.whoami, with_cookie("GET", "jaklapor_opd_session=not-a-token"))
+    assert (status, error["error"]["code"]) == (401, "session_expired")
+    status, error, headers = answer(service.whoami, get("/"))
+    assert (status, error["error"]["code"]) == (401, "unauthenticated") and "Bearer" in headers["WWW-Authenticate"]
+
+
+def test_a_request_moves_the_idle_expiry_on_but_not_past_the_absolute_one(service: Any) -> None:
+    cookie, _ = sign_in(service)
+    (session,) = service.sessions.sessions.values()
+    session["last_seen_at"] -= timedelta(hours=11, minutes=30)
+    session["absolute_expires_at"] -= timedelta(hours=11, minutes=30)
+    session["expires_at"] = session["absolute_expires_at"] - timedelta(minutes=10)
+    answer(service.whoami, with_cookie("GET", cookie))
+    assert session["expires_at"] == session["absolute_expires_at"]
+
+
+def test_wrong_keys_are_slowed_down_per_client(service: Any) -> None:
+    now = [1000.0]
+    service.key_throttle = FailureThrottle(free=5, max_wait=900, clock=lambda: now[0])
+    from_client = {"X-Forwarded-For": "10.9.8.7"}  # ignored: no trusted proxy in these settings
+
+    def wrong() -> Request:
+        return EnvironBuilder(
+            method="POST", path="/", json={"key": f"{DINAS}.wrong"}, headers=from_client
+        ).get_request()
+
+    def right() -> Request:
+        return EnvironBuilder(method="POST", path="/", json={"key": derive_key(OPD_KEY_SECRET, DINAS)}).get_request()
+
+    statuses = [raw(service.sign_in, wrong()).status_code for _ in range(6)]
+    assert statuses == [401, 401, 401, 401, 401, 429]
+    refused = raw(service.sign_in, right())
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert json.loads(refused.get_data())["error"]["code"] == "too_many_failures"
+    # the same key in a Bearer header waits just as long
+    assert answer(service.whoami, get("/", opd_auth(DINAS)))[0] == 429
+    now[0] += 2
+    assert raw(service.sign_in, right()).status_code == 201  # and a success forgets the failures
+    assert [raw(service.sign_in, wrong()).status_code for _ in range(5)] == [401] * 5
+
+
+def test_a_session_changes_a_report_only_with_its_csrf_token_from_its_own_origin(service: Any) -> None:
+    report_id = routed_report(service, DINAS)
+    cookie, csrf = sign_in(service)
+    fields = {"status": "dikerjakan", "note": "Petugas berangkat"}
+    for headers in ({}, {"X-CSRF-Token": "x" * 43}, {"X-CSRF-Token": csrf, "Origin": "https://evil.example"}):
+        status, body, _ = answer(service.transition, with_cookie("POST", cookie, fields, **headers), report_id)
+        assert (status, body["error"]["code"]) == (403, "csrf_failed"), headers
+    assert service.store.reports[report_id]["status"] == MENUNGGU
+    headers = {"X-CSRF-Token": csrf, "Origin": "https://lapor.example"}
+    status, view, _ = answer(service.transition, with_cookie("POST", cookie, fields, **headers), report_id)
+    assert (status, view["status"]) == (200, DIKERJAKAN)
+    assert view["allowed_transitions"] == [KOORDINASI, SELESAI]
+
+
+def test_sign_in_from_another_origin_is_refused(service: Any) -> None:
+    request = EnvironBuilder(
+        method="POST",
+        path="/",
+        json={"key": derive_key(OPD_KEY_SECRET, DINAS)},
+        headers={"Origin": "https://evil.example"},
+    ).get_request()
+    status, body, _ = answer(service.sign_in, request)
+    assert (status, body["error"]["code"]) == (403, "csrf_failed")
+    status, body, _ = answer(service.sign_in, EnvironBuilder(method="POST", path="/", json={}).get_request())
+    assert (status, body["error"]["field"]) == (422, "key")
+
+
+def test_another_opds_report_is_not_found_with_a_session(service: Any) -> None:
+    report_id = routed_report(service, DINAS)
+    cookie, _ = sign_in(service, OTHER_OPD)
+    status, body, _ = answer(service.opd_get_report, with_cookie("GET", cookie), report_id)
+    assert (status, body["error"]["code"]) == (404, "report_not_found")
+
+
+MELAWAI = AreaRef(code="31.74.07.1001", kelurahan="Melawai", kecamatan="Kebayoran Baru", kota="Jakarta Selatan")
+
+
+def held_report(service: Any, deadline: datetime | None, area: AreaRef = AREA, category: str = "jalan") -> str:
+    report_id = submit(service, category=category)["report_id"]
+    service.apply_routing(routed_event(report_id, SUDIN, response_deadline=deadline, area=area))
+    return report_id
+
+
+def work_list(service: Any, query: str = "", opd_code: str = SUDIN) -> tuple[int, dict[str, Any]]:
+    status, body, _ = answer(service.work_list, get(f"/api/v1/opd/reports?{query}", opd_auth(opd_code)))
+    return status, body
+
+
+def test_the_work_list_is_overdue_first_then_by_deadline_then_oldest(service: Any) -> None:
+    now = datetime.now(UTC)
+    later = held_report(service, now + timedelta(days=2))
+    sooner = held_report(service, now + timedelta(days=1))
+    answered = held_report(service, now + timedelta(hours=1))
+    answer(service.transition, post("/", {"status": "dikerjakan"}, headers=opd_auth(SUDIN)), answered)
+    overdue = held_report(service, now + timedelta(days=3))
+    service.store.reports[overdue].update(escalation_exhausted=True)
+    done = held_report(service, now + timedelta(days=1), MELAWAI)
+    answer(
+        service.transition,
+        post("/", {"status": "ditolak", "note": "x", "reason": "spam"}, headers=opd_auth(SUDIN)),
+        done,
+    )
+    routed_report(service, DINAS)  # another OPD's
+
+    status, body = work_list(service)
+    assert status == 200
+    assert [r["report_id"] for r in body["reports"]] == [overdue, sooner, later, answered]
+    first = body["reports"][0]
+    assert first["overdue"] is True and first["hop"] == 0 and first["status_label"] == "Menunggu"
+    assert set(first) >= {"report_id", "category", "description", "location", "area", "submitted_at", "updated_at"}
+    assert body["reports"][3]["response_deadline"] is None and body["next_cursor"] is None
+    assert body["counts"]["by_status"][MENUNGGU] == 3 and body["counts"]["by_status"][DITOLAK] == 1
+    assert body["counts"]["overdue"] == 1
+
+    _, page = work_list(service, "limit=2")
+    assert [r["report_id"] for r in page["reports"]] == [overdue, sooner]
+    _, rest = work_list(service, f"limit=2&cursor={page['next_cursor']}")
+    assert [r["report_id"] for r in rest["reports"]] == [later, answered] and rest["next_cursor"] is None
+
+    assert [r["report_id"] for r in work_list(service, "status=dikerjakan")[1]["reports"]] == [answered]
+    assert {r["report_id"] for r in work_list(service, "status=ditolak,dikerjakan")[1]["reports"]} == {answered, done}
+    assert [r["report_id"] for r in work_list(service, "status=ditolak&kelurahan=melawai")[1]["reports"]] == [done]
+    assert work_list(service, "status=ditolak&kecamatan=Kebayoran%20Baru&kelurahan=31.74.07.1001")[1]["reports"]
+    assert work_list(service, "category=pohon")[1]["reports"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=menunggu,hilang", "status"),
+        ("category=bukan", "category"),
+        ("kecamatan=Atlantis", "kecamatan"),
+        ("kelurahan=31.99.99.9999", "kelurahan"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("cursor=abc", "cursor"),
+        ("limit=2&limit=3", "limit"),
+    ],
+)
+def test_a_bad_work_list_query_is_a_400_naming_it(service: Any, query: str, field: str) -> None:
+    status, body = work_list(service, query)
+    assert (status, body["error"]["code"], body["error"]["field"]) == (400, "invalid_query", field)
+
+
+def test_the_counts_of_an_opd(service: Any) -> None:
+    held_report(service, None)
+    status, body, _ = answer(service.work_counts, get("/", opd_auth(SUDIN)))
+    assert status == 200 and body["by_status"][MENUNGGU] == 1 and sum(body["by_status"].values()) == 1
+
+
+def test_the_opd_view_says_what_the_caller_may_do_and_shows_reports_nearby(service: Any) -> None:
+    report_id = routed_report(service, DINAS)
+    service.store.reports[report_id]["area"]["kota_slug"] = "jakarta-selatan"
+    twin = submit(service)["report_id"]
+    submit(service, category="pohon")
+    status, view, _ = answer(service.opd_get_report, get("/", opd_auth(DINAS)), report_id)
+    assert status == 200
+    assert view["allowed_transitions"] == [KOORDINASI, DISPOSISI, DIKERJAKAN, DITOLAK]
+    assert view["disposisi_target"]["code"] == SUDIN
+    assert [near["report_id"] for near in view["nearby"]] == [twin]
+    assert view["nearby"][0]["distance_m"] == 0 and "tracking_token_hash" not in view["nearby"][0]
+
+    handed = post("/", {"status": "disposisi", "note": "Mohon ditangani"}, headers=opd_auth(DINAS))
+    status, after, _ = answer(service.transition, handed, report_id)
+    assert (status, after["allowed_transitions"], after["disposisi_target"]) == (200, [], None)
+    status, view, _ = answer(service.opd_get_report, get("/", opd_auth(SUDIN)), report_id)
+    assert DISPOSISI not in view["allowed_transitions"] and view["disposisi_target"] is None
+
+
+def test_the_directory_finds_opds_by_words_in_any_case_and_accents(service: Any) -> None:
+    def search(query: str) -> tuple[int, dict[str, Any]]:
+        status, body, _ = answer(service.opd_directory, get(f"/api/v1/opd/directory?{query}", opd_auth(DINAS)))
+        return status, body
+
+    status, body = search("q=B%C3%8DNA%20marga%20selatan")  # "BÍNA marga selatan"
+    assert status == 200
+    assert body["opds"][0] == {
+        "code": SUDIN,
+        "name": REFERENCE.directory.get(SUDIN).name,
+        "level": "suku-dinas",
+        "kota": "jakarta-selatan",
+    }
+    assert search(f"q={SUDIN}")[1]["opds"][0]["code"] == SUDIN
+    assert {o["level"] for o in search("q=marga&level=dinas")[1]["opds"]} == {"dinas"}
+    assert len(search("limit=3")[1]["opds"]) == 3
+    assert search("q=zzzz-tidak-ada")[1]["opds"] == []
+    status, body = search("level=kementerian")
+    assert (status, body["error"]["field"]) == (400, "level")
+    assert answer(service.opd_directory, get("/"))[0] == 401
+
+
+def frames(stream: Any, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The next `count` events of a live list (comments and the retry line skipped)."""
+    found = []
+    while len(found) < count:
+        chunk = next(stream).decode()
+        if chunk.startswith("event: "):
+            event, data = chunk.split("\n")[:2]
+            found.append((event.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return found
+
+
+def open_stream(service: Any, request: Request) -> Any:
+    response = raw(service.opd_stream, request)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    return iter(response.response)
+
+
+def test_the_live_list_sees_a_report_handed_over_leave_one_opd_and_reach_the_other(service: Any) -> None:
+    report_id = routed_report(service, DINAS)
+    source = open_stream(service, get("/", opd_auth(DINAS)))
+    (ready,) = frames(source, 1)
+    assert ready[0] == "ready" and ready[1]["held"] == 1 and ready[1]["counts"]["by_status"][MENUNGGU] == 1
+    cookie, csrf = sign_in(service, OTHER_OPD)
+    target = open_stream(service, with_cookie("GET", cookie))
+    assert frames(target, 1)[0][1]["held"] == 0
+
+    handover = {"status": "koordinasi", "note": "Bukan kewenangan kami", "target_opd": OTHER_OPD}
+    assert answer(service.transition, post("/", handover, headers=opd_auth(DINAS)), report_id)[0] == 200
+    (removed, counts) = frames(source, 2)
+    assert removed == ("report", {"report_id": report_id, "change": "removed", "status": KOORDINASI})
+    assert counts[0] == "counts" and counts[1]["by_status"][MENUNGGU] == 0
+    added, _ = frames(target, 2)
+    assert added[1]["change"] == "added" and added[1]["report"]["report_id"] == report_id
+
+    # routing's answer for the new hop, heard on the broadcast queue: an update for the new holder
+    event = routed_event(report_id, OTHER_OPD, hop=1)
+    service.apply_routing(event)
+    updated, _ = frames(target, 2)
+    assert (updated[1]["change"], updated[1]["report"]["hop"]) == ("updated", 1)
+    service.wake_opd_streams(event)  # a replica's own broadcast: nothing changed since, nothing sent
+    assert service.opd_streams.streams(OTHER_OPD) == 1
+
+    signed_out = raw(service.sign_out, with_cookie("DELETE", cookie, **{"X-CSRF-Token": csrf}))
+    assert signed_out.status_code == 204
+    assert frames(target, 1)[0][0] == "signed_out"
+    with pytest.raises(StopIteration):
+        next(target)
+    assert service.opd_streams.streams(OTHER_OPD) == 0
+
+
+def test_an_opd_has_a_bounded_number_of_live_lists(service: Any) -> None:
+    streams = [open_stream(service, get("/", opd_auth(DINAS))) for _ in range(2)]
+    for stream in streams:
+        frames(stream, 1)  # subscribed
+    status, body, headers = answer(service.opd_stream, get("/", opd_auth(DINAS)))
+    assert (status, body["error"]["code"]) == (429, "too_many_streams") and headers["Retry-After"]
+    for stream in streams:
+        stream.close()
+    assert service.opd_streams.streams(DINAS) == 0

@@ -1,5 +1,5 @@
-"""The citizen app's pages and files as intake serves them: the Content-Security-Policy built from the settings,
-gzip when accepted, and nothing outside the app's folder."""
+"""The web apps' pages and files as intake serves them (the citizen app, the OPD workbench, what they share): the
+Content-Security-Policy built from the settings, gzip when accepted, and nothing outside the served folders."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from services.intake.webapp import content_security_policy, origin_of
 SETTINGS = IntakeSettings(
     public_url="https://lapor.example",
     notify_public_url="https://notify.lapor.example/",
+    stats_public_url="https://stats.lapor.example",
     map_tile_url="https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png",
     map_tile_attribution="© OpenStreetMap contributors",
     opd_key_secret="s",
@@ -38,12 +39,12 @@ def test_origins_for_the_policy() -> None:
 
 
 def test_the_policy_allows_only_this_origin_the_tiles_and_the_live_stream() -> None:
-    policy = dict(d.split(" ", 1) for d in content_security_policy(SETTINGS).split("; "))
+    policy = dict(d.split(" ", 1) for d in content_security_policy(SETTINGS, SETTINGS.notify_public_url).split("; "))
     assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
     assert policy["img-src"] == "'self' blob: data: https://*.tile.openstreetmap.org"
     assert policy["connect-src"] == "'self' https://notify.lapor.example"
     assert policy["frame-ancestors"] == "'none'" and policy["base-uri"] == "'none'"
-    without_tiles = content_security_policy(SETTINGS.model_copy(update={"map_tile_url": ""}))
+    without_tiles = content_security_policy(SETTINGS.model_copy(update={"map_tile_url": ""}), "")
     assert "img-src 'self' blob: data:;" in without_tiles
 
 
@@ -56,7 +57,7 @@ def test_the_shell_is_served_with_its_policy_and_gzip_when_accepted(service: Int
     plain = service.app_home(get("/"))
     assert plain.status_code == 200 and plain.mimetype == "text/html"
     assert b'<html lang="id">' in plain.get_data()
-    assert plain.headers["Content-Security-Policy"] == content_security_policy(SETTINGS)
+    assert plain.headers["Content-Security-Policy"] == content_security_policy(SETTINGS, SETTINGS.notify_public_url)
     assert plain.headers["X-Content-Type-Options"] == "nosniff"
     assert plain.headers["Referrer-Policy"] == "no-referrer"
     assert plain.headers["Cache-Control"] == "no-cache"
@@ -68,7 +69,8 @@ def test_the_shell_is_served_with_its_policy_and_gzip_when_accepted(service: Int
 def test_app_files_and_the_service_worker(service: IntakeService) -> None:
     script = service.app_file(get("/app/main.js"), "main.js")
     assert script.mimetype == "text/javascript" and "Content-Security-Policy" in script.headers
-    image = service.app_file(get("/app/vendor/leaflet/images/marker-icon.png"), "vendor/leaflet/images/marker-icon.png")
+    name = "vendor/leaflet/images/marker-icon.png"
+    image = service.shared_file(get(f"/shared/{name}"), name)
     assert image.mimetype == "image/png" and "Content-Encoding" not in image.headers
     worker = service.app_service_worker(get("/sw.js"))
     assert worker.headers["Service-Worker-Allowed"] == "/" and worker.headers["Cache-Control"] == "no-cache"
@@ -81,4 +83,30 @@ def test_app_files_and_the_service_worker(service: IntakeService) -> None:
 def test_nothing_else_is_served(service: IntakeService, name: str) -> None:
     with pytest.raises(ApiError) as refused:
         service.app_file(get(f"/app/{name}"), name)
+    assert refused.value.status == 404
+
+
+def test_the_workbench_pages_and_files_connect_to_stats_not_notify(service: IntakeService) -> None:
+    for page in (
+        service.workbench_list(get("/opd/")),
+        service.workbench_report(get("/opd/laporan/JK-20261128-000042"), "JK-20261128-000042"),
+        service.workbench_performance(get("/opd/kinerja")),
+    ):
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        assert b'<html lang="id">' in page.get_data()
+        policy = dict(d.split(" ", 1) for d in page.headers["Content-Security-Policy"].split("; "))
+        assert policy["connect-src"] == "'self' https://stats.lapor.example"
+        assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
+        assert page.headers["Referrer-Policy"] == "no-referrer" and page.headers["Cache-Control"] == "no-cache"
+    script = service.workbench_file(get("/opd/main.js"), "main.js")
+    assert script.mimetype == "text/javascript" and "stats.lapor.example" in script.headers["Content-Security-Policy"]
+    with pytest.raises(ApiError) as refused:
+        service.workbench_file(get("/opd/index.html"), "index.html")
+    assert refused.value.status == 404
+
+
+@pytest.mark.parametrize("name", ["../app/main.js", "vendor/leaflet/LICENSE", "nope.css"])
+def test_nothing_else_is_shared(service: IntakeService, name: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        service.shared_file(get(f"/shared/{name}"), name)
     assert refused.value.status == 404

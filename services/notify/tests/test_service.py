@@ -16,13 +16,14 @@ from werkzeug.wrappers import Request, Response
 
 from jaklapor.config import load_config
 from jaklapor.contacts import decrypt_contact, encrypt_contact, generate_key
+from jaklapor.live import LiveHub
 from jaklapor.messaging import PermanentFailure, PublishFailed
 from jaklapor.settings import InvalidSettings
 from jaklapor.tokens import hash_token, new_tracking_token
 from jaklapor.vocabulary import utcnow
 from jaklapor.web import ApiError
 from services.notify import service as notify_service
-from services.notify.dependencies import CANCELLED, DEAD, PENDING, SENDING, LiveHub
+from services.notify.dependencies import CANCELLED, DEAD, PENDING, SENDING
 from services.notify.dispatcher import DeliverySettings
 from services.notify.domain import notifications_for, unsubscribe_token_hash
 from services.notify.service import NOTIFY_EVENTS, NotifyService

@@ -121,6 +121,24 @@ def test_agencies_rank_from_the_configured_minimum(container: tuple[ServiceConta
     assert agencies["ranked"], "with a minimum of 1 report every agency with one is ranked"
 
 
+def test_one_agencys_figures_are_its_row_of_the_public_table(
+    container: tuple[ServiceContainer, InMemoryProjections],
+) -> None:
+    service, _store = container
+    table = body(http_get(service, "agencies", "/api/v1/stats/agencies"))
+    row = table["ranked"][-1]
+    response = http_get(service, "agencies", f"/api/v1/stats/agencies?opd={row['opd']}")
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == "*"
+    own = body(response)
+    assert own["agency"] == row and own["ranked"] == [row] and own["unranked"] == []
+    assert own["filters"]["opd"] == row["opd"]
+    quiet = body(http_get(service, "agencies", "/api/v1/stats/agencies?opd=kelurahan-gambir"))
+    assert (quiet["agency"], quiet["ranked"], quiet["unranked"]) == (None, [], [])
+    refused = http_get(service, "agencies", "/api/v1/stats/agencies?opd=dinas-atlantis")
+    assert refused.status_code == 400 and body(refused)["error"]["field"] == "opd"
+    assert refused.headers["Access-Control-Allow-Origin"] == "*"
+
+
 def test_the_map_and_the_dashboard_are_served(container: tuple[ServiceContainer, InMemoryProjections]) -> None:
     service, _store = container
     geojson = http_get(service, "kelurahan_geojson", "/api/v1/stats/map/kelurahan.geojson")

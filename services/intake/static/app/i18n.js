@@ -1,5 +1,6 @@
-// Indonesian first, English on request; the choice is remembered on the device.
-const STORAGE_KEY = "jaklapor.lang";
+// The citizen app's texts, Indonesian first; the language machinery (choice remembered on the device) is shared
+// with the OPD workbench (/shared/i18n.js).
+import { addStrings, t } from "/shared/i18n.js";
 
 const STRINGS = {
   id: {
@@ -224,31 +225,7 @@ const STRINGS = {
   },
 };
 
-// the English status labels (the API's status_label is Indonesian)
-const STATUS_EN = {
-  menunggu: "Waiting",
-  koordinasi: "Coordination (handed to another agency)",
-  disposisi: "Disposition (assigned to the agency's city office)",
-  dikerjakan: "In progress",
-  selesai: "Done",
-  ditolak: "Rejected",
-};
-
-let current = localStorage.getItem(STORAGE_KEY) === "en" ? "en" : "id";
-const listeners = [];
-
-export function lang() {
-  return current;
-}
-
-export function t(key, values = {}) {
-  const text = STRINGS[current][key] ?? STRINGS.id[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
-}
-
-export function statusLabel(code, serverLabel) {
-  return current === "en" ? STATUS_EN[code] || serverLabel || code : serverLabel || code;
-}
+addStrings(STRINGS);
 
 // what the server's refusal of a report means for the person, by its error code (and field): the cause in plain words
 const REFUSAL_REASONS = {
@@ -273,29 +250,4 @@ export function refusalDetail(refused) {
   return t("server_said", { status: refused.status, code: refused.code ? `, ${refused.code}` : "", message: refused.message });
 }
 
-export function formatTime(iso) {
-  if (!iso) return "";
-  const locale = current === "en" ? "en-GB" : "id-ID";
-  return new Date(iso).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short", timeZone: "Asia/Jakarta" });
-}
-
-/** Texts of the static page: elements marked data-i18n (text) and data-i18n-aria (aria-label). */
-export function applyStatic(root = document) {
-  document.documentElement.lang = current;
-  for (const node of root.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
-  for (const node of root.querySelectorAll("[data-i18n-aria]")) node.setAttribute("aria-label", t(node.dataset.i18nAria));
-  const toggle = document.getElementById("lang-toggle");
-  toggle.textContent = t("other_language");
-  toggle.lang = current === "id" ? "en" : "id";
-}
-
-export function onLanguageChange(listener) {
-  listeners.push(listener);
-}
-
-export function toggleLanguage() {
-  current = current === "id" ? "en" : "id";
-  localStorage.setItem(STORAGE_KEY, current);
-  applyStatic();
-  for (const listener of listeners) listener(current);
-}
+export * from "/shared/i18n.js";

@@ -1,7 +1,7 @@
 // The app's start: language, the screen for this path (/, /lacak, /laporan-saya), the outbox sending in the
 // background, the service worker (the shell loads offline).
 import * as api from "./api.js";
-import { byId, clear, el, show } from "./dom.js";
+import { byId, clear, el, show } from "/shared/dom.js";
 import { applyStatic, formatTime, refusalDetail, refusalReason, statusLabel, t, toggleLanguage, onLanguageChange } from "./i18n.js";
 import { forget, myReports, trackingHref } from "./mine.js";
 import * as outbox from "./outbox.js";

@@ -1,12 +1,9 @@
-// The map (vendored Leaflet, a classic script: window.L): the configured tiles when there are any, and the kelurahan
-// boundaries drawn from the API, so the map is usable with no tile server at all. One draggable pin.
+// The report's map (/shared/map.js: tiles and kelurahan boundaries) with one draggable pin.
+import { baseMap, showBoundaries as drawBoundaries } from "/shared/map.js";
+
 export function createMap(container, config, onPinMoved) {
   const L = window.L;
-  const { lat, lon } = config.map_center;
-  const map = L.map(container, { zoomControl: true, attributionControl: true }).setView([lat, lon], config.map_zoom);
-  if (config.map_tile_url) {
-    L.tileLayer(config.map_tile_url, { maxZoom: 19, attribution: config.map_tile_attribution }).addTo(map);
-  }
+  const map = baseMap(container, config);
   let pin = null;
 
   function place(lat, lon, zoom) {
@@ -31,10 +28,7 @@ export function createMap(container, config, onPinMoved) {
   return {
     place,
     showBoundaries(geojson) {
-      L.geoJSON(geojson, {
-        style: { color: "#56718a", weight: 1, fillColor: "#e3ebf2", fillOpacity: 0.6 },
-        interactive: false,
-      }).addTo(map);
+      drawBoundaries(map, geojson);
     },
     invalidate() {
       map.invalidateSize();

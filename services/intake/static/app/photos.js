@@ -1,13 +1,9 @@
-// Photos are read and made small on the phone: the GPS position from the original's EXIF (nothing else is read),
-// then the image scaled to a longest side of 2048 px and re-encoded as JPEG, so a 4 MB phone photo uploads as a few
-// hundred KB. The server still cleans every photo (metadata removed, re-encoded).
+// Photos are read on the phone: the GPS position from the original's EXIF (nothing else is read); they are made small
+// before upload by /shared/photos.js.
 //
 // EXIF: exifr's "mini" build (MIT, vendor/exifr): JPEG + TIFF/EXIF only, 29 KB (8 KB gzipped), reads just the GPS
 // block from the start of the file (no full read of a large photo).
 import { gps } from "./vendor/exifr/mini.esm.js";
-
-export const MAX_SIDE = 2048;
-export const JPEG_QUALITY = 0.8;
 
 /** {lat, lon} from the photo's EXIF GPS, or null */
 export async function gpsOf(file) {
@@ -20,20 +16,4 @@ export async function gpsOf(file) {
     // no EXIF, or not a JPEG: no position from this photo
   }
   return null;
-}
-
-/** The photo scaled to at most MAX_SIDE and re-encoded as JPEG (a Blob); EXIF orientation applied. */
-export async function shrink(file) {
-  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
-  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
-  const width = Math.max(1, Math.round(bitmap.width * scale));
-  const height = Math.max(1, Math.round(bitmap.height * scale));
-  const canvas = document.createElement("canvas");
-  canvas.width = width;
-  canvas.height = height;
-  canvas.getContext("2d").drawImage(bitmap, 0, 0, width, height);
-  bitmap.close();
-  return new Promise((resolve, reject) =>
-    canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("encode failed"))), "image/jpeg", JPEG_QUALITY),
-  );
 }

@@ -1,12 +1,13 @@
 // The report screen: photos first (their GPS places the pin), else the phone's location, else the person places the
 // pin on the map or picks a kelurahan; category, description, optional contact; open reports nearby; then send.
 import * as api from "./api.js";
-import { byId, clear, el, show } from "./dom.js";
+import { byId, clear, el, show } from "/shared/dom.js";
 import { lang, onLanguageChange, refusalReason, statusLabel, t } from "./i18n.js";
 import { remember } from "./mine.js";
 import { createMap } from "./map.js";
 import * as outbox from "./outbox.js";
-import { gpsOf, shrink } from "./photos.js";
+import { gpsOf } from "./photos.js";
+import { shrink } from "/shared/photos.js";
 
 export class ReportScreen {
   constructor(configLoading, showSent) {

@@ -1,15 +1,14 @@
 // The service worker: keeps the app shell so the app opens with no signal. Network first (a new release is seen at
 // once when online), the cached copy when offline. API answers are never cached: they carry tracking tokens and
 // change all the time.
-const CACHE = "jaklapor-shell-v1";
+const CACHE = "jaklapor-shell-v2";
 const SHELL = [
   "/",
   "/lacak",
   "/laporan-saya",
-  "/app/app.css",
+  "/shared/style.css",
   "/app/main.js",
   "/app/api.js",
-  "/app/dom.js",
   "/app/i18n.js",
   "/app/map.js",
   "/app/mine.js",
@@ -17,13 +16,17 @@ const SHELL = [
   "/app/photos.js",
   "/app/report.js",
   "/app/track.js",
+  "/shared/dom.js",
+  "/shared/i18n.js",
+  "/shared/map.js",
+  "/shared/photos.js",
   "/app/icon.svg",
   "/app/manifest.webmanifest",
-  "/app/vendor/leaflet/leaflet.js",
-  "/app/vendor/leaflet/leaflet.css",
-  "/app/vendor/leaflet/images/marker-icon.png",
-  "/app/vendor/leaflet/images/marker-icon-2x.png",
-  "/app/vendor/leaflet/images/marker-shadow.png",
+  "/shared/vendor/leaflet/leaflet.js",
+  "/shared/vendor/leaflet/leaflet.css",
+  "/shared/vendor/leaflet/images/marker-icon.png",
+  "/shared/vendor/leaflet/images/marker-icon-2x.png",
+  "/shared/vendor/leaflet/images/marker-shadow.png",
   "/app/vendor/exifr/mini.esm.js",
 ];
 
@@ -41,7 +44,7 @@ self.addEventListener("activate", (event) => {
 });
 
 function isShell(url) {
-  return url.origin === self.location.origin && (url.pathname.startsWith("/app/") || SHELL.includes(url.pathname));
+  return url.origin === self.location.origin && (url.pathname.startsWith("/app/") || url.pathname.startsWith("/shared/") || SHELL.includes(url.pathname));
 }
 
 self.addEventListener("fetch", (event) => {

@@ -3,7 +3,7 @@
 // the history, and follows the live stream (notify's Server-Sent Events); where the stream cannot be opened, it
 // reloads the report now and then instead.
 import * as api from "./api.js";
-import { byId, clear, el, show } from "./dom.js";
+import { byId, clear, el, show } from "/shared/dom.js";
 import { formatTime, onLanguageChange, statusLabel, t } from "./i18n.js";
 import { remember, myReports } from "./mine.js";
 
