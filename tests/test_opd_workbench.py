@@ -423,3 +423,27 @@ def test_own_performance_shows_the_public_figures(system: RunningSystem, screen:
     page.wait_for_selector("body[data-performance=shown]")
     assert int(page.inner_text("[data-figure=received]")) >= 1
     assert page.errors == []
+
+
+def test_a_list_longer_than_a_page_shows_the_next_reports_on_request(system: RunningSystem, screen: Any) -> None:
+    """An OPD holding more reports than a page sees them all: the next page comes after the last report shown."""
+    stamp = time.time_ns()
+    for n in range(3):
+        assigned(system, f"Jalan rusak di Rawamangun, halaman {stamp}-{n}")
+    held = requests.get(url(system, "/api/v1/opd/reports?limit=200"), headers=system.opd_headers(ROADS), timeout=10)
+    expected = [report["report_id"] for report in held.json()["reports"]]
+    assert len(expected) >= 3
+    page = signed_in(screen, system, ROADS, "/opd/?limit=2")
+    page.wait_for_selector("#report-list li.work-card")
+    shown = lambda: page.eval_on_selector_all(
+        "#report-list li.work-card", "cards => cards.map(c => c.dataset.reportId)"
+    )  # noqa: E731
+    assert shown() == expected[:2]
+    while page.locator("#load-more").count():
+        before = len(shown())
+        page.click("#load-more")
+        page.wait_for_function(f"document.querySelectorAll('#report-list li.work-card').length > {before}")
+        # the first report of the new page has the focus: a keyboard user goes on where they were
+        assert page.evaluate("document.activeElement.closest('li').dataset.reportId") == shown()[before]
+    assert shown() == expected
+    assert page.errors == [] and page.dialogs == []

@@ -7,6 +7,9 @@ import { formatTime, statusLabel, t } from "./i18n.js";
 import { areaText, categoryName, deadlineBadge, STATUSES } from "./shared-view.js";
 
 const FILTERS = ["status", "category", "kecamatan", "kelurahan"];
+// reports asked for at once (the API's largest page; `?limit=` in the list's address asks for fewer); an OPD holding
+// more sees a button for the next page
+const PAGE_SIZE = 200;
 
 export class WorkList {
   constructor({ reference }) {
@@ -16,7 +19,9 @@ export class WorkList {
     this.markers = null;
     this.source = null;
     this.reloading = null;
-    this.filters = Object.fromEntries(FILTERS.map((name) => [name, new URLSearchParams(location.search).get(name) || ""]));
+    const query = new URLSearchParams(location.search);
+    this.filters = Object.fromEntries(FILTERS.map((name) => [name, query.get(name) || ""]));
+    this.pageSize = Math.min(Math.max(Number.parseInt(query.get("limit"), 10) || PAGE_SIZE, 1), PAGE_SIZE);
   }
 
   async start() {
@@ -87,7 +92,7 @@ export class WorkList {
 
   async load() {
     try {
-      this.body = await api.workList(this.filters);
+      this.body = await api.workList({ ...this.filters, limit: this.pageSize });
     } catch (error) {
       if (error.status === 401) return; // the sign-in screen takes over
       this.body = null;
@@ -106,7 +111,28 @@ export class WorkList {
     const reports = this.body.reports || [];
     if (reports.length === 0) list.append(el("li", { class: "help", text: t("no_reports") }));
     for (const report of reports) list.append(this.card(report));
+    if (this.body.next_cursor) {
+      const more = el("button", { type: "button", class: "button", id: "load-more", text: t("load_more") });
+      more.addEventListener("click", () => this.loadMore(more));
+      list.append(el("li", { class: "more" }, more));
+    }
     if (this.map) this.drawMarkers();
+  }
+
+  /** The next page of the list, after the reports shown (the API's order goes on where the page ended). */
+  async loadMore(button) {
+    button.disabled = true;
+    const shown = (this.body.reports || []).length;
+    try {
+      const next = await api.workList({ ...this.filters, limit: this.pageSize, cursor: this.body.next_cursor });
+      this.body = { ...this.body, reports: [...(this.body.reports || []), ...(next.reports || [])], next_cursor: next.next_cursor };
+    } catch (error) {
+      button.disabled = false;
+      if (error.status !== 401) this.announce(t("load_failed"));
+      return;
+    }
+    this.render();
+    byId("report-list").querySelectorAll("li.work-card a")[shown]?.focus(); // the first report of the new page
   }
 
   renderCounts() {
