@@ -435,9 +435,10 @@ def test_a_list_longer_than_a_page_shows_the_next_reports_on_request(system: Run
     assert len(expected) >= 3
     page = signed_in(screen, system, ROADS, "/opd/?limit=2")
     page.wait_for_selector("#report-list li.work-card")
-    shown = lambda: page.eval_on_selector_all(
-        "#report-list li.work-card", "cards => cards.map(c => c.dataset.reportId)"
-    )  # noqa: E731
+
+    def shown() -> list[str]:
+        return page.eval_on_selector_all("#report-list li.work-card", "cards => cards.map(c => c.dataset.reportId)")
+
     assert shown() == expected[:2]
     while page.locator("#load-more").count():
         before = len(shown())
