@@ -87,12 +87,19 @@ export class WorkList {
     }
     const query = new URLSearchParams(Object.entries(this.filters).filter(([, value]) => value));
     history.replaceState({}, "", `/opd/${query.toString() ? `?${query}` : ""}`);
-    this.load();
+    this.load({ keepPages: false });
   }
 
-  async load() {
+  /** The list from the server; as many pages as were shown, so a live change does not fold the list back to one. */
+  async load({ keepPages = true } = {}) {
+    const wanted = keepPages ? (this.body?.reports || []).length : 0;
     try {
-      this.body = await api.workList({ ...this.filters, limit: this.pageSize });
+      let body = await api.workList({ ...this.filters, limit: this.pageSize });
+      while (body.next_cursor && body.reports.length < wanted) {
+        const next = await api.workList({ ...this.filters, limit: this.pageSize, cursor: body.next_cursor });
+        body = { ...body, reports: [...body.reports, ...next.reports], next_cursor: next.next_cursor };
+      }
+      this.body = body;
     } catch (error) {
       if (error.status === 401) return; // the sign-in screen takes over
       this.body = null;
