@@ -5,7 +5,7 @@ export const DEFAULT_CONFIG = {
   description_max_chars: 2000,
   max_photos: 3,
   max_photo_bytes: 10 * 1024 * 1024,
-  nearby_radius_m: 500,
+  nearby_radius_m: 250, // the API's default radius (app-config), for when it cannot be asked
   map_tile_url: "",
   map_tile_attribution: "",
   map_center: { lat: -6.1754, lon: 106.8272 },
@@ -86,7 +86,7 @@ export async function kelurahanBoundaries() {
 }
 
 /** open reports near a point (public fields), nearest first; [] when they cannot be had */
-export async function nearby(lat, lon, category, radiusM = 500) {
+export async function nearby(lat, lon, category, radiusM = DEFAULT_CONFIG.nearby_radius_m) {
   const query = new URLSearchParams({ lat: String(lat), lon: String(lon), radius_m: String(radiusM) });
   if (category) query.set("category", category);
   try {
