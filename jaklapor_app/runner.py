@@ -56,7 +56,7 @@ def ready_banner(config: dict[str, Any], names: list[str]) -> list[str]:
     if "intake" in names:
         lines += [
             f"  citizen app         {url('intake')}/",
-            f"  OPD workbench       {url('intake')}/opd/  (key: jaklapor opd-key <OPD code>)",
+            f"  OPD workbench       {url('intake')}/opd/  (sign in with an OPD API key, below)",
             f"  citizen + OPD API   {url('intake')}/api/v1/categories",
             f"  submit a report     POST {url('intake')}/api/v1/reports",
         ]
