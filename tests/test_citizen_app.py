@@ -17,6 +17,7 @@ import pymongo
 import pytest
 import requests
 from PIL import Image
+from playwright.sync_api import expect
 
 from services.stats.tests.e2e_helpers import Filed, act, submit, view, wait_assigned
 from tests.browser import browser_fixture, new_phone, phone_fixture, serious_accessibility_violations
@@ -311,9 +312,11 @@ def test_a_report_refused_when_back_online_is_kept_shown_with_the_reason_and_del
     assert "HTTP 422, unknown_category" in card.inner_text()
     assert card.get_by_role("link", name="Ubah dan kirim lagi").get_attribute("href").startswith("/#ubah=")
     assert serious_accessibility_violations(page) == []
+    # the screen is drawn again in the other language (it reads the device's store first: wait for the new text)
     page.click("#lang-toggle")
-    assert card.locator(".refusal-reason").inner_text() == "This category no longer exists. Choose another one."
+    expect(card.locator(".refusal-reason")).to_have_text("This category no longer exists. Choose another one.")
     page.click("#lang-toggle")
+    expect(card.locator(".refusal-reason")).to_have_text("Kategori ini sudah tidak ada. Pilih kategori lain.")
 
     # delete it, confirming first (cancelling keeps it)
     card.get_by_role("button", name="Hapus", exact=True).click()
