@@ -115,6 +115,18 @@ class OpdEndpoints:
         self.key_throttle.succeeded(client)
         return opd
 
+    def _check_csrf(self, request: Request, session: dict[str, Any]) -> None:
+        """A change made with the session cookie carries the session's CSRF token and comes from our own origin."""
+        problem = csrf_problem(
+            request.method,
+            session["csrf_token"],
+            request.headers.get("X-CSRF-Token"),
+            request.headers.get("Origin"),
+            self.settings.public_origin,
+        )
+        if problem is not None:
+            raise csrf_failed(problem)
+
     def _live_session(self, request: Request) -> tuple[str, dict[str, Any]] | None:
         """The session of the request's cookie, if it is alive (its idle expiry moved on); None without a cookie;
         401 for a cookie whose session ended."""
@@ -142,15 +154,7 @@ class OpdEndpoints:
         if found is None:
             raise unauthenticated()
         _session_id, session = found
-        problem = csrf_problem(
-            request.method,
-            session["csrf_token"],
-            request.headers.get("X-CSRF-Token"),
-            request.headers.get("Origin"),
-            self.settings.public_origin,
-        )
-        if problem is not None:
-            raise csrf_failed(problem)
+        self._check_csrf(request, session)
         opd = self.reference.directory.get(session["opd_code"])
         if opd is None:  # the OPD left the directory since sign-in
             raise session_ended(self.settings.secure_cookies)
@@ -211,15 +215,7 @@ class OpdEndpoints:
             found = None  # already ended: signing out again is done
         if found is not None:
             session_id, session = found
-            problem = csrf_problem(
-                request.method,
-                session["csrf_token"],
-                request.headers.get("X-CSRF-Token"),
-                request.headers.get("Origin"),
-                self.settings.public_origin,
-            )
-            if problem is not None:
-                raise csrf_failed(problem)
+            self._check_csrf(request, session)
             self.sessions.delete(session_id)
             self.opd_streams.wake(session["opd_code"])  # its streams here end now; elsewhere at their next look
             log.info("workbench session closed", extra={"opd": session["opd_code"]})
