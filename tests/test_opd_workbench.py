@@ -197,6 +197,26 @@ def test_a_refusal_of_the_api_is_shown_in_plain_words(system: RunningSystem, scr
     page.locator("#action-error", has_text="This action is not possible").wait_for()
 
 
+def test_switching_language_keeps_the_action_being_written(system: RunningSystem, screen: Any) -> None:
+    filed = assigned(system, f"Jalan retak {time.time_ns()}")
+    page = signed_in(screen, system, ROADS, f"/opd/laporan/{filed.report_id}")
+    page.wait_for_selector("body[data-report-state=shown]")
+    choose_action(page, "ditolak")
+    page.select_option("#reject-reason", "duplikat")
+    page.fill("#action-note", "Sama dengan laporan kemarin")
+    page.click("#lang-toggle")
+    page.locator("#act-title", has_text="Act").wait_for()  # drawn again, in English
+    assert page.is_checked("#action-ditolak")
+    assert page.input_value("#reject-reason") == "duplikat" and page.is_visible("#reject-reason")
+    assert page.input_value("#action-note") == "Sama dengan laporan kemarin"
+    send_action(page)  # and it is sent as it was written
+    page.wait_for_selector("body[data-report-status=ditolak]")
+    view = opd_view(system, filed, ROADS).json()
+    assert view["status"] == "ditolak"
+    assert (view["history"][-1]["note"], view["history"][-1]["reason"]) == ("Sama dengan laporan kemarin", "duplikat")
+    page.click("#lang-toggle")
+
+
 def test_koordinasi_leaves_this_list_and_reaches_the_other_agency(system: RunningSystem, browser: Any) -> None:
     roads_context = new_phone(browser, **DESK)
     water_context = new_phone(browser)

@@ -129,7 +129,8 @@ async function main() {
   byId("lang-toggle").addEventListener("click", toggleLanguage);
   onLanguageChange(() => {
     if (session) showSignedIn(true);
-    current?.render?.();
+    if (current?.redraw) current.redraw();
+    else current?.render?.();
   });
   byId("signin-form").addEventListener("submit", signIn);
   byId("sign-out").addEventListener("click", signOut);

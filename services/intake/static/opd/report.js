@@ -56,6 +56,37 @@ export class ReportScreen {
     document.body.removeAttribute("data-report-state");
   }
 
+  /** Drawn again (in the other language), keeping the action being written: its choice, note, reason, target and
+   * the evidence photo already made smaller. */
+  redraw() {
+    const form = byId("action-form");
+    const value = (selector) => form?.querySelector(selector)?.value || "";
+    const target = form?.querySelector("#target-opd")?.selectedOptions[0];
+    const draft = form && {
+      action: form.querySelector("input[name=status]:checked")?.value,
+      note: value("#action-note"),
+      reason: value("#reject-reason"),
+      search: value("#target-search"),
+      target: target?.value ? { code: target.value, name: target.textContent } : null,
+    };
+    this.render();
+    const again = byId("action-form");
+    if (!draft || !again) return;
+    const choice = draft.action && again.querySelector(`input[name=status][value="${CSS.escape(draft.action)}"]`);
+    if (choice) choice.checked = true;
+    again.querySelector("#action-note").value = draft.note;
+    if (draft.reason) again.querySelector("#reject-reason").value = draft.reason;
+    again.querySelector("#target-search").value = draft.search;
+    if (draft.target) {
+      again.querySelector("#target-opd").append(el("option", { value: draft.target.code, text: draft.target.name }));
+      again.querySelector("#target-opd").value = draft.target.code;
+    }
+    if (this.evidence) {
+      again.querySelector("#evidence-status").textContent = t("evidence_ready", { kb: Math.round(this.evidence.size / 1024) });
+    }
+    if (choice) this.chosen(again);
+  }
+
   render() {
     if (!this.report) return;
     const report = this.report;
