@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -322,16 +323,33 @@ class LocalS3Server:
                 self.process = None
                 raise LocalS3ServerError(f"SeaweedFS exited with {code} while starting: {self._log_tail()}")
             try:
-                probe.list_buckets()  # an authenticated answer: master, volume, filer and S3 gateway all up
-                return
+                probe.list_buckets()  # an authenticated answer: master, filer and S3 gateway up
+                if self._volumes_registered():
+                    return
+                problem: Exception = LocalS3ServerError("the volume server has not reported its volumes yet")
             except Exception as exc:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise LocalS3ServerError(
-                        f"SeaweedFS's S3 API at {self.endpoint} did not answer within {wait_seconds:.0f} s "
-                        f"({type(exc).__name__}): {self._log_tail()}"
-                    ) from exc
+                problem = exc
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LocalS3ServerError(
+                    f"SeaweedFS's S3 API at {self.endpoint} was not ready within {wait_seconds:.0f} s "
+                    f"({type(problem).__name__}: {problem}): {self._log_tail()}"
+                ) from problem
             time.sleep(0.1)
+
+    def _volumes_registered(self) -> bool:
+        """The master knows a volume server holding at least the volumes on disk: until its first heartbeat after a
+        restart, reads of stored photos fail with InternalError although the S3 API already answers."""
+        on_disk = sum(1 for _ in self.data_dir.rglob("*.dat"))
+        with urllib.request.urlopen(f"http://{self.host}:{self.ports.master}/dir/status", timeout=2) as answer:
+            topology = json.load(answer)["Topology"]
+        nodes = [
+            node
+            for centre in topology.get("DataCenters") or []
+            for rack in centre.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        ]
+        return bool(nodes) and sum(node.get("Volumes", 0) for node in nodes) >= on_disk
 
     def _ensure_bucket(self) -> None:
         admin = self.admin_client()
