@@ -255,6 +255,7 @@ def test_a_handed_over_report_disappears_live(system: RunningSystem, screen: Any
     filed = assigned(system, f"Jalan retak {time.time_ns()}")
     page = signed_in(screen, system, ROADS)
     card(page, filed.report_id).wait_for()
+    page.wait_for_selector("body[data-live=stream]")  # the hand-over comes after the live list is open
     filed.opd = ROADS
     act(system, filed, "koordinasi", target_opd=WATER, note="Bukan jalan")
     card(page, filed.report_id).wait_for(state="detached", timeout=20_000)
