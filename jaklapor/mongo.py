@@ -79,19 +79,6 @@ def refuse_standin(client: MongoClient, config: dict[str, Any], service: str) ->
     raise InsecureConfiguration(message)
 
 
-def database_for(config: dict[str, Any], name: str, service: str = "") -> tuple[MongoClient, Database]:
-    """The client and the database `<prefix>_<name>` for `service` (default: `name`), once the store is known to be
-    acceptable for it (refuse_standin)."""
-    client = connect(setting(config, "MONGO_URI", ""))
-    try:
-        refuse_standin(client, config, service or name)
-    except BaseException:
-        client.close()
-        raise
-    prefix = setting(config, "MONGO_DB_PREFIX", "jaklapor")
-    return client, client[f"{prefix}_{name}"]
-
-
 def ping(db: Database) -> bool:
     """True if the database's server answers now (health checks)."""
     try:
