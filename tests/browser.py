@@ -85,3 +85,15 @@ def serious_accessibility_violations(page: Any) -> list[dict[str, Any]]:
         for v in result
         if v["impact"] in ("serious", "critical")
     ]
+
+
+def wait_until_image_shows(image: Any) -> None:
+    """Wait until an <img> has finished loading, and fail if it is broken.
+
+    Not `page.wait_for_function`: it polls by evaluating a string in the page, which the
+    pages' CSP (no 'unsafe-eval') refuses whenever the condition is not already true.
+    """
+    from playwright.sync_api import expect
+
+    expect(image).to_have_js_property("complete", True)
+    assert image.evaluate("img => img.naturalWidth") > 0, "the image loaded broken"

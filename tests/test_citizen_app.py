@@ -20,7 +20,13 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from services.stats.tests.e2e_helpers import Filed, act, submit, view, wait_assigned
-from tests.browser import browser_fixture, new_phone, phone_fixture, serious_accessibility_violations
+from tests.browser import (
+    browser_fixture,
+    new_phone,
+    phone_fixture,
+    serious_accessibility_violations,
+    wait_until_image_shows,
+)
 from tests.photo_fixtures import gps_exif, jpeg_bytes, realistic_photo_jpeg
 from tests.system import ROOT, RunningSystem, wait_for
 
@@ -424,7 +430,7 @@ def test_the_tracking_page_follows_the_report_live_as_the_opd_acts(
     act(system, hostile_report, "selesai", note="Sudah ditambal")
     page.wait_for_selector("body[data-report-status=selesai]", timeout=30_000)
     assert page.locator("#track-evidence img").count() == 1
-    page.wait_for_function("document.querySelector('#track-evidence img').naturalWidth > 0")
+    wait_until_image_shows(page.locator("#track-evidence img"))
     statuses = page.eval_on_selector_all("#track-history li", "items => items.map((li) => li.dataset.status)")
     assert statuses[0] == "menunggu" and statuses[-2:] == ["dikerjakan", "selesai"]
     assert dialogs == [] and page.errors == []
@@ -574,20 +580,27 @@ def test_the_pin_is_placed_by_tapping_the_map_and_dragged_and_the_report_is_file
     assert "dipilih di peta" in page.inner_text("#location-status")
     assert page.locator(".leaflet-marker-icon").count() == 1
 
-    # dragged 60 px right and 40 px down: east and south of where it was
-    marker = page.locator(".leaflet-marker-icon").bounding_box()
+    # dragged 60 px right and 40 px down: east and south of where it was, once the map has finished panning to
+    # centre the new pin (a drag that starts mid-pan misses the marker)
+    def settled_marker() -> dict[str, float] | None:
+        here = page.locator(".leaflet-marker-icon").bounding_box()
+        centre_x = here["x"] + here["width"] / 2
+        return here if abs(centre_x - (box["x"] + box["width"] / 2)) < 2 else None
+
+    marker = wait_for(settled_marker, message="the map to centre the pin")
     start = (marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] * 0.75)
     page.mouse.move(*start)
     page.mouse.down()
     for step in range(1, 11):
         page.mouse.move(start[0] + 6 * step, start[1] + 4 * step)
     page.mouse.up()
-    page.wait_for_function(
-        "(before) => document.querySelector('#map').dataset.pin !== before", arg=f"{tapped[0]:.6f},{tapped[1]:.6f}"
-    )
+    expect(page.locator("#map")).not_to_have_attribute("data-pin", f"{tapped[0]:.6f},{tapped[1]:.6f}")
     dragged = pin(page)
     assert dragged[1] > tapped[1] and dragged[0] < tapped[0]
-    assert f"{dragged[0]:.5f}, {dragged[1]:.5f}" in page.inner_text("#location-status")
+    # the page writes 5 decimals with JavaScript's rounding, which may differ from Python's in the last digit
+    shown = re.search(r"(-?\d+\.\d{5}), (-?\d+\.\d{5})", page.inner_text("#location-status"))
+    assert shown is not None
+    assert abs(float(shown[1]) - dragged[0]) <= 1.1e-5 and abs(float(shown[2]) - dragged[1]) <= 1.1e-5
 
     page.select_option("#category", "jalan")
     description = f"Jalan retak, penanda digeser di peta {time.time_ns()}"

@@ -18,7 +18,7 @@ from PIL import Image
 
 from jaklapor.opd_keys import derive_key
 from services.stats.tests.e2e_helpers import Filed, act, submit, wait_assigned
-from tests.browser import DESK, browser_fixture, new_phone, serious_accessibility_violations
+from tests.browser import DESK, browser_fixture, new_phone, serious_accessibility_violations, wait_until_image_shows
 from tests.photo_fixtures import realistic_photo_jpeg
 from tests.system import OPD_KEY_SECRET, ROOT, RunningSystem, wait_for
 
@@ -150,7 +150,7 @@ def test_a_new_report_appears_live_and_is_worked_to_selesai_with_evidence(
     page.wait_for_selector("body[data-report-state=shown]")
     assert page.inner_text("#report-title") == filed.report_id
     assert page.locator("#report-photos img").count() == 1
-    page.wait_for_function("document.querySelector('#report-photos img').naturalWidth > 0")
+    wait_until_image_shows(page.locator("#report-photos img"))
     assert "Rawamangun" in page.inner_text("#report-area")
     assert page.locator("#report-map .leaflet-marker-icon").count() == 1
 
