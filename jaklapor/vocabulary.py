@@ -100,6 +100,19 @@ def response_deadline(
     return assigned_at + timedelta(days=response_days if response_days is not None else DEFAULT_RESPONSE_DAYS)
 
 
+#: the days an OPD has to finish a report sent back to it (a verifier refused its evidence, or the citizen reopened
+#: the report): the same 3-day target as a first response
+DEFAULT_REWORK_DAYS = DEFAULT_RESPONSE_DAYS
+
+
+def rework_deadline(sent_back_at: datetime, override_seconds: float | None = None) -> datetime:
+    """When an OPD must have finished (again) a report sent back to it as dikerjakan, stored as the report's
+    `work_deadline`: DEFAULT_REWORK_DAYS after it was sent back, or a configured number of seconds."""
+    if override_seconds:
+        return sent_back_at + timedelta(seconds=override_seconds)
+    return sent_back_at + timedelta(days=DEFAULT_REWORK_DAYS)
+
+
 # ---- what a citizen reads (Indonesian) ------------------------------------------------------------------------------
 
 NOTE_SUBMITTED = "Laporan diterima"
