@@ -176,6 +176,45 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+class ReportReopened(Event):
+    """The holder of the tracking token says a `selesai` report is not fixed (within the feedback window): it went
+    back to the OPD holding it (`opd`) as dikerjakan, with `work_deadline`. Published with the report_status_changed
+    (selesai → dikerjakan, actor_opd "warga") of the same version, which existing consumers already understand;
+    this event adds the citizen's reason and photos. `reopen_number` counts the report's reopens (1 for the first)."""
+
+    source = "intake"
+    type_name = "report_reopened"
+
+    category: str
+    opd: OpdRef
+    reason: str
+    photos: list[PhotoRef] = Field(default_factory=list)
+    selesai_at: datetime
+    work_deadline: datetime
+    reopen_number: int = 1
+    area: AreaRef | None = None
+    submitted_at: datetime
+
+
+class ReportConfirmed(Event):
+    """The holder of the tracking token confirms a `selesai` report is fixed (within the feedback window; once:
+    it can no longer be reopened), with an optional rating of the OPD's work (1-5) and comment. Status unchanged."""
+
+    source = "intake"
+    type_name = "report_confirmed"
+
+    category: str
+    opd: OpdRef | None = None
+    rating: int | None = Field(default=None, ge=1, le=5)
+    comment: str | None = None
+    selesai_at: datetime
+    area: AreaRef | None = None
+    submitted_at: datetime
+
+
+EVENT_TYPES.update({cls.source + "." + cls.type_name: cls for cls in (ReportReopened, ReportConfirmed)})
+
+
 def parse_event(body: dict[str, Any]) -> Event:
     """Parse a received event body into its model; raises ValueError for an unknown or malformed event."""
     event_type = body.get("event_type") if isinstance(body, dict) else None

@@ -136,3 +136,22 @@ def note_escalated(missed_opd_name: str, target_opd_name: str) -> str:
 
 def note_overdue_at_top(missed_opd_name: str) -> str:
     return f"Batas waktu respons {missed_opd_name} terlewati; tidak ada tingkat yang lebih tinggi"
+
+
+# ---- the citizen's word on selesai (services/intake/citizen_feedback.py) ---------------------------------------------
+
+#: who acts when the holder of the tracking token confirms or reopens a report (an `actor_opd` that is no OPD's code)
+CITIZEN_ACTOR = "warga"
+#: the days after a report became selesai during which its citizen may confirm the fix or reopen the report
+DEFAULT_FEEDBACK_WINDOW_DAYS = 14
+
+
+def note_reopened(reason: str) -> str:
+    return f"Dibuka kembali oleh pelapor: {reason}"
+
+
+def note_confirmed(rating: int | None, comment: str | None) -> str:
+    note = "Pelapor mengonfirmasi: sudah beres"
+    if rating is not None:
+        note += f" (nilai {rating}/5)"
+    return f"{note}: {comment}" if comment else note

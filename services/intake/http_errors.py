@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jaklapor.web import DomainErrors, DomainErrorTable
+from services.intake.citizen_feedback import FeedbackRefused
 from services.intake.domain import TransitionRefused
 from services.intake.photos import TOO_LARGE, UNSUPPORTED_TYPE, PhotoRejected
 from services.intake.worklist import WorkListError
@@ -41,4 +42,19 @@ PHOTO_REJECTIONS = DomainErrorTable(
 #: a work list's or the directory's query that cannot be answered (a filter naming nothing, a cursor not handed out)
 WORK_LIST_REFUSALS = DomainErrorTable(WorkListError, {"invalid_query": 400})
 
-INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS, WORK_LIST_REFUSALS)
+#: the citizen's confirmation or reopen of a selesai report (services/intake/citizen_feedback.py)
+FEEDBACK_REFUSALS = DomainErrorTable(
+    FeedbackRefused,
+    {
+        "not_selesai": 409,
+        "window_closed": 409,
+        "already_confirmed": 409,
+        "reopen_limit": 409,
+        "invalid_rating": 422,
+        "missing_reason": 422,
+        "invalid_reason": 422,
+        "invalid_comment": 422,
+    },
+)
+
+INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS, WORK_LIST_REFUSALS, FEEDBACK_REFUSALS)

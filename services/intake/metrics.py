@@ -57,3 +57,9 @@ SUBMISSIONS_REPLAYED = Counter(
     "Retried submissions (same Idempotency-Key) answered with the report already stored",
     registry=REGISTRY,
 )
+CITIZEN_FEEDBACK = Counter(
+    "jaklapor_citizen_feedback_total",
+    "Selesai reports confirmed or reopened by their citizen, by outcome",
+    ["outcome"],
+    registry=REGISTRY,
+)

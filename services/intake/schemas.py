@@ -194,3 +194,40 @@ def _first_problem(exc: ValidationError) -> tuple[str | None, str]:
     else:
         message = f"{field}: {message}"
     return field, message
+
+
+class ConfirmForm(BaseModel):
+    """The body of `POST /api/v1/reports/{token}/confirm`: an optional rating (1-5) and comment (the range and
+    lengths are services/intake/citizen_feedback.py's rules, which name the problem)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    rating: int | None = None
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _rating(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # `rating=` is no rating, as leaving it out
+        if isinstance(value, bool | float):
+            raise ValueError("rating must be a whole number from 1 to 5")
+        return value
+
+    @field_validator("comment")
+    @classmethod
+    def _comment(cls, value: str | None) -> str | None:
+        return _optional_text(value, "comment")
+
+
+class ReopenForm(BaseModel):
+    """The text fields of `POST /api/v1/reports/{token}/reopen` (the optional photo is separate)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    reason: str = Field(default="", max_length=8000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return _check_text(value, "reason")

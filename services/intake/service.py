@@ -26,6 +26,7 @@ from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response, negotiated_body, read_fields
 from services.intake import metrics
+from services.intake.citizen_api import CitizenFeedbackEndpoints
 from services.intake.dependencies import (
     KeyGuessThrottle,
     OpdStreams,
@@ -89,7 +90,9 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
     return response.make_conditional(request)
 
 
-class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints):
+class IntakeService(
+    CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints, CitizenFeedbackEndpoints
+):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
@@ -284,8 +287,7 @@ class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoi
         report = self.store.by_token_hash(token_hash) if token_hash else None
         if report is None:
             raise ApiError(404, "report_not_found", "no report has this tracking token")
-        view = public_view(report, self.settings.public_url, self.settings.notify_public_url, token)
-        return json_response(view, headers={"Cache-Control": "no-store"})
+        return json_response(self.tracking_view(report, token), headers={"Cache-Control": "no-store"})
 
     @api("GET", "/api/v1/photos/<photo_id>")
     def get_photo(self, request: Request, photo_id: str) -> Response:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import field_validator
 
 from jaklapor.settings import ServiceSettings
+from jaklapor.vocabulary import DEFAULT_FEEDBACK_WINDOW_DAYS
 from jaklapor.web import DEFAULT_MAX_REQUEST_BYTES, web_origin
 from services.intake.domain import stream_url, tracking_url
 from services.intake.public_documents import check_tile_url
@@ -53,6 +54,12 @@ class IntakeSettings(ServiceSettings):
     token_secret: str
     contact_key: str
 
+    #: the days after a report became selesai in which its citizen may confirm the fix or reopen it (fractions
+    #: allowed: tests shorten it)
+    citizen_feedback_window_days: float = DEFAULT_FEEDBACK_WINDOW_DAYS
+    #: seconds an OPD has to finish a report sent back to it (reopened); empty: DEFAULT_REWORK_DAYS (3 days)
+    rework_deadline_seconds: float | None = None
+
     def tracking_url(self, token: str) -> str:
         return tracking_url(self.public_url, token)
 
@@ -83,6 +90,13 @@ class IntakeSettings(ServiceSettings):
     @field_validator("opd_session_idle_hours", "opd_session_absolute_hours", "opd_stream_poll_seconds")
     @classmethod
     def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be above 0")
+        return value
+
+    @field_validator("citizen_feedback_window_days")
+    @classmethod
+    def _window(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be above 0")
         return value
