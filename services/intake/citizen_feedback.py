@@ -208,7 +208,17 @@ def confirm(report: Report, rating: int | None, comment: str | None, window: tim
         submitted_at=document["submitted_at"],
     )
     confirmation = {"at": now, "rating": rating, "comment": comment}
-    history = history_entry("confirmed", now, SELESAI, actor=CITIZEN_ACTOR, note=note, rating=rating, comment=comment)
+    history = history_entry(
+        "confirmed",
+        now,
+        SELESAI,
+        actor=CITIZEN_ACTOR,
+        note=note,
+        opd=opd or None,
+        rating=rating,
+        comment=comment,
+        selesai_at=state.selesai_at,
+    )
     return Change({"confirmation": confirmation, "updated_at": now}, history, [event])
 
 

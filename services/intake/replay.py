@@ -5,7 +5,9 @@ about it, in version order, so another service can rebuild what it derived from 
 Intake writes one history entry per change and bumps the report version with it, so entry `i` is version `i + 1`:
 submitted (version 1), routed / triage (routing's answer to the submission or to the last hand-over, which it
 carries as its version), transition (a status change; koordinasi / disposisi also forward the report to the next
-hop), escalated (a missed deadline moves the report up: escalated and forwarded), overdue (no event). The history
+hop), escalated (a missed deadline moves the report up: escalated and forwarded), overdue (no event), confirmed (the
+citizen confirms the fix: report_confirmed), reopened (the citizen reopens it: report_status_changed selesai →
+dikerjakan by "warga" and report_reopened). The history
 keeps what the statistics read; what it does not keep is left empty: routing keys, routing's English triage detail,
 whether the reporter left a contact.
 
@@ -23,10 +25,12 @@ from jaklapor.events import (
     Event,
     Location,
     OpdRef,
+    ReportConfirmed,
     ReportEscalated,
     ReportEvents,
     ReportEventsPage,
     ReportForwarded,
+    ReportReopened,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
@@ -198,7 +202,72 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
                 )
             )
             assigned = opd["code"]
+        elif kind in CITIZEN_KINDS:
+            events.extend(citizen_events(report, entry, version, status, assigned, area, base_url))
+            status = entry.get("status") or status
     return events
+
+
+#: the citizen's word on selesai (services/intake/citizen_feedback.py)
+CITIZEN_KINDS = ("confirmed", "reopened")
+
+
+def citizen_events(
+    report: Mapping[str, Any],
+    entry: Mapping[str, Any],
+    version: int,
+    status: str,
+    assigned: str | None,
+    area: AreaRef | None,
+    base_url: str,
+) -> list[Event]:
+    """The events of a citizen's confirmation (report_confirmed) or reopen (report_status_changed selesai →
+    dikerjakan and report_reopened, one version)."""
+    report_id = str(report["_id"])
+    common: dict[str, Any] = {
+        "report_id": report_id,
+        "category": str(report.get("category") or ""),
+        "version": version,
+        "occurred_at": entry["at"],
+        "area": area,
+        "submitted_at": report["submitted_at"],
+    }
+    opd = entry.get("opd") or None
+    selesai_at = entry.get("selesai_at") or entry["at"]
+    if entry["kind"] == "confirmed":
+        return [
+            ReportConfirmed(
+                **common,
+                event_id=replayed_event_id(report_id, version, ReportConfirmed),
+                opd=OpdRef.model_validate(opd) if opd else None,
+                rating=entry.get("rating"),
+                comment=entry.get("comment"),
+                selesai_at=selesai_at,
+            )
+        ]
+    reopens = [e for e in report.get("history") or [] if e.get("kind") == "reopened"]
+    number = next((i for i, e in enumerate(reopens, start=1) if e is entry), len(reopens))
+    return [
+        ReportStatusChanged(
+            **common,
+            event_id=replayed_event_id(report_id, version, ReportStatusChanged),
+            from_status=status,
+            to_status=entry["status"],
+            actor_opd=str(entry.get("actor_opd") or ""),
+            note=str(entry.get("note") or ""),
+            assigned_opd=(opd or {}).get("code") or assigned,
+        ),
+        ReportReopened(
+            **common,
+            event_id=replayed_event_id(report_id, version, ReportReopened),
+            opd=OpdRef.model_validate(opd or {"code": assigned or "", "name": "", "level": ""}),
+            reason=str(entry.get("reopen_reason") or ""),
+            photos=photo_refs(base_url, list(entry.get("photos") or [])),
+            selesai_at=selesai_at,
+            work_deadline=entry.get("work_deadline") or entry["at"],
+            reopen_number=number,
+        ),
+    ]
 
 
 def _routing_event_ids(report: Mapping[str, Any], history: list[Mapping[str, Any]]) -> Any:

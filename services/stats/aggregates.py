@@ -83,6 +83,10 @@ class HopOutcome:
     reopened: bool  # a selesai of this OPD was taken back
     open: bool  # still with this OPD, not finished
     due: bool  # its response deadline has passed
+    closures: int = 0  # how often this OPD set selesai here
+    reopens: int = 0  # how many of those closures were taken back (reopened by the citizen)
+    confirmed: bool = False  # the citizen confirmed this OPD's selesai
+    rating: int | None = None  # the citizen's 1-5 rating of it, if they gave one
 
 
 def hop_deadline(hop: Mapping[str, Any], category: str | None, deadline_of: DeadlineRule) -> datetime | None:
@@ -128,6 +132,10 @@ def hop_outcomes(row: Mapping[str, Any], now: datetime, deadline_of: DeadlineRul
                 reopened=bool(hop.get("reopened")),
                 open=last and row.get("status") not in FINAL_STATUSES,
                 due=due,
+                closures=int(hop.get("selesai_count") or 0),
+                reopens=int(hop.get("reopened") or 0),
+                confirmed=hop.get("confirmed_at") is not None,
+                rating=hop.get("rating"),
             )
         )
     return outcomes

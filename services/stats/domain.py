@@ -8,8 +8,9 @@ event delivered twice (same event id, or a rebuilt copy of it) adds nothing, the
 projection as the events that announced them.
 
 Per hop (the report at one OPD) the projection records: the OPD, when it got the report and its response deadline,
-its first response, how the hop ended (koordinasi / disposisi hand-over, escalation), rejection, selesai, and a
-selesai that was reopened afterwards.
+its first response, how the hop ended (koordinasi / disposisi hand-over, escalation), rejection, selesai, a
+selesai that was reopened afterwards (by its citizen: selesai → dikerjakan), and the citizen's confirmation of its
+selesai with the optional 1-5 rating (intake.report_confirmed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from jaklapor.events import (
     Event,
+    ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
     ReportRouted,
@@ -68,6 +70,8 @@ COMPARED_FIELDS = (
     "rejection_reason",
     "unroutable_reason",
     "hops",
+    "confirmed_at",
+    "rating",
 )
 
 
@@ -141,6 +145,16 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "from": event.from_opd,
             "to": event.to_opd,
             "deadline": event.deadline,
+        }
+    if isinstance(event, ReportConfirmed):
+        # once per report (a confirmed report is never reopened); the rating judges the OPD whose selesai it was
+        return "confirmed", {
+            **base,
+            "kind": "confirmed",
+            "version": event.version,
+            "at": event.occurred_at,
+            "rating": event.rating,
+            "opd": event.opd.code if event.opd else None,
         }
     return None
 
@@ -279,6 +293,13 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
             if earlier:
                 hops[hop_at(earlier[-1]["version"])]["reopened"] += 1
 
+    confirmed = next((f for f in facts if f["kind"] == "confirmed"), None)
+    if confirmed is not None:
+        # the citizen's confirmation (and rating) belongs to the hop that set the selesai it confirms; only the
+        # confirmed hop gets these keys, so projections without a confirmation keep their shape
+        rated = hops.setdefault(hop_at(confirmed["version"]), _new_hop(hop_at(confirmed["version"])))
+        rated["confirmed_at"], rated["rating"] = confirmed["at"], confirmed["rating"]
+
     if statuses:
         status, status_version = statuses[-1]["to"], statuses[-1]["version"]
     elif submitted is not None:
@@ -305,6 +326,8 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         "disposisi_count": sum(1 for e in boundaries.values() if e["kind"] == DISPOSISI),
         "escalation_count": sum(1 for e in boundaries.values() if e["kind"] == "escalation"),
         "reopened_count": reopened,
+        "confirmed_at": confirmed["at"] if confirmed is not None else None,
+        "rating": confirmed["rating"] if confirmed is not None else None,
         "unroutable_reason": unroutable[-1]["reason"] if unroutable else None,
         "hops": [hops[n] for n in sorted(hops)],
     }

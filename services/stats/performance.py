@@ -9,6 +9,7 @@ The composite score (0-100) of an agency:
 
     score = 100 × (0.45·completion + 0.30·on_time + 0.25·speed)
                  × (1 − 0.5·bounce_rate) × (1 − 0.5·rejection_rate) × (1 − 0.5·reopened_rate)
+                 × (1 − 0.3·(1 − satisfaction))
 
     completion    = reports finished (selesai) here / reports it had to finish: received − disposisi − those still
                     open whose response deadline has not passed yet (an agency gets its deadline before it counts)
@@ -17,13 +18,17 @@ The composite score (0-100) of an agency:
     speed         = T / (T + R), R = the mean of the median and the p90 of its time from receiving a report to
                     selesai, T = the response target (3 days by default): 1 when instant, 0.5 at T, 0 with no selesai
     bounce_rate   = koordinasi hand-overs / received;  rejection_rate = ditolak / received
-    reopened_rate = its selesai later reopened / hops where it set selesai
+    reopened_rate = its closures (each selesai it set) that the citizen reopened / its closures
+    satisfaction  = (mean of the citizens' 1-5 ratings of its closures − 1) / 4; the factor
+                    (1 − 0.3·(1 − satisfaction)) is 1 without ratings (they are optional), 0.7 at a mean of 1
 A rate with nothing to measure counts as 0 (no evidence, no credit); an agency whose reports are all still within
 their deadline has no score yet. Why it resists gaming:
 - bouncing or rejecting a report is a quick "response" (on_time) but never a completion, and each costs up to half
   the score on top: an agency that bounces everything scores at most 15;
-- closing a report as selesai too early is caught when it is reopened (the reopened factor, and it is no longer
-  complete); escalations count as missed deadlines;
+- closing a report as selesai too early is caught when its citizen reopens it (within 14 days): the closure counts
+  as reopened, the report is no longer complete until finished again, and its time to selesai runs to the final
+  selesai; escalations count as missed deadlines;
+- only the holder of a report's tracking token confirms or rates it, once, so an agency cannot rate itself up;
 - speed uses the p90 as much as the median, so a few quick easy reports do not hide slow hard ones;
 - an agency is ranked only with at least `min_reports` reports (STATS_MIN_REPORTS_FOR_RANK, default 20): one fast
   report does not top the table. The triage desk (it hands reports on by design) is never ranked.
@@ -53,12 +58,15 @@ class Weights:
     bounce_penalty: float = 0.5
     rejection_penalty: float = 0.5
     reopened_penalty: float = 0.5
+    rating_penalty: float = 0.3
 
 
 WEIGHTS = Weights()
 FORMULA = (
     "score = 100 × (0.45·completion + 0.30·on_time + 0.25·speed) × (1 − 0.5·bounce_rate) × (1 − 0.5·rejection_rate)"
-    " × (1 − 0.5·reopened_rate); speed = T / (T + R), R = mean of median and p90 time to selesai, T = response target"
+    " × (1 − 0.5·reopened_rate) × (1 − 0.3·(1 − satisfaction)); speed = T / (T + R), R = mean of median and p90 time"
+    " to selesai, T = response target; reopened_rate = closures reopened by the citizen / closures (selesai set);"
+    " satisfaction = (mean citizen rating − 1) / 4, 1 without ratings"
 )
 
 
@@ -78,12 +86,15 @@ def composite_score(
     rejection_rate: float | None,
     reopened_rate: float | None,
     weights: Weights = WEIGHTS,
+    satisfaction: float | None = None,
 ) -> float:
     base = weights.completion * (completion or 0) + weights.on_time * (on_time or 0) + weights.speed * speed_value
     penalty = (
         (1 - weights.bounce_penalty * (bounce_rate or 0))
         * (1 - weights.rejection_penalty * (rejection_rate or 0))
         * (1 - weights.reopened_penalty * (reopened_rate or 0))
+        # ratings are optional: no rating, no penalty (a rate with nothing to measure counts as 0)
+        * (1 - weights.rating_penalty * (1 - (1 if satisfaction is None else satisfaction)))
     )
     return round(100 * base * penalty, 1)
 
@@ -95,8 +106,14 @@ def agency_row(opd: str, outcomes: list[HopOutcome], target: timedelta) -> dict[
     escalated = sum(1 for o in outcomes if o.ended == "escalation")
     rejected = sum(1 for o in outcomes if o.rejected)
     completed = sum(1 for o in outcomes if o.completed)
-    selesai_set = sum(1 for o in outcomes if o.selesai_set)
-    reopened = sum(1 for o in outcomes if o.reopened)
+    # every selesai counts as a closure and every citizen reopen as a closure taken back: an OPD that closes the same
+    # report three times, reopened twice, has 2 of 3 closures reopened
+    closures = sum(o.closures for o in outcomes)
+    reopened = sum(o.reopens for o in outcomes)
+    confirmed = sum(1 for o in outcomes if o.confirmed)
+    ratings = [o.rating for o in outcomes if o.rating is not None]
+    rating_average = round(sum(ratings) / len(ratings), 2) if ratings else None
+    satisfaction = (rating_average - 1) / 4 if rating_average is not None else None
     still_open = sum(1 for o in outcomes if o.open)
     not_due = sum(1 for o in outcomes if o.open and not o.due and o.ended is None)
     expected = received - disposisi - not_due
@@ -107,7 +124,7 @@ def agency_row(opd: str, outcomes: list[HopOutcome], target: timedelta) -> dict[
         "completion_rate": ratio(completed, expected),
         "bounce_rate": ratio(bounced, received),
         "rejection_rate": ratio(rejected, received),
-        "reopened_rate": ratio(reopened, selesai_set),
+        "reopened_rate": ratio(reopened, closures),
         "escalation_rate": ratio(escalated, received),
     }
     speed_value = speed(resolution, target)
@@ -121,6 +138,11 @@ def agency_row(opd: str, outcomes: list[HopOutcome], target: timedelta) -> dict[
         "rejected": rejected,
         "reopened": reopened,
         "escalations": escalated,
+        "closures": closures,
+        "confirmed": confirmed,
+        "confirmation_rate": ratio(confirmed, completed),
+        "ratings": len(ratings),
+        "rating_average": rating_average,
         **rates,
         "response": response,
         "resolution": resolution,
@@ -136,6 +158,7 @@ def agency_row(opd: str, outcomes: list[HopOutcome], target: timedelta) -> dict[
             rates["bounce_rate"],
             rates["rejection_rate"],
             rates["reopened_rate"],
+            satisfaction=satisfaction,
         ),
     }
 
