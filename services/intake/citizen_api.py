@@ -72,7 +72,9 @@ class CitizenFeedbackEndpoints:
     @api("POST", "/api/v1/reports/<token>/confirm")
     def confirm_report(self, request: Request, token: str) -> Response:
         """The citizen confirms a selesai report is fixed, with an optional rating (1-5) and comment."""
-        fields, _files = read_fields(request)
+        self._tracked(token)  # an unknown token is a 404 whatever the body
+        # every field is optional: an empty body confirms without a rating
+        fields = read_fields(request)[0] if request.content_length or request.mimetype else {}
         form: ConfirmForm = parse_form(ConfirmForm, fields)
         for _attempt in range(ATTEMPTS):
             stored = self._tracked(token)

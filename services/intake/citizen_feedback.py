@@ -330,7 +330,7 @@ def reopen(
         selesai_at=state.selesai_at,
     )
     fields = {"status": DIKERJAKAN, "work_deadline": deadline, "response_deadline": None, "updated_at": now}
-    return Change(fields, history, messages, {"reopens": record})
+    return Change(fields, history, messages, {"reopens": {"$each": [record]}})
 
 
 def _area(document: Mapping[str, Any]) -> AreaRef | None:
