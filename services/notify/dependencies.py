@@ -162,6 +162,11 @@ class NotifyRepository:
         self.reports.update_one({"_id": report_id, "final_at": None}, {"$set": {"final_at": at}})
         self.contacts.update_one({"_id": report_id, "final_at": None}, {"$set": {"final_at": at}})
 
+    def unmark_final(self, report_id: str) -> None:
+        """The report left selesai (its citizen reopened it): the retention clock stops until it is final again."""
+        self.reports.update_one({"_id": report_id}, {"$set": {"final_at": None}})
+        self.contacts.update_one({"_id": report_id}, {"$set": {"final_at": None}})
+
     def contacts_final_before(self, cutoff: datetime, limit: int = 500) -> list[dict[str, Any]]:
         cursor = self.contacts.find(
             {"state": {"$in": ACTIVE_STATES}, "final_at": {"$ne": None, "$lte": cutoff}}, {"_id": 1, "final_at": 1}

@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 from jaklapor.events import (
     Event,
+    ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
+    ReportReopened,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
@@ -25,8 +27,10 @@ from jaklapor.vocabulary import (
     MENUNGGU,
     NOTE_ESCALATED_PUBLIC,
     NOTE_SUBMITTED,
+    SELESAI,
     STATUS_LABELS,
     iso,
+    note_confirmed,
     note_routed,
 )
 
@@ -89,6 +93,15 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
         if event.evidence_photos:
             entry["evidence_photos"] = [p.url for p in event.evidence_photos]
         return entry
+    if isinstance(event, ReportConfirmed):
+        # the citizen's own confirmation (their reopen is told by its status change, selesai → dikerjakan)
+        return {
+            **base,
+            "kind": "confirmed",
+            "status": SELESAI,
+            "rating": event.rating,
+            "note": note_confirmed(event.rating, event.comment),
+        }
     return None
 
 
@@ -221,6 +234,16 @@ def notifications_for(
             "note": event.note,
         }
         out.append(Notification(OPD, "report_forwarded", **common, opd=event.target_opd, facts=facts))
+    elif isinstance(event, ReportReopened):
+        # the citizen (who hears of it by the status change) sent the report back to the OPD that closed it
+        facts = {
+            "status": "dikerjakan",
+            "category": event.category,
+            "area": _area(event),
+            "note": event.reason,
+            "work_deadline": iso(event.work_deadline),
+        }
+        out.append(Notification(OPD, "report_reopened", **common, opd=event.opd.code, facts=facts))
     return out
 
 

@@ -214,6 +214,7 @@ OPD_SUBJECTS = {
     "report_escalated": "Laporan dinaikkan kepada Anda (batas waktu terlewati)",
     "report_overdue": "Batas waktu respons terlewati",
     "report_triage": "Laporan perlu diperiksa (triase)",
+    "report_reopened": "Laporan dibuka kembali oleh pelapor (belum beres)",
 }
 
 
@@ -253,6 +254,7 @@ def opd_webhook_body(
         "missed_deadline",
         "reason",
         "detail",
+        "work_deadline",
     ):
         if key in facts:
             body[key] = facts[key]
@@ -287,6 +289,8 @@ def render_opd_email(body: dict[str, Any], opd_name: str | None) -> RenderedMess
         lines.append(f"Batas waktu   : {jakarta_time(body['missed_deadline'])} (terlewati)")
     if body.get("response_deadline"):
         lines.append(f"Respons paling lambat: {jakarta_time(body['response_deadline'])}")
+    if body.get("work_deadline"):
+        lines.append(f"Selesaikan paling lambat: {jakarta_time(body['work_deadline'])}")
     if body.get("detail"):
         lines.append(f"Keterangan    : {body['detail']}")
     lines += [

@@ -97,6 +97,9 @@ class NotifyService(OperationsEndpoints):
         self.deliveries.enqueue(notifications_for(event, names.get, "triage"), has_contact)
         if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
             self.store.mark_final(event.report_id, event.occurred_at)
+        elif isinstance(event, ReportStatusChanged) and event.from_status in FINAL_STATUSES:
+            # reopened by its citizen: not final any more (its contact is kept, its stream lives again)
+            self.store.unmark_final(event.report_id)
         if entry is None or appended is None:
             return  # no timeline entry, or a redelivered event whose entry is there already
         seq, watched, _ = appended

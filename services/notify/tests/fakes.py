@@ -52,6 +52,11 @@ class FakeNotifyStore:
     def is_final(self, report_id: str) -> bool:
         return self.reports.get(report_id, {}).get("final_at") is not None
 
+    def unmark_final(self, report_id: str) -> None:
+        for document in (self.reports.get(report_id), self.contacts.get(report_id)):
+            if document is not None:
+                document["final_at"] = None
+
     def mark_final(self, report_id: str, at: datetime) -> None:
         for document in (self.reports.get(report_id), self.contacts.get(report_id)):
             if document is not None and document.get("final_at") is None:

@@ -223,3 +223,36 @@ def test_contact_is_kept_until_the_retention_period_after_the_final_status() -> 
 def test_contact_is_kept_while_a_message_to_it_is_still_on_its_way() -> None:
     done = datetime(2026, 11, 1, tzinfo=UTC)
     assert not contact_purge_due(done, done + timedelta(days=31), 30, pending_deliveries=1)
+
+
+def test_a_citizen_reopen_tells_the_opd_and_a_confirmation_joins_the_timeline() -> None:
+    from datetime import UTC, datetime
+
+    from jaklapor.events import OpdRef, ReportConfirmed, ReportReopened
+    from services.notify.domain import OPD, notifications_for, timeline_entry
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    reopened = ReportReopened(
+        report_id="JK-20261201-000001",
+        version=6,
+        category="jalan",
+        opd=OpdRef(code="bina-marga", name="Dinas Bina Marga", level="dinas"),
+        reason="Lubang masih ada",
+        selesai_at=at,
+        work_deadline=at,
+        submitted_at=at,
+    )
+    (told,) = notifications_for(reopened, lambda code: None)
+    assert (told.audience, told.kind, told.opd, told.facts["note"]) == (
+        OPD,
+        "report_reopened",
+        "bina-marga",
+        "Lubang masih ada",
+    )
+    assert timeline_entry(reopened) is None  # the citizen hears of it by its status change
+    confirmed = ReportConfirmed(
+        report_id="JK-20261201-000001", version=7, category="jalan", rating=4, selesai_at=at, submitted_at=at
+    )
+    entry = timeline_entry(confirmed)
+    assert entry is not None and (entry["kind"], entry["status"], entry["rating"]) == ("confirmed", "selesai", 4)
+    assert notifications_for(confirmed, lambda code: None) == []
