@@ -8,6 +8,7 @@ from jaklapor.vocabulary import STATUS_LABELS, TARGET_STATUSES
 from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
+from services.intake.openapi_citizen import citizen_feedback_paths, citizen_feedback_schema
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
 from services.intake.sessions import CSRF_HEADER, SESSION_COOKIE
 from services.intake.worklist import DEFAULT_LIMIT, DIRECTORY_DEFAULT_LIMIT, DIRECTORY_MAX_LIMIT, MAX_LIMIT
@@ -216,6 +217,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     },
                 }
             },
+            **citizen_feedback_paths(),
             "/api/v1/reports/nearby": {
                 "get": {
                     "operationId": "nearbyReports",
@@ -856,6 +858,10 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "description": "The public report, and for its citizen (who holds the token) the live stream's link",
             "required": ["report_id", "status", "category", "history"],
-            "properties": {**view_properties, "stream_url": {"type": "string"}},
+            "properties": {
+                **view_properties,
+                "stream_url": {"type": "string"},
+                "citizen_feedback": citizen_feedback_schema(),
+            },
         },
     }
