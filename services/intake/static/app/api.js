@@ -144,3 +144,27 @@ export function submitReport(submission, onProgress) {
     xhr.send(form);
   });
 }
+
+async function postForAnswer(path, init) {
+  const response = await fetch(path, { method: "POST", ...init, headers: { Accept: "application/json", ...(init.headers || {}) } });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  return { status: response.status, body };
+}
+
+/** the citizen confirms their selesai report is fixed ({rating?, comment?}); resolves with {status, body} */
+export function confirmReport(token, fields) {
+  return postForAnswer(`/api/v1/reports/${encodeURIComponent(token)}/confirm`, {
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(fields),
+  });
+}
+
+/** the citizen reopens their selesai report (FormData: reason, photo?), one Idempotency-Key per reopen */
+export function reopenReport(token, form, key) {
+  return postForAnswer(`/api/v1/reports/${encodeURIComponent(token)}/reopen`, { headers: { "Idempotency-Key": key }, body: form });
+}

@@ -1,7 +1,7 @@
 // The service worker: keeps the app shell so the app opens with no signal. Network first (a new release is seen at
 // once when online), the cached copy when offline. API answers are never cached: they carry tracking tokens and
 // change all the time.
-const CACHE = "jaklapor-shell-v2";
+const CACHE = "jaklapor-shell-v3";
 const SHELL = [
   "/",
   "/lacak",
@@ -16,6 +16,7 @@ const SHELL = [
   "/app/photos.js",
   "/app/report.js",
   "/app/track.js",
+  "/app/feedback.js",
   "/shared/dom.js",
   "/shared/i18n.js",
   "/shared/map.js",

@@ -6,6 +6,7 @@ import * as api from "./api.js";
 import { byId, clear, el, show } from "/shared/dom.js";
 import { formatTime, onLanguageChange, statusLabel, t } from "./i18n.js";
 import { remember, myReports } from "./mine.js";
+import { feedbackSection } from "./feedback.js";
 
 const REPORT_ID = /^JK-\d{8}-\d{6}$/;
 const STREAM_EVENTS = ["submitted", "routed", "triage", "escalated", "status_changed", "forwarded", "message"];
@@ -129,6 +130,9 @@ export class TrackScreen {
     body.append(facts, el("p", { class: "quote", id: "track-description", text: view.description || "" }));
     body.append(...this.gallery(t("citizen_photos"), view.photos, "track-photos"));
     body.append(...this.gallery(t("evidence_photos"), view.evidence_photos, "track-evidence"));
+    const reference = this.reference();
+    const feedback = REPORT_ID.test(reference) ? null : feedbackSection(view, reference, (answered) => this.answered(reference, answered));
+    if (feedback) body.append(feedback);
     const history = el("ol", { class: "history", id: "track-history" });
     for (const entry of view.history || []) {
       history.append(
@@ -144,6 +148,16 @@ export class TrackScreen {
     }
     body.append(el("h2", { text: t("history") }), history);
     document.body.dataset.reportStatus = view.status;
+  }
+
+  answered(reference, view) {
+    // the citizen confirmed or reopened: show the outcome, and follow the report again once it is back at work
+    this.view = view;
+    this.render(view);
+    this.rememberSeen(reference, view);
+    byId("feedback-title")?.setAttribute("tabindex", "-1");
+    byId("feedback-title")?.focus();
+    if (!FINAL.has(view.status)) this.follow(reference, view);
   }
 
   gallery(title, photos, id) {
