@@ -346,12 +346,19 @@
       stats.count > 1 ? el("small", { text: "p90 " + duration(stats.p90_seconds) }) : null);
   }
 
+  // the citizens' mean 1-5 rating of the agency's closures, and how many rated ("–" with none)
+  function ratingCell(row) {
+    if (row.rating_average === null || row.rating_average === undefined) return el("td", { class: "num rating", text: "–" });
+    return el("td", { class: "num rating" }, decimal.format(row.rating_average) + " / 5",
+      el("small", { text: `${number.format(row.ratings)} penilaian` }));
+  }
+
   function drawAgencies(agencies) {
     const note = clear("score-note");
     note.append(
       `Diperingkat bila menerima minimal ${agencies.min_reports} laporan (ranked from ${agencies.min_reports} reports). Skor 0–100: `,
       el("code", { text: agencies.formula }),
-      ". Mengoper (koordinasi) dan menolak laporan mengurangi skor; disposisi ke Suku Dinas tidak."
+      ". Mengoper (koordinasi) dan menolak laporan mengurangi skor; disposisi ke Suku Dinas tidak. Laporan yang dibuka lagi oleh pelapor dan nilai warga (1–5) juga dihitung."
     );
     const body = document.querySelector("#agencies tbody");
     body.replaceChildren();
@@ -368,12 +375,13 @@
           el("td", { class: "num", text: percent(row.bounce_rate) }),
           el("td", { class: "num", text: percent(row.rejection_rate) }),
           el("td", { class: "num", text: percent(row.reopened_rate) }),
+          ratingCell(row),
           el("td", { class: "num", text: number.format(row.escalations) }),
           el("td", { class: "num score" }, scorePill(row.score)))
       );
     }
     if (!agencies.ranked.length) {
-      body.append(el("tr", {}, el("td", { colSpan: 12, class: "reason",
+      body.append(el("tr", {}, el("td", { colSpan: 13, class: "reason",
         text: `Belum ada OPD dengan ${agencies.min_reports} laporan atau lebih (no agency has enough reports yet)` })));
     }
     const unranked = document.querySelector("#agencies-unranked tbody");
@@ -388,12 +396,14 @@
           el("td", { class: "num", text: percent(row.within_deadline.share) }),
           el("td", { class: "num", text: percent(row.bounce_rate) }),
           el("td", { class: "num", text: percent(row.rejection_rate) }),
+          el("td", { class: "num", text: percent(row.reopened_rate) }),
+          ratingCell(row),
           el("td", { class: "num", text: row.score === null ? "–" : decimal.format(row.score) }),
           el("td", { class: "reason", text: reasonText(row.unranked_reason, agencies.min_reports) }))
       );
     }
     if (agencies.unranked.length > 25) {
-      unranked.append(el("tr", {}, el("td", { colSpan: 9, class: "reason", text: `… dan ${agencies.unranked.length - 25} OPD lain` })));
+      unranked.append(el("tr", {}, el("td", { colSpan: 11, class: "reason", text: `… dan ${agencies.unranked.length - 25} OPD lain` })));
     }
     if (!agencies.unranked.length) {
       const text = agencies.ranked.length
