@@ -74,7 +74,11 @@ class CitizenFeedbackEndpoints:
         """The citizen confirms a selesai report is fixed, with an optional rating (1-5) and comment."""
         self._tracked(token)  # an unknown token is a 404 whatever the body
         # every field is optional: an empty body confirms without a rating
-        fields = read_fields(request)[0] if request.content_length or request.mimetype else {}
+        # (an HTTP server may give a body-less request a default Content-Type: the length decides)
+        empty = request.content_length == 0 or (
+            request.content_length is None and "Transfer-Encoding" not in request.headers
+        )
+        fields = {} if empty else read_fields(request)[0]
         form: ConfirmForm = parse_form(ConfirmForm, fields)
         for _attempt in range(ATTEMPTS):
             stored = self._tracked(token)
