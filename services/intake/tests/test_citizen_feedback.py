@@ -300,3 +300,11 @@ def test_the_replay_gives_the_events_that_were_published(service: Any) -> None: 
         "intake.report_reopened",
         "intake.report_confirmed",
     ]
+
+
+def test_an_empty_body_confirms_without_a_rating(service: Any) -> None:  # noqa: F811
+    _report_id, token = finished_report(service)
+    request = post(f"/api/v1/reports/{token}/confirm", {}, headers={"Content-Type": "text/plain"})
+    status, view, _ = answer(service.confirm_report, request, token)
+    assert status == 200, view
+    assert view["citizen_feedback"]["confirmed"]["rating"] is None
