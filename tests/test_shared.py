@@ -19,8 +19,10 @@ from jaklapor.events import (
     Location,
     OpdRef,
     PhotoRef,
+    ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
+    ReportReopened,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
@@ -189,6 +191,25 @@ LOCATION = Location(lat=-6.2441, lon=106.8013)
 PHOTOS = [PhotoRef(photo_id="p1", url="http://x/api/v1/photos/p1")]
 
 
+def citizen_feedback_events() -> list[Event]:
+    """The citizen's word on selesai: a reopen and a confirmation with its rating."""
+    common: dict[str, Any] = {"report_id": "JK-20261127-000001", "version": 7, "occurred_at": AT}
+    opd = OpdRef(code="bina-marga", name="Dinas Bina Marga", level="dinas")
+    return [
+        ReportReopened(
+            **common,
+            category="jalan",
+            opd=opd,
+            reason="Masih berlubang",
+            selesai_at=AT,
+            work_deadline=AT,
+            area=AREA,
+            submitted_at=AT,
+        ),
+        ReportConfirmed(**common, category="jalan", opd=opd, rating=4, selesai_at=AT, submitted_at=AT),
+    ]
+
+
 def one_of_each() -> list[Event]:
     common: dict[str, Any] = {"report_id": "JK-20261127-000001", "version": 2, "occurred_at": AT}
     return [
@@ -254,16 +275,18 @@ EXPECTED_TYPES = {
     ReportStatusChanged: "intake.report_status_changed",
     ReportRouted: "routing.report_routed",
     ReportUnroutable: "routing.report_unroutable",
+    ReportReopened: "intake.report_reopened",
+    ReportConfirmed: "intake.report_confirmed",
 }
 
 
 def test_event_types_are_filled_in_and_registered() -> None:
-    events = one_of_each()
+    events = one_of_each() + citizen_feedback_events()
     assert {type(e): e.event_type for e in events} == EXPECTED_TYPES
     assert {v: k for k, v in EXPECTED_TYPES.items()} == EVENT_TYPES
 
 
-@pytest.mark.parametrize("event", one_of_each(), ids=lambda e: e.event_type)
+@pytest.mark.parametrize("event", one_of_each() + citizen_feedback_events(), ids=lambda e: e.event_type)
 def test_parse_event_round_trips_each_type(event: Event) -> None:
     message = event.to_message()
     wire = json.loads(json.dumps(message))  # what actually crosses the broker
