@@ -53,6 +53,8 @@ export class PerformanceScreen {
       ["on_time", percent(row.within_deadline?.share)],
       ["bounces", `${row.koordinasi ?? 0} (${percent(row.bounce_rate)})`],
       ["rejected", `${row.rejected ?? 0} (${percent(row.rejection_rate)})`],
+      ["reopened_by_citizens", `${row.reopened ?? 0} (${percent(row.reopened_rate)})`],
+      ["citizen_rating", row.rating_average == null ? t("no_value") : `${row.rating_average} / 5 (${row.ratings})`],
       ["score", row.score ?? t("no_value")],
       ["rank", row.rank ?? t("no_value")],
     ];
