@@ -8,6 +8,7 @@ from jaklapor.vocabulary import STATUS_LABELS, TARGET_STATUSES
 from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
+from services.intake.openapi_open import open_paths, open_schemas
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
 from services.intake.sessions import CSRF_HEADER, SESSION_COOKIE
 from services.intake.worklist import DEFAULT_LIMIT, DIRECTORY_DEFAULT_LIMIT, DIRECTORY_MAX_LIMIT, MAX_LIMIT
@@ -488,6 +489,8 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
             "/metrics": {
                 "get": {"operationId": "metrics", "responses": {"200": {"description": "Prometheus text format"}}}
             },
+            # Open311 GeoReport v2 and the open-data exports (services/intake/openapi_open.py)
+            **open_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -499,7 +502,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     "description": f"a workbench session (POST /api/v1/opd/session); changes send {CSRF_HEADER}",
                 },
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **open_schemas()},
         },
     }
 

@@ -52,6 +52,7 @@ from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
 from services.intake.opd_api import OpdEndpoints
 from services.intake.open311_api import Open311Endpoints
+from services.intake.open_data_api import OpenDataEndpoints
 from services.intake.openapi import openapi_document
 from services.intake.public_documents import (
     REFERENCE_MAX_AGE_SECONDS,
@@ -101,7 +102,9 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
     return response.make_conditional(request)
 
 
-class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints, Open311Endpoints):
+class IntakeService(
+    CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints, Open311Endpoints, OpenDataEndpoints
+):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
