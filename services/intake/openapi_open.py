@@ -71,7 +71,11 @@ def open_paths() -> dict[str, Any]:
         _query("extensions", {"type": "boolean"}, "extension: jaklapor's status, area and history as notes[]"),
         _query("lat", {"type": "number", "minimum": -90, "maximum": 90}, "extension: centre of a circle"),
         _query("long", {"type": "number", "minimum": -180, "maximum": 180}, "extension: centre of a circle"),
-        _query("radius", {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RADIUS_M}, "metres (default 500)"),
+        _query(
+            "radius",
+            {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_RADIUS_M},
+            "metres (default 500)",
+        ),
         JURISDICTION,
     ]
     post_fields = {
