@@ -6,7 +6,10 @@ error case of the spec is answered as it says; private categories never appear a
 
 from __future__ import annotations
 
+import json
 import random
+import shlex
+import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -316,6 +319,18 @@ def test_request_list_filters(system: RunningSystem, filed: dict) -> None:
     assert len(first) == len(second) == 1 and first != second
 
 
+def test_discovery_names_the_endpoint_and_its_formats(system: RunningSystem) -> None:
+    for path in ("/open311/discovery.json", "/open311/v2/discovery.json"):
+        document = requests.get(system.url("intake", path), timeout=10).json()
+        (endpoint,) = document["endpoints"]
+        assert endpoint["url"].endswith("/open311/v2") and endpoint["specification"].endswith("GeoReport_v2")
+        assert endpoint["formats"] == ["text/xml", "application/json"]
+        w3c_zoned(document["changeset"].replace("Z", "+00:00"))
+    xml = requests.get(system.url("intake", "/open311/discovery.xml"), timeout=10).content
+    tree = ET.fromstring(xml)
+    assert tree.tag == "discovery" and tree.findtext("endpoints/endpoint/type") == "production"
+
+
 # ---- every error case of the spec ----------------------------------------------------------------------------------
 
 
@@ -417,3 +432,32 @@ def test_a_category_about_people_is_published_at_about_100_m(system: RunningSyst
     assert public.json()["location"] == {"lat": -6.123, "lon": 106.888}
     own = requests.get(system.url("intake", f"/api/v1/reports/{answer['token']}"), timeout=10).json()
     assert own["location"] == {"lat": lat, "lon": lon}
+
+
+# ---- the README's examples work as written ---------------------------------------------------------------------------
+
+
+def test_the_readme_examples_work(system: RunningSystem) -> None:
+    from tests.test_readme_commands import readme_commands
+
+    commands = [c for c in readme_commands() if "/open311/" in c or "/open-data/" in c]
+    assert len(commands) >= 6
+    for command in commands:
+        argv = shlex.split(command.replace("http://127.0.0.1:8000", system.url("intake", "").rstrip("/")))
+        # each example as a different client (the rate limit is per client)
+        done = subprocess.run(
+            [*argv, "-H", f"X-Forwarded-For: {client_headers()['X-Forwarded-For']}", "-w", "\n%{http_code}"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        body, _, status = done.stdout.rpartition(b"\n")
+        assert status in (b"200", b"201"), (command, body[:300])
+        if ".xml" in command:
+            ET.fromstring(body)
+        elif ".json" in command:
+            assert isinstance(json.loads(body), list)
+        elif ".csv" in command:
+            assert body.startswith(b"report_id,submitted_at,")
+        else:
+            assert json.loads(body)["type"] == "FeatureCollection"
