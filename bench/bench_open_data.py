@@ -10,6 +10,7 @@ allocations (`--compare-list`: also the peak of reading every report into a list
 Bounded memory shows as the same peak after a tenth of the rows and after all of them.
 
     python bench/bench_open_data.py [--reports 200000] [--compare-list] [--uri mongodb://127.0.0.1:27017/]
+    python bench/bench_open_data.py --gateway   # through a running intake (HTTP, chunked), its RSS sampled
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import psutil
 import pymongo
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -89,10 +91,10 @@ def report_documents(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
         }
 
 
-def seed(uri: str, count: int) -> None:
+def seed(uri: str, count: int, database: str = DB) -> None:
     """Fill the store (run in a child process, so the exporting process's memory starts clean)."""
     client: Any = pymongo.MongoClient(uri, tz_aware=True)
-    collection = client[DB]["reports"]
+    collection = client[database]["reports"]
     collection.drop()
     batch: list[dict[str, Any]] = []
     for document in report_documents(count):
@@ -160,12 +162,59 @@ def traced_run(collection: Any, kind: str, total: int) -> tuple[int, int]:
     return early_peak, peak
 
 
+def gateway_run(count: int) -> None:
+    """The exports through a running intake gateway (bench/harness.py, one process per service): the HTTP answer
+    read as it streams, the intake process's RSS sampled while it sends."""
+    from bench.harness import BenchSystem
+
+    system = BenchSystem("per-service")
+    try:
+        system.start()
+        started = time.perf_counter()
+        child = multiprocessing.Process(target=seed, args=(system.mongo_uri, count, "jaklapor_intake"))
+        child.start()
+        child.join()
+        print(f"seeded {count} reports into the gateway's store in {time.perf_counter() - started:.1f} s")
+        intake = psutil.Process(system.pid_of("intake"))
+        url = system.intake_urls()[0]
+        for kind in ("csv", "geojson"):
+            rss_start = rss_peak = intake.memory_info().rss
+            size = 0
+            started = time.perf_counter()
+            with requests.get(f"{url}/api/v1/open-data/reports.{kind}", stream=True, timeout=600) as response:
+                response.raise_for_status()
+                chunked = response.headers.get("Transfer-Encoding") == "chunked"
+                lines = 0
+                marker = b"\n" if kind == "csv" else b'{"type":"Feature"'
+                tail = b""  # a marker may be cut between two blocks
+                for block in response.iter_content(1 << 16):
+                    size += len(block)
+                    window = tail + block
+                    lines += window.count(marker) - tail.count(marker)
+                    tail = window[-(len(marker) - 1) :] if len(marker) > 1 else b""
+                    rss_peak = max(rss_peak, intake.memory_info().rss)
+            elapsed = time.perf_counter() - started
+            rows = lines - 1 if kind == "csv" else lines  # the CSV's header line; descriptions have no newline here
+            print(
+                f"gateway {kind:8s} rows={rows} total={elapsed:.2f} s rows/s={rows / elapsed:,.0f} "
+                f"size={size / 1e6:.1f} MB chunked={chunked} intake_rss={rss_start / 1e6:.0f} MB "
+                f"-> peak {rss_peak / 1e6:.0f} MB (+{(rss_peak - rss_start) / 1e6:.1f} MB)"
+            )
+    finally:
+        system.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=200_000)
     parser.add_argument("--uri", help="a running MongoDB instead of starting the stand-in")
     parser.add_argument("--compare-list", action="store_true", help="also measure reading every report into a list")
+    parser.add_argument("--gateway", action="store_true", help="export through a running intake gateway (HTTP)")
     args = parser.parse_args()
+    if args.gateway:
+        gateway_run(args.reports)
+        sys.stdout.flush()
+        os._exit(0)
 
     server = None
     uri = args.uri
