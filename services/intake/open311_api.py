@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from typing import Any
 
+from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
 from jaklapor.tokens import token_hash_or_none
@@ -39,6 +41,8 @@ from services.intake.public_reports import LISTING_FIELDS, mongo_filter, newest_
 from services.intake.schemas import SubmissionForm, parse_form
 from services.intake.visibility import for_public, only_public
 
+log = logging.getLogger(__name__)
+
 PREFIX = "/open311/v2"
 
 
@@ -60,6 +64,9 @@ def as_open311_error(exc: Exception) -> Open311Error | None:
     """The spec's error for what the native path raised: its 422 (a field is wrong) is the spec's 400."""
     if isinstance(exc, Open311Error):
         return exc
+    if isinstance(exc, PyMongoError):
+        log.error("report store unavailable: %r", exc)
+        return Open311Error(503, "reports cannot be read or stored right now; try again shortly")
     error = INTAKE_ERRORS.api_error(exc)
     if error is None:
         return None

@@ -13,6 +13,7 @@ from typing import Any
 import mongomock
 import pytest
 from nameko.testing.services import worker_factory
+from pymongo.errors import ServerSelectionTimeoutError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
@@ -302,3 +303,14 @@ def test_expected_datetime_is_the_deadline(service: Any) -> None:
     service.store.reports.update_one({"_id": receipt["service_request_id"]}, {"$set": {"response_deadline": deadline}})
     (request,) = as_json(service.open311_request(get("/"), receipt["service_request_id"], "json"))
     assert datetime.fromisoformat(request["expected_datetime"]) == deadline.replace(microsecond=0)
+
+
+def test_a_store_outage_is_the_spec_s_503(service: Any) -> None:
+    class Down:
+        def find(self, *args: Any, **kwargs: Any) -> Any:
+            raise ServerSelectionTimeoutError("no server")
+
+    service.store.reports = Down()
+    response = service.open311_requests(get("/open311/v2/requests.xml"), "xml")
+    assert response.status_code == 503
+    assert ET.fromstring(response.get_data()).findtext("error/code") == "503"
