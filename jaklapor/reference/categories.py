@@ -63,6 +63,9 @@ class Category:
             "description": self.description,
             "group": self.group.name,
             "response_days": self.response_days,
+            # a client can tell its citizen that reports of this category are not published, or only roughly placed
+            "visibility": self.visibility,
+            "location_precision": "exact" if self.public_decimals is None else self.public_decimals,
         }
 
 

@@ -648,6 +648,14 @@ def _schemas() -> dict[str, Any]:
                                 "type": "integer",
                                 "description": "days the responsible OPD has to respond",
                             },
+                            "visibility": {
+                                "type": "string",
+                                "enum": ["public", "private"],
+                                "description": "private: its reports are never published (see the README)",
+                            },
+                            "location_precision": {
+                                "description": "exact, or 3: public outputs round its reports to 3 decimals",
+                            },
                         },
                     },
                 },
