@@ -319,6 +319,23 @@ def test_request_list_filters(system: RunningSystem, filed: dict) -> None:
     assert len(first) == len(second) == 1 and first != second
 
 
+def test_xml_resources_have_the_spec_s_elements_in_order(system: RunningSystem) -> None:
+    """XSD-like: each XML resource's elements, as the spec's examples list them."""
+    services = requests.get(f"{base(system)}/services.xml", timeout=10)
+    assert services.headers["Content-Type"] == "text/xml; charset=utf-8"
+    for service in xml_items(services.content, "services", "service"):
+        assert [child.tag for child in service] == list(ServiceModel.model_fields)
+        assert service.findtext("metadata") in ("true", "false")
+    definition = ET.fromstring(requests.get(f"{base(system)}/services/jalan.xml", timeout=10).content)
+    assert definition.tag == "service_definition"
+    assert [child.tag for child in definition] == ["service_code", "attributes"]
+    listed = requests.get(f"{base(system)}/requests.xml?page_size=20", timeout=10).content
+    for request in xml_items(listed, "service_requests", "request"):
+        assert [child.tag for child in request] == REQUEST_ELEMENTS
+        assert request.findtext("status") in ("open", "closed")
+        w3c_zoned(request.findtext("requested_datetime") or "")
+
+
 def test_discovery_names_the_endpoint_and_its_formats(system: RunningSystem) -> None:
     for path in ("/open311/discovery.json", "/open311/v2/discovery.json"):
         document = requests.get(system.url("intake", path), timeout=10).json()
