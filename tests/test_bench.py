@@ -115,3 +115,13 @@ def test_citizen_app_benchmark_measures_a_cold_and_a_warm_load(tmp_path: Path) -
     with (tmp_path / "results.csv").open(newline="") as fh:
         [row] = list(csv.DictReader(fh))
     assert row["scenario"] == "citizen-app-first-load" and "none/cold=" in row["app_interactive_ms"]
+
+
+def test_open_data_benchmark_prints_rows_per_second_and_peak_memory() -> None:
+    done = run_bench("bench/bench_open_data.py", "--reports=2000", "--compare-list", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith(("csv", "geojson"))}
+    assert set(lines) == {"csv", "geojson"}
+    for line in lines.values():
+        assert "rows/s=" in line and "peak_traced=" in line and "total=" in line
+    assert "a list of every exported report" in done.stdout

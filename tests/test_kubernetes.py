@@ -41,7 +41,7 @@ REQUIRED_SECRETS = {
     "notify": {"AMQP_URI", "CONTACT_KEY", "CITIZEN_WEBHOOK_SECRET"},
     "stats": {"AMQP_URI"},
 }
-OPTIONAL_SECRETS = {"MONGO_URI", "SMTP_USER", "SMTP_PASSWORD"}
+OPTIONAL_SECRETS = {"MONGO_URI", "SMTP_USER", "SMTP_PASSWORD", "OPEN311_API_KEYS"}
 # each service's MONGO_URI comes from a Secret key of its own: a MongoDB user per service, limited to its database
 MONGO_URI_KEYS = {service: f"{service.upper()}_MONGO_URI" for service in SERVICES}
 # replicas (a fixed count, or the autoscaler's minimum)

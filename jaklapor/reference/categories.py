@@ -15,6 +15,12 @@ CATEGORIES_PATH: Final = REFERENCE_DIR / "categories.yaml"
 
 Evidence = Literal["official", "data", "guess"]
 EVIDENCE: Final[tuple[str, ...]] = get_args(Evidence)
+#: who may read a category's reports: anyone (public views, open data, Open311), or only their citizen (the tracking
+#: token's holder) and the OPDs handling them; a private category's reports count in statistics and nowhere else
+Visibility = Literal["public", "private"]
+VISIBILITIES: Final[tuple[str, ...]] = get_args(Visibility)
+#: the decimal places of the coordinates a public output shows: "exact" (as stored) or 3 (about 110 m)
+LOCATION_PRECISIONS: Final[tuple[str | int, ...]] = ("exact", 3)
 
 
 class CategoryError(ReferenceDataError):
@@ -40,6 +46,13 @@ class Category:
     group: CategoryGroup
     response_days: int = DEFAULT_RESPONSE_DAYS
     aliases: tuple[str, ...] = ()
+    visibility: Visibility = "public"
+    #: decimal places of the coordinates published of its reports; None: exact (as stored)
+    public_decimals: int | None = None
+
+    @property
+    def is_public(self) -> bool:
+        return self.visibility == "public"
 
     def public_fields(self) -> dict[str, Any]:
         """What the APIs tell anyone about the category (intake's and stats' category lists)."""
@@ -50,6 +63,9 @@ class Category:
             "description": self.description,
             "group": self.group.name,
             "response_days": self.response_days,
+            # a client can tell its citizen that reports of this category are not published, or only roughly placed
+            "visibility": self.visibility,
+            "location_precision": "exact" if self.public_decimals is None else self.public_decimals,
         }
 
 
@@ -93,6 +109,8 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
             "group",
             "response_days",
             "aliases",
+            "visibility",
+            "location_precision",
         }
         if unknown:
             problems.append(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -115,6 +133,14 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
         if not isinstance(aliases, list) or not all(isinstance(a, str) and slugify(a) for a in aliases):
             problems.append(f"{where}: aliases must be a list of names")
             aliases = []
+        visibility = entry.get("visibility", "public")
+        if visibility not in VISIBILITIES:
+            problems.append(f"{where}: visibility must be one of {', '.join(VISIBILITIES)}, got {visibility!r}")
+            visibility = "private"  # kept out of public views while the file is wrong
+        precision = entry.get("location_precision", "exact")
+        if precision not in LOCATION_PRECISIONS or isinstance(precision, bool):
+            problems.append(f"{where}: location_precision must be 'exact' or 3, got {precision!r}")
+            precision = 3
         for text in (code, entry["name"], *aliases):
             key = slugify(text)
             other = lookup.setdefault(key, code)
@@ -129,6 +155,8 @@ def parse_categories(data: Mapping[str, Any] | str | Path, source: str = "catego
             group=group or CategoryGroup(entry["group"].strip(), "", len(groups)),
             response_days=days,
             aliases=tuple(a.strip() for a in aliases),
+            visibility=visibility,
+            public_decimals=None if precision == "exact" else int(precision),
         )
     used = {category.group.name for category in categories.values()}
     problems.extend(f"group {name!r} has no category" for name in groups if name not in used)

@@ -74,6 +74,8 @@ class ReportRepository:
         # nearby open reports (services/intake/nearby.py): open statuses and the category by equality, then the
         # box's latitude band as a range; the category is optional, so it follows the status it is always given with
         self.reports.create_index([("status", ASCENDING), ("category", ASCENDING), ("location.lat", ASCENDING)])
+        # Open311's request list (services/intake/public_reports.py): a date range, the newest first
+        self.reports.create_index("submitted_at")
 
     def ping(self) -> bool:
         return ping(self.reports.database)

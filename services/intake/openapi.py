@@ -9,6 +9,7 @@ from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.openapi_citizen import citizen_feedback_paths, citizen_feedback_schema
+from services.intake.openapi_open import open_paths, open_schemas
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
 from services.intake.sessions import CSRF_HEADER, SESSION_COOKIE
 from services.intake.worklist import DEFAULT_LIMIT, DIRECTORY_DEFAULT_LIMIT, DIRECTORY_MAX_LIMIT, MAX_LIMIT
@@ -490,6 +491,8 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
             "/metrics": {
                 "get": {"operationId": "metrics", "responses": {"200": {"description": "Prometheus text format"}}}
             },
+            # Open311 GeoReport v2 and the open-data exports (services/intake/openapi_open.py)
+            **open_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -501,7 +504,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     "description": f"a workbench session (POST /api/v1/opd/session); changes send {CSRF_HEADER}",
                 },
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **open_schemas()},
         },
     }
 
@@ -646,6 +649,14 @@ def _schemas() -> dict[str, Any]:
                             "response_days": {
                                 "type": "integer",
                                 "description": "days the responsible OPD has to respond",
+                            },
+                            "visibility": {
+                                "type": "string",
+                                "enum": ["public", "private"],
+                                "description": "private: its reports are never published (see the README)",
+                            },
+                            "location_precision": {
+                                "description": "exact, or 3: public outputs round its reports to 3 decimals",
                             },
                         },
                     },

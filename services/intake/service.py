@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from nameko.rpc import rpc
@@ -51,6 +52,8 @@ from services.intake.domain import (
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
 from services.intake.opd_api import OpdEndpoints
+from services.intake.open311_api import Open311Endpoints
+from services.intake.open_data_api import OpenDataEndpoints
 from services.intake.openapi import openapi_document
 from services.intake.public_documents import (
     REFERENCE_MAX_AGE_SECONDS,
@@ -64,12 +67,22 @@ from services.intake.report import Report
 from services.intake.schemas import NearbyQuery, SubmissionForm, parse_form, parse_query
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
+from services.intake.visibility import for_public, only_public
 from services.intake.webapp import CitizenAppEndpoints, OpdWorkbenchEndpoints
 
 log = logging.getLogger(__name__)
 
 PHOTO_ID_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{16,128}$")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A submission's outcome: the stored report, its tracking token, and whether it is the answer to a retry."""
+
+    report: dict[str, Any]
+    token: str
+    replayed: bool
 
 
 def cached_document(request: Request, document: CachedDocument) -> Response:
@@ -91,7 +104,13 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
 
 
 class IntakeService(
-    CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints, CitizenFeedbackEndpoints
+    CitizenAppEndpoints,
+    OpdWorkbenchEndpoints,
+    OperationsEndpoints,
+    OpdEndpoints,
+    CitizenFeedbackEndpoints,
+    Open311Endpoints,
+    OpenDataEndpoints,
 ):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
@@ -171,6 +190,15 @@ class IntakeService(
             raise error
 
     def _submit(self, request: Request) -> Response:
+        idempotency_key = self._idempotency_key(request)
+        fields, photo_parts = read_fields(request, "photo", max_files=MAX_PHOTOS_PER_REPORT)
+        form: SubmissionForm = parse_form(SubmissionForm, fields)
+        accepted = self._accept(form, photo_parts, idempotency_key)
+        return self._receipt(
+            accepted.report, accepted.token, {"Idempotent-Replayed": "true"} if accepted.replayed else {}
+        )
+
+    def _idempotency_key(self, request: Request) -> str | None:
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
             raise ApiError(
@@ -178,8 +206,17 @@ class IntakeService(
                 "invalid_idempotency_key",
                 "Idempotency-Key must be 16-128 printable ASCII characters (a random UUID is ideal)",
             )
-        fields, photo_parts = read_fields(request, "photo", max_files=MAX_PHOTOS_PER_REPORT)
-        form: SubmissionForm = parse_form(SubmissionForm, fields)
+        return idempotency_key
+
+    def _accept(
+        self,
+        form: SubmissionForm,
+        photo_parts: list[Any],
+        idempotency_key: str | None,
+        contact_name: str | None = None,
+    ) -> Accepted:
+        """One submission, whichever API it came through (the native one, Open311's): validated, stored with its
+        photos and events, or the earlier answer to the same Idempotency-Key."""
         category = self._category(form.category)
 
         retry = None
@@ -204,7 +241,7 @@ class IntakeService(
                 description=form.description,
                 location=Location(lat=form.lat, lon=form.lon),
                 photos=photos,
-                contact_ciphertext=self._contact_ciphertext(form.contact, token),
+                contact_ciphertext=self._contact_ciphertext(form.contact, token, contact_name),
                 now=now,
                 photo_base_url=self.settings.public_url,
                 retry=retry,
@@ -220,16 +257,20 @@ class IntakeService(
         self.relay.publish_soon(report_id)
         metrics.SUBMISSIONS.labels(category.code).inc()
         log.info("report submitted", extra={"report_id": report_id, "category": category.code})
-        return self._receipt(new.document, token)
+        return Accepted(new.document, token, replayed=False)
 
-    def _contact_ciphertext(self, contact: str | None, token: str) -> str | None:
-        """The citizen's contact for notify, encrypted with the tracking link notify puts in its messages."""
+    def _contact_ciphertext(self, contact: str | None, token: str, name: str | None = None) -> str | None:
+        """The citizen's contact for notify, encrypted with the tracking link notify puts in its messages (and the
+        name an Open311 client sent with it: notify's alone to read, like the contact)."""
         if contact is None:
             return None
-        bundle = json.dumps({"contact": contact, "tracking_url": self.settings.tracking_url(token)})
+        fields = {"contact": contact, "tracking_url": self.settings.tracking_url(token)}
+        if name:
+            fields["name"] = name
+        bundle = json.dumps(fields)
         return encrypt_contact(self.settings.contact_key, bundle)
 
-    def _replay(self, report: dict[str, Any], retry: SubmissionRetry | None) -> Response:
+    def _replay(self, report: dict[str, Any], retry: SubmissionRetry | None) -> Accepted:
         """The answer to a retried submission: the same report and token, unless the key was reused for another."""
         if retry is None or report.get("idempotency_fingerprint") != retry.fingerprint:
             raise ApiError(
@@ -238,7 +279,7 @@ class IntakeService(
                 "this Idempotency-Key was already used for a different report; use a new key for a new report",
             )
         metrics.SUBMISSIONS_REPLAYED.inc()
-        return self._receipt(report, retry.token, {"Idempotent-Replayed": "true"})
+        return Accepted(report, retry.token, replayed=True)
 
     def _receipt(self, report: dict[str, Any], token: str, headers: dict[str, str] | None = None) -> Response:
         tracking_url = self.settings.tracking_url(token)
@@ -265,7 +306,8 @@ class IntakeService(
         query: NearbyQuery = parse_query(NearbyQuery, request.args.lists())
         category = self._category(query.category).code if query.category is not None else None
         box = bounding_box(query.lat, query.lon, query.radius_m)
-        candidates = self.store.open_reports_in(box, category, MAX_CANDIDATES)
+        # private categories' reports are left out, the others at their published point (services/intake/visibility.py)
+        candidates = only_public(self.store.open_reports_in(box, category, MAX_CANDIDATES), self.reference.categories)
         found = nearby_summaries(candidates, query.lat, query.lon, query.radius_m, self.settings.public_url)
         return json_response({"radius_m": query.radius_m, "reports": found}, headers={"Cache-Control": "no-store"})
 
@@ -276,7 +318,9 @@ class IntakeService(
             raise ApiError(
                 400, "invalid_report_number", "a report number is written like JK-20261127-000042", field="report_id"
             )
-        report = self.store.by_id(report_id)
+        stored = self.store.by_id(report_id)
+        # a private category's report is answered as one that does not exist: its number tells nothing
+        report = for_public(stored, self.reference.categories) if stored is not None else None
         if report is None:
             raise ApiError(404, "report_not_found", f"no report has the number {report_id}")
         return json_response(public_view(report, self.settings.public_url), headers={"Cache-Control": "no-cache"})

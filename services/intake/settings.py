@@ -50,6 +50,8 @@ class IntakeSettings(ServiceSettings):
     opd_stream_poll_seconds: float = 5.0
     #: the secrets: derives the OPDs' API keys, retried submissions' tracking tokens, encrypts contacts for notify
     #: (config.yaml gives development values; SecretGuard refuses them outside the local mode)
+    #: Open311 POST requests need one of these (comma-separated) as api_key; empty: anonymous, as the native API
+    open311_api_keys: str = ""
     opd_key_secret: str
     token_secret: str
     contact_key: str

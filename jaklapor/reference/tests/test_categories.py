@@ -160,4 +160,8 @@ def test_the_public_fields_of_a_category() -> None:
         "description": load_categories()["kebakaran"].description,
         "group": "Kebakaran & Penyelamatan",
         "response_days": 1,
+        "visibility": "public",
+        "location_precision": "exact",
     }
+    assert load_categories()["kependudukan"].public_fields()["visibility"] == "private"
+    assert load_categories()["gangguan-dan-kebisingan"].public_fields()["location_precision"] == 3

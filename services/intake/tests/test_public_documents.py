@@ -74,6 +74,8 @@ def test_the_categories_come_with_their_group_and_the_groups_in_order() -> None:
         "description": categories["jalan"].description,
         "group": "Jalan & Transportasi",
         "response_days": 3,
+        "visibility": "public",
+        "location_precision": "exact",
     }
     groups = document["groups"]
     assert groups[0]["name"] == "Jalan & Transportasi" and "jalan" in groups[0]["categories"]
