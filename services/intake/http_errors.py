@@ -26,6 +26,16 @@ TRANSITION_REFUSALS = DomainErrorTable(
         "missing_evidence": 422,
         "no_area": 409,
         "disposisi_not_allowed": 403,
+        # duplicates (services/intake/duplicates.py)
+        "primary_not_found": 422,
+        "merge_into_itself": 422,
+        "category_mismatch": 422,
+        "already_merged": 409,
+        "report_closed": 409,
+        "has_merged_reports": 409,
+        "primary_is_merged": 409,
+        "primary_closed": 409,
+        "not_merged": 409,
     },
     # routing is still deciding: the OPD retries in a moment
     headers={"not_routed_yet": {"Retry-After": "1"}},

@@ -38,6 +38,7 @@ from services.intake.dependencies import (
     VersionConflict,
     insert_new_report,
 )
+from services.intake.duplicates_api import DuplicateEndpoints
 from services.intake.domain import (
     MAX_PHOTOS_PER_REPORT,
     SubmissionRetry,
@@ -89,7 +90,7 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
     return response.make_conditional(request)
 
 
-class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints):
+class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, DuplicateEndpoints, OpdEndpoints):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
