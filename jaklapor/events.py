@@ -246,7 +246,8 @@ class ContactRegistered(BaseModel):
     supporter_hash: str | None = None
 
     def to_message(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # a reporter's hand-over is written as before supporters existed
+        return self.model_dump(mode="json", exclude={"supporter_hash"} if self.supporter_hash is None else None)
 
 
 class ReportEvents(BaseModel):

@@ -22,9 +22,11 @@ from jaklapor.events import (
     Event,
     ReportEscalated,
     ReportForwarded,
+    ReportMerged,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
 )
 from jaklapor.vocabulary import (
@@ -68,6 +70,7 @@ COMPARED_FIELDS = (
     "rejection_reason",
     "unroutable_reason",
     "hops",
+    "merged_into",
 )
 
 
@@ -119,6 +122,8 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "actor": event.actor_opd,
             "target": event.target_opd,
             "reason": event.reason,
+            # a merged report following its primary: the status is the primary's, not this report's own work
+            **({"followed": event.merged_into} if event.merged_into else {}),
         }
     if isinstance(event, ReportForwarded):
         return f"forwarded:{event.version}", {
@@ -141,6 +146,15 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "from": event.from_opd,
             "to": event.to_opd,
             "deadline": event.deadline,
+        }
+    if isinstance(event, ReportMerged | ReportUnmerged):
+        return f"{event.type_name}:{event.version}", {
+            **base,
+            "kind": "merged" if isinstance(event, ReportMerged) else "unmerged",
+            "version": event.version,
+            "at": event.occurred_at,
+            "primary": event.primary_id,
+            "to": event.status,
         }
     return None
 
@@ -211,13 +225,16 @@ def _new_hop(hop: int) -> dict[str, Any]:
 def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the statistics read, computed from the projection's facts alone (order of arrival irrelevant)."""
     facts = list((projection.get("facts") or {}).values())
-    statuses = sorted((f for f in facts if f["kind"] == "status"), key=lambda f: f["version"])
+    # a merged report's status follows its primary's: those changes are the primary's work, counted there only
+    every_status = sorted((f for f in facts if f["kind"] == "status"), key=lambda f: f["version"])
+    statuses = [f for f in every_status if not f.get("followed")]
+    merges = sorted((f for f in facts if f["kind"] in ("merged", "unmerged")), key=lambda f: f["version"])
     submitted = next((f for f in facts if f["kind"] == "submitted"), None)
 
     # hand-overs: each starts a new hop at its report version; a status change and the forward it caused share one
     boundaries: dict[int, dict[str, Any]] = {}
     for fact in facts:
-        if fact["kind"] == "status" and fact["to"] in FORWARDING_STATUSES:
+        if fact["kind"] == "status" and fact["to"] in FORWARDING_STATUSES and not fact.get("followed"):
             entry = boundaries.setdefault(fact["version"], {})
             entry.setdefault("kind", fact["to"])
             entry.setdefault("at", fact["at"])
@@ -279,13 +296,15 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
             if earlier:
                 hops[hop_at(earlier[-1]["version"])]["reopened"] += 1
 
-    if statuses:
-        status, status_version = statuses[-1]["to"], statuses[-1]["version"]
+    # the status is set by the latest status change, merge or unmerge (in report version)
+    setting = sorted(every_status + merges, key=lambda f: f["version"])
+    if setting:
+        status, status_version = setting[-1]["to"], setting[-1]["version"]
     elif submitted is not None:
         status, status_version = MENUNGGU, submitted["version"]
     else:
         status, status_version = None, 0
-    last = statuses[-1] if statuses else None
+    last = statuses[-1] if statuses and setting and setting[-1] is statuses[-1] else None
     current_hop = hops[max(hops)] if hops else None
     routes = sorted((f for f in facts if f["kind"] in ("routed", "unroutable")), key=lambda f: f["hop"])
     unroutable = [f for f in routes if f["kind"] == "unroutable"]
@@ -307,6 +326,8 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         "reopened_count": reopened,
         "unroutable_reason": unroutable[-1]["reason"] if unroutable else None,
         "hops": [hops[n] for n in sorted(hops)],
+        # the primary this report is merged into: counted as part of that problem, not as one of its own
+        "merged_into": merges[-1]["primary"] if merges and merges[-1]["kind"] == "merged" else None,
     }
 
 
