@@ -143,6 +143,7 @@ class NotifyService(OperationsEndpoints):
             kind=bundle.kind,
             unsubscribe_hash=unsubscribe_token_hash(token),
             unsubscribe_ciphertext=encrypt_contact(key, token),
+            supporter_hash=message.supporter_hash,
         )
         log.info(
             "contact registered for notifications" if stored else "contact hand-over already registered",
@@ -164,9 +165,10 @@ class NotifyService(OperationsEndpoints):
             found = self.store.contact_by_unsubscribe_hash(unsubscribe_token_hash(token))
         if found is None:
             return self._unsubscribe_answer(request, 404, "not_found", None)
-        report_id = found["_id"]
-        if found.get("state") in ACTIVE_STATES and self.store.remove_contact(report_id, "unsubscribed"):
-            cancelled = self.store.cancel_citizen_deliveries(report_id, "unsubscribed")
+        contact_id = found["_id"]
+        report_id = found.get("report_id") or contact_id  # a supporter's subscription names its report
+        if found.get("state") in ACTIVE_STATES and self.store.remove_contact(contact_id, "unsubscribed"):
+            cancelled = self.store.cancel_citizen_deliveries(contact_id, "unsubscribed")
             CONTACTS_REMOVED.labels("unsubscribed").inc()
             log.info("contact removed: unsubscribed", extra={"report_id": report_id, "cancelled": cancelled})
             return self._unsubscribe_answer(request, 200, "unsubscribed", report_id)

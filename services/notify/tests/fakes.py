@@ -75,11 +75,14 @@ class FakeNotifyStore:
         kind: str | None = None,
         unsubscribe_hash: str | None = None,
         unsubscribe_ciphertext: str | None = None,
+        supporter_hash: str | None = None,
     ) -> bool:
-        if report_id in self.contacts:
+        contact_id = report_id if supporter_hash is None else f"{report_id}/{supporter_hash[:32]}"
+        if contact_id in self.contacts:
             return False
-        self.contacts[report_id] = {
-            "_id": report_id,
+        self.contacts[contact_id] = {
+            "_id": contact_id,
+            **({"report_id": report_id, "supporter": True} if supporter_hash is not None else {}),
             "ciphertext": ciphertext,
             "token_hash": token_hash,
             "state": ACTIVE,

@@ -1,0 +1,78 @@
+"""Supporters' subscriptions (services/intake/duplicates.py): someone who follows a report instead of filing it again
+gets its citizen notifications beside its reporter, each on their own subscription, unsubscribed on their own."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jaklapor.contacts import encrypt_contact
+from services.notify.dependencies import NotifyRepository
+from services.notify.tests.test_dispatcher import (  # noqa: F401 (fixtures)
+    KEY,
+    REPORT,
+    make,
+    notification,
+    register,
+    repository,
+    running,
+    states,
+    submitted,
+    wait_until,
+)
+
+
+def support(repository: NotifyRepository, contact: str, supporter: str, token: str) -> None:
+    bundle = json.dumps({"contact": contact, "tracking_url": f"https://lapor.example/api/v1/reports/public/{REPORT}"})
+    repository.store_contact(
+        REPORT,
+        "h" * 64,
+        encrypt_contact(KEY, bundle),
+        kind="email",
+        unsubscribe_hash="x" + token,
+        unsubscribe_ciphertext=encrypt_contact(KEY, token),
+        supporter_hash=supporter,
+    )
+
+
+def test_supporters_get_the_citizen_messages_beside_the_reporter(repository: NotifyRepository, running: Any) -> None:
+    dispatcher, smtp, _hooks = make(repository)
+    register(repository, "pelapor@example.org")
+    support(repository, "pendukung@example.org", "a" * 64, "A" * 43)
+    support(repository, "pendukung@example.org", "a" * 64, "B" * 43)  # the same supporter again: kept once
+    support(repository, "tetangga@example.org", "b" * 64, "C" * 43)
+    assert dispatcher.enqueue([notification()]) == 3
+    assert dispatcher.enqueue([notification()]) == 0  # idempotent per event and subscription
+    running(dispatcher)
+    wait_until(lambda: len(smtp.sent) == 3)
+    to = sorted(message["To"] for message in smtp.sent)
+    assert to == ["pelapor@example.org", "pendukung@example.org", "tetangga@example.org"]
+    supporter_mail = next(m for m in smtp.sent if m["To"] == "pendukung@example.org").get_content()
+    assert f"/api/v1/reports/public/{REPORT}" in supporter_mail and "A" * 43 in supporter_mail
+    documents = list(repository.deliveries.find())
+    assert "pendukung" not in json.dumps(documents, default=str), "a delivery never holds the contact"
+
+
+def test_a_report_without_the_reporters_contact_still_tells_its_supporters(repository: NotifyRepository) -> None:
+    dispatcher, _smtp, _hooks = make(repository)
+    submitted(repository, has_contact=False)
+    assert dispatcher.enqueue([notification()], has_contact=False) == 0
+    support(repository, "pendukung@example.org", "a" * 64, "A" * 43)
+    assert dispatcher.enqueue([notification(event_id="e2")], has_contact=False) == 1
+
+
+def test_a_supporter_unsubscribed_gets_nothing_more_and_the_reporter_still_does(
+    repository: NotifyRepository, running: Any
+) -> None:
+    dispatcher, smtp, _hooks = make(repository)
+    register(repository, "pelapor@example.org")
+    support(repository, "pendukung@example.org", "a" * 64, "A" * 43)
+    dispatcher.enqueue([notification()])
+    (supporter,) = repository.supporter_contacts(REPORT)
+    assert repository.remove_contact(supporter["_id"], "unsubscribed")
+    assert repository.cancel_citizen_deliveries(supporter["_id"], "unsubscribed") == 1
+    running(dispatcher)
+    wait_until(lambda: smtp.sent)
+    wait_until(lambda: "pending" not in states(repository).values())
+    assert [message["To"] for message in smtp.sent] == ["pelapor@example.org"]
+    assert repository.supporter_contacts(REPORT) == []
