@@ -63,7 +63,7 @@ def test_a_second_report_of_the_spot_names_the_first_on_its_opd_message_and_rout
     routing = Routing()
     first, first_message = routing.route(submitted(report_id="JK-20261128-000001"))
     assert first.possible_duplicates == [] and first_message.possible_duplicates == []
-    other_category, _ = routing.route(submitted(category="jalan-rusak", location=near(10), report_id="JK-20261128-000002"))
+    other_category, _ = routing.route(submitted(category="jalan", location=near(10), report_id="JK-20261128-000002"))
     far_away, _ = routing.route(submitted(location=DEPOK, report_id="JK-20261128-000003"))
     second, second_message = routing.route(submitted(location=near(60), report_id="JK-20261128-000004"))
     assert other_category.possible_duplicates == [] and far_away.possible_duplicates == []
