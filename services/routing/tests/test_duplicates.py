@@ -12,7 +12,7 @@ from services.routing.duplicates import DuplicateTerms, distance_m, index_entry,
 from services.routing.service import RoutingService
 from services.routing.settings import RoutingSettings
 from services.routing.tests.fakes import FakeLedger, FakePublisher, FakeRecentReports, ReferenceData
-from services.routing.tests.reports import BLOK_M, DEPOK, SUBMITTED_AT, submitted
+from services.routing.tests.reports import BLOK_M, SUBMITTED_AT, submitted
 
 REFERENCE = ReferenceData()
 TERMS = DuplicateTerms()
@@ -64,7 +64,7 @@ def test_a_second_report_of_the_spot_names_the_first_on_its_opd_message_and_rout
     first, first_message = routing.route(submitted(report_id="JK-20261128-000001"))
     assert first.possible_duplicates == [] and first_message.possible_duplicates == []
     other_category, _ = routing.route(submitted(category="jalan", location=near(10), report_id="JK-20261128-000002"))
-    far_away, _ = routing.route(submitted(location=DEPOK, report_id="JK-20261128-000003"))
+    far_away, _ = routing.route(submitted(location=near(2000), report_id="JK-20261128-000003"))
     second, second_message = routing.route(submitted(location=near(60), report_id="JK-20261128-000004"))
     assert other_category.possible_duplicates == [] and far_away.possible_duplicates == []
     assert second.possible_duplicates == ["JK-20261128-000001"] == second_message.possible_duplicates
