@@ -60,6 +60,19 @@ def _note(text: str) -> str:
     return note
 
 
+def refuse_if_merged(report: Mapping[str, Any], actor_code: str) -> None:
+    """A merged report takes no status change of its own: it moves with its primary (unmerge it first). Its holder
+    learns why; anybody else gets the answer to a report that is not theirs."""
+    primary = report.get("merged_into")
+    if not primary:
+        return
+    if _holder(report) != actor_code:
+        raise TransitionRefused("report_not_found", f"no report {report['_id']} is assigned to {actor_code}")
+    raise TransitionRefused(
+        "report_merged", f"{report['_id']} is merged into {primary} and follows its status; unmerge it to act on it"
+    )
+
+
 @dataclass(frozen=True)
 class MergeDecision:
     duplicate_id: str
@@ -108,7 +121,9 @@ def decide_merge(
             "primary_id",
         )
     if primary["status"] in FINAL_STATUSES:
-        raise TransitionRefused("primary_closed", f"{primary_id} is {primary['status']}: choose an open report", "primary_id")
+        raise TransitionRefused(
+            "primary_closed", f"{primary_id} is {primary['status']}: choose an open report", "primary_id"
+        )
     if primary["category"] != duplicate["category"]:
         raise TransitionRefused(
             "category_mismatch",
@@ -138,7 +153,9 @@ class UnmergeDecision:
     status: str
 
 
-def decide_unmerge(report: Mapping[str, Any], primary: Mapping[str, Any] | None, actor: OpdLike, note: str) -> UnmergeDecision:
+def decide_unmerge(
+    report: Mapping[str, Any], primary: Mapping[str, Any] | None, actor: OpdLike, note: str
+) -> UnmergeDecision:
     """Check the unmerge of a merged `report` (its primary as stored, None if gone)."""
     report_id = str(report["_id"])
     primary_holder = _holder(primary) if primary is not None else None
@@ -188,7 +205,9 @@ def primary_change_of_event(event: Any) -> PrimaryChange:
 def primary_change_of_document(primary: Mapping[str, Any]) -> PrimaryChange:
     """The primary's current state as a change, for a merged report that fell behind it (a change of the primary
     that raced the merge itself)."""
-    last = next((e for e in reversed(primary.get("history") or []) if e.get("kind") == "transition"), {})
+    last: Mapping[str, Any] = next(
+        (e for e in reversed(primary.get("history") or []) if e.get("kind") == "transition"), {}
+    )
     return PrimaryChange(
         primary_id=str(primary["_id"]),
         version=int(primary["version"]),

@@ -36,6 +36,7 @@ TRANSITION_REFUSALS = DomainErrorTable(
         "primary_is_merged": 409,
         "primary_closed": 409,
         "not_merged": 409,
+        "report_merged": 409,
     },
     # routing is still deciding: the OPD retries in a moment
     headers={"not_routed_yet": {"Retry-After": "1"}},

@@ -49,7 +49,14 @@ from services.intake.domain import (
     history_entry,
     photo_url,
 )
-from services.intake.duplicates import MergeDecision, PrimaryChange, UnmergeDecision, note_merged, note_unmerged
+from services.intake.duplicates import (
+    MergeDecision,
+    PrimaryChange,
+    UnmergeDecision,
+    note_merged,
+    note_unmerged,
+    refuse_if_merged,
+)
 
 #: what a change sends: events on the services' exchanges, and the contact hand-over to notify
 Message = Event | ContactRegistered
@@ -237,6 +244,7 @@ class Report:
         self, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike
     ) -> TransitionDecision:
         """The status change `actor` asked for, checked against the rules; TransitionRefused names the problem."""
+        refuse_if_merged(self.document, actor.code)  # a merged report moves with its primary only
         return decide_transition(self.state, actor, request, directory)
 
     def transition(self, decision: TransitionDecision, evidence_ids: list[str], now: datetime) -> Change:

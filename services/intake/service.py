@@ -38,7 +38,6 @@ from services.intake.dependencies import (
     VersionConflict,
     insert_new_report,
 )
-from services.intake.duplicates_api import DuplicateEndpoints
 from services.intake.domain import (
     MAX_PHOTOS_PER_REPORT,
     SubmissionRetry,
@@ -48,6 +47,7 @@ from services.intake.domain import (
     receipt,
     report_day,
 )
+from services.intake.duplicates_api import DuplicateEndpoints
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
 from services.intake.opd_api import OpdEndpoints

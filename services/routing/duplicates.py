@@ -65,7 +65,9 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-def index_entry(report_id: str, category: str, lat: float, lon: float, submitted_at: datetime, terms: DuplicateTerms) -> dict[str, Any]:
+def index_entry(
+    report_id: str, category: str, lat: float, lon: float, submitted_at: datetime, terms: DuplicateTerms
+) -> dict[str, Any]:
     """A report as routing's index keeps it, forgotten once its window passed (`expires_at`)."""
     return {
         "_id": report_id,

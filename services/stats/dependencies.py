@@ -101,7 +101,9 @@ class ProjectionRepository:
 
     def merged_count(self, query: dict[str, Any] | None = None) -> int:
         """Reports merged into another one (counted as part of that one's problem), matching `query`."""
-        return self.projections.count_documents({"status": {"$ne": None}, **(query or {}), "merged_into": {"$ne": None}})
+        return self.projections.count_documents(
+            {"status": {"$ne": None}, **(query or {}), "merged_into": {"$ne": None}}
+        )
 
     def all(self) -> Iterator[dict[str, Any]]:
         return iter(self.projections.find({}))

@@ -8,18 +8,21 @@ from typing import Any
 
 from jaklapor.contacts import encrypt_contact
 from services.notify.dependencies import NotifyRepository
-from services.notify.tests.test_dispatcher import (  # noqa: F401 (fixtures)
+from services.notify.tests import test_dispatcher as base
+from services.notify.tests.test_dispatcher import (
     KEY,
     REPORT,
     make,
     notification,
     register,
-    repository,
-    running,
     states,
     submitted,
     wait_until,
 )
+
+# the dispatcher tests' fixtures, shared (pytest finds a fixture by its name in the module)
+repository = base.repository
+running = base.running
 
 
 def support(repository: NotifyRepository, contact: str, supporter: str, token: str) -> None:
