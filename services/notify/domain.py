@@ -15,9 +15,11 @@ from jaklapor.events import (
     Event,
     ReportEscalated,
     ReportForwarded,
+    ReportMerged,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
 )
 from jaklapor.vocabulary import (
@@ -89,6 +91,10 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
         if event.evidence_photos:
             entry["evidence_photos"] = [p.url for p in event.evidence_photos]
         return entry
+    if isinstance(event, ReportMerged | ReportUnmerged):
+        # a duplicate merged into another report (it follows that one's status), or the merge undone
+        kind = "merged" if isinstance(event, ReportMerged) else "unmerged"
+        return {**base, "kind": kind, "status": event.status, "primary_id": event.primary_id, "note": event.note}
     return None
 
 
@@ -193,6 +199,16 @@ def notifications_for(
             "target_opd_name": name(event.target_opd),
         }
         out.append(Notification(CITIZEN, "status_changed", **common, facts=facts))
+    elif isinstance(event, ReportMerged | ReportUnmerged):
+        facts = {
+            "status": event.status,
+            "primary_id": event.primary_id,
+            "note": event.note,
+            "category": event.category,
+            "area": _area(event),
+        }
+        kind = "merged" if isinstance(event, ReportMerged) else "unmerged"
+        out.append(Notification(CITIZEN, kind, **common, facts=facts))
     elif isinstance(event, ReportEscalated):
         facts = {
             "status": event.status,

@@ -79,3 +79,31 @@ def test_a_supporter_unsubscribed_gets_nothing_more_and_the_reporter_still_does(
     wait_until(lambda: "pending" not in states(repository).values())
     assert [message["To"] for message in smtp.sent] == ["pelapor@example.org"]
     assert repository.supporter_contacts(REPORT) == []
+
+
+def test_a_merge_is_on_the_citizens_timeline_and_told_in_their_message() -> None:
+    from datetime import UTC, datetime
+
+    from jaklapor.events import ReportMerged
+    from services.notify.domain import notifications_for, timeline_entry
+    from services.notify.messages import CitizenLinks, render_citizen_email
+
+    event = ReportMerged(
+        report_id=REPORT,
+        version=4,
+        primary_id="JK-20261128-000009",
+        actor_opd="bina-marga",
+        from_status="menunggu",
+        status="dikerjakan",
+        note="Laporan ini digabung ke JK-20261128-000009",
+        category="jalan",
+        submitted_at=datetime(2026, 11, 28, tzinfo=UTC),
+    )
+    entry = timeline_entry(event)
+    assert entry is not None
+    assert (entry["kind"], entry["status"], entry["primary_id"]) == ("merged", "dikerjakan", "JK-20261128-000009")
+    (told,) = notifications_for(event, lambda code: None)
+    assert (told.audience, told.kind) == ("citizen", "merged")
+    links = CitizenLinks("https://lapor.example/lacak", "https://notify.example/u/x")
+    rendered = render_citizen_email(REPORT, told.kind, told.facts, told.occurred_at, links, 30)
+    assert "digabung ke JK-20261128-000009" in rendered.text and "merged into JK-20261128-000009" in rendered.text
