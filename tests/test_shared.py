@@ -21,9 +21,11 @@ from jaklapor.events import (
     PhotoRef,
     ReportEscalated,
     ReportForwarded,
+    ReportMerged,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
     parse_event,
 )
@@ -244,6 +246,28 @@ def one_of_each() -> list[Event]:
             area=AREA,
             submitted_at=AT,
         ),
+        # duplicates
+        ReportMerged(
+            **common,
+            primary_id="JK-20261127-000009",
+            actor_opd="bina-marga",
+            from_status="menunggu",
+            status="dikerjakan",
+            category="jalan-rusak",
+            area=AREA,
+            submitted_at=AT,
+        ),
+        ReportUnmerged(
+            **common,
+            primary_id="JK-20261127-000009",
+            actor_opd="bina-marga",
+            from_status="dikerjakan",
+            status="menunggu",
+            assigned_opd="bina-marga",
+            category="jalan-rusak",
+            area=AREA,
+            submitted_at=AT,
+        ),
     ]
 
 
@@ -254,6 +278,8 @@ EXPECTED_TYPES = {
     ReportStatusChanged: "intake.report_status_changed",
     ReportRouted: "routing.report_routed",
     ReportUnroutable: "routing.report_unroutable",
+    ReportMerged: "intake.report_merged",
+    ReportUnmerged: "intake.report_unmerged",
 }
 
 
