@@ -235,10 +235,11 @@ class DuplicateEndpoints:
 
     @staticmethod
     def _suggestions(report: dict[str, Any]) -> list[str]:
-        """Routing's suggested duplicates, recorded with its latest routing result."""
-        for entry in reversed(report.get("history") or []):
-            if entry.get("kind") in ("routed", "triage"):
-                return list(entry.get("possible_duplicates") or [])
+        """Routing's suggested duplicates, recorded with the routing result of the report's submission: an OPD that
+        receives it later (a hand-over, an escalation) sees them too."""
+        for entry in report.get("history") or []:
+            if entry.get("kind") == "routed" and entry.get("possible_duplicates"):
+                return list(entry["possible_duplicates"])
         return []
 
     def _reports(self, report_ids: Iterable[str]) -> list[dict[str, Any]]:

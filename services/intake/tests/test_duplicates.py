@@ -305,3 +305,25 @@ def test_the_opd_view_shows_routings_suggestions_still_open(service: Any) -> Non
     assert [r["report_id"] for r in view["possible_duplicates"]] == [first]
     assert first in [r["report_id"] for r in view["nearby"]]
     assert view["may_merge"] is True and view["merged_reports"] == []
+
+
+def test_a_change_of_the_primary_racing_the_merge_is_caught_up(service: Any) -> None:
+    primary, duplicate = routed_report(service), routed_report(service)
+    stale = service.store.by_id(primary)  # the primary as the merge reads it, before its change lands
+    transition(service, primary, DINAS, {"status": DIKERJAKAN})
+    reads = {"primary": 0}
+    by_id = service.store.by_id
+
+    def racing(report_id: str) -> Any:
+        if report_id == primary and reads["primary"] == 0:
+            reads["primary"] += 1
+            return stale
+        return by_id(report_id)
+
+    service.store.by_id = racing
+    status, view, _ = merge(service, duplicate, primary)
+    assert status == 200, view
+    stored = service.store.reports[duplicate]
+    assert stored["status"] == DIKERJAKAN
+    assert stored["followed_version"] == service.store.reports[primary]["version"]
+    assert [e["kind"] for e in stored["history"]][-2:] == ["merged", "transition"]
