@@ -49,6 +49,8 @@ class Appended(NamedTuple):
     seq: int
     watched: bool
     has_contact: bool | None
+    # a supporter of the report left a contact (services/notify/dispatcher.py tells them too)
+    supporter_contacts: bool = False
 
 
 class NotifyRepository:
@@ -104,7 +106,9 @@ class NotifyRepository:
             self.timeline.insert_one({"_id": entry["event_id"], "report_id": report_id, "seq": seq, "entry": entry})
         except DuplicateKeyError:
             return None
-        return Appended(seq, counter.get("streams", 0) > 0, counter.get("has_contact"))
+        return Appended(
+            seq, counter.get("streams", 0) > 0, counter.get("has_contact"), bool(counter.get("supporter_contacts"))
+        )
 
     def stream_opened(self, report_id: str) -> None:
         self.reports.update_one({"_id": report_id}, {"$inc": {"streams": 1}})

@@ -170,14 +170,17 @@ class Dispatcher:
 
     # ---- planning ------------------------------------------------------------------------------------------------
 
-    def enqueue(self, notifications: list[Notification], has_contact: bool | None = None) -> int:
+    def enqueue(
+        self, notifications: list[Notification], has_contact: bool | None = None, supporter_contacts: bool | None = None
+    ) -> int:
         """Store a delivery for each way each notification must go (idempotent per event); returns how many new.
 
-        `has_contact`: whether the report's reporter left a contact, if the caller knows (None: look it up)."""
+        `has_contact`: whether the report's reporter left a contact, if the caller knows (None: look it up);
+        `supporter_contacts`: whether a supporter of the report did (None: look it up)."""
         added = 0
         now = utcnow()
         for notification in notifications:
-            for channel, destination, key in self._routes(notification, has_contact):
+            for channel, destination, key in self._routes(notification, has_contact, supporter_contacts):
                 document = {
                     "_id": delivery_id(notification, key),
                     "report_id": notification.report_id,
@@ -203,11 +206,13 @@ class Dispatcher:
             self.kick()
         return added
 
-    def _routes(self, notification: Notification, has_contact: bool | None) -> list[tuple[str | None, str, str]]:
+    def _routes(
+        self, notification: Notification, has_contact: bool | None, supporter_contacts: bool | None = None
+    ) -> list[tuple[str | None, str, str]]:
         """(channel, destination, delivery key) for each message this notification becomes; counts the ones that
         have nowhere to go."""
         if notification.audience == CITIZEN:
-            supporters = self._supporter_routes(notification.report_id)
+            supporters = self._supporter_routes(notification.report_id) if supporter_contacts is not False else []
             if has_contact is False:
                 return supporters  # the reporter left no contact: only supporters (if any) to tell
             return self._citizen_route(notification.report_id) + supporters

@@ -94,12 +94,15 @@ class NotifyService(OperationsEndpoints):
         names = self.deliveries.opd_names
         # the timeline write told whether the reporter left a contact: no lookup for the reports without one
         has_contact = appended.has_contact if appended is not None else None
-        self.deliveries.enqueue(notifications_for(event, names.get, "triage"), has_contact)
+        supporters = appended.supporter_contacts if appended is not None else None
+        self.deliveries.enqueue(
+            notifications_for(event, names.get, "triage"), has_contact, supporter_contacts=supporters
+        )
         if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
             self.store.mark_final(event.report_id, event.occurred_at)
         if entry is None or appended is None:
             return  # no timeline entry, or a redelivered event whose entry is there already
-        seq, watched, _ = appended
+        seq, watched = appended.seq, appended.watched
         TIMELINE_EVENTS.labels(entry["kind"]).inc()
         if not watched:
             return  # nobody follows this report live: no wake-up to publish (most reports)

@@ -138,7 +138,9 @@ class FakeDispatcher:
         self.opd_names = opd_names or {}
         self.enqueued: list[tuple[list[Notification], bool | None]] = []
 
-    def enqueue(self, notifications: list[Notification], has_contact: bool | None = None) -> int:
+    def enqueue(
+        self, notifications: list[Notification], has_contact: bool | None = None, supporter_contacts: bool | None = None
+    ) -> int:
         self.enqueued.append((list(notifications), has_contact))
         return len(notifications)
 

@@ -107,3 +107,19 @@ def test_a_merge_is_on_the_citizens_timeline_and_told_in_their_message() -> None
     links = CitizenLinks("https://lapor.example/lacak", "https://notify.example/u/x")
     rendered = render_citizen_email(REPORT, told.kind, told.facts, told.occurred_at, links, 30)
     assert "digabung ke JK-20261128-000009" in rendered.text and "merged into JK-20261128-000009" in rendered.text
+
+
+def test_the_timeline_write_tells_whether_supporters_left_a_contact_so_most_reports_skip_the_lookup(
+    repository: NotifyRepository, monkeypatch: Any
+) -> None:
+    dispatcher, _smtp, _hooks = make(repository)
+    appended = repository.append(REPORT, {"event_id": "a1", "kind": "submitted"})
+    assert appended is not None and appended.supporter_contacts is False
+    lookups: list[str] = []
+    monkeypatch.setattr(repository, "report", lambda report_id: lookups.append(report_id))
+    assert dispatcher.enqueue([notification()], has_contact=False, supporter_contacts=False) == 0
+    assert lookups == []
+    monkeypatch.undo()
+    support(repository, "pendukung@example.org", "a" * 64, "A" * 43)
+    appended = repository.append(REPORT, {"event_id": "a2", "kind": "status_changed"})
+    assert appended is not None and appended.supporter_contacts is True
