@@ -136,3 +136,12 @@ def note_escalated(missed_opd_name: str, target_opd_name: str) -> str:
 
 def note_overdue_at_top(missed_opd_name: str) -> str:
     return f"Batas waktu respons {missed_opd_name} terlewati; tidak ada tingkat yang lebih tinggi"
+
+
+# a duplicate merged into another report (services/intake/duplicates.py), and the merge undone
+def note_merged(primary_id: str) -> str:
+    return f"Laporan ini digabung ke {primary_id} karena melaporkan masalah yang sama; statusnya mengikuti laporan itu"
+
+
+def note_unmerged(primary_id: str) -> str:
+    return f"Penggabungan dengan {primary_id} dibatalkan; laporan ini ditangani sendiri lagi"

@@ -32,15 +32,6 @@ from services.intake.domain import NOTE_MAX_CHARS, OpdLike, TransitionRefused
 MERGE_ROLES: frozenset[str] = frozenset({"verifier"})
 
 
-def note_merged(primary_id: str) -> str:
-    """What the citizen of a merged report reads (Indonesian)."""
-    return f"Laporan ini digabung ke {primary_id} karena melaporkan masalah yang sama; statusnya mengikuti laporan itu"
-
-
-def note_unmerged(primary_id: str) -> str:
-    return f"Penggabungan dengan {primary_id} dibatalkan; laporan ini ditangani sendiri lagi"
-
-
 def may_act_on_duplicates(actor: OpdLike, holder_codes: tuple[str | None, ...]) -> bool:
     """THE permission check of merge and unmerge: the actor holds one of the reports concerned, or has a role that
     may act on any report (MERGE_ROLES)."""

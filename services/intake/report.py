@@ -34,8 +34,10 @@ from jaklapor.vocabulary import (
     NOTE_SUBMITTED,
     WAITING_STATUSES,
     note_escalated,
+    note_merged,
     note_overdue_at_top,
     note_routed,
+    note_unmerged,
 )
 from services.intake.domain import (
     DirectoryLike,
@@ -53,8 +55,6 @@ from services.intake.duplicates import (
     MergeDecision,
     PrimaryChange,
     UnmergeDecision,
-    note_merged,
-    note_unmerged,
     refuse_if_merged,
 )
 

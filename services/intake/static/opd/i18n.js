@@ -307,6 +307,7 @@ addStrings({
     dup_refused_has_merged_reports: "Laporan lain sudah digabung ke laporan ini; gabungkan laporan itu terlebih dahulu.",
     dup_refused_already_merged: "Laporan ini sudah digabung.",
     dup_refused_report_closed: "Laporan ini sudah selesai atau ditolak.",
+    refused_report_merged: "Laporan ini digabung ke laporan lain dan mengikuti statusnya; batalkan penggabungan untuk menindaklanjutinya sendiri.",
   },
   en: {
     dup_title: "Duplicates and citizens' support",
@@ -334,6 +335,7 @@ addStrings({
     dup_refused_has_merged_reports: "Other reports are merged into this one; merge those first.",
     dup_refused_already_merged: "This report is already merged.",
     dup_refused_report_closed: "This report is already done or rejected.",
+    refused_report_merged: "This report is merged into another and follows its status; undo the merge to act on it.",
   },
 });
 
