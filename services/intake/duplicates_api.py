@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 from jaklapor.contacts import encrypt_contact
 from jaklapor.events import ContactRegistered, ReportStatusChanged, parse_event
 from jaklapor.messaging import PermanentFailure, work_consumer, work_queue
+from jaklapor.tokens import token_hash_or_none
 from jaklapor.vocabulary import FINAL_STATUSES, response_deadline, utcnow
 from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake.dependencies import VersionConflict
@@ -78,19 +79,39 @@ class DuplicateEndpoints:
         """Count the caller once among the supporters of an open report (its device's key in Idempotency-Key); an
         optional `contact` receives the report's notifications. A merged report's support goes to its primary."""
         self._check_rate(request)
-        key = request.headers.get("Idempotency-Key")
-        if key is None or not SUPPORTER_KEY_RE.match(key):
-            raise ApiError(400, "invalid_idempotency_key", SUPPORTER_KEY_HELP)
+        key = self._supporter_key(request)
         if not is_report_number(report_id):
             raise ApiError(
                 400, "invalid_report_number", "a report number is written like JK-20261127-000042", field="report_id"
             )
         form: SupportForm = parse_form(SupportForm, _optional_fields(request))
         report = self.store.by_id(report_id)
-        if report is not None and report.get("merged_into"):
-            report = self.store.by_id(report["merged_into"])
         if report is None:
             raise ApiError(404, "report_not_found", f"no report has the number {report_id}")
+        return self._support(report, key, form)
+
+    @api("POST", "/api/v1/reports/<token>/supporters")
+    def support_report_by_token(self, request: Request, token: str) -> Response:
+        """The same, for a client that holds the report's tracking link (shared with it) rather than its number."""
+        self._check_rate(request)
+        key = self._supporter_key(request)
+        form: SupportForm = parse_form(SupportForm, _optional_fields(request))
+        token_hash = token_hash_or_none(token)
+        report = self.store.by_token_hash(token_hash) if token_hash else None
+        if report is None:
+            raise ApiError(404, "report_not_found", "no report has this tracking token")
+        return self._support(report, key, form)
+
+    @staticmethod
+    def _supporter_key(request: Request) -> str:
+        key = request.headers.get("Idempotency-Key")
+        if key is None or not SUPPORTER_KEY_RE.match(key):
+            raise ApiError(400, "invalid_idempotency_key", SUPPORTER_KEY_HELP)
+        return key
+
+    def _support(self, report: dict[str, Any], key: str, form: SupportForm) -> Response:
+        if report.get("merged_into"):  # the problem is followed on its primary
+            report = self.store.by_id(report["merged_into"]) or report
         target = str(report["_id"])
         supporter = supporter_hash(target, key)
         messages = []

@@ -504,7 +504,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         },
     }
     # duplicates (services/intake/openapi_duplicates.py)
-    document["paths"].update(duplicate_paths(report_param, opd_security, csrf_header, opd_refusals))
+    document["paths"].update(duplicate_paths(report_param, token_param, opd_security, csrf_header, opd_refusals))
     document["components"]["schemas"].update(duplicate_schemas())
     return document
 

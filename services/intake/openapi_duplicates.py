@@ -34,6 +34,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 def duplicate_paths(
     report_param: dict[str, Any],
+    token_param: dict[str, Any],
     opd_security: list[dict[str, list[str]]],
     csrf_header: dict[str, Any],
     opd_refusals: dict[str, Any],
@@ -91,6 +92,33 @@ def duplicate_paths(
                     ),
                     "404": _error("`report_not_found`"),
                     "409": _error("`report_closed`: selesai or ditolak reports take no supporters"),
+                    "415": _error("Unsupported media type"),
+                    "422": _error("`invalid_field`: the contact is not an e-mail address or phone number"),
+                    "429": _error("Too many requests from this client; see Retry-After"),
+                },
+            }
+        },
+        "/api/v1/reports/{tracking_token}/supporters": {
+            "post": {
+                "operationId": "supportReportByToken",
+                "description": "The same support, for a client that has the report's tracking link, not its number",
+                "parameters": [
+                    token_param,
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 16, "maxLength": 128},
+                        "description": "a random value the device keeps and sends with every support",
+                    },
+                ],
+                "requestBody": bodies(support_body, False),
+                "responses": {
+                    "201": _json("SupportAnswer", "Counted"),
+                    "200": _json("SupportAnswer", "This device had supported the report already: counted once"),
+                    "400": _error("`invalid_idempotency_key`, or a body that cannot be read"),
+                    "404": _error("`report_not_found`"),
+                    "409": _error("`report_closed`"),
                     "415": _error("Unsupported media type"),
                     "422": _error("`invalid_field`: the contact is not an e-mail address or phone number"),
                     "429": _error("Too many requests from this client; see Retry-After"),

@@ -327,3 +327,14 @@ def test_a_change_of_the_primary_racing_the_merge_is_caught_up(service: Any) -> 
     assert stored["status"] == DIKERJAKAN
     assert stored["followed_version"] == service.store.reports[primary]["version"]
     assert [e["kind"] for e in stored["history"]][-2:] == ["merged", "transition"]
+
+
+def test_a_report_is_supported_by_its_tracking_link_too(service: Any) -> None:
+    receipt = submit(service)
+    path = f"/api/v1/reports/{receipt['tracking_token']}/supporters"
+    request = post(path, {"contact": ""}, headers={"Idempotency-Key": KEY_A})
+    status, body, _ = answer(service.support_report_by_token, request, receipt["tracking_token"])
+    assert (status, body["report_id"], body["supporters"]) == (201, receipt["report_id"], 1)
+    request = post("/api/v1/reports/x/supporters", {"contact": ""}, headers={"Idempotency-Key": KEY_A})
+    status, body, _ = answer(service.support_report_by_token, request, "not-a-token")
+    assert (status, body["error"]["code"]) == (404, "report_not_found")
