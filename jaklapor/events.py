@@ -136,6 +136,9 @@ class ReportStatusChanged(Event):
     area: AreaRef | None = None
     submitted_at: datetime
     evidence_photos: list[PhotoRef] = Field(default_factory=list)
+    # set when this change only follows the primary report this one was merged into (a fan-out): the status is the
+    # primary's, the acting OPD worked on the primary; statistics do not credit it to this report's own hops
+    merged_into: str | None = None
 
 
 class ReportRouted(Event):
@@ -151,6 +154,9 @@ class ReportRouted(Event):
     response_deadline: datetime | None = None
     # the report's status when it was routed (see ReportUnroutable.status)
     status: Status | None = None
+    # open reports of the same category near this one, recently submitted: likely duplicates routing suggests to
+    # the OPD (report numbers, nearest first; empty when none, or for a hand-over)
+    possible_duplicates: list[str] = Field(default_factory=list)
 
 
 class ReportUnroutable(Event):
@@ -170,10 +176,48 @@ class ReportUnroutable(Event):
     citizen_note: str = TRIAGE_NOTE
 
 
+class ReportMerged(Event):
+    """An OPD merged this report (a duplicate) into `primary_id`: from now on it follows the primary's status (each
+    change of the primary reaches it as its own report_status_changed with `merged_into`), and it leaves the OPD's
+    work list. `status` is the report's status after the merge (the primary's), `from_status` the one it had."""
+
+    source = "intake"
+    type_name = "report_merged"
+
+    primary_id: str
+    actor_opd: str
+    from_status: Status
+    status: Status
+    note: str = ""
+    category: str
+    area: AreaRef | None = None
+    submitted_at: datetime
+
+
+class ReportUnmerged(Event):
+    """A merge undone (a mistake): the report follows its own course again from `status` (the status it had when it
+    was merged), held by `assigned_opd`."""
+
+    source = "intake"
+    type_name = "report_unmerged"
+
+    primary_id: str
+    actor_opd: str
+    from_status: Status
+    status: Status
+    assigned_opd: str | None = None
+    note: str = ""
+    category: str
+    area: AreaRef | None = None
+    submitted_at: datetime
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.source + "." + cls.type_name: cls
     for cls in (ReportSubmitted, ReportForwarded, ReportEscalated, ReportStatusChanged, ReportRouted, ReportUnroutable)
 }
+# duplicates (services/intake/duplicates.py): added after the core events, so other additions merge cleanly
+EVENT_TYPES.update({cls.source + "." + cls.type_name: cls for cls in (ReportMerged, ReportUnmerged)})
 
 
 class ReportReopened(Event):
@@ -236,9 +280,13 @@ class ContactRegistered(BaseModel):
     report_id: str
     tracking_token_hash: str
     contact_ciphertext: str
+    # set for a supporter (someone who follows the report instead of filing it again): an opaque hash, unique per
+    # supporter of this report, that keys their own subscription; None for the reporter
+    supporter_hash: str | None = None
 
     def to_message(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # a reporter's hand-over is written as before supporters existed
+        return self.model_dump(mode="json", exclude={"supporter_hash"} if self.supporter_hash is None else None)
 
 
 class ReportEvents(BaseModel):
@@ -288,3 +336,6 @@ class OpdMessage(BaseModel):
     triage_reason: str | None = None
     response_deadline: datetime | None = None
     transitions_url: str
+    # open reports of the same category close by, submitted shortly before: likely duplicates to merge (report
+    # numbers, nearest first); an older consumer ignores the field
+    possible_duplicates: list[str] = Field(default_factory=list)

@@ -155,3 +155,12 @@ def note_confirmed(rating: int | None, comment: str | None) -> str:
     if rating is not None:
         note += f" (nilai {rating}/5)"
     return f"{note}: {comment}" if comment else note
+
+
+# a duplicate merged into another report (services/intake/duplicates.py), and the merge undone
+def note_merged(primary_id: str) -> str:
+    return f"Laporan ini digabung ke {primary_id} karena melaporkan masalah yang sama; statusnya mengikuti laporan itu"
+
+
+def note_unmerged(primary_id: str) -> str:
+    return f"Penggabungan dengan {primary_id} dibatalkan; laporan ini ditangani sendiri lagi"

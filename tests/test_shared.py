@@ -22,10 +22,12 @@ from jaklapor.events import (
     ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
+    ReportMerged,
     ReportReopened,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
     parse_event,
 )
@@ -265,6 +267,28 @@ def one_of_each() -> list[Event]:
             area=AREA,
             submitted_at=AT,
         ),
+        # duplicates
+        ReportMerged(
+            **common,
+            primary_id="JK-20261127-000009",
+            actor_opd="bina-marga",
+            from_status="menunggu",
+            status="dikerjakan",
+            category="jalan-rusak",
+            area=AREA,
+            submitted_at=AT,
+        ),
+        ReportUnmerged(
+            **common,
+            primary_id="JK-20261127-000009",
+            actor_opd="bina-marga",
+            from_status="dikerjakan",
+            status="menunggu",
+            assigned_opd="bina-marga",
+            category="jalan-rusak",
+            area=AREA,
+            submitted_at=AT,
+        ),
     ]
 
 
@@ -277,6 +301,8 @@ EXPECTED_TYPES = {
     ReportUnroutable: "routing.report_unroutable",
     ReportReopened: "intake.report_reopened",
     ReportConfirmed: "intake.report_confirmed",
+    ReportMerged: "intake.report_merged",
+    ReportUnmerged: "intake.report_unmerged",
 }
 
 

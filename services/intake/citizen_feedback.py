@@ -87,14 +87,17 @@ class FeedbackState:
     window_open: bool
     confirmed: bool
     reopens: int
+    # the report is merged into another (services/intake/duplicates.py): its status is that report's, so the
+    # word on "selesai" belongs to that report's own reporter
+    merged_into: str | None = None
 
     @property
     def can_confirm(self) -> bool:
-        return self.window_open and not self.confirmed
+        return self.window_open and not self.confirmed and not self.merged_into
 
     @property
     def can_reopen(self) -> bool:
-        return self.window_open and not self.confirmed and self.reopens < MAX_REOPENS
+        return self.window_open and not self.confirmed and self.reopens < MAX_REOPENS and not self.merged_into
 
 
 def feedback_state(document: Mapping[str, Any], now: datetime, window: timedelta) -> FeedbackState:
@@ -106,6 +109,7 @@ def feedback_state(document: Mapping[str, Any], now: datetime, window: timedelta
         window_open=ends is not None and utc(now) < ends,
         confirmed=confirmation_of(document) is not None,
         reopens=len(reopens_of(document)),
+        merged_into=document.get("merged_into"),
     )
 
 
@@ -134,6 +138,12 @@ def feedback_view(document: Mapping[str, Any], now: datetime, window: timedelta)
 
 
 def _check_window(state: FeedbackState, status: str, now: datetime) -> None:
+    if state.merged_into:
+        raise FeedbackRefused(
+            "report_merged",
+            f"the report is merged into {state.merged_into} and follows its status: that report's reporter confirms "
+            "or reopens it",
+        )
     if status != SELESAI or state.selesai_at is None:
         raise FeedbackRefused(
             "not_selesai", f"the report is {status}, not selesai: only a finished report can be confirmed or reopened"

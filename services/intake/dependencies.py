@@ -51,6 +51,10 @@ class VersionConflict(Exception):
     """The report changed between read and write; the caller re-reads and decides again."""
 
 
+#: a merged report follows its primary: it is in no work list, its OPD counts it no more
+NOT_MERGED: dict[str, Any] = {"merged_into": None}
+
+
 class ReportRepository:
     """Reports, their status history and their pending outgoing messages, one document per report.
 
@@ -76,6 +80,8 @@ class ReportRepository:
         self.reports.create_index([("status", ASCENDING), ("category", ASCENDING), ("location.lat", ASCENDING)])
         # Open311's request list (services/intake/public_reports.py): a date range, the newest first
         self.reports.create_index("submitted_at")
+        # the reports merged into a primary, found at each of its status changes (services/intake/duplicates.py)
+        self.reports.create_index("merged_into", sparse=True)
 
     def ping(self) -> bool:
         return ping(self.reports.database)
@@ -131,6 +137,8 @@ class ReportRepository:
             "status": {"$in": list(OPEN_STATUSES)},
             "location.lat": {"$gte": box.min_lat, "$lte": box.max_lat},
             "location.lon": {"$gte": box.min_lon, "$lte": box.max_lon},
+            # a merged report is part of its primary's problem: the primary is the one to follow
+            "merged_into": None,
         }
         if category is not None:
             query["category"] = category
@@ -142,7 +150,7 @@ class ReportRepository:
         self, opd_code: str, statuses: tuple[str, ...], category: str | None, kelurahan_codes: list[str] | None
     ) -> list[dict[str, Any]]:
         """The sort fields of the reports `opd_code` holds in `statuses` (of `category`, in those kelurahan)."""
-        query: dict[str, Any] = {"assigned_opd.code": opd_code, "status": {"$in": list(statuses)}}
+        query: dict[str, Any] = {"assigned_opd.code": opd_code, "status": {"$in": list(statuses)}, **NOT_MERGED}
         if category is not None:
             query["category"] = category
         if kelurahan_codes is not None:
@@ -156,7 +164,7 @@ class ReportRepository:
     def held_versions(self, opd_code: str) -> dict[str, int]:
         """{report id: version} of every report `opd_code` still works on: what its live stream compares."""
         cursor = self.reports.find(
-            {"assigned_opd.code": opd_code, "status": {"$in": list(HELD_STATUSES)}}, {"version": 1}
+            {"assigned_opd.code": opd_code, "status": {"$in": list(HELD_STATUSES)}, **NOT_MERGED}, {"version": 1}
         ).limit(MAX_HELD)
         return {report["_id"]: report["version"] for report in cursor}
 
@@ -166,7 +174,10 @@ class ReportRepository:
     def counts_by_status(self, opd_code: str) -> dict[str, int]:
         """How many reports assigned to `opd_code` are in each status."""
         grouped = self.reports.aggregate(
-            [{"$match": {"assigned_opd.code": opd_code}}, {"$group": {"_id": "$status", "count": {"$sum": 1}}}]
+            [
+                {"$match": {"assigned_opd.code": opd_code, **NOT_MERGED}},
+                {"$group": {"_id": "$status", "count": {"$sum": 1}}},
+            ]
         )
         return {row["_id"]: row["count"] for row in grouped}
 
@@ -174,6 +185,29 @@ class ReportRepository:
         return self.reports.count_documents(
             {"assigned_opd.code": opd_code, "status": {"$in": sorted(WAITING_STATUSES)}, "escalation_exhausted": True}
         )
+
+    # ---- duplicates (services/intake/duplicates.py) ------------------------------------------------------------
+
+    def merged_into(self, primary_id: str, limit: int = MAX_HELD) -> list[dict[str, Any]]:
+        """The reports merged into `primary_id` (without their outbox), oldest number first."""
+        cursor = self.reports.find({"merged_into": primary_id}, {"outbox": 0}).sort("_id", ASCENDING)
+        return list(cursor.limit(limit))
+
+    def has_merged_reports(self, primary_id: str) -> bool:
+        return self.reports.find_one({"merged_into": primary_id}, {"_id": 1}) is not None
+
+    def add_supporter(self, report_id: str, supporter: str, messages: list[Message], open_statuses: list[str]) -> bool:
+        """Count one supporter of an open report once, with the messages its support sends (a supporter's contact
+        for notify), in one write; False if this supporter was counted already or the report is not open (any
+        more). The report's version does not move: support is no change of the report's course."""
+        update: dict[str, Any] = {"$push": {"supporter_hashes": supporter}, "$inc": {"supporters": 1}}
+        if messages:
+            update["$push"]["outbox"] = {"$each": [outbox_entry(message) for message in messages]}
+            update["$set"] = {"outbox_due": utcnow()}
+        result = self.reports.update_one(
+            {"_id": report_id, "supporter_hashes": {"$ne": supporter}, "status": {"$in": open_statuses}}, update
+        )
+        return result.modified_count == 1
 
     def page_by_id(self, after_report_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` reports in id order, after `after_report_id` (from the first when None)."""

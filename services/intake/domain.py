@@ -279,7 +279,11 @@ def is_report_number(text: str) -> bool:
 
 
 #: the stored fields `report_summary` reads: what a query for summaries fetches
-PUBLIC_SUMMARY_FIELDS = ("_id", "category", "status", "description", "location", "area", "submitted_at", "photos")
+PUBLIC_SUMMARY_FIELDS = (
+    *("_id", "category", "status", "description", "location", "area", "submitted_at", "photos"),
+    # duplicates (services/intake/duplicates.py)
+    *("supporters", "merged_into"),
+)
 
 
 def report_summary(report: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -295,6 +299,9 @@ def report_summary(report: dict[str, Any], base_url: str) -> dict[str, Any]:
         "area": report.get("area"),
         "submitted_at": iso(report["submitted_at"]),
         "photos": [photo_url(base_url, p["photo_id"]) for p in report["photos"]],
+        # people who follow this report instead of filing it again, and the report it is merged into (if any)
+        "supporters": int(report.get("supporters") or 0),
+        "merged_into": report.get("merged_into"),
     }
 
 
@@ -353,6 +360,8 @@ def public_view(
             **({"photos": [photo_url(base_url, p) for p in entry["photos"]]} if entry.get("photos") else {}),
             **({"from_opd": entry["from_opd"]} if entry.get("from_opd") else {}),
             **({"missed_deadline": iso(entry["deadline"])} if entry.get("deadline") else {}),
+            **({"primary_id": entry["primary_id"]} if entry.get("primary_id") else {}),
+            **({"merged_into": entry["merged_into"]} if entry.get("merged_into") else {}),
         }
         for entry in report["history"]
     ]

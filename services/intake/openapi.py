@@ -9,6 +9,7 @@ from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.openapi_citizen import citizen_feedback_paths, citizen_feedback_schema
+from services.intake.openapi_duplicates import OPD_VIEW_FIELDS, SUMMARY_FIELDS, duplicate_paths, duplicate_schemas
 from services.intake.openapi_open import open_paths, open_schemas
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
 from services.intake.sessions import CSRF_HEADER, SESSION_COOKIE
@@ -104,7 +105,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
         ),
         "429": _error("`too_many_failures`: too many wrong keys from this client; see Retry-After"),
     }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "jaklapor gateway",
@@ -507,6 +508,10 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
             "schemas": {**_schemas(), **open_schemas()},
         },
     }
+    # duplicates (services/intake/openapi_duplicates.py)
+    document["paths"].update(duplicate_paths(report_param, token_param, opd_security, csrf_header, opd_refusals))
+    document["components"]["schemas"].update(duplicate_schemas())
+    return document
 
 
 def _sign_in_body() -> dict[str, Any]:
@@ -563,6 +568,7 @@ def _schemas() -> dict[str, Any]:
         "category": {"type": "string"},
         "status": status,
         "status_label": {"type": "string"},
+        **SUMMARY_FIELDS,
         "description": {"type": "string"},
         "location": {
             "type": "object",
@@ -863,6 +869,7 @@ def _schemas() -> dict[str, Any]:
                     "description": f"open reports of its category within {DEFAULT_RADIUS_M} m (possible duplicates)",
                     "items": nearby_item,
                 },
+                **OPD_VIEW_FIELDS,
             },
         },
         "TrackingView": {

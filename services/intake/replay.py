@@ -30,10 +30,12 @@ from jaklapor.events import (
     ReportEvents,
     ReportEventsPage,
     ReportForwarded,
+    ReportMerged,
     ReportReopened,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
 )
 from jaklapor.vocabulary import FORWARDING_STATUSES, MENUNGGU
@@ -149,6 +151,7 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
                     area=area,
                     submitted_at=submitted_at,
                     evidence_photos=photo_refs(base_url, list(entry.get("photos") or [])),
+                    merged_into=entry.get("merged_into"),
                 )
             )
             if forwards:
@@ -205,6 +208,9 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
         elif kind in CITIZEN_KINDS:
             events.extend(citizen_events(report, entry, version, status, assigned, area, base_url))
             status = entry.get("status") or status
+        elif kind in ("merged", "unmerged"):
+            events.append(_merge_event(report_id, category, version, entry, status, assigned, area, submitted_at))
+            status = entry["status"]
     return events
 
 
@@ -268,6 +274,37 @@ def citizen_events(
             reopen_number=number,
         ),
     ]
+
+
+def _merge_event(
+    report_id: str,
+    category: str,
+    version: int,
+    entry: Mapping[str, Any],
+    status: str,
+    assigned: str | None,
+    area: AreaRef | None,
+    submitted_at: Any,
+) -> Event:
+    """A merge or unmerge (services/intake/duplicates.py) as it was announced."""
+    model: type[ReportMerged] | type[ReportUnmerged] = ReportMerged if entry["kind"] == "merged" else ReportUnmerged
+    fields: dict[str, Any] = {
+        "report_id": report_id,
+        "event_id": replayed_event_id(report_id, version, model),
+        "version": version,
+        "occurred_at": entry["at"],
+        "primary_id": str(entry.get("primary_id") or ""),
+        "actor_opd": str(entry.get("actor_opd") or ""),
+        "from_status": status,
+        "status": entry["status"],
+        "note": str(entry.get("note") or ""),
+        "category": category,
+        "area": area,
+        "submitted_at": submitted_at,
+    }
+    if model is ReportUnmerged:
+        fields["assigned_opd"] = assigned
+    return model(**fields)
 
 
 def _routing_event_ids(report: Mapping[str, Any], history: list[Mapping[str, Any]]) -> Any:

@@ -21,9 +21,11 @@ from jaklapor.events import (
     PhotoRef,
     ReportEscalated,
     ReportForwarded,
+    ReportMerged,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
 )
 from jaklapor.reference import slugify
@@ -32,8 +34,10 @@ from jaklapor.vocabulary import (
     NOTE_SUBMITTED,
     WAITING_STATUSES,
     note_escalated,
+    note_merged,
     note_overdue_at_top,
     note_routed,
+    note_unmerged,
 )
 from services.intake.domain import (
     DirectoryLike,
@@ -46,6 +50,12 @@ from services.intake.domain import (
     escalation_target,
     history_entry,
     photo_url,
+)
+from services.intake.duplicates import (
+    MergeDecision,
+    PrimaryChange,
+    UnmergeDecision,
+    refuse_if_merged,
 )
 
 #: what a change sends: events on the services' exchanges, and the contact hand-over to notify
@@ -206,6 +216,8 @@ class Report:
                 opd=opd,
                 hop=event.hop,
                 response_deadline=event.response_deadline,
+                # routing's suggested duplicates, shown to the OPD (services/intake/duplicates_api.py)
+                possible_duplicates=event.possible_duplicates or None,
             )
             return Change(fields, history)
         opd = opd_ref(triage_opd)
@@ -232,6 +244,7 @@ class Report:
         self, actor: OpdLike, request: TransitionRequest, directory: DirectoryLike
     ) -> TransitionDecision:
         """The status change `actor` asked for, checked against the rules; TransitionRefused names the problem."""
+        refuse_if_merged(self.document, actor.code)  # a merged report moves with its primary only
         return decide_transition(self.state, actor, request, directory)
 
     def transition(self, decision: TransitionDecision, evidence_ids: list[str], now: datetime) -> Change:
@@ -359,6 +372,129 @@ class Report:
             hop=self.hop + 1,
             hand_over=HandOver(from_opd, target_opd, status, note, kind),
         )
+
+    # ---- duplicates (rules in services/intake/duplicates.py) -----------------------------------------------------
+
+    def _merge_event_fields(self) -> dict[str, Any]:
+        return {
+            "category": self.document["category"],
+            "area": self._area(),
+            "submitted_at": self.document["submitted_at"],
+        }
+
+    def merge(self, decision: MergeDecision, now: datetime) -> Change:
+        """Merge this report into its primary: it takes the primary's status and evidence, leaves the work lists
+        (its response clock stops) and from now on follows the primary."""
+        version = self.version + 1
+        fields: dict[str, Any] = {
+            "merged_into": decision.primary_id,
+            "merged_at": now,
+            "merged_by": decision.actor_opd,
+            "status_before_merge": self.status,
+            "followed_version": decision.primary_version,
+            "status": decision.status,
+            "response_deadline": None,
+            "escalation_exhausted": False,
+            "updated_at": now,
+        }
+        note = decision.note or note_merged(decision.primary_id)
+        history = history_entry(
+            "merged", now, decision.status, actor=decision.actor_opd, note=note, primary_id=decision.primary_id
+        )
+        merged = ReportMerged(
+            report_id=self.id,
+            version=version,
+            occurred_at=now,
+            primary_id=decision.primary_id,
+            actor_opd=decision.actor_opd,
+            from_status=self.status,
+            status=decision.status,
+            note=note,
+            **self._merge_event_fields(),
+        )
+        known = {p["photo_id"] for p in self.document.get("evidence_photos") or []}
+        evidence = [p for p in decision.primary_evidence if p not in known]
+        pushes = {"evidence_photos": {"$each": [{"photo_id": p} for p in evidence]}} if evidence else {}
+        return Change(fields, history, [merged], pushes)
+
+    def follow_primary(self, change: PrimaryChange, now: datetime) -> Change:
+        """Take one status change of the primary as this report's own (history, event, notifications)."""
+        version = self.version + 1
+        fields: dict[str, Any] = {
+            "status": change.status,
+            "followed_version": change.version,
+            "response_deadline": None,
+            "updated_at": now,
+        }
+        assigned = self.assigned_opd
+        event = ReportStatusChanged(
+            report_id=self.id,
+            version=version,
+            occurred_at=now,
+            from_status=self.status,
+            to_status=change.status,
+            actor_opd=change.actor_opd,
+            note=change.note,
+            category=self.document["category"],
+            assigned_opd=assigned["code"] if assigned else None,
+            reason=change.reason,
+            area=self._area(),
+            submitted_at=self.document["submitted_at"],
+            evidence_photos=photo_refs(self.photo_base_url, change.evidence_ids),
+            merged_into=change.primary_id,
+        )
+        history = history_entry(
+            "transition",
+            now,
+            change.status,
+            actor=change.actor_opd,
+            note=change.note,
+            reason=change.reason,
+            photos=change.evidence_ids or None,
+            merged_into=change.primary_id,
+        )
+        known = {p["photo_id"] for p in self.document.get("evidence_photos") or []}
+        evidence = [p for p in change.evidence_ids if p not in known]
+        pushes = {"evidence_photos": {"$each": [{"photo_id": p} for p in evidence]}} if evidence else {}
+        return Change(fields, history, [event], pushes)
+
+    def unmerge(self, decision: UnmergeDecision, new_response_deadline: datetime | None, now: datetime) -> Change:
+        """Undo a merge: the report goes back to the status it had when merged, with the OPD that held it; a waiting
+        status gets `new_response_deadline`."""
+        version = self.version + 1
+        waiting = decision.status in WAITING_STATUSES
+        fields: dict[str, Any] = {
+            "merged_into": None,
+            "unmerged_at": now,
+            "status": decision.status,
+            "response_deadline": new_response_deadline if waiting else None,
+            "escalation_exhausted": False,
+            "updated_at": now,
+        }
+        note = decision.note or note_unmerged(decision.primary_id)
+        history = history_entry(
+            "unmerged",
+            now,
+            decision.status,
+            actor=decision.actor_opd,
+            note=note,
+            primary_id=decision.primary_id,
+            response_deadline=fields["response_deadline"],
+        )
+        assigned = self.assigned_opd
+        unmerged = ReportUnmerged(
+            report_id=self.id,
+            version=version,
+            occurred_at=now,
+            primary_id=decision.primary_id,
+            actor_opd=decision.actor_opd,
+            from_status=self.status,
+            status=decision.status,
+            assigned_opd=assigned["code"] if assigned else None,
+            note=note,
+            **self._merge_event_fields(),
+        )
+        return Change(fields, history, [unmerged])
 
 
 @dataclass(frozen=True)

@@ -231,3 +231,49 @@ class ReopenForm(BaseModel):
     @classmethod
     def _reason(cls, value: str) -> str:
         return _check_text(value, "reason")
+
+
+# ---- duplicates (services/intake/duplicates.py) ----------------------------------------------------------------------
+
+
+class SupportForm(BaseModel):
+    """The optional body of `POST /api/v1/reports/public/{report_id}/supporters`: a contact for the report's
+    notifications."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    contact: str | None = Field(default=None, max_length=CONTACT_MAX_CHARS)
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return normalize_contact(_check_text(value, "contact"))
+
+
+class MergeForm(BaseModel):
+    """The fields of `POST /api/v1/opd/reports/{report_id}/merge`."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    primary_id: str = Field(min_length=1, max_length=40)
+    note: str = Field(default="", max_length=2000)
+
+    @field_validator("note", "primary_id")
+    @classmethod
+    def _text(cls, value: str, info: Any) -> str:
+        return _check_text(value, info.field_name)
+
+
+class UnmergeForm(BaseModel):
+    """The fields of `POST /api/v1/opd/reports/{report_id}/unmerge`."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    note: str = Field(default="", max_length=2000)
+
+    @field_validator("note")
+    @classmethod
+    def _text(cls, value: str, info: Any) -> str:
+        return _check_text(value, info.field_name)

@@ -49,6 +49,7 @@ from services.intake.domain import (
     receipt,
     report_day,
 )
+from services.intake.duplicates_api import DuplicateEndpoints
 from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
 from services.intake.opd_api import OpdEndpoints
@@ -107,6 +108,7 @@ class IntakeService(
     CitizenAppEndpoints,
     OpdWorkbenchEndpoints,
     OperationsEndpoints,
+    DuplicateEndpoints,
     OpdEndpoints,
     CitizenFeedbackEndpoints,
     Open311Endpoints,

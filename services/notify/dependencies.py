@@ -20,6 +20,22 @@ PENDING, SENDING, SENT, DEAD, CANCELLED = "pending", "sending", "sent", "dead", 
 OPEN_STATES = (PENDING, SENDING)
 
 
+#: a supporter's subscription (someone who follows a report instead of filing it again) is kept beside the reporter's,
+#: under `<report id>/<part of its supporter hash>`; the reporter's is under the report id
+SUPPORTER_SEPARATOR = "/"
+
+
+def supporter_contact_id(report_id: str, supporter_hash: str) -> str:
+    return f"{report_id}{SUPPORTER_SEPARATOR}{supporter_hash[:32]}"
+
+
+def _citizen_deliveries_of(contact_id: str) -> dict[str, Any]:
+    """The deliveries to one citizen contact: a supporter's carry its contact id, the reporter's none."""
+    if SUPPORTER_SEPARATOR in contact_id:
+        return {"contact_id": contact_id}
+    return {"report_id": contact_id, "contact_id": None}
+
+
 def report_fields(token_hash: str, has_contact: bool | None) -> dict[str, Any]:
     """What notify keeps of a report: the tracking token's hash (to find it from a stream) and whether it has a
     contact (None: not known from this event)."""
@@ -33,6 +49,8 @@ class Appended(NamedTuple):
     seq: int
     watched: bool
     has_contact: bool | None
+    # a supporter of the report left a contact (services/notify/dispatcher.py tells them too)
+    supporter_contacts: bool = False
 
 
 class NotifyRepository:
@@ -52,12 +70,13 @@ class NotifyRepository:
         self.contacts.create_index([("state", ASCENDING), ("final_at", ASCENDING)])
         self.deliveries.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
         self.deliveries.create_index([("report_id", ASCENDING), ("audience", ASCENDING), ("state", ASCENDING)])
+        self.contacts.create_index("report_id", sparse=True)
 
     def ping(self) -> bool:
         return ping(self.reports.database)
 
     def report(self, report_id: str) -> dict[str, Any] | None:
-        return self.reports.find_one({"_id": report_id}, {"has_contact": 1, "final_at": 1})
+        return self.reports.find_one({"_id": report_id}, {"has_contact": 1, "final_at": 1, "supporter_contacts": 1})
 
     def is_final(self, report_id: str) -> bool:
         """Whether the report reached selesai or ditolak (marked after its final entry is stored)."""
@@ -87,7 +106,9 @@ class NotifyRepository:
             self.timeline.insert_one({"_id": entry["event_id"], "report_id": report_id, "seq": seq, "entry": entry})
         except DuplicateKeyError:
             return None
-        return Appended(seq, counter.get("streams", 0) > 0, counter.get("has_contact"))
+        return Appended(
+            seq, counter.get("streams", 0) > 0, counter.get("has_contact"), bool(counter.get("supporter_contacts"))
+        )
 
     def stream_opened(self, report_id: str) -> None:
         self.reports.update_one({"_id": report_id}, {"$inc": {"streams": 1}})
@@ -109,6 +130,7 @@ class NotifyRepository:
         kind: str | None = None,
         unsubscribe_hash: str | None = None,
         unsubscribe_ciphertext: str | None = None,
+        supporter_hash: str | None = None,
     ) -> bool:
         """Keep a contact once: a redelivered hand-over never replaces it, nor brings back one that was deleted
         (unsubscribed or past retention; the document stays as a tombstone without the contact). True if new."""
@@ -125,8 +147,22 @@ class NotifyRepository:
         if unsubscribe_hash is not None:
             document["unsubscribe_hash"] = unsubscribe_hash
             document["unsubscribe_ciphertext"] = unsubscribe_ciphertext
-        result = self.contacts.update_one({"_id": report_id}, {"$setOnInsert": document}, upsert=True)
+        contact_id = report_id
+        if supporter_hash is not None:
+            contact_id = supporter_contact_id(report_id, supporter_hash)
+            document.update(report_id=report_id, supporter=True)
+        result = self.contacts.update_one({"_id": contact_id}, {"$setOnInsert": document}, upsert=True)
+        if supporter_hash is not None:
+            # the report's events now have someone to tell even if its reporter left no contact
+            self.reports.update_one({"_id": report_id}, {"$set": {"supporter_contacts": True}}, upsert=True)
         return result.upserted_id is not None
+
+    def supporter_contacts(self, report_id: str) -> list[dict[str, Any]]:
+        """The active subscriptions of the report's supporters (without their ciphertext)."""
+        cursor = self.contacts.find(
+            {"report_id": report_id, "supporter": True, "state": {"$in": ACTIVE_STATES}}, {"ciphertext": 0}
+        )
+        return list(cursor.sort("_id", ASCENDING))
 
     def contact(self, report_id: str) -> dict[str, Any] | None:
         return self.contacts.find_one({"_id": report_id})
@@ -161,6 +197,7 @@ class NotifyRepository:
         """The report reached selesai or ditolak: its contact's retention clock starts (once)."""
         self.reports.update_one({"_id": report_id, "final_at": None}, {"$set": {"final_at": at}})
         self.contacts.update_one({"_id": report_id, "final_at": None}, {"$set": {"final_at": at}})
+        self.contacts.update_many({"report_id": report_id, "final_at": None}, {"$set": {"final_at": at}})
 
     def unmark_final(self, report_id: str) -> None:
         """The report left selesai (its citizen reopened it): the retention clock stops until it is final again."""
@@ -213,14 +250,15 @@ class NotifyRepository:
         )
         return result.modified_count
 
-    def open_citizen_deliveries(self, report_id: str) -> int:
+    def open_citizen_deliveries(self, contact_id: str) -> int:
+        """The deliveries still to go to one citizen contact (the reporter's: the report id; a supporter's: its id)."""
         return self.deliveries.count_documents(
-            {"report_id": report_id, "audience": "citizen", "state": {"$in": list(OPEN_STATES)}}
+            {**_citizen_deliveries_of(contact_id), "audience": "citizen", "state": {"$in": list(OPEN_STATES)}}
         )
 
-    def cancel_citizen_deliveries(self, report_id: str, reason: str) -> int:
+    def cancel_citizen_deliveries(self, contact_id: str, reason: str) -> int:
         result = self.deliveries.update_many(
-            {"report_id": report_id, "audience": "citizen", "state": PENDING},
+            {**_citizen_deliveries_of(contact_id), "audience": "citizen", "state": PENDING},
             {"$set": {"state": CANCELLED, "last_error": reason, "finished_at": utcnow()}},
         )
         return result.modified_count

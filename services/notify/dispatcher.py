@@ -84,6 +84,10 @@ CITIZEN_RELAY_DESTINATION = "citizen-relay"
 UNRESOLVED_DESTINATION = "citizen-unresolved"
 
 
+#: the delivery key of a supporter's message: the prefix, then its subscription's id
+SUPPORTER_KEY_PREFIX = "supporter:"
+
+
 class Cancelled(Exception):
     """Nothing to send any more (the contact was removed, the channel is gone): not a failure."""
 
@@ -166,14 +170,17 @@ class Dispatcher:
 
     # ---- planning ------------------------------------------------------------------------------------------------
 
-    def enqueue(self, notifications: list[Notification], has_contact: bool | None = None) -> int:
+    def enqueue(
+        self, notifications: list[Notification], has_contact: bool | None = None, supporter_contacts: bool | None = None
+    ) -> int:
         """Store a delivery for each way each notification must go (idempotent per event); returns how many new.
 
-        `has_contact`: whether the report's reporter left a contact, if the caller knows (None: look it up)."""
+        `has_contact`: whether the report's reporter left a contact, if the caller knows (None: look it up);
+        `supporter_contacts`: whether a supporter of the report did (None: look it up)."""
         added = 0
         now = utcnow()
         for notification in notifications:
-            for channel, destination, key in self._routes(notification, has_contact):
+            for channel, destination, key in self._routes(notification, has_contact, supporter_contacts):
                 document = {
                     "_id": delivery_id(notification, key),
                     "report_id": notification.report_id,
@@ -191,19 +198,24 @@ class Dispatcher:
                     "created_at": now,
                     "last_error": None,
                 }
+                if key.startswith(SUPPORTER_KEY_PREFIX):  # a supporter's subscription, not the reporter's
+                    document["contact_id"] = key[len(SUPPORTER_KEY_PREFIX) :]
                 if self.repository.enqueue_delivery(document):
                     added += 1
         if added:
             self.kick()
         return added
 
-    def _routes(self, notification: Notification, has_contact: bool | None) -> list[tuple[str | None, str, str]]:
+    def _routes(
+        self, notification: Notification, has_contact: bool | None, supporter_contacts: bool | None = None
+    ) -> list[tuple[str | None, str, str]]:
         """(channel, destination, delivery key) for each message this notification becomes; counts the ones that
         have nowhere to go."""
         if notification.audience == CITIZEN:
+            supporters = self._supporter_routes(notification.report_id) if supporter_contacts is not False else []
             if has_contact is False:
-                return []  # the reporter left no contact: nobody to tell
-            return self._citizen_route(notification.report_id)
+                return supporters  # the reporter left no contact: only supporters (if any) to tell
+            return self._citizen_route(notification.report_id) + supporters
         channels = self.opd_channels.get(notification.opd or "")
         if channels is None:
             metrics.NOT_DELIVERED.labels("opd", "not_configured").inc()
@@ -235,6 +247,20 @@ class Dispatcher:
             metrics.NOT_DELIVERED.labels("citizen", "no_channel").inc()
             return []
         return [(channel, destination, "citizen")]
+
+    def _supporter_routes(self, report_id: str) -> list[tuple[str | None, str, str]]:
+        """A route to each supporter who left a contact for the report (services/intake/duplicates.py)."""
+        report = self.repository.report(report_id)
+        if not (report or {}).get("supporter_contacts"):
+            return []  # almost every report: no lookup of subscriptions
+        routes: list[tuple[str | None, str, str]] = []
+        for contact in self.repository.supporter_contacts(report_id):
+            channel, destination = self._citizen_channel(contact.get("kind"))
+            if channel is None:
+                metrics.NOT_DELIVERED.labels("citizen", "no_channel").inc()
+                continue
+            routes.append((channel, destination, SUPPORTER_KEY_PREFIX + contact["_id"]))
+        return routes
 
     def _contact_expected(self, report_id: str) -> bool:
         """Whether a contact not (yet) stored is still to come: the submission said it had one, or notify has not
@@ -417,9 +443,11 @@ class Dispatcher:
 
     def _send_to_citizen(self, document: dict[str, Any]) -> str:
         report_id = document["report_id"]
-        contact = self.repository.contact(report_id)
+        # the reporter's contact is kept under the report's id, a supporter's under its own
+        contact_id = document.get("contact_id") or report_id
+        contact = self.repository.contact(contact_id)
         if contact is None:
-            if not self._contact_expected(report_id):
+            if contact_id != report_id or not self._contact_expected(report_id):
                 raise Cancelled("no_contact")
             raise DeliveryFailed("contact not registered yet")
         if contact.get("state") not in ACTIVE_STATES or not contact.get("ciphertext"):
@@ -432,7 +460,7 @@ class Dispatcher:
         if not token_ciphertext:  # a contact stored before unsubscribe links existed
             fresh = secrets.token_urlsafe(32)
             token_ciphertext = self.repository.ensure_unsubscribe_token(
-                report_id, unsubscribe_token_hash(fresh), encrypt_contact(self.contact_key, fresh)
+                contact_id, unsubscribe_token_hash(fresh), encrypt_contact(self.contact_key, fresh)
             )
         token = decrypt_contact(self.contact_key, token_ciphertext or "")
         if token is None:

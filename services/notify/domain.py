@@ -16,10 +16,12 @@ from jaklapor.events import (
     ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
+    ReportMerged,
     ReportReopened,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
 )
 from jaklapor.vocabulary import (
@@ -102,6 +104,10 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
             "rating": event.rating,
             "note": note_confirmed(event.rating, event.comment),
         }
+    if isinstance(event, ReportMerged | ReportUnmerged):
+        # a duplicate merged into another report (it follows that one's status), or the merge undone
+        kind = "merged" if isinstance(event, ReportMerged) else "unmerged"
+        return {**base, "kind": kind, "status": event.status, "primary_id": event.primary_id, "note": event.note}
     return None
 
 
@@ -206,6 +212,16 @@ def notifications_for(
             "target_opd_name": name(event.target_opd),
         }
         out.append(Notification(CITIZEN, "status_changed", **common, facts=facts))
+    elif isinstance(event, ReportMerged | ReportUnmerged):
+        facts = {
+            "status": event.status,
+            "primary_id": event.primary_id,
+            "note": event.note,
+            "category": event.category,
+            "area": _area(event),
+        }
+        kind = "merged" if isinstance(event, ReportMerged) else "unmerged"
+        out.append(Notification(CITIZEN, kind, **common, facts=facts))
     elif isinstance(event, ReportEscalated):
         facts = {
             "status": event.status,

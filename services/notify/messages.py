@@ -61,6 +61,13 @@ def jakarta_time(value: str | None) -> str:
 
 
 def _what_happened_id(kind: str, facts: dict[str, Any]) -> str:
+    if kind == "merged":
+        return (
+            f"Laporan Anda digabung ke {facts.get('primary_id')} yang melaporkan masalah yang sama; statusnya kini "
+            "mengikuti laporan itu dan Anda tetap menerima kabarnya."
+        )
+    if kind == "unmerged":
+        return f"Penggabungan laporan Anda dengan {facts.get('primary_id')} dibatalkan; laporan Anda ditangani sendiri."
     if kind == "routed":
         return f"Laporan Anda diteruskan ke {facts.get('opd_name') or 'instansi yang berwenang'}."
     if kind == "triage":
@@ -85,6 +92,13 @@ def _what_happened_id(kind: str, facts: dict[str, Any]) -> str:
 
 
 def _what_happened_en(kind: str, facts: dict[str, Any]) -> str:
+    if kind == "merged":
+        return (
+            f"Your report was merged into {facts.get('primary_id')}, about the same problem; its status now follows "
+            "that report and you keep receiving its updates."
+        )
+    if kind == "unmerged":
+        return f"Your report is no longer merged into {facts.get('primary_id')}; it is handled on its own again."
     if kind == "routed":
         return f"Your report was sent to {facts.get('opd_name') or 'the responsible agency'}."
     if kind == "triage":

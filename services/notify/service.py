@@ -94,7 +94,10 @@ class NotifyService(OperationsEndpoints):
         names = self.deliveries.opd_names
         # the timeline write told whether the reporter left a contact: no lookup for the reports without one
         has_contact = appended.has_contact if appended is not None else None
-        self.deliveries.enqueue(notifications_for(event, names.get, "triage"), has_contact)
+        supporters = appended.supporter_contacts if appended is not None else None
+        self.deliveries.enqueue(
+            notifications_for(event, names.get, "triage"), has_contact, supporter_contacts=supporters
+        )
         if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
             self.store.mark_final(event.report_id, event.occurred_at)
         elif isinstance(event, ReportStatusChanged) and event.from_status in FINAL_STATUSES:
@@ -102,7 +105,7 @@ class NotifyService(OperationsEndpoints):
             self.store.unmark_final(event.report_id)
         if entry is None or appended is None:
             return  # no timeline entry, or a redelivered event whose entry is there already
-        seq, watched, _ = appended
+        seq, watched = appended.seq, appended.watched
         TIMELINE_EVENTS.labels(entry["kind"]).inc()
         if not watched:
             return  # nobody follows this report live: no wake-up to publish (most reports)
@@ -146,6 +149,7 @@ class NotifyService(OperationsEndpoints):
             kind=bundle.kind,
             unsubscribe_hash=unsubscribe_token_hash(token),
             unsubscribe_ciphertext=encrypt_contact(key, token),
+            supporter_hash=message.supporter_hash,
         )
         log.info(
             "contact registered for notifications" if stored else "contact hand-over already registered",
@@ -167,9 +171,10 @@ class NotifyService(OperationsEndpoints):
             found = self.store.contact_by_unsubscribe_hash(unsubscribe_token_hash(token))
         if found is None:
             return self._unsubscribe_answer(request, 404, "not_found", None)
-        report_id = found["_id"]
-        if found.get("state") in ACTIVE_STATES and self.store.remove_contact(report_id, "unsubscribed"):
-            cancelled = self.store.cancel_citizen_deliveries(report_id, "unsubscribed")
+        contact_id = found["_id"]
+        report_id = found.get("report_id") or contact_id  # a supporter's subscription names its report
+        if found.get("state") in ACTIVE_STATES and self.store.remove_contact(contact_id, "unsubscribed"):
+            cancelled = self.store.cancel_citizen_deliveries(contact_id, "unsubscribed")
             CONTACTS_REMOVED.labels("unsubscribed").inc()
             log.info("contact removed: unsubscribed", extra={"report_id": report_id, "cancelled": cancelled})
             return self._unsubscribe_answer(request, 200, "unsubscribed", report_id)

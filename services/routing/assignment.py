@@ -7,7 +7,7 @@ service records the assignment in its ledger and publishes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -196,4 +196,16 @@ def _opd_message(
         status=status_of(event),
         transitions_url=f"{terms.public_url.rstrip('/')}/api/v1/opd/reports/{event.report_id}/transitions",
         **extra,
+    )
+
+
+def with_possible_duplicates(assignment: Assignment, report_ids: list[str]) -> Assignment:
+    """The assignment with routing's suggested duplicates (services/routing/duplicates.py) on its routed event and
+    OPD message; unchanged without any, or for the triage desk (it routes, it does not merge)."""
+    if not report_ids or not isinstance(assignment.event, ReportRouted):
+        return assignment
+    return replace(
+        assignment,
+        event=assignment.event.model_copy(update={"possible_duplicates": list(report_ids)}),
+        opd_message=assignment.opd_message.model_copy(update={"possible_duplicates": list(report_ids)}),
     )

@@ -14,6 +14,7 @@ from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_directory
 from jaklapor.vocabulary import utcnow
 from services.routing.domain import AreaIndex
+from services.routing.duplicates import Search
 from services.routing.settings import RoutingSettings
 
 CLAIM_POLL_SECONDS = 0.05
@@ -104,3 +105,35 @@ class RoutingLedger(MongoDatabase):
         # a worker that died while delivering holds its claim this long before another may retry
         lease = RoutingSettings.of_container(self.container).delivery_claim_seconds
         return LedgerRepository(db, timedelta(seconds=lease))
+
+
+class RecentReportsRepository:
+    """Routing's own index of recent reports (services/routing/duplicates.py), fed by the submissions it routes."""
+
+    def __init__(self, db: Database) -> None:
+        self.reports = db["recent_reports"]
+
+    def ensure_indexes(self) -> None:
+        self.reports.create_index([("category", 1), ("lat", 1)])
+        self.reports.create_index("expires_at", expireAfterSeconds=0)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Keep a report once (a redelivered submission changes nothing)."""
+        self.reports.update_one({"_id": entry["_id"]}, {"$setOnInsert": entry}, upsert=True)
+
+    def candidates(self, search: Search, limit: int = 500) -> list[dict[str, Any]]:
+        """Reports of the category in the box, submitted in the window (the exact distance is checked after)."""
+        query = {
+            "category": search.category,
+            "lat": {"$gte": search.min_lat, "$lte": search.max_lat},
+            "lon": {"$gte": search.min_lon, "$lte": search.max_lon},
+            "submitted_at": {"$gte": search.since, "$lte": search.until},
+        }
+        return list(self.reports.find(query).limit(limit))
+
+
+class RecentReports(MongoDatabase):
+    database = "routing"
+
+    def make_repository(self, db: Database) -> RecentReportsRepository:
+        return RecentReportsRepository(db)

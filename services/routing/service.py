@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from jaklapor.events import ReportForwarded, ReportSubmitted, parse_event
@@ -24,8 +25,9 @@ from jaklapor.operations import OperationsEndpoints
 from jaklapor.settings import Settings
 from jaklapor.vocabulary import utcnow
 from services.routing import metrics
-from services.routing.assignment import Terms, assign
-from services.routing.dependencies import RoutingData, RoutingLedger
+from services.routing.assignment import Terms, assign, with_possible_duplicates
+from services.routing.dependencies import RecentReports, RoutingData, RoutingLedger
+from services.routing.duplicates import DuplicateTerms, index_entry, likely_duplicates, search_for
 from services.routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class RoutingService(OperationsEndpoints):
     settings = Settings(RoutingSettings)
     data = RoutingData()
     ledger = RoutingLedger()
+    recent = RecentReports()
     publisher = Publisher(declare=[ROUTING_EVENTS, OPD_EXCHANGE, DEAD_LETTER_EXCHANGE, OPD_DEAD_LETTER_QUEUE])
 
     @work_consumer(work_queue("routing.reports", [("intake", "report_submitted"), ("intake", "report_forwarded")]))
@@ -51,6 +54,8 @@ class RoutingService(OperationsEndpoints):
             raise PermanentFailure(f"routing.reports does not handle {event.event_type}")
         terms = Terms(self.settings.public_url, self.settings.response_deadline_seconds)
         assignment = assign(event, self.data.index, self.data.directory, terms, utcnow())
+        if isinstance(event, ReportSubmitted):
+            assignment = with_possible_duplicates(assignment, self._likely_duplicates(event))
         hop = assignment.hop
 
         # the first decision for (report, hop) is the one kept, with its ids: redeliveries repeat it exactly;
@@ -92,6 +97,16 @@ class RoutingService(OperationsEndpoints):
                 "routing_key": record["routing_key"],
             },
         )
+
+    def _likely_duplicates(self, event: ReportSubmitted) -> list[str]:
+        """Earlier reports of the category close by (routing's own index), and this one recorded for later ones."""
+        settings = self.settings
+        terms = DuplicateTerms(settings.duplicate_radius_m, timedelta(days=settings.duplicate_window_days))
+        lat, lon = event.location.lat, event.location.lon
+        search = search_for(event.category, lat, lon, event.submitted_at, terms)
+        found = likely_duplicates(self.recent.candidates(search), event.report_id, lat, lon, terms)
+        self.recent.record(index_entry(event.report_id, event.category, lat, lon, event.submitted_at, terms))
+        return found
 
     def health_checks(self) -> dict[str, Any]:
         return {"mongo": self.ledger.ping(), "broker": broker_reachable(self.config["AMQP_URI"])}

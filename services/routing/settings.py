@@ -12,3 +12,7 @@ class RoutingSettings(ServiceSettings):
     response_deadline_seconds: float | None = None
     #: how long a routing worker that died mid-delivery holds its claim before another worker retries the delivery
     delivery_claim_seconds: float = 30.0
+    #: likely duplicates suggested to the OPD (services/routing/duplicates.py): earlier reports of the same category
+    #: within this many metres, submitted within this many days before
+    duplicate_radius_m: float = 150.0
+    duplicate_window_days: float = 7.0

@@ -26,7 +26,9 @@ MAX_DAYS = 366
 
 
 def counted(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [row for row in rows if row.get("status") in STATUSES]
+    """The rows counted: a known status, and not merged into another report (one problem with N reports counts
+    once, as its primary, so an agency's figures are neither inflated nor deflated by merging)."""
+    return [row for row in rows if row.get("status") in STATUSES and not row.get("merged_into")]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -23,6 +23,10 @@ AREA_FIELDS = ("status", "category", "kota", "kecamatan", "kelurahan", "area_cod
 DAY_FIELDS = ("status", "day", "submitted_at", "resolved_at")
 
 
+#: a report merged into another is part of that one's problem: every figure counts problems (services/stats/domain.py)
+NOT_MERGED: dict[str, Any] = {"merged_into": None}
+
+
 class ProjectionConflict(Exception):
     """Another worker updated the projection first; the caller applies the event again."""
 
@@ -82,7 +86,7 @@ class ProjectionRepository:
         self, query: dict[str, Any] | None = None
     ) -> list[tuple[str | None, str | None, str | None, int]]:
         pipeline = [
-            {"$match": {"status": {"$ne": None}, **(query or {})}},
+            {"$match": {"status": {"$ne": None}, **NOT_MERGED, **(query or {})}},
             {"$group": {"_id": {"status": "$status", "category": "$category", "kota": "$kota"}, "n": {"$sum": 1}}},
         ]
         return [
@@ -93,14 +97,21 @@ class ProjectionRepository:
     def rows(self, query: dict[str, Any] | None = None, fields: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The derived fields (only `fields`, if given) of every counted projection matching `query`."""
         projection = dict.fromkeys(fields, 1) if fields is not None else ROW_FIELDS
-        return list(self.projections.find({"status": {"$ne": None}, **(query or {})}, projection))
+        return list(self.projections.find({"status": {"$ne": None}, **NOT_MERGED, **(query or {})}, projection))
+
+    def merged_count(self, query: dict[str, Any] | None = None) -> int:
+        """Reports merged into another one (counted as part of that one's problem), matching `query`."""
+        return self.projections.count_documents(
+            {"status": {"$ne": None}, **(query or {}), "merged_into": {"$ne": None}}
+        )
 
     def all(self) -> Iterator[dict[str, Any]]:
         return iter(self.projections.find({}))
 
     def status_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
-        for row in self.projections.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
+        pipeline = [{"$match": NOT_MERGED}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        for row in self.projections.aggregate(pipeline):
             if row["_id"] in counts:
                 counts[row["_id"]] = row["n"]
         return counts

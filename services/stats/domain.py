@@ -24,9 +24,11 @@ from jaklapor.events import (
     ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
+    ReportMerged,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
+    ReportUnmerged,
     ReportUnroutable,
 )
 from jaklapor.vocabulary import (
@@ -72,6 +74,7 @@ COMPARED_FIELDS = (
     "hops",
     "confirmed_at",
     "rating",
+    "merged_into",
 )
 
 
@@ -123,6 +126,8 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "actor": event.actor_opd,
             "target": event.target_opd,
             "reason": event.reason,
+            # a merged report following its primary: the status is the primary's, not this report's own work
+            **({"followed": event.merged_into} if event.merged_into else {}),
         }
     if isinstance(event, ReportForwarded):
         return f"forwarded:{event.version}", {
@@ -155,6 +160,15 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "at": event.occurred_at,
             "rating": event.rating,
             "opd": event.opd.code if event.opd else None,
+        }
+    if isinstance(event, ReportMerged | ReportUnmerged):
+        return f"{event.type_name}:{event.version}", {
+            **base,
+            "kind": "merged" if isinstance(event, ReportMerged) else "unmerged",
+            "version": event.version,
+            "at": event.occurred_at,
+            "primary": event.primary_id,
+            "to": event.status,
         }
     return None
 
@@ -225,13 +239,16 @@ def _new_hop(hop: int) -> dict[str, Any]:
 def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the statistics read, computed from the projection's facts alone (order of arrival irrelevant)."""
     facts = list((projection.get("facts") or {}).values())
-    statuses = sorted((f for f in facts if f["kind"] == "status"), key=lambda f: f["version"])
+    # a merged report's status follows its primary's: those changes are the primary's work, counted there only
+    every_status = sorted((f for f in facts if f["kind"] == "status"), key=lambda f: f["version"])
+    statuses = [f for f in every_status if not f.get("followed")]
+    merges = sorted((f for f in facts if f["kind"] in ("merged", "unmerged")), key=lambda f: f["version"])
     submitted = next((f for f in facts if f["kind"] == "submitted"), None)
 
     # hand-overs: each starts a new hop at its report version; a status change and the forward it caused share one
     boundaries: dict[int, dict[str, Any]] = {}
     for fact in facts:
-        if fact["kind"] == "status" and fact["to"] in FORWARDING_STATUSES:
+        if fact["kind"] == "status" and fact["to"] in FORWARDING_STATUSES and not fact.get("followed"):
             entry = boundaries.setdefault(fact["version"], {})
             entry.setdefault("kind", fact["to"])
             entry.setdefault("at", fact["at"])
@@ -300,13 +317,15 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         rated = hops.setdefault(hop_at(confirmed["version"]), _new_hop(hop_at(confirmed["version"])))
         rated["confirmed_at"], rated["rating"] = confirmed["at"], confirmed["rating"]
 
-    if statuses:
-        status, status_version = statuses[-1]["to"], statuses[-1]["version"]
+    # the status is set by the latest status change, merge or unmerge (in report version)
+    setting = sorted(every_status + merges, key=lambda f: f["version"])
+    if setting:
+        status, status_version = setting[-1]["to"], setting[-1]["version"]
     elif submitted is not None:
         status, status_version = MENUNGGU, submitted["version"]
     else:
         status, status_version = None, 0
-    last = statuses[-1] if statuses else None
+    last = statuses[-1] if statuses and setting and setting[-1] is statuses[-1] else None
     current_hop = hops[max(hops)] if hops else None
     routes = sorted((f for f in facts if f["kind"] in ("routed", "unroutable")), key=lambda f: f["hop"])
     unroutable = [f for f in routes if f["kind"] == "unroutable"]
@@ -330,6 +349,8 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         "rating": confirmed["rating"] if confirmed is not None else None,
         "unroutable_reason": unroutable[-1]["reason"] if unroutable else None,
         "hops": [hops[n] for n in sorted(hops)],
+        # the primary this report is merged into: counted as part of that problem, not as one of its own
+        "merged_into": merges[-1]["primary"] if merges and merges[-1]["kind"] == "merged" else None,
     }
 
 

@@ -142,6 +142,9 @@ class StatsService(OperationsEndpoints):
         def compute() -> dict[str, Any]:
             names = {code: c["name"] for code, c in reference_names()["categories"].items()}
             body = summarize(self.projections.grouped_counts(filters.mongo()), names, utcnow())
+            # one problem reported N times counts once: `total` counts problems, merged reports are told apart
+            merged = self.projections.merged_count(filters.mongo())
+            body.update(problems=body["total"], reports_merged=merged, reports=body["total"] + merged)
             return {**body, "filters": filters.echo()}
 
         return self._public("summary", request, compute)

@@ -45,6 +45,7 @@ class FakeReportStore:
             {field: report[field] for field in PUBLIC_SUMMARY_FIELDS if field in report}
             for report in self.reports.values()
             if report["status"] in OPEN_STATUSES
+            and not report.get("merged_into")
             and category in (None, report["category"])
             and box.min_lat <= report["location"]["lat"] <= box.max_lat
             and box.min_lon <= report["location"]["lon"] <= box.max_lon
@@ -58,6 +59,7 @@ class FakeReportStore:
             copy.deepcopy(report)
             for report in self.reports.values()
             if (report.get("assigned_opd") or {}).get("code") == opd_code
+            and not report.get("merged_into")
             and report["status"] in statuses
             and category in (None, report["category"])
             and (kelurahan_codes is None or (report.get("area") or {}).get("code") in kelurahan_codes)
@@ -70,7 +72,9 @@ class FakeReportStore:
         return {
             report["_id"]: report["version"]
             for report in self.reports.values()
-            if (report.get("assigned_opd") or {}).get("code") == opd_code and report["status"] in HELD_STATUSES
+            if (report.get("assigned_opd") or {}).get("code") == opd_code
+            and report["status"] in HELD_STATUSES
+            and not report.get("merged_into")
         }
 
     def statuses_of(self, report_ids: list[str]) -> dict[str, str]:
@@ -79,7 +83,7 @@ class FakeReportStore:
     def counts_by_status(self, opd_code: str) -> dict[str, int]:
         counts: dict[str, int] = {}
         for report in self.reports.values():
-            if (report.get("assigned_opd") or {}).get("code") == opd_code:
+            if (report.get("assigned_opd") or {}).get("code") == opd_code and not report.get("merged_into"):
                 counts[report["status"]] = counts.get(report["status"], 0) + 1
         return counts
 
@@ -89,6 +93,23 @@ class FakeReportStore:
             for report in self.reports.values()
             if (report.get("assigned_opd") or {}).get("code") == opd_code and report.get("escalation_exhausted")
         )
+
+    # duplicates
+    def merged_into(self, primary_id: str, limit: int = 5000) -> list[dict[str, Any]]:
+        found = sorted(r["_id"] for r in self.reports.values() if r.get("merged_into") == primary_id)
+        return [self.by_id(report_id) for report_id in found[:limit]]  # type: ignore[misc]
+
+    def has_merged_reports(self, primary_id: str) -> bool:
+        return any(r.get("merged_into") == primary_id for r in self.reports.values())
+
+    def add_supporter(self, report_id: str, supporter: str, messages: list[Any], open_statuses: list[str]) -> bool:
+        stored = self.reports.get(report_id)
+        if stored is None or stored["status"] not in open_statuses or supporter in stored.get("supporter_hashes", []):
+            return False
+        stored.setdefault("supporter_hashes", []).append(supporter)
+        stored["supporters"] = stored.get("supporters", 0) + 1
+        stored.setdefault("outbox", []).extend(outbox_entry(message) for message in messages)
+        return True
 
     def next_sequence(self, day: str) -> int:
         return next(self._sequence)

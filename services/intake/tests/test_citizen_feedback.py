@@ -70,6 +70,18 @@ def test_the_window_runs_from_the_moment_the_report_last_became_selesai() -> Non
     assert selesai_since([{"status": DIKERJAKAN, "at": T0}]) is None
 
 
+def test_a_merged_report_is_confirmed_or_reopened_through_its_primary_only() -> None:
+    # it follows its primary's status: reopening it alone would split the one problem in two
+    document = selesai_document(merged_into="JK-20261130-000009")
+    assert not feedback_state(document, T0, WINDOW).can_confirm
+    assert not feedback_state(document, T0, WINDOW).can_reopen
+    report = Report(document, "https://lapor.example")
+    for act in (lambda: confirm(report, 5, None, WINDOW, T0), lambda: reopen(report, "Masih rusak", [], WINDOW, T0)):
+        with pytest.raises(FeedbackRefused) as refused:
+            act()
+        assert refused.value.code == "report_merged" and "JK-20261130-000009" in refused.value.message
+
+
 def test_only_a_selesai_report_is_confirmed_or_reopened() -> None:
     report = Report(selesai_document(status=DIKERJAKAN), "https://lapor.example")
     with pytest.raises(FeedbackRefused) as refused:

@@ -423,7 +423,8 @@ def test_public_view_history_entries() -> None:
 def test_report_summary_holds_the_public_fields_only_and_starts_every_view() -> None:
     summary = report_summary(stored_report(), "https://lapor.example")
     assert set(summary) == {
-        "report_id", "category", "status", "status_label", "description", "location", "area", "submitted_at", "photos"
+        "report_id", "category", "status", "status_label", "description", "location", "area", "submitted_at", "photos",
+        "supporters", "merged_into",
     }  # fmt: skip
     assert summary["photos"] == ["https://lapor.example/api/v1/photos/p1"]
     assert summary["area"]["kelurahan"] == "Melawai"

@@ -241,7 +241,7 @@ def test_nearby_lists_open_reports_nearest_first_with_public_fields_only(service
     first = body["reports"][0]
     assert set(first) == {
         "report_id", "category", "status", "status_label", "description", "location", "area", "submitted_at",
-        "photos", "distance_m",
+        "photos", "distance_m", "supporters", "merged_into",
     }  # fmt: skip
     assert first["distance_m"] == 6 and first["status_label"] == "Menunggu"
     assert "warga" not in json.dumps(body)

@@ -80,11 +80,14 @@ class FakeNotifyStore:
         kind: str | None = None,
         unsubscribe_hash: str | None = None,
         unsubscribe_ciphertext: str | None = None,
+        supporter_hash: str | None = None,
     ) -> bool:
-        if report_id in self.contacts:
+        contact_id = report_id if supporter_hash is None else f"{report_id}/{supporter_hash[:32]}"
+        if contact_id in self.contacts:
             return False
-        self.contacts[report_id] = {
-            "_id": report_id,
+        self.contacts[contact_id] = {
+            "_id": contact_id,
+            **({"report_id": report_id, "supporter": True} if supporter_hash is not None else {}),
             "ciphertext": ciphertext,
             "token_hash": token_hash,
             "state": ACTIVE,
@@ -140,7 +143,9 @@ class FakeDispatcher:
         self.opd_names = opd_names or {}
         self.enqueued: list[tuple[list[Notification], bool | None]] = []
 
-    def enqueue(self, notifications: list[Notification], has_contact: bool | None = None) -> int:
+    def enqueue(
+        self, notifications: list[Notification], has_contact: bool | None = None, supporter_contacts: bool | None = None
+    ) -> int:
         self.enqueued.append((list(notifications), has_contact))
         return len(notifications)
 

@@ -13,7 +13,12 @@ def repository() -> NotifyRepository:
 
 def test_a_submitted_report_is_registered_with_its_first_entry() -> None:
     store = repository()
-    assert store.append("r1", {"event_id": "e1", "kind": "status"}, report_fields("h" * 64, True)) == (1, False, True)
+    assert store.append("r1", {"event_id": "e1", "kind": "status"}, report_fields("h" * 64, True)) == (
+        1,
+        False,
+        True,
+        False,
+    )
     assert store.report_for_token("h" * 64) == "r1"
     assert store.report("r1")["has_contact"] is True
     assert store.entries_after("r1", 0) == [(1, {"event_id": "e1", "kind": "status"})]

@@ -85,3 +85,23 @@ class FakePublisher:
     @property
     def messages(self) -> list[Outgoing]:
         return [message for batch in self.batches for message in batch]
+
+
+class FakeRecentReports:
+    """RecentReportsRepository in a dict (routing's index of recent reports for duplicate suggestions)."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, dict[str, Any]] = {}
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self.reports.setdefault(entry["_id"], dict(entry))
+
+    def candidates(self, search: Any, limit: int = 500) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self.reports.values()
+            if r["category"] == search.category
+            and search.min_lat <= r["lat"] <= search.max_lat
+            and search.min_lon <= r["lon"] <= search.max_lon
+            and search.since <= r["submitted_at"] <= search.until
+        ][:limit]

@@ -69,8 +69,15 @@ class InMemoryProjections:
 
     def _counted(self, query: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
         for projection in self.projections.values():
-            if matches(projection, {"status": {"$ne": None}, **(query or {})}):
+            if matches(projection, {"status": {"$ne": None}, "merged_into": None, **(query or {})}):
                 yield projection
+
+    def merged_count(self, query: dict[str, Any] | None = None) -> int:
+        return sum(
+            1
+            for p in self.projections.values()
+            if matches(p, {"status": {"$ne": None}, **(query or {}), "merged_into": {"$ne": None}})
+        )
 
     def grouped_counts(
         self, query: dict[str, Any] | None = None
@@ -93,7 +100,7 @@ class InMemoryProjections:
     def status_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
         for projection in self.projections.values():
-            if projection.get("status") in counts:
+            if projection.get("status") in counts and not projection.get("merged_into"):
                 counts[projection["status"]] += 1
         return counts
 

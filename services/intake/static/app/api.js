@@ -168,3 +168,29 @@ export function confirmReport(token, fields) {
 export function reopenReport(token, form, key) {
   return postForAnswer(`/api/v1/reports/${encodeURIComponent(token)}/reopen`, { headers: { "Idempotency-Key": key }, body: form });
 }
+
+// ---- duplicates: support a report instead of filing it again ---------------------------------------------------------
+
+const SUPPORTER_KEY = "jaklapor.supporter_key";
+
+/** this device's own random key: the server counts a device once per report (it keeps only a hash of it) */
+function supporterKey() {
+  let key = localStorage.getItem(SUPPORTER_KEY);
+  if (!key) {
+    key = crypto.randomUUID();
+    localStorage.setItem(SUPPORTER_KEY, key);
+  }
+  return key;
+}
+
+/** Support an open report ({report_id, supporters, counted}); rejects with {status, code} when refused. */
+export async function supportReport(reportId, contact) {
+  const response = await fetch(`/api/v1/reports/public/${encodeURIComponent(reportId)}/supporters`, {
+    method: "POST",
+    headers: { "Idempotency-Key": supporterKey(), "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(contact ? { contact } : {}),
+  });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw { status: response.status, code: body?.error?.code };
+  return body;
+}

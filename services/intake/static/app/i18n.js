@@ -285,6 +285,34 @@ const STRINGS = {
 
 addStrings(STRINGS);
 
+// duplicates: supporting a report instead of filing it again, and a report merged into another
+addStrings({
+  id: {
+    support: "Saya juga mengalami ini",
+    support_sending: "Mengirim dukungan…",
+    supported: "Terima kasih. {n} orang mengalami masalah ini; Anda mengikuti laporan ini.",
+    supported_before: "Anda sudah mendukung laporan ini ({n} orang).",
+    support_failed: "Dukungan belum terkirim. Coba lagi.",
+    supporters: "{n} orang juga mengalami ini",
+    supporters_label: "Dukungan warga",
+    merged_into: "Digabung ke {id}",
+    merged_label: "Digabung",
+    merged_help: "Laporan ini melaporkan masalah yang sama dengan {id}; statusnya mengikuti laporan itu.",
+  },
+  en: {
+    support: "I have this problem too",
+    support_sending: "Sending your support…",
+    supported: "Thank you. {n} people have this problem; you follow this report.",
+    supported_before: "You already support this report ({n} people).",
+    support_failed: "Your support was not sent. Try again.",
+    supporters: "{n} people have this problem too",
+    supporters_label: "Citizens' support",
+    merged_into: "Merged into {id}",
+    merged_label: "Merged",
+    merged_help: "This report is about the same problem as {id}; its status follows that report.",
+  },
+});
+
 // what the server's refusal of a report means for the person, by its error code (and field): the cause in plain words
 const REFUSAL_REASONS = {
   unknown_category: "refused_category",

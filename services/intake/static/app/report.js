@@ -273,6 +273,8 @@ export class ReportScreen {
       window.location.assign(`/lacak#${report.report_id}`);
     });
     const photo = (report.photos || [])[0];
+    const supporters = el("p", { class: "help supporters", text: report.supporters ? t("supporters", { n: report.supporters }) : "" });
+    const said = el("p", { class: "help", role: "status", "aria-live": "polite" });
     return el(
       "li",
       { class: "card", "data-report-id": report.report_id },
@@ -280,8 +282,37 @@ export class ReportScreen {
       el("p", { class: "card-title" }, el("strong", { text: report.report_id }), " · ", statusLabel(report.status, report.status_label)),
       el("p", { class: "quote", text: report.description || "" }),
       el("p", { class: "help", text: t("meters", { n: Math.round(report.distance_m ?? 0) }) }),
+      supporters,
+      this.supportButton(report, supporters, said),
+      said,
       follow,
     );
+  }
+
+  /** "I have this problem too": counted once per device, followed from "my reports"; the contact typed in the form
+   * (if any) gets this report's notifications instead of a new report's. */
+  supportButton(report, supporters, said) {
+    const button = el("button", { type: "button", class: "button primary support", text: t("support") });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      said.textContent = t("support_sending");
+      try {
+        const answer = await api.supportReport(report.report_id, byId("contact")?.value.trim() || "");
+        said.textContent = t(answer.counted ? "supported" : "supported_before", { n: answer.supporters });
+        supporters.textContent = t("supporters", { n: answer.supporters });
+        remember({
+          report_id: answer.report_id,
+          category: report.category,
+          description: report.description,
+          submitted_at: report.submitted_at,
+          followed: true,
+        });
+      } catch {
+        said.textContent = t("support_failed");
+        button.disabled = false;
+      }
+    });
+    return button;
   }
 
   // ---- a refused report, edited and sent again ---------------------------------------------------------------

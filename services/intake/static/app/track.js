@@ -9,7 +9,7 @@ import { remember, myReports } from "./mine.js";
 import { feedbackSection } from "./feedback.js";
 
 const REPORT_ID = /^JK-\d{8}-\d{6}$/;
-const STREAM_EVENTS = ["submitted", "routed", "triage", "escalated", "status_changed", "forwarded", "message"];
+const STREAM_EVENTS = ["submitted", "routed", "triage", "escalated", "status_changed", "forwarded", "message", "merged", "unmerged"];
 const POLL_MS = 15000;
 const FINAL = new Set(["selesai", "ditolak"]);
 
@@ -127,7 +127,15 @@ export class TrackScreen {
     if (view.response_deadline) fact(t("deadline"), formatTime(view.response_deadline), "track-deadline");
     if (view.overdue) fact(t("deadline"), t("overdue"), "track-overdue");
     fact(t("submitted_at"), formatTime(view.submitted_at), "track-submitted");
+    if (view.supporters) fact(t("supporters_label"), t("supporters", { n: view.supporters }), "track-supporters");
+    if (view.merged_into) {
+      facts.append(
+        el("dt", { text: t("merged_label") }),
+        el("dd", { id: "track-merged" }, el("a", { href: `/lacak#${view.merged_into}`, text: t("merged_into", { id: view.merged_into }) })),
+      );
+    }
     body.append(facts, el("p", { class: "quote", id: "track-description", text: view.description || "" }));
+    if (view.merged_into) body.append(el("p", { class: "help", id: "track-merged-help", text: t("merged_help", { id: view.merged_into }) }));
     body.append(...this.gallery(t("citizen_photos"), view.photos, "track-photos"));
     body.append(...this.gallery(t("evidence_photos"), view.evidence_photos, "track-evidence"));
     const reference = this.reference();

@@ -180,3 +180,15 @@ export async function performance(statsUrl, opdCode) {
   const rows = [...(body.ranked || []), ...(body.unranked || [])];
   return { row: rows.find((row) => row.opd === opdCode) || null, generatedAt: body.generated_at, targetHours: body.target_hours };
 }
+
+// ---- duplicates (duplicates.js) ---------------------------------------------------------------------------------------
+
+/** Merge this report into another ({primary_id, note}): the merged report's view. */
+export function merge(reportId, fields) {
+  return call("POST", `/api/v1/opd/reports/${encodeURIComponent(reportId)}/merge`, { json: fields });
+}
+
+/** Undo a merge: the report on its own course again. */
+export function unmerge(reportId) {
+  return call("POST", `/api/v1/opd/reports/${encodeURIComponent(reportId)}/unmerge`, { json: {} });
+}

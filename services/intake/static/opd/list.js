@@ -168,6 +168,7 @@ export class WorkList {
       el("p", {}, el("strong", { text: categoryName(this.reference, report.category) }), report.area ? ` — ${areaText(report.area)}` : ""),
       el("p", { class: "quote clamp", text: report.description || "" }),
       el("p", { class: "help" }, formatTime(report.submitted_at), " ", deadlineBadge(report)),
+      report.supporters ? el("p", { class: "help supporters", text: t("dup_supporters", { n: report.supporters }) }) : null,
     );
   }
 

@@ -7,6 +7,7 @@ import { baseMap, showBoundaries } from "/shared/map.js";
 import { shrink } from "/shared/photos.js";
 import { formatTime, lang, reasonLabel, statusLabel, t } from "./i18n.js";
 import { areaText, categoryName, deadlineBadge } from "./shared-view.js";
+import { duplicatesSection } from "./duplicates.js";
 
 // the transitions in the order the form offers them; each with the fields it needs
 const ACTIONS = ["dikerjakan", "selesai", "koordinasi", "disposisi", "ditolak"];
@@ -127,7 +128,7 @@ export class ReportScreen {
       this.history(report.history || []),
       ].filter(Boolean),
     );
-    side.append(this.actions(), this.nearby(report.nearby));
+    side.append(this.actions(), duplicatesSection(this), this.nearby(report.nearby));
     this.drawMap();
   }
 
