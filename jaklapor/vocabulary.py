@@ -136,3 +136,21 @@ def note_escalated(missed_opd_name: str, target_opd_name: str) -> str:
 
 def note_overdue_at_top(missed_opd_name: str) -> str:
     return f"Batas waktu respons {missed_opd_name} terlewati; tidak ada tingkat yang lebih tinggi"
+
+
+# ---- verified completion (the city's verifier checks an OPD's follow-up before a report closes) ---------------------
+
+#: the states of a report's `verification` record: a sub-state of dikerjakan, the six statuses stay six
+VERIFICATION_PENDING, VERIFICATION_APPROVED, VERIFICATION_REFUSED = "pending", "approved", "refused"
+#: what the citizen and the public read for a dikerjakan report whose OPD reported it done, until the verifier decides
+PENDING_VERIFICATION_LABEL = "Menunggu verifikasi"
+PENDING_VERIFICATION_LABEL_EN = "Awaiting verification"
+NOTE_VERIFICATION_APPROVED = "Penyelesaian diverifikasi oleh Biro Pemerintahan"
+
+
+def note_completion_submitted(opd_name: str) -> str:
+    return f"{opd_name} melaporkan pekerjaan selesai; menunggu verifikasi"
+
+
+def note_verification_refused(reason: str, opd_name: str) -> str:
+    return f"Verifikasi ditolak: {reason} — laporan dikembalikan ke {opd_name}"

@@ -27,7 +27,7 @@ from jaklapor.live import LiveHub, LiveStreams
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
 from jaklapor.mongo import MongoConnection, MongoDatabase, ping
 from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
-from jaklapor.vocabulary import WAITING_STATUSES, utcnow
+from jaklapor.vocabulary import DIKERJAKAN, VERIFICATION_PENDING, WAITING_STATUSES, utcnow
 from services.intake import metrics
 from services.intake.domain import PUBLIC_SUMMARY_FIELDS, WORK_ITEM_FIELDS
 from services.intake.image_memory import keep_image_memory
@@ -74,6 +74,8 @@ class ReportRepository:
         # nearby open reports (services/intake/nearby.py): open statuses and the category by equality, then the
         # box's latitude band as a range; the category is optional, so it follows the status it is always given with
         self.reports.create_index([("status", ASCENDING), ("category", ASCENDING), ("location.lat", ASCENDING)])
+        # the verifier's queue (services/intake/verifier_api.py): only reports that ever had a completion verified
+        self.reports.create_index([("verification.state", ASCENDING), ("verification.submitted_at", ASCENDING)])
 
     def ping(self) -> bool:
         return ping(self.reports.database)
@@ -172,6 +174,12 @@ class ReportRepository:
         return self.reports.count_documents(
             {"assigned_opd.code": opd_code, "status": {"$in": sorted(WAITING_STATUSES)}, "escalation_exhausted": True}
         )
+
+    def pending_verification(self, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` reports of every OPD whose completion waits for the verifier, the longest waiting first."""
+        query = {"status": DIKERJAKAN, "verification.state": VERIFICATION_PENDING}
+        cursor = self.reports.find(query, {"outbox": 0}).sort("verification.submitted_at", ASCENDING).limit(limit)
+        return list(cursor)
 
     def page_by_id(self, after_report_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` reports in id order, after `after_report_id` (from the first when None)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jaklapor.web import DomainErrors, DomainErrorTable
 from services.intake.domain import TransitionRefused
 from services.intake.photos import TOO_LARGE, UNSUPPORTED_TYPE, PhotoRejected
+from services.intake.verification import VerificationRefused
 from services.intake.worklist import WorkListError
 
 TRANSITION_REFUSALS = DomainErrorTable(
@@ -41,4 +42,17 @@ PHOTO_REJECTIONS = DomainErrorTable(
 #: a work list's or the directory's query that cannot be answered (a filter naming nothing, a cursor not handed out)
 WORK_LIST_REFUSALS = DomainErrorTable(WorkListError, {"invalid_query": 400})
 
-INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS, WORK_LIST_REFUSALS)
+#: verified completion (services/intake/verification.py): the verifier's decisions, and who may make them
+VERIFICATION_REFUSALS = DomainErrorTable(
+    VerificationRefused,
+    {
+        "pending_verification": 409,
+        "not_pending_verification": 409,
+        "verifier_not_an_opd": 403,
+        "not_a_verifier": 403,
+        "missing_reason": 422,
+        "invalid_reason": 422,
+    },
+)
+
+INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS, WORK_LIST_REFUSALS, VERIFICATION_REFUSALS)

@@ -57,3 +57,10 @@ SUBMISSIONS_REPLAYED = Counter(
     "Retried submissions (same Idempotency-Key) answered with the report already stored",
     registry=REGISTRY,
 )
+
+VERIFICATIONS = Counter(
+    "jaklapor_report_verifications_total",
+    "The verifier's decisions on OPDs' completions, by outcome (approved, refused)",
+    ["outcome"],
+    registry=REGISTRY,
+)

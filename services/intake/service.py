@@ -63,6 +63,7 @@ from services.intake.report import Report
 from services.intake.schemas import NearbyQuery, SubmissionForm, parse_form, parse_query
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
+from services.intake.verifier_api import VerifierEndpoints
 from services.intake.webapp import CitizenAppEndpoints, OpdWorkbenchEndpoints
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
     return response.make_conditional(request)
 
 
-class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints):
+class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints, VerifierEndpoints):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")
