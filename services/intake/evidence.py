@@ -63,6 +63,9 @@ class Capture:
 def read_capture(im: Image.Image) -> Capture:
     """The GPS position and capture time in an opened image's EXIF (header only, no pixel decoded); an empty
     Capture for anything missing or malformed: a broken tag never refuses an upload."""
+    if im.format not in ("JPEG", "MPO", "WEBP"):
+        # phones write EXIF in JPEG (and WebP); a PNG's getexif() would decode the whole image before the checks
+        return Capture()
     try:
         exif = im.getexif()
     except Exception:  # hostile or broken EXIF: the photo is still a photo
@@ -118,7 +121,7 @@ def dhash(im: Image.Image) -> str:
     """The difference hash of an image: 64 bits (is each pixel of a 9×8 grey thumbnail brighter than its right
     neighbour), as 16 hex digits. Survives re-encoding, resizing and mild colour changes; not cropping."""
     small = im.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.BOX)
-    pixels = list(small.getdata())
+    pixels = list(small.tobytes())  # one byte per pixel (mode L)
     bits = 0
     for row in range(HASH_SIZE):
         for col in range(HASH_SIZE):

@@ -90,6 +90,14 @@ class FakeReportStore:
             if (report.get("assigned_opd") or {}).get("code") == opd_code and report.get("escalation_exhausted")
         )
 
+    def pending_verification(self, limit: int) -> list[dict[str, Any]]:
+        pending = [
+            copy.deepcopy(self._without_outbox(report))
+            for report in self.reports.values()
+            if report["status"] == "dikerjakan" and (report.get("verification") or {}).get("state") == "pending"
+        ]
+        return sorted(pending, key=lambda report: report["verification"]["submitted_at"])[:limit]
+
     def next_sequence(self, day: str) -> int:
         return next(self._sequence)
 
