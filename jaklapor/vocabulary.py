@@ -148,9 +148,9 @@ PENDING_VERIFICATION_LABEL_EN = "Awaiting verification"
 NOTE_VERIFICATION_APPROVED = "Penyelesaian diverifikasi oleh Biro Pemerintahan"
 
 
-def note_completion_submitted(opd_name: str) -> str:
-    return f"{opd_name} melaporkan pekerjaan selesai; menunggu verifikasi"
+def note_completion_submitted(opd_name: str | None = None) -> str:
+    return f"{opd_name or 'Petugas'} melaporkan pekerjaan selesai; menunggu verifikasi"
 
 
-def note_verification_refused(reason: str, opd_name: str) -> str:
-    return f"Verifikasi ditolak: {reason} — laporan dikembalikan ke {opd_name}"
+def note_verification_refused(reason: str, opd_name: str | None = None) -> str:
+    return f"Verifikasi ditolak: {reason} — laporan dikembalikan ke {opd_name or 'instansi yang mengerjakan'}"

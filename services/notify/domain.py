@@ -13,21 +13,26 @@ from typing import Any, Literal
 
 from jaklapor.events import (
     Event,
+    ReportCompletionSubmitted,
     ReportEscalated,
     ReportForwarded,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
     ReportUnroutable,
+    ReportVerificationRefused,
 )
 from jaklapor.vocabulary import (
     FORWARDING_STATUSES,
     MENUNGGU,
     NOTE_ESCALATED_PUBLIC,
     NOTE_SUBMITTED,
+    PENDING_VERIFICATION_LABEL,
     STATUS_LABELS,
     iso,
+    note_completion_submitted,
     note_routed,
+    note_verification_refused,
 )
 
 
@@ -89,6 +94,33 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
         if event.evidence_photos:
             entry["evidence_photos"] = [p.url for p in event.evidence_photos]
         return entry
+    return verification_entry(event, base)
+
+
+def verification_entry(event: Event, base: dict[str, Any]) -> dict[str, Any] | None:
+    """Verified completion in the citizen's timeline: the OPD's completion waiting for the verifier, a refusal
+    sending the report back (an approval is told by its report_status_changed to selesai)."""
+    if isinstance(event, ReportCompletionSubmitted) and event.verification_required:
+        return {
+            **base,
+            "kind": "completion_submitted",
+            "status": "dikerjakan",
+            "pending_verification": True,
+            "actor_opd": event.opd,
+            "note": note_completion_submitted(),
+            "opd_note": event.note,
+            "evidence_photos": [p.url for p in event.evidence_photos],
+        }
+    if isinstance(event, ReportVerificationRefused):
+        return {
+            **base,
+            "kind": "verification_refused",
+            "status": "dikerjakan",
+            "actor_opd": event.verifier,
+            "refusal_reason": event.reason,
+            "work_deadline": iso(event.work_deadline),
+            "note": note_verification_refused(event.reason),
+        }
     return None
 
 
@@ -98,6 +130,8 @@ def sse_frame(seq: int, entry: dict[str, Any]) -> str:
     payload.pop("event_id", None)
     if payload.get("status"):
         payload["status_label"] = STATUS_LABELS.get(payload["status"], payload["status"])
+    if payload.get("pending_verification"):
+        payload["status_label"] = PENDING_VERIFICATION_LABEL
     data = json.dumps(payload, ensure_ascii=False)
     return f"id: {seq}\nevent: {entry['kind']}\ndata: {data}\n\n"
 
@@ -221,6 +255,19 @@ def notifications_for(
             "note": event.note,
         }
         out.append(Notification(OPD, "report_forwarded", **common, opd=event.target_opd, facts=facts))
+    elif isinstance(event, ReportCompletionSubmitted) and event.verification_required:
+        facts = {"status": "dikerjakan", "category": event.category, "area": _area(event), "opd_name": name(event.opd)}
+        out.append(Notification(CITIZEN, "completion_submitted", **common, facts=facts))
+    elif isinstance(event, ReportVerificationRefused):
+        facts = {
+            "status": "dikerjakan",
+            "category": event.category,
+            "area": _area(event),
+            "opd_name": name(event.opd),
+            "note": event.reason,
+            "work_deadline": iso(event.work_deadline),
+        }
+        out.append(Notification(CITIZEN, "verification_refused", **common, facts=facts))
     return out
 
 

@@ -41,6 +41,7 @@ from jaklapor.vocabulary import (
     response_deadline,
     utc,
 )
+from services.stats.verification import verification_fact, verification_fields
 
 # when the OPD that got a report (category, at that moment) must answer
 DeadlineRule = Callable[[str, datetime], "datetime | None"]
@@ -142,7 +143,7 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "to": event.to_opd,
             "deadline": event.deadline,
         }
-    return None
+    return verification_fact(event)
 
 
 def new_projection(report_id: str) -> dict[str, Any]:
@@ -307,6 +308,7 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         "reopened_count": reopened,
         "unroutable_reason": unroutable[-1]["reason"] if unroutable else None,
         "hops": [hops[n] for n in sorted(hops)],
+        **verification_fields(facts, status, status_version),
     }
 
 
