@@ -470,6 +470,7 @@ def verification_fields(report: dict[str, Any]) -> dict[str, Any]:
         "pending_verification": is_pending_verification(report),
         "work_deadline": iso(report.get("work_deadline")) if report.get("status") == DIKERJAKAN else None,
     }
+    fields["verification"] = None
     if record.get("state"):
         fields["verification"] = {
             "state": record["state"],

@@ -8,6 +8,7 @@ from jaklapor.vocabulary import STATUS_LABELS, TARGET_STATUSES
 from jaklapor.web import JSON_MAX_DEPTH, TEXT_BODY_MAX_BYTES
 from services.intake.domain import MAX_PHOTOS_PER_REPORT, REJECTION_REASONS
 from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
+from services.intake.openapi_verification import VERIFICATION_PROPERTIES, verification_schemas, verifier_paths
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
 from services.intake.sessions import CSRF_HEADER, SESSION_COOKIE
 from services.intake.worklist import DEFAULT_LIMIT, DIRECTORY_DEFAULT_LIMIT, DIRECTORY_MAX_LIMIT, MAX_LIMIT
@@ -479,6 +480,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     },
                 }
             },
+            **verifier_paths(report_param, csrf_header, _error_responses, opd_refusals),
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -584,6 +586,7 @@ def _schemas() -> dict[str, Any]:
         "escalations": {"type": "integer"},
         "triage_reason": {"type": "string"},
         "version": {"type": "integer"},
+        **VERIFICATION_PROPERTIES,
     }
     work_item: dict[str, Any] = {
         **summary,
@@ -593,6 +596,7 @@ def _schemas() -> dict[str, Any]:
         "escalations": integer,
         "hop": integer,
         "version": integer,
+        **VERIFICATION_PROPERTIES,
     }
     counts: dict[str, Any] = _object(
         by_status={
@@ -852,6 +856,7 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
+        **verification_schemas(),
         "TrackingView": {
             "type": "object",
             "description": "The public report, and for its citizen (who holds the token) the live stream's link",
