@@ -487,6 +487,8 @@ def history_verification(entry: dict[str, Any]) -> dict[str, Any]:
     if entry.get("kind") == "completion_submitted":
         extra["status_label"] = PENDING_VERIFICATION_LABEL
         extra["pending_verification"] = True
+    if entry.get("kind") == "verification_refused":
+        extra["status_label"] = "Verifikasi ditolak"
     if entry.get("verified_by"):
         extra["verified_by"] = entry["verified_by"]
     if entry.get("refusal_reason"):

@@ -180,3 +180,18 @@ export async function performance(statsUrl, opdCode) {
   const rows = [...(body.ranked || []), ...(body.unranked || [])];
   return { row: rows.find((row) => row.opd === opdCode) || null, generatedAt: body.generated_at, targetHours: body.target_hours };
 }
+
+// ---- the city's verifier (services/intake/verifier_api.py) ----------------------------------------------------------
+
+/** The completions of every OPD waiting for verification: {reports: [view with completion], count}. */
+export function verificationQueue() {
+  return call("GET", "/api/v1/verifier/reports");
+}
+
+export function approveCompletion(reportId) {
+  return call("POST", `/api/v1/verifier/reports/${encodeURIComponent(reportId)}/approve`, { json: {} });
+}
+
+export function refuseCompletion(reportId, reason) {
+  return call("POST", `/api/v1/verifier/reports/${encodeURIComponent(reportId)}/refuse`, { json: { reason } });
+}
