@@ -100,8 +100,10 @@ export class VerificationQueue {
   }
 
   photos(title, urls, id, reportId) {
-    if (!urls || urls.length === 0) return [];
-    return [
+    if (!urls || urls.length === 0) return null;
+    return el(
+      "div",
+      {},
       el("h3", { text: title }),
       el(
         "ul",
@@ -118,7 +120,7 @@ export class VerificationQueue {
           ),
         ),
       ),
-    ];
+    );
   }
 
   card(report) {
@@ -170,8 +172,13 @@ export class VerificationQueue {
       el("p", { class: "opd-note", text: completion.note || "" }),
       el("h3", { text: t("verify_checks") }),
       checks,
-      ...this.photos(t("citizen_photos"), report.photos, `citizen-photos-${key}`, id),
-      ...this.photos(t("evidence_photos"), completion.evidence_photos, `evidence-photos-${key}`, id),
+      // side by side on a desk: the citizen's photo of the problem next to the agency's proof of the fix
+      el(
+        "div",
+        { class: "compare" },
+        this.photos(t("citizen_photos"), report.photos, `citizen-photos-${key}`, id),
+        this.photos(t("evidence_photos"), completion.evidence_photos, `evidence-photos-${key}`, id),
+      ),
       el("div", { class: "act verify-actions" }, approve, form),
       result,
     );
