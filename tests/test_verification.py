@@ -14,6 +14,7 @@ from jaklapor.opd_keys import derive_key
 from services.intake.tests.evidence_photos import north_of, photo
 from services.intake.verification import VERIFIER_CODE
 from tests.system import OPD_KEY_SECRET, VERIFIED_CATEGORY, RunningSystem, SseListener, client_headers, wait_for
+from tests.test_dashboard import browse, parse
 
 pytestmark = pytest.mark.e2e
 
@@ -132,6 +133,13 @@ def test_selesai_pending_refused_reworked_approved(system: RunningSystem) -> Non
     after = wait_for(counted, 15, message="the closure counted in /api/v1/stats/evidence")
     assert after["evidence_matched"] == before["evidence_matched"] + 1
     assert after["verification_refusals"] == before["verification_refusals"] + 1
+
+    # the public dashboard shows the share
+    page = browse(system.url("stats", "/dashboard"), "--dump-dom")
+    dom = parse(page.stdout)
+    shown = evidence_stats(system)
+    assert dom.find(id="kpi-evidence").text == f"{shown['percent']:g}%".replace(".", ",")
+    assert dom.find(id="kpi-evidence-sub").text.startswith(f"{shown['evidence_matched']} dari ")
 
 
 def test_an_exempt_category_closes_at_once_with_its_evidence_counted(system: RunningSystem) -> None:
