@@ -16,11 +16,13 @@ follow-up and evidence before a report closes; a failed check sends it back to t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from jaklapor.events import (
+    Event,
     EvidenceCheck,
     ReportCompletionSubmitted,
     ReportStatusChanged,
@@ -165,9 +167,13 @@ def complete(
     )
     if not required:
         closed = report.transition(decision, evidence_ids, now)
-        return Change(
-            {**closed.fields, "work_deadline": None}, closed.history, [*closed.messages, submitted], closed.pushes
-        )
+        # the verdict (no metadata) with the close, so a replay of the history announces the check again
+        history = {
+            **closed.history,
+            "evidence": [check.model_dump() for check in checks],
+            "verification_required": False,
+        }
+        return Change({**closed.fields, "work_deadline": None}, history, [*closed.messages, submitted], closed.pushes)
     record = {
         "state": VERIFICATION_PENDING,
         "opd": decision.actor_opd,
@@ -187,6 +193,7 @@ def complete(
         photos=evidence_ids or None,
         verification=VERIFICATION_PENDING,
         opd_note=decision.note,
+        evidence=[check.model_dump() for check in checks],
     )
     pushes = {"evidence_photos": {"$each": [{"photo_id": p} for p in evidence_ids]}} if evidence_ids else {}
     return Change(fields, history, [submitted], pushes)
@@ -248,6 +255,7 @@ def approve(report: Report, now: datetime) -> Change:
         note=record.get("note") or "",
         photos=evidence_ids or None,
         verified_by=VERIFIER_CODE,
+        evidence_matched=matched,
     )
     messages: list[Message] = [changed, approved]
     return Change(fields, history, messages)
@@ -285,6 +293,7 @@ def refuse(report: Report, reason: str, opd_name: str, now: datetime, override_s
         note=note_verification_refused(reason, opd_name),
         refusal_reason=reason,
         work_deadline=deadline,
+        refused_opd=record["opd"],
     )
     return Change(fields, history, [refused])
 
@@ -320,3 +329,55 @@ def public_verification(report: dict[str, Any]) -> dict[str, Any] | None:
     if record.get("decided_at") is not None:
         body["decided_at"] = iso(record["decided_at"])
     return body
+
+
+# ---- a replay of the history (services/intake/replay.py) -------------------------------------------------------------
+
+
+def replayed_verification_events(
+    entry: dict[str, Any],
+    common: dict[str, Any],
+    base_url: str,
+    event_id: Callable[[type[Event]], str],
+) -> list[Event]:
+    """The verification events a stored history entry stands for (`common`: report_id, version, occurred_at,
+    category, area, submitted_at), with the stable ids `event_id` gives each type; none for other entries."""
+    kind = entry.get("kind")
+    checks = [EvidenceCheck.model_validate(c) for c in entry.get("evidence") or []]
+    photos = photo_refs(base_url, list(entry.get("photos") or []))
+    if kind == "completion_submitted" or (kind == "transition" and entry.get("verification_required") is False):
+        note = entry.get("opd_note") if kind == "completion_submitted" else entry.get("note")
+        return [
+            ReportCompletionSubmitted(
+                **common,
+                event_id=event_id(ReportCompletionSubmitted),
+                opd=str(entry.get("actor_opd") or ""),
+                note=str(note or ""),
+                evidence_photos=photos,
+                evidence=checks,
+                evidence_matched=all_matched(checks),
+                verification_required=kind == "completion_submitted",
+            )
+        ]
+    if kind == "transition" and entry.get("verified_by"):
+        return [
+            ReportVerificationApproved(
+                **common,
+                event_id=event_id(ReportVerificationApproved),
+                opd=str(entry.get("actor_opd") or ""),
+                verifier=str(entry["verified_by"]),
+                evidence_matched=bool(entry.get("evidence_matched")),
+            )
+        ]
+    if kind == "verification_refused":
+        return [
+            ReportVerificationRefused(
+                **common,
+                event_id=event_id(ReportVerificationRefused),
+                opd=str((entry.get("opd") or {}).get("code") or entry.get("refused_opd") or ""),
+                verifier=str(entry.get("actor_opd") or VERIFIER_CODE),
+                reason=str(entry.get("refusal_reason") or ""),
+                work_deadline=entry.get("work_deadline") or common["occurred_at"],
+            )
+        ]
+    return []

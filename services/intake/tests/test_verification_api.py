@@ -216,3 +216,42 @@ def test_refusing_needs_a_reason_and_a_pending_completion(service: Any) -> None:
     verifier_post(service, "approve", report_id, {})
     status, body, _ = verifier_post(service, "refuse", report_id, {"reason": "terlambat"})
     assert (status, body["error"]["code"]) == (409, "not_pending_verification")
+
+
+def test_a_replay_of_the_history_announces_the_verification_again(service: Any) -> None:
+    from services.intake.replay import replay_report
+
+    report_id = working_report(service, photo(3))
+    finish(service, report_id, photo(12))
+    verifier_post(service, "refuse", report_id, {"reason": "Foto tidak jelas"})
+    finish(service, report_id, good_evidence(service, report_id))
+    verifier_post(service, "approve", report_id, {})
+    kinds = ("report_completion_submitted", "report_verification_refused", "report_verification_approved")
+    live = [m["body"] for m in service.store.messages(report_id) if m["body"]["event_type"].split(".")[1] in kinds]
+    replayed = [
+        event.to_message()
+        for event in replay_report(service.store.reports[report_id], SETTINGS.public_url)
+        if event.type_name in kinds
+    ]
+    compared = ("event_type", "version", "opd", "evidence_matched", "reason", "verification_required")
+    assert [{k: e.get(k) for k in compared} for e in replayed] == [{k: e.get(k) for k in compared} for e in live]
+    assert [e["evidence"] for e in replayed if "evidence" in e] == [e["evidence"] for e in live if "evidence" in e]
+
+
+def test_a_replay_of_an_exempt_closure_announces_its_check() -> None:
+    from services.intake.replay import replay_report
+
+    service = make_service(verification_exceptions="jalan")
+    report_id = working_report(service, photo(3))
+    finish(service, report_id, good_evidence(service, report_id))
+    (replayed,) = [
+        e
+        for e in replay_report(service.store.reports[report_id], SETTINGS.public_url)
+        if e.type_name == "report_completion_submitted"
+    ]
+    live = service.store.messages(report_id)[-1]["body"]
+    assert (replayed.verification_required, replayed.evidence_matched, replayed.version) == (
+        False,
+        True,
+        live["version"],
+    )
