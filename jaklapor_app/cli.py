@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "verifier-key":
         from jaklapor.config import load_config
-        from jaklapor.opd_keys import derive_key
-        from services.intake.verification import VERIFIER_CODE
+        from jaklapor.opd_keys import VERIFIER_CODE, derive_key
 
         print(derive_key(load_config(args.config)["OPD_KEY_SECRET"], VERIFIER_CODE))
         return 0

@@ -183,8 +183,7 @@ def run_readme_command(command: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_verifier_key_command_prints_the_verifiers_key() -> None:
-    from jaklapor.opd_keys import derive_key
-    from services.intake.verification import VERIFIER_CODE
+    from jaklapor.opd_keys import VERIFIER_CODE, derive_key
 
     result = run_readme_command(".venv/bin/jaklapor verifier-key")
     assert result.returncode == 0, result.stderr

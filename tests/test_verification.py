@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from jaklapor.opd_keys import derive_key
+from jaklapor.opd_keys import VERIFIER_CODE, derive_key
 from services.intake.tests.evidence_photos import north_of, photo
-from services.intake.verification import VERIFIER_CODE
 from tests.system import OPD_KEY_SECRET, VERIFIED_CATEGORY, RunningSystem, SseListener, client_headers, wait_for
 from tests.test_dashboard import browse, parse
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from jaklapor.opd_keys import derive_key
+from jaklapor.opd_keys import VERIFIER_CODE, derive_key
 from services.intake.tests.evidence_photos import north_of, photo
-from services.intake.verification import VERIFIER_CODE
 from tests.browser import DESK, browser_fixture, new_phone, serious_accessibility_violations, wait_until_image_shows
 from tests.system import OPD_KEY_SECRET, VERIFIED_CATEGORY, RunningSystem, client_headers, wait_for
 

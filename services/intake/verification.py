@@ -29,6 +29,7 @@ from jaklapor.events import (
     ReportVerificationApproved,
     ReportVerificationRefused,
 )
+from jaklapor.opd_keys import VERIFIER_CODE
 from jaklapor.vocabulary import (
     DIKERJAKAN,
     PENDING_VERIFICATION_LABEL,
@@ -46,7 +47,6 @@ from services.intake.domain import TransitionDecision, history_entry
 from services.intake.evidence import Capture, all_matched, check_evidence
 from services.intake.report import Change, Message, Report, photo_refs
 
-VERIFIER_CODE = "verifikator"
 REASON_MAX_CHARS = 1000
 
 

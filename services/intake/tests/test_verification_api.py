@@ -10,7 +10,7 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from jaklapor.live import LiveHub
-from jaklapor.opd_keys import derive_key
+from jaklapor.opd_keys import VERIFIER_CODE, derive_key
 from jaklapor.vocabulary import DIKERJAKAN, SELESAI, utc
 from services.intake.photos import sanitize_photo
 from services.intake.ratelimit import FailureThrottle, RateLimiter
@@ -30,7 +30,6 @@ from services.intake.tests.test_service import (
     post,
     routed_event,
 )
-from services.intake.verification import VERIFIER_CODE
 
 VERIFIER_AUTH = {"Authorization": f"Bearer {derive_key(OPD_KEY_SECRET, VERIFIER_CODE)}"}
 LOCATION = (float(REPORT_FIELDS["lat"]), float(REPORT_FIELDS["lon"]))
