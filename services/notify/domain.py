@@ -268,6 +268,8 @@ def notifications_for(
             "work_deadline": iso(event.work_deadline),
         }
         out.append(Notification(CITIZEN, "verification_refused", **common, facts=facts))
+        # the OPD learns its completion was refused, why, and by when to finish again
+        out.append(Notification(OPD, "report_verification_refused", **common, opd=event.opd, facts=facts))
     return out
 
 

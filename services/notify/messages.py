@@ -228,6 +228,7 @@ OPD_SUBJECTS = {
     "report_escalated": "Laporan dinaikkan kepada Anda (batas waktu terlewati)",
     "report_overdue": "Batas waktu respons terlewati",
     "report_triage": "Laporan perlu diperiksa (triase)",
+    "report_verification_refused": "Penyelesaian ditolak verifikator; kerjakan ulang",
 }
 
 
@@ -267,6 +268,7 @@ def opd_webhook_body(
         "missed_deadline",
         "reason",
         "detail",
+        "work_deadline",
     ):
         if key in facts:
             body[key] = facts[key]
@@ -303,6 +305,8 @@ def render_opd_email(body: dict[str, Any], opd_name: str | None) -> RenderedMess
         lines.append(f"Respons paling lambat: {jakarta_time(body['response_deadline'])}")
     if body.get("detail"):
         lines.append(f"Keterangan    : {body['detail']}")
+    if body.get("work_deadline"):
+        lines.append(f"Selesaikan ulang paling lambat: {jakarta_time(body['work_deadline'])}")
     lines += [
         "",
         "Buka laporan (API OPD, dengan kunci API instansi Anda):",

@@ -295,7 +295,11 @@ def test_verified_completion_in_the_citizens_timeline_and_notifications() -> Non
     )
     entry = timeline_entry(refused)
     assert entry is not None and entry["kind"] == "verification_refused" and "Foto lama" in entry["note"]
-    assert [n.kind for n in notifications_for(refused, lambda code: "Dinas Bina Marga")] == ["verification_refused"]
+    told = notifications_for(refused, lambda code: "Dinas Bina Marga")
+    assert [(n.audience, n.kind, n.opd) for n in told] == [
+        ("citizen", "verification_refused", None),
+        ("opd", "report_verification_refused", "bina-marga"),
+    ]
     # an exempt category's completion is told by its status change; an approval by its status change to selesai
     assert timeline_entry(ReportCompletionSubmitted(version=5, note="x", verification_required=False, **common)) is None
     approved = ReportVerificationApproved(version=7, verifier="verifikator", **common)
