@@ -57,6 +57,7 @@ from services.intake.verification import (
     VerificationRefused,
     complete,
     evidence_checks,
+    handed_over,
     is_pending,
     is_verifier,
     refuse_opd_action,
@@ -374,6 +375,8 @@ class OpdEndpoints:
                     change = self._completion(report, decision, evidence, captures, opd)
                 else:
                     change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
+                    if decision.forwards:
+                        change = handed_over(change, stored)
                 updated = self.store.save(report, change)
             except VersionConflict:
                 delete_photos(self.photos, evidence)

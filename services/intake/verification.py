@@ -199,6 +199,16 @@ def complete(
     return Change(fields, history, [submitted], pushes)
 
 
+def handed_over(change: Change, report: dict[str, Any]) -> Change:
+    """A report sent back and then handed to another OPD (koordinasi, disposisi): the rework deadline and the refusal
+    were the previous OPD's, the new one starts afresh (the history keeps them)."""
+    if not report.get("work_deadline") and not report.get("verification"):
+        return change
+    return Change(
+        {**change.fields, "work_deadline": None, "verification": None}, change.history, change.messages, change.pushes
+    )
+
+
 # ---- the verifier decides ------------------------------------------------------------------------------------------
 
 

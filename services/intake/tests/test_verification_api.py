@@ -254,3 +254,15 @@ def test_a_replay_of_an_exempt_closure_announces_its_check() -> None:
         True,
         live["version"],
     )
+
+
+def test_a_report_sent_back_then_handed_over_starts_afresh_at_the_new_opd(service: Any) -> None:
+    report_id = working_report(service, photo(3))
+    finish(service, report_id, photo(12))
+    verifier_post(service, "refuse", report_id, {"reason": "Bukan di lokasi"})
+    status, view, _ = opd_act(
+        service, report_id, {"status": "koordinasi", "note": "Kewenangan Perhubungan", "target_opd": "perhubungan"}
+    )
+    assert status == 200, view
+    assert (view["work_deadline"], view["verification"]) == (None, None)
+    assert any(entry["kind"] == "verification_refused" for entry in view["history"])
