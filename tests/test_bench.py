@@ -115,3 +115,10 @@ def test_citizen_app_benchmark_measures_a_cold_and_a_warm_load(tmp_path: Path) -
     with (tmp_path / "results.csv").open(newline="") as fh:
         [row] = list(csv.DictReader(fh))
     assert row["scenario"] == "citizen-app-first-load" and "none/cold=" in row["app_interactive_ms"]
+
+
+def test_evidence_benchmark_prints_the_cost_and_the_hash_separation() -> None:
+    done = run_bench("bench/bench_evidence.py", "--photos=4", "--runs=2", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sanitise with checks" in done.stdout and "dHash of clean image" in done.stdout
+    assert "copies recognised 4/4" in done.stdout and "different scenes taken for a copy 0/6" in done.stdout
