@@ -32,13 +32,10 @@ from jaklapor.events import (
 from jaklapor.opd_keys import VERIFIER_CODE
 from jaklapor.vocabulary import (
     DIKERJAKAN,
-    PENDING_VERIFICATION_LABEL,
-    PENDING_VERIFICATION_LABEL_EN,
     SELESAI,
     VERIFICATION_APPROVED,
     VERIFICATION_PENDING,
     VERIFICATION_REFUSED,
-    iso,
     note_completion_submitted,
     note_verification_refused,
     rework_deadline,
@@ -318,27 +315,6 @@ def already_decided(report: dict[str, Any], outcome: str, reason: str | None = N
         and report.get("status") == DIKERJAKAN
         and (reason or "").strip() == record.get("reason")
     )
-
-
-# ---- what the verifier and the public read ------------------------------------------------------------------------
-
-
-def public_verification(report: dict[str, Any]) -> dict[str, Any] | None:
-    """The verification state as the public view and the work list show it (no verdict details: those are the
-    verifier's and the OPD's)."""
-    record = verification_of(report)
-    if not record:
-        return None
-    state = record.get("state")
-    body: dict[str, Any] = {"state": state, "submitted_at": iso(record.get("submitted_at"))}
-    if state == VERIFICATION_PENDING and report.get("status") == DIKERJAKAN:
-        body["label"] = PENDING_VERIFICATION_LABEL
-        body["label_en"] = PENDING_VERIFICATION_LABEL_EN
-    if state == VERIFICATION_REFUSED:
-        body["reason"] = record.get("reason")
-    if record.get("decided_at") is not None:
-        body["decided_at"] = iso(record["decided_at"])
-    return body
 
 
 # ---- a replay of the history (services/intake/replay.py) -------------------------------------------------------------
