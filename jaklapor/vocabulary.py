@@ -145,6 +145,8 @@ VERIFICATION_PENDING, VERIFICATION_APPROVED, VERIFICATION_REFUSED = "pending", "
 #: what the citizen and the public read for a dikerjakan report whose OPD reported it done, until the verifier decides
 PENDING_VERIFICATION_LABEL = "Menunggu verifikasi"
 PENDING_VERIFICATION_LABEL_EN = "Awaiting verification"
+#: the label of the history step of a refusal (the report stays dikerjakan with its OPD)
+VERIFICATION_REFUSED_LABEL = "Verifikasi ditolak"
 NOTE_VERIFICATION_APPROVED = "Penyelesaian diverifikasi oleh Biro Pemerintahan"
 
 

@@ -16,6 +16,7 @@ from jaklapor.opd_keys import VERIFIER_CODE, derive_key
 from services.intake.tests.evidence_photos import north_of, photo
 from tests.browser import DESK, browser_fixture, new_phone, serious_accessibility_violations, wait_until_image_shows
 from tests.system import OPD_KEY_SECRET, VERIFIED_CATEGORY, RunningSystem, client_headers, wait_for
+from tests.test_opd_workbench import save_screenshot
 
 pytestmark = pytest.mark.e2e
 FIXTURES = (browser_fixture,)
@@ -72,7 +73,7 @@ def open_page(context: Any, system: RunningSystem, path: str) -> Any:
     return page
 
 
-def test_the_verifier_refuses_with_a_reason_and_approves(screen: Any, system: RunningSystem) -> None:
+def test_the_verifier_refuses_with_a_reason_and_approves(screen: Any, system: RunningSystem, tmp_path: Any) -> None:
     seed = 40 if screen.screen_name == "desk" else 50
     far = pending_report(system, seed, metres=3200)
     near = pending_report(system, seed + 4, metres=30)
@@ -91,6 +92,8 @@ def test_the_verifier_refuses_with_a_reason_and_approves(screen: Any, system: Ru
     wait_until_image_shows(far_card.locator(".verify-photos img").first)  # the citizen's photo
     wait_until_image_shows(far_card.locator(".verify-photos img").last)  # the evidence
     assert serious_accessibility_violations(page) == []
+    far_card.scroll_into_view_if_needed()
+    save_screenshot(page, f"verifier-screen-{screen.screen_name}.png", tmp_path)
 
     # English: the verdict in English words
     page.click("#lang-toggle")

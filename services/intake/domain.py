@@ -26,6 +26,8 @@ from jaklapor.vocabulary import (
     SELESAI,
     STATUS_LABELS,
     TARGET_STATUSES,
+    VERIFICATION_PENDING,
+    VERIFICATION_REFUSED_LABEL,
     WAITING_STATUSES,
     iso,
 )
@@ -452,7 +454,9 @@ def escalation_target(directory: Any, opd_code: str, category: str) -> Any | Non
 
 
 def is_pending_verification(report: dict[str, Any]) -> bool:
-    return report.get("status") == DIKERJAKAN and (report.get("verification") or {}).get("state") == "pending"
+    return (
+        report.get("status") == DIKERJAKAN and (report.get("verification") or {}).get("state") == VERIFICATION_PENDING
+    )
 
 
 def status_label_of(report: dict[str, Any]) -> str:
@@ -469,8 +473,8 @@ def verification_fields(report: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "pending_verification": is_pending_verification(report),
         "work_deadline": iso(report.get("work_deadline")) if report.get("status") == DIKERJAKAN else None,
+        "verification": None,
     }
-    fields["verification"] = None
     if record.get("state"):
         fields["verification"] = {
             "state": record["state"],
@@ -488,7 +492,7 @@ def history_verification(entry: dict[str, Any]) -> dict[str, Any]:
         extra["status_label"] = PENDING_VERIFICATION_LABEL
         extra["pending_verification"] = True
     if entry.get("kind") == "verification_refused":
-        extra["status_label"] = "Verifikasi ditolak"
+        extra["status_label"] = VERIFICATION_REFUSED_LABEL
     if entry.get("verified_by"):
         extra["verified_by"] = entry["verified_by"]
     if entry.get("refusal_reason"):
