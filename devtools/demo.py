@@ -23,12 +23,14 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from PIL import ExifTags, Image, ImageDraw
 
+from jaklapor.vocabulary import JAKARTA_TZ
 from jaklapor_app.system import jaklapor_command
 
 HTTP_TIMEOUT = 10.0
@@ -296,19 +298,29 @@ def _dms(value: float) -> tuple[float, float, float]:
     return float(degrees), float(minutes), round((value - degrees - minutes / 60) * 3600, 2)
 
 
-def photo_with_gps(lat: float, lon: float, caption: str, colour: tuple[int, int, int] = (90, 90, 96)) -> bytes:
-    """A small JPEG as a phone would take it: a picture plus EXIF with camera, time and the GPS position."""
+def photo_with_gps(
+    lat: float, lon: float, caption: str, colour: tuple[int, int, int] = (90, 90, 96), *, evidence: bool = False
+) -> bytes:
+    """A small JPEG as a phone would take it: a picture plus EXIF with camera, time and the GPS position. The
+    evidence of a fix is another picture (the repaired street, taken now), so the automatic check can match it."""
     image = Image.new("RGB", (320, 240), (150, 190, 230))
     draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 130, 320, 240), fill=colour)
-    draw.rectangle((0, 182, 320, 188), fill=(235, 235, 235))
-    draw.ellipse((140, 150, 200, 175), fill=(40, 40, 40))
+    if evidence:
+        draw.polygon([(0, 240), (120, 90), (200, 90), (320, 240)], fill=colour)
+        for y in range(110, 240, 30):
+            draw.rectangle((155, y, 165, y + 14), fill=(240, 240, 240))
+        draw.rectangle((0, 60, 60, 240), fill=(60, 120, 60))
+    else:
+        draw.rectangle((0, 130, 320, 240), fill=colour)
+        draw.rectangle((0, 182, 320, 188), fill=(235, 235, 235))
+        draw.ellipse((140, 150, 200, 175), fill=(40, 40, 40))
     draw.text((8, 8), shorten(caption, 48), fill=(20, 20, 20))
     draw.text((8, 24), f"{lat:.4f}, {lon:.4f}", fill=(20, 20, 20))
     exif = Image.Exif()
     exif[ExifTags.Base.Make] = "DemoPhone"
     exif[ExifTags.Base.Model] = "JakLapor Demo"
-    exif[ExifTags.Base.DateTime] = "2024:05:01 08:30:00"
+    taken = datetime.now(JAKARTA_TZ) if evidence else datetime(2024, 5, 1, 8, 30, tzinfo=JAKARTA_TZ)
+    exif[ExifTags.Base.DateTime] = taken.strftime("%Y:%m:%d %H:%M:%S")
     gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
     gps[ExifTags.GPS.GPSVersionID] = b"\x02\x03\x00\x00"
     gps[ExifTags.GPS.GPSLatitudeRef] = "S" if lat < 0 else "N"
@@ -730,7 +742,7 @@ def transition(demo: Demo, report: Submitted, action: Action) -> requests.Respon
         headers = opd_headers(demo, report.opd["code"])
         if action.evidence:
             evidence = photo_with_gps(
-                report.sample.lat, report.sample.lon, "bukti: " + report.sample.place, (60, 60, 60)
+                report.sample.lat, report.sample.lon, "bukti: " + report.sample.place, (60, 60, 60), evidence=True
             )
             files = {"photo": ("bukti.jpg", evidence, "image/jpeg")}
             response = demo.post(url, data=fields, files=files, headers=headers, timeout=30)
@@ -773,7 +785,29 @@ def act_as_agencies(demo: Demo) -> dict[str, float]:
             sent_at[action.status] = started
         say(f"   {report.report_id}  {actor}: {before} → {describe(action, report)}")
         say(f"      “{shorten(action.note, 100)}”")
+        if report.view.get("pending_verification"):
+            if action.sample == STREAM_SAMPLE:
+                sent_at[action.status] = time.monotonic()  # the close the citizen sees is the verifier's
+            report.view = verify_completion(demo, report)
     return sent_at
+
+
+def verify_completion(demo: Demo, report: Submitted) -> dict[str, Any]:
+    """The city's verifier (its key: `jaklapor verifier-key`) reads the automatic check of the evidence and approves."""
+    from jaklapor.opd_keys import VERIFIER_CODE, derive_key
+
+    headers = {"Authorization": f"Bearer {derive_key(demo.config['OPD_KEY_SECRET'], VERIFIER_CODE)}"}
+    base = f"{demo.url}/api/v1/verifier/reports/{report.report_id}"
+    view = demo.get(base, headers=headers, timeout=10)
+    if view.status_code != 200:
+        raise DemoError(f"{report.report_id}: the verifier could not read it: {error_of(view)}")
+    for check in view.json()["completion"]["checks"]:
+        say(f"      menunggu verifikasi; automatic check of the evidence: {check['text']['id']}")
+    approved = demo.post(f"{base}/approve", json={}, headers=headers)
+    if approved.status_code != 200:
+        raise DemoError(f"{report.report_id}: the verifier could not approve: {error_of(approved)}")
+    say(f"   {report.report_id}  verifikator (Biro Pemerintahan): approved → selesai")
+    return dict(approved.json())
 
 
 def describe(action: Action, report: Submitted) -> str:

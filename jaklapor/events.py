@@ -339,3 +339,80 @@ class OpdMessage(BaseModel):
     # open reports of the same category close by, submitted shortly before: likely duplicates to merge (report
     # numbers, nearest first); an older consumer ignores the field
     possible_duplicates: list[str] = Field(default_factory=list)
+
+
+# ---- verified completion (services/intake/verification.py); new facts, new event types: existing consumers unchanged
+
+
+class EvidenceCheck(BaseModel):
+    """What the automatic check found in one evidence photo, read before its metadata was stripped: verdict codes
+    (services/intake/evidence.py), a distance and a time difference; never the photo's coordinates or timestamps."""
+
+    verdicts: list[str]
+    #: metres from the report's location to where the photo was taken; None without GPS
+    distance_m: float | None = None
+    #: seconds from the report's submission to when the photo was taken (negative: before); None without a time
+    taken_after_seconds: int | None = None
+    #: the perceptual-hash distance to the closest of the citizen's own photos; None when none could be compared
+    citizen_photo_distance: int | None = None
+    #: the photo passes every check: taken near the report, after it, and not the citizen's own photo
+    matched: bool = False
+
+
+class ReportCompletionSubmitted(Event):
+    """The assigned OPD reported the work done with evidence (`selesai`): with `verification_required` the report
+    stays dikerjakan, pending the verifier's decision; without it, a report_status_changed to selesai of the same
+    version closes it."""
+
+    source = "intake"
+    type_name = "report_completion_submitted"
+
+    category: str
+    opd: str
+    note: str
+    evidence_photos: list[PhotoRef] = Field(default_factory=list)
+    evidence: list[EvidenceCheck] = Field(default_factory=list)
+    #: every evidence photo matched (False when there is none to check)
+    evidence_matched: bool = False
+    verification_required: bool = True
+    area: AreaRef | None = None
+    submitted_at: datetime
+
+
+class ReportVerificationApproved(Event):
+    """The verifier approved the OPD's completion: sent with the report_status_changed to selesai of the same
+    version (whose actor is the OPD that did the work)."""
+
+    source = "intake"
+    type_name = "report_verification_approved"
+
+    category: str
+    opd: str
+    verifier: str
+    evidence_matched: bool = False
+    area: AreaRef | None = None
+    submitted_at: datetime
+
+
+class ReportVerificationRefused(Event):
+    """The verifier refused the OPD's completion: the report stays dikerjakan with the same OPD, which must finish
+    it again by `work_deadline` (jaklapor.vocabulary.rework_deadline)."""
+
+    source = "intake"
+    type_name = "report_verification_refused"
+
+    category: str
+    opd: str
+    verifier: str
+    reason: str
+    work_deadline: datetime
+    area: AreaRef | None = None
+    submitted_at: datetime
+
+
+EVENT_TYPES.update(
+    {
+        cls.source + "." + cls.type_name: cls
+        for cls in (ReportCompletionSubmitted, ReportVerificationApproved, ReportVerificationRefused)
+    }
+)

@@ -10,6 +10,10 @@ import base64
 import hashlib
 import hmac
 
+#: the city's verifier (Biro Pemerintahan, services/intake/verification.py) has a key derived the same way, for this
+#: code, which no OPD of the directory has; `jaklapor verifier-key` prints it
+VERIFIER_CODE = "verifikator"
+
 
 def derive_key(secret: str, opd_code: str) -> str:
     digest = hmac.new(secret.encode(), opd_code.encode(), hashlib.sha256).digest()

@@ -164,3 +164,23 @@ def note_merged(primary_id: str) -> str:
 
 def note_unmerged(primary_id: str) -> str:
     return f"Penggabungan dengan {primary_id} dibatalkan; laporan ini ditangani sendiri lagi"
+
+
+# ---- verified completion (the city's verifier checks an OPD's follow-up before a report closes) ---------------------
+
+#: the states of a report's `verification` record: a sub-state of dikerjakan, the six statuses stay six
+VERIFICATION_PENDING, VERIFICATION_APPROVED, VERIFICATION_REFUSED = "pending", "approved", "refused"
+#: what the citizen and the public read for a dikerjakan report whose OPD reported it done, until the verifier decides
+PENDING_VERIFICATION_LABEL = "Menunggu verifikasi"
+PENDING_VERIFICATION_LABEL_EN = "Awaiting verification"
+#: the label of the history step of a refusal (the report stays dikerjakan with its OPD)
+VERIFICATION_REFUSED_LABEL = "Verifikasi ditolak"
+NOTE_VERIFICATION_APPROVED = "Penyelesaian diverifikasi oleh Biro Pemerintahan"
+
+
+def note_completion_submitted(opd_name: str | None = None) -> str:
+    return f"{opd_name or 'Petugas'} melaporkan pekerjaan selesai; menunggu verifikasi"
+
+
+def note_verification_refused(reason: str, opd_name: str | None = None) -> str:
+    return f"Verifikasi ditolak: {reason} — laporan dikembalikan ke {opd_name or 'instansi yang mengerjakan'}"

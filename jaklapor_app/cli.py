@@ -4,6 +4,7 @@ jaklapor run [--config FILE] [--services intake,routing,notify,stats]
 jaklapor route --lat LAT --lon LON [--category NAME]
 jaklapor demo [--url http://127.0.0.1:8000]
 jaklapor opd-key CODE
+jaklapor verifier-key
 jaklapor gen-key
 jaklapor reset [--config FILE]
 jaklapor stats-rebuild [--config FILE] [--check]
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("opd_code")
     key.add_argument("--config")
 
+    verifier = commands.add_parser(
+        "verifier-key", help="print the API key of the city's verifier (Biro Pemerintahan), from OPD_KEY_SECRET"
+    )
+    verifier.add_argument("--config")
+
     commands.add_parser("gen-key", help="print a new Fernet key for CONTACT_KEY")
 
     verify = commands.add_parser("verify-webhook", help="check a webhook's signature (body on stdin)")
@@ -99,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unknown OPD code {args.opd_code!r}", file=sys.stderr)
             return 2
         print(derive_key(load_config(args.config)["OPD_KEY_SECRET"], args.opd_code))
+        return 0
+    if args.command == "verifier-key":
+        from jaklapor.config import load_config
+        from jaklapor.opd_keys import VERIFIER_CODE, derive_key
+
+        print(derive_key(load_config(args.config)["OPD_KEY_SECRET"], VERIFIER_CODE))
         return 0
     if args.command == "reset":
         from jaklapor.config import load_config, local_data_dir

@@ -45,6 +45,7 @@ def banner_commands(config: dict[str, Any], names: list[str]) -> list[tuple[str,
             commands.append(("try it", f"{cli} demo --url {intake} --stats-url {stats}"))
     if "intake" in names:
         commands.append(("OPD API keys", f"{cli} opd-key <opd_code>"))
+        commands.append(("verifier key", f"{cli} verifier-key"))
     return commands
 
 

@@ -125,3 +125,10 @@ def test_open_data_benchmark_prints_rows_per_second_and_peak_memory() -> None:
     for line in lines.values():
         assert "rows/s=" in line and "peak_traced=" in line and "total=" in line
     assert "a list of every exported report" in done.stdout
+
+
+def test_evidence_benchmark_prints_the_cost_and_the_hash_separation() -> None:
+    done = run_bench("bench/bench_evidence.py", "--photos=4", "--runs=2", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sanitise with checks" in done.stdout and "dHash of clean image" in done.stdout
+    assert "copies recognised 4/4" in done.stdout and "different scenes taken for a copy 0/6" in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import requests
@@ -82,3 +83,32 @@ def test_demo_walks_reports_through_the_running_system(
         "jaklapor opd-key",
     ):
         assert promise in out, promise
+
+
+def test_demo_under_the_default_configuration_has_the_verifier_approve(
+    tmp_path_factory: pytest.TempPathFactory,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`make run` verifies every category (VERIFICATION_DEFAULT true): the demo's selesai waits for the verifier, whose
+    automatic check the demo prints before it approves as the verifier."""
+    from tests.system import Vhost, start_system
+
+    vhost = Vhost.create()
+    system = start_system(tmp_path_factory.mktemp("verified"), vhost, s3, VERIFICATION_DEFAULT="true")
+    try:
+        monkeypatch.delenv("JAKLAPOR_CONFIG", raising=False)
+        monkeypatch.setenv("AMQP_URI", system.amqp_uri)
+        monkeypatch.setenv("OPD_KEY_SECRET", OPD_KEY_SECRET)
+        monkeypatch.setenv("ROUTING_HTTP", f"127.0.0.1:{system.ports['routing']}")
+        code = run_demo(system.url("intake"), system.url("stats"), None)
+        out = capsys.readouterr().out
+    finally:
+        system.stop()
+        vhost.delete()
+    assert code == 0, out
+    finished = sum(1 for action in ACTIONS if action.status == "selesai" and not action.expect_error)
+    assert out.count("automatic check of the evidence: diambil 0 m dari lokasi laporan") == finished
+    assert out.count("verifikator (Biro Pemerintahan): approved → selesai") == finished
+    assert "event: status_changed  status selesai" in out

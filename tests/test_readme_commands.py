@@ -162,7 +162,7 @@ def test_banner_commands_run_as_written(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.chdir(ROOT)  # where `make run` starts it
     config = load_config()
     commands = banner_commands(config, ["intake", "routing", "notify", "stats"])
-    assert [label for label, _ in commands] == ["try it", "OPD API keys"]
+    assert [label for label, _ in commands] == ["try it", "OPD API keys", "verifier key"]
     for _label, command in commands:
         problems = [p for argv in programs_of(command) if (p := problem_with(argv))]
         assert not problems, f"banner: {command!r}: {problems}"
@@ -180,6 +180,14 @@ def run_readme_command(command: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": path_without_virtualenv()}
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_verifier_key_command_prints_the_verifiers_key() -> None:
+    from jaklapor.opd_keys import VERIFIER_CODE, derive_key
+
+    result = run_readme_command(".venv/bin/jaklapor verifier-key")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == derive_key(load_config()["OPD_KEY_SECRET"], VERIFIER_CODE)
 
 
 def test_opd_key_command_prints_a_key() -> None:

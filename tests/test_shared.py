@@ -16,9 +16,11 @@ from jaklapor.events import (
     SCHEMA_VERSION,
     AreaRef,
     Event,
+    EvidenceCheck,
     Location,
     OpdRef,
     PhotoRef,
+    ReportCompletionSubmitted,
     ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
@@ -29,6 +31,8 @@ from jaklapor.events import (
     ReportSubmitted,
     ReportUnmerged,
     ReportUnroutable,
+    ReportVerificationApproved,
+    ReportVerificationRefused,
     parse_event,
 )
 from jaklapor.opd_keys import derive_key, verify_key
@@ -289,6 +293,30 @@ def one_of_each() -> list[Event]:
             area=AREA,
             submitted_at=AT,
         ),
+        # verified completion
+        ReportCompletionSubmitted(
+            **common,
+            category="jalan",
+            opd="bina-marga",
+            note="Sudah ditambal",
+            evidence=[EvidenceCheck(verdicts=["near", "after_report"], distance_m=35.0, taken_after_seconds=7200)],
+            evidence_matched=True,
+            area=AREA,
+            submitted_at=AT,
+        ),
+        ReportVerificationApproved(
+            **common, category="jalan", opd="bina-marga", verifier="verifikator", area=AREA, submitted_at=AT
+        ),
+        ReportVerificationRefused(
+            **common,
+            category="jalan",
+            opd="bina-marga",
+            verifier="verifikator",
+            reason="Foto bukan lokasi laporan",
+            work_deadline=AT,
+            area=AREA,
+            submitted_at=AT,
+        ),
     ]
 
 
@@ -303,6 +331,9 @@ EXPECTED_TYPES = {
     ReportConfirmed: "intake.report_confirmed",
     ReportMerged: "intake.report_merged",
     ReportUnmerged: "intake.report_unmerged",
+    ReportCompletionSubmitted: "intake.report_completion_submitted",
+    ReportVerificationApproved: "intake.report_verification_approved",
+    ReportVerificationRefused: "intake.report_verification_refused",
 }
 
 

@@ -27,7 +27,7 @@ from jaklapor.live import LiveHub, LiveStreams
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
 from jaklapor.mongo import MongoConnection, MongoDatabase, ping
 from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
-from jaklapor.vocabulary import WAITING_STATUSES, utcnow
+from jaklapor.vocabulary import DIKERJAKAN, VERIFICATION_PENDING, WAITING_STATUSES, utcnow
 from services.intake import metrics
 from services.intake.domain import PUBLIC_SUMMARY_FIELDS, WORK_ITEM_FIELDS
 from services.intake.image_memory import keep_image_memory
@@ -82,6 +82,8 @@ class ReportRepository:
         self.reports.create_index("submitted_at")
         # the reports merged into a primary, found at each of its status changes (services/intake/duplicates.py)
         self.reports.create_index("merged_into", sparse=True)
+        # the verifier's queue (services/intake/verifier_api.py): only reports that ever had a completion verified
+        self.reports.create_index([("verification.state", ASCENDING), ("verification.submitted_at", ASCENDING)])
 
     def ping(self) -> bool:
         return ping(self.reports.database)
@@ -208,6 +210,12 @@ class ReportRepository:
             {"_id": report_id, "supporter_hashes": {"$ne": supporter}, "status": {"$in": open_statuses}}, update
         )
         return result.modified_count == 1
+
+    def pending_verification(self, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` reports of every OPD whose completion waits for the verifier, the longest waiting first."""
+        query = {"status": DIKERJAKAN, "verification.state": VERIFICATION_PENDING}
+        cursor = self.reports.find(query, {"outbox": 0}).sort("verification.submitted_at", ASCENDING).limit(limit)
+        return list(cursor)
 
     def page_by_id(self, after_report_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` reports in id order, after `after_report_id` (from the first when None)."""

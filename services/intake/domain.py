@@ -22,9 +22,12 @@ from jaklapor.vocabulary import (
     DITOLAK,
     JAKARTA_TZ,
     KOORDINASI,
+    PENDING_VERIFICATION_LABEL,
     SELESAI,
     STATUS_LABELS,
     TARGET_STATUSES,
+    VERIFICATION_PENDING,
+    VERIFICATION_REFUSED_LABEL,
     WAITING_STATUSES,
     iso,
 )
@@ -283,6 +286,7 @@ PUBLIC_SUMMARY_FIELDS = (
     *("_id", "category", "status", "description", "location", "area", "submitted_at", "photos"),
     # duplicates (services/intake/duplicates.py)
     *("supporters", "merged_into"),
+    "verification",
 )
 
 
@@ -293,7 +297,7 @@ def report_summary(report: dict[str, Any], base_url: str) -> dict[str, Any]:
         "report_id": report["_id"],
         "category": report["category"],
         "status": report["status"],
-        "status_label": STATUS_LABELS[report["status"]],
+        "status_label": status_label_of(report),
         "description": report["description"],
         "location": report["location"],
         "area": report.get("area"),
@@ -326,6 +330,7 @@ WORK_ITEM_FIELDS = (
     "hop",
     "version",
     "history.kind",
+    "work_deadline",
 )
 
 
@@ -338,6 +343,7 @@ def work_item(report: dict[str, Any], base_url: str) -> dict[str, Any]:
         **deadline_state(report),
         "hop": report.get("hop", 0),
         "version": report["version"],
+        **verification_fields(report),
     }
 
 
@@ -362,6 +368,7 @@ def public_view(
             **({"missed_deadline": iso(entry["deadline"])} if entry.get("deadline") else {}),
             **({"primary_id": entry["primary_id"]} if entry.get("primary_id") else {}),
             **({"merged_into": entry["merged_into"]} if entry.get("merged_into") else {}),
+            **history_verification(entry),
         }
         for entry in report["history"]
     ]
@@ -375,6 +382,7 @@ def public_view(
     }
     if report.get("triage_reason"):
         view["triage_reason"] = report["triage_reason"]
+    view.update(verification_fields(report))
     view.update(deadline_state(report))
     if token is not None:
         view["stream_url"] = stream_url(stream_base_url, token)
@@ -440,3 +448,55 @@ def escalation_target(directory: Any, opd_code: str, category: str) -> Any | Non
         if agency not in AREA_HANDLERS and (dinas := directory.get(agency)) is not None:
             return dinas
     return None
+
+
+# ---- verified completion (services/intake/verification.py has the rules) ---------------------------------------------
+
+
+def is_pending_verification(report: dict[str, Any]) -> bool:
+    return (
+        report.get("status") == DIKERJAKAN and (report.get("verification") or {}).get("state") == VERIFICATION_PENDING
+    )
+
+
+def status_label_of(report: dict[str, Any]) -> str:
+    """The status as people read it: a dikerjakan report whose completion waits for the verifier reads "Menunggu
+    verifikasi" (its `status` stays dikerjakan: the six official statuses stay six)."""
+    if is_pending_verification(report):
+        return PENDING_VERIFICATION_LABEL
+    return STATUS_LABELS[report["status"]]
+
+
+def verification_fields(report: dict[str, Any]) -> dict[str, Any]:
+    """The verification sub-state and the rework deadline of a report sent back to its OPD (none for others)."""
+    record = report.get("verification") or {}
+    fields: dict[str, Any] = {
+        "pending_verification": is_pending_verification(report),
+        "work_deadline": iso(report.get("work_deadline")) if report.get("status") == DIKERJAKAN else None,
+        "verification": None,
+    }
+    if record.get("state"):
+        fields["verification"] = {
+            "state": record["state"],
+            **({"submitted_at": iso(record["submitted_at"])} if record.get("submitted_at") else {}),
+            **({"decided_at": iso(record["decided_at"])} if record.get("decided_at") else {}),
+            **({"reason": record["reason"]} if record.get("reason") else {}),
+        }
+    return fields
+
+
+def history_verification(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a history entry of the verification adds to the public history."""
+    extra: dict[str, Any] = {}
+    if entry.get("kind") == "completion_submitted":
+        extra["status_label"] = PENDING_VERIFICATION_LABEL
+        extra["pending_verification"] = True
+    if entry.get("kind") == "verification_refused":
+        extra["status_label"] = VERIFICATION_REFUSED_LABEL
+    if entry.get("verified_by"):
+        extra["verified_by"] = entry["verified_by"]
+    if entry.get("refusal_reason"):
+        extra["refusal_reason"] = entry["refusal_reason"]
+    if entry.get("work_deadline"):
+        extra["work_deadline"] = iso(entry["work_deadline"])
+    return extra

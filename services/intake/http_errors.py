@@ -6,6 +6,7 @@ from jaklapor.web import DomainErrors, DomainErrorTable
 from services.intake.citizen_feedback import FeedbackRefused
 from services.intake.domain import TransitionRefused
 from services.intake.photos import TOO_LARGE, UNSUPPORTED_TYPE, PhotoRejected
+from services.intake.verification import VerificationRefused
 from services.intake.worklist import WorkListError
 
 TRANSITION_REFUSALS = DomainErrorTable(
@@ -69,4 +70,19 @@ FEEDBACK_REFUSALS = DomainErrorTable(
     },
 )
 
-INTAKE_ERRORS = DomainErrors(TRANSITION_REFUSALS, PHOTO_REJECTIONS, WORK_LIST_REFUSALS, FEEDBACK_REFUSALS)
+#: verified completion (services/intake/verification.py): the verifier's decisions, and who may make them
+VERIFICATION_REFUSALS = DomainErrorTable(
+    VerificationRefused,
+    {
+        "pending_verification": 409,
+        "not_pending_verification": 409,
+        "verifier_not_an_opd": 403,
+        "not_a_verifier": 403,
+        "missing_reason": 422,
+        "invalid_reason": 422,
+    },
+)
+
+INTAKE_ERRORS = DomainErrors(
+    TRANSITION_REFUSALS, PHOTO_REJECTIONS, WORK_LIST_REFUSALS, VERIFICATION_REFUSALS, FEEDBACK_REFUSALS
+)

@@ -63,3 +63,10 @@ CITIZEN_FEEDBACK = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+
+VERIFICATIONS = Counter(
+    "jaklapor_report_verifications_total",
+    "The verifier's decisions on OPDs' completions, by outcome (approved, refused)",
+    ["outcome"],
+    registry=REGISTRY,
+)

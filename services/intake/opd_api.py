@@ -21,7 +21,7 @@ from jaklapor.events import parse_event
 from jaklapor.live import TooManyStreams
 from jaklapor.messaging import broadcast_consumer
 from jaklapor.opd_keys import verify_key
-from jaklapor.vocabulary import DISPOSISI, iso, utcnow
+from jaklapor.vocabulary import DISPOSISI, SELESAI, iso, utcnow
 from jaklapor.web import ApiError, api, json_response, read_fields
 from services.intake import metrics
 from services.intake.dependencies import VersionConflict
@@ -51,6 +51,17 @@ from services.intake.sessions import (
 )
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, store_new_photos
+from services.intake.verification import (
+    VERIFIER,
+    VERIFIER_CODE,
+    VerificationRefused,
+    complete,
+    evidence_checks,
+    handed_over,
+    is_pending,
+    is_verifier,
+    refuse_opd_action,
+)
 from services.intake.worklist import (
     decode_cursor,
     directory_entry,
@@ -107,7 +118,7 @@ class OpdEndpoints:
         if wait:
             raise too_many_wrong_keys(wait)
         opd_code = verify_key(self.settings.opd_key_secret, presented)
-        opd = self.reference.directory.get(opd_code) if opd_code else None
+        opd = self._principal(opd_code) if opd_code else None
         if opd is None:
             self.key_throttle.failed(client)
             log.warning("wrong OPD key", extra={"client": client})
@@ -155,10 +166,20 @@ class OpdEndpoints:
             raise unauthenticated()
         _session_id, session = found
         self._check_csrf(request, session)
-        opd = self.reference.directory.get(session["opd_code"])
+        opd = self._principal(session["opd_code"])
         if opd is None:  # the OPD left the directory since sign-in
             raise session_ended(self.settings.secure_cookies)
         return OpdCaller(opd, session)
+
+    def _principal(self, code: str) -> Any:
+        """Who a key or a session stands for: an OPD of the directory, or the city's verifier."""
+        return VERIFIER if code == VERIFIER_CODE else self.reference.directory.get(code)
+
+    def _completion(self, report: Report, decision: Any, evidence: list[Any], captures: list[Any], opd: Any) -> Any:
+        """The OPD's selesai: pending verification, or closed at once where its category is exempt."""
+        checks = evidence_checks(report.document, evidence, captures)
+        required = self.settings.verification_policy().required(report.document["category"])
+        return complete(report, decision, evidence, checks, required, opd.name, utcnow())
 
     @staticmethod
     def _not_assigned(report_id: str, opd: Any) -> ApiError:
@@ -200,7 +221,7 @@ class OpdEndpoints:
         if found is None:
             raise unauthenticated()
         _session_id, session = found
-        opd = self.reference.directory.get(session["opd_code"])
+        opd = self._principal(session["opd_code"])
         if opd is None:
             raise session_ended(self.settings.secure_cookies)
         return json_response(self._session_answer(opd, session), headers=NO_STORE)
@@ -289,7 +310,7 @@ class OpdEndpoints:
         directory = self.reference.directory
         view = public_view(report, base_url)
         state = Report(report, base_url).state
-        allowed = allowed_transitions(state, opd, directory)
+        allowed = [] if is_pending(report) else allowed_transitions(state, opd, directory)
         target = disposisi_target(state.kota_slug, opd, directory) if DISPOSISI in allowed else None
         location = report["location"]
         box = bounding_box(location["lat"], location["lon"], DEFAULT_RADIUS_M)
@@ -329,6 +350,8 @@ class OpdEndpoints:
     @api("POST", "/api/v1/opd/reports/<report_id>/transitions")
     def transition(self, request: Request, report_id: str) -> Response:
         opd = self._authenticate(request).opd
+        if is_verifier(opd):
+            raise VerificationRefused("verifier_not_an_opd", "the verifier approves or refuses completions only")
         fields, evidence_parts = read_fields(request, "photo", max_files=1)
         form: TransitionForm = parse_form(TransitionForm, fields)
         wanted = TransitionRequest(
@@ -344,9 +367,16 @@ class OpdEndpoints:
                 raise self._not_assigned(report_id, opd)
             report = Report(stored, self.settings.public_url)
             decision = report.decide_transition(opd, wanted, self.reference.directory)  # or TransitionRefused
-            evidence = store_new_photos(evidence_parts, self.photo_cleaner, self.photos)
+            refuse_opd_action(stored)  # the verifier holds its completion
+            captures: list[Any] = []  # where and when the evidence was taken: for its check, never stored
+            evidence = store_new_photos(evidence_parts, self.photo_cleaner, self.photos, captures)
             try:
-                change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
+                if decision.to_status == SELESAI:
+                    change = self._completion(report, decision, evidence, captures, opd)
+                else:
+                    change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
+                    if decision.forwards:
+                        change = handed_over(change, stored)
                 updated = self.store.save(report, change)
             except VersionConflict:
                 delete_photos(self.photos, evidence)

@@ -11,6 +11,7 @@ from services.intake.nearby import DEFAULT_RADIUS_M, MAX_RADIUS_M, NEARBY_LIMIT
 from services.intake.openapi_citizen import citizen_feedback_paths, citizen_feedback_schema
 from services.intake.openapi_duplicates import OPD_VIEW_FIELDS, SUMMARY_FIELDS, duplicate_paths, duplicate_schemas
 from services.intake.openapi_open import open_paths, open_schemas
+from services.intake.openapi_verification import VERIFICATION_PROPERTIES, verification_schemas, verifier_paths
 from services.intake.schemas import CONTACT_MAX_CHARS, DESCRIPTION_MAX_CHARS
 from services.intake.sessions import CSRF_HEADER, SESSION_COOKIE
 from services.intake.worklist import DEFAULT_LIMIT, DIRECTORY_DEFAULT_LIMIT, DIRECTORY_MAX_LIMIT, MAX_LIMIT
@@ -483,6 +484,7 @@ def openapi_document(public_url: str, category_codes: list[str]) -> dict[str, An
                     },
                 }
             },
+            **verifier_paths(report_param, csrf_header, _error_responses, opd_refusals),
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -595,6 +597,7 @@ def _schemas() -> dict[str, Any]:
         "escalations": {"type": "integer"},
         "triage_reason": {"type": "string"},
         "version": {"type": "integer"},
+        **VERIFICATION_PROPERTIES,
     }
     work_item: dict[str, Any] = {
         **summary,
@@ -604,6 +607,7 @@ def _schemas() -> dict[str, Any]:
         "escalations": integer,
         "hop": integer,
         "version": integer,
+        **VERIFICATION_PROPERTIES,
     }
     counts: dict[str, Any] = _object(
         by_status={
@@ -872,6 +876,7 @@ def _schemas() -> dict[str, Any]:
                 **OPD_VIEW_FIELDS,
             },
         },
+        **verification_schemas(),
         "TrackingView": {
             "type": "object",
             "description": "The public report, and for its citizen (who holds the token) the live stream's link",

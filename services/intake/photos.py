@@ -37,6 +37,8 @@ from PIL import (
     WebPImagePlugin,
 )
 
+from services.intake.evidence import Capture, dhash, read_capture
+
 __all__ = [
     "CORRUPT",
     "DEFAULT_POLICY",
@@ -118,6 +120,10 @@ class SanitizedPhoto:
     width: int
     height: int
     source_format: str  # what the bytes really were: JPEG/PNG/WEBP
+    #: the perceptual hash of the clean image (services/intake/evidence.py): no metadata, kept with the photo
+    phash: str = ""
+    #: where and when the source said it was taken, read before stripping; for the evidence check only, never stored
+    capture: Capture | None = None
 
 
 class PhotoRejected(ValueError):
@@ -219,6 +225,7 @@ def _sanitize_opened(im: ImageFile.ImageFile, policy: PhotoPolicy) -> SanitizedP
     width, height = im.size
     _check_dimensions(width, height, policy)
     target = _fit(width, height, policy.output_max_side)
+    capture = read_capture(im)  # before the metadata goes: the evidence check's distance and time
 
     try:
         if source_format == "JPEG" and target != (width, height):
@@ -264,6 +271,8 @@ def _sanitize_opened(im: ImageFile.ImageFile, policy: PhotoPolicy) -> SanitizedP
         width=clean.width,
         height=clean.height,
         source_format=source_format,
+        phash=dhash(clean),
+        capture=capture,
     )
 
 

@@ -17,6 +17,7 @@ the others get an id derived from the report, version and event type, so a repla
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -40,6 +41,7 @@ from jaklapor.events import (
 )
 from jaklapor.vocabulary import FORWARDING_STATUSES, MENUNGGU
 from services.intake.report import HandOver, forwarded_event, photo_refs
+from services.intake.verification import replayed_verification_events
 
 #: reports per page of `replay_events`, at most
 MAX_PAGE_SIZE = 500
@@ -211,6 +213,14 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
         elif kind in ("merged", "unmerged"):
             events.append(_merge_event(report_id, category, version, entry, status, assigned, area, submitted_at))
             status = entry["status"]
+        events.extend(
+            replayed_verification_events(
+                entry,
+                {**common, "version": version, "occurred_at": at, "area": area, "submitted_at": submitted_at},
+                base_url,
+                functools.partial(replayed_event_id, report_id, version),
+            )
+        )
     return events
 
 

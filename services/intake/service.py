@@ -68,6 +68,7 @@ from services.intake.report import Report
 from services.intake.schemas import NearbyQuery, SubmissionForm, parse_form, parse_query
 from services.intake.settings import IntakeSettings
 from services.intake.uploads import delete_photos, photo_key, sha256_of, store_new_photos
+from services.intake.verifier_api import VerifierEndpoints
 from services.intake.visibility import for_public, only_public
 from services.intake.webapp import CitizenAppEndpoints, OpdWorkbenchEndpoints
 
@@ -113,6 +114,7 @@ class IntakeService(
     CitizenFeedbackEndpoints,
     Open311Endpoints,
     OpenDataEndpoints,
+    VerifierEndpoints,
 ):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake

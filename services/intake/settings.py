@@ -12,6 +12,7 @@ from jaklapor.web import DEFAULT_MAX_REQUEST_BYTES, web_origin
 from services.intake.domain import stream_url, tracking_url
 from services.intake.public_documents import check_tile_url
 from services.intake.sessions import SessionPolicy
+from services.intake.verification import VerificationPolicy
 
 
 class IntakeSettings(ServiceSettings):
@@ -48,6 +49,14 @@ class IntakeSettings(ServiceSettings):
     opd_streams_per_opd: int = 20
     opd_stream_max_seconds: float = 3600.0
     opd_stream_poll_seconds: float = 5.0
+    #: verified completion (services/intake/verification.py): whether an OPD's selesai waits for the city's verifier
+    #: before the report closes, for every category (true, the default: Jakarta's CRM 2.0 checks every follow-up) or
+    #: for none (false); VERIFICATION_EXCEPTIONS lists the category codes (comma separated) that are the exception
+    verification_default: bool = True
+    verification_exceptions: str = ""
+    #: seconds an OPD has to finish again a report sent back to it (the verifier refused its completion, or the
+    #: citizen reopened the report); empty: jaklapor.vocabulary.DEFAULT_REWORK_DAYS
+    rework_deadline_seconds: float | None = None
     #: the secrets: derives the OPDs' API keys, retried submissions' tracking tokens, encrypts contacts for notify
     #: (config.yaml gives development values; SecretGuard refuses them outside the local mode)
     #: Open311 POST requests need one of these (comma-separated) as api_key; empty: anonymous, as the native API
@@ -59,8 +68,6 @@ class IntakeSettings(ServiceSettings):
     #: the days after a report became selesai in which its citizen may confirm the fix or reopen it (fractions
     #: allowed: tests shorten it)
     citizen_feedback_window_days: float = DEFAULT_FEEDBACK_WINDOW_DAYS
-    #: seconds an OPD has to finish a report sent back to it (reopened); empty: DEFAULT_REWORK_DAYS (3 days)
-    rework_deadline_seconds: float | None = None
 
     def tracking_url(self, token: str) -> str:
         return tracking_url(self.public_url, token)
@@ -82,6 +89,9 @@ class IntakeSettings(ServiceSettings):
         return SessionPolicy(
             idle=timedelta(hours=self.opd_session_idle_hours), absolute=timedelta(hours=self.opd_session_absolute_hours)
         )
+
+    def verification_policy(self) -> VerificationPolicy:
+        return VerificationPolicy.of(self.verification_default, self.verification_exceptions)
 
     @field_validator("public_url")
     @classmethod

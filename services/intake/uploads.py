@@ -12,6 +12,7 @@ from jaklapor.storage import StorageUnavailable
 from jaklapor.web import ApiError
 from services.intake import metrics
 from services.intake.domain import new_photo_id
+from services.intake.evidence import Capture
 from services.intake.photos import SanitizedPhoto
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,14 @@ def sha256_of(part: IO[bytes]) -> bytes:
 
 
 def store_new_photos(
-    parts: list[IO[bytes]], clean: Callable[[bytes], SanitizedPhoto], storage: Any
+    parts: list[IO[bytes]],
+    clean: Callable[[bytes], SanitizedPhoto],
+    storage: Any,
+    captures: list[Capture | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Check and clean (`clean`, or PhotoRejected) the uploaded photos and store them one at a time; the records for
-    the report document.
+    the report document (with each photo's perceptual hash); `captures`, when given, receives where and when each
+    photo says it was taken (for the evidence check, never stored).
 
     All or nothing: when one photo is refused or cannot be stored, those already stored are deleted.
     """
@@ -56,8 +61,16 @@ def store_new_photos(
                     503, "storage_unavailable", "photos cannot be stored right now; try again shortly"
                 ) from None
             stored.append(
-                dict(photo_id=photo_id, width=photo.width, height=photo.height, content_type=photo.content_type)
+                dict(
+                    photo_id=photo_id,
+                    width=photo.width,
+                    height=photo.height,
+                    content_type=photo.content_type,
+                    phash=photo.phash,
+                )
             )
+            if captures is not None:
+                captures.append(photo.capture)
     except BaseException:
         delete_photos(storage, stored)
         raise

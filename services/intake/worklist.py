@@ -3,8 +3,9 @@ the page cursor, the changes between two readings of the list, which OPDs an eve
 OPD directory for a hand-over.
 
 The list holds the reports assigned to the OPD now and not final (selesai, ditolak), unless asked for statuses:
-overdue first (nobody higher to take them), then by response deadline (soonest first; reports without one, i.e.
-already answered, last), then the oldest first.
+overdue first (nobody higher to take them), then by response deadline (soonest first; a dikerjakan report sent back
+to its OPD sorts by its `work_deadline`, so a missed one comes before every running deadline; reports without one,
+i.e. already answered, last), then the oldest first.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 from jaklapor.reference import slugify
-from jaklapor.vocabulary import FINAL_STATUSES, STATUS_LABELS, WAITING_STATUSES
+from jaklapor.vocabulary import DIKERJAKAN, FINAL_STATUSES, STATUS_LABELS, WAITING_STATUSES
 from services.intake.domain import is_report_number
 
 #: statuses of a report an OPD still has to work on: the default of the list and what its stream follows
@@ -36,7 +37,7 @@ MAX_LIMIT = 200
 #: reports of one OPD the list orders at most per request (their sort fields only); more is a filter's job
 MAX_HELD = 20_000
 #: the stored fields the order reads
-SORT_FIELDS = ("_id", "status", "response_deadline", "escalation_exhausted", "submitted_at")
+SORT_FIELDS = ("_id", "status", "response_deadline", "escalation_exhausted", "submitted_at", "work_deadline")
 DIRECTORY_DEFAULT_LIMIT = 20
 DIRECTORY_MAX_LIMIT = 100
 
@@ -63,6 +64,9 @@ def sort_key(report: Mapping[str, Any]) -> SortKey:
     waiting = report["status"] in WAITING_STATUSES
     overdue = bool(report.get("escalation_exhausted")) and waiting
     deadline = report.get("response_deadline") if waiting else None
+    if report["status"] == DIKERJAKAN and report.get("work_deadline") is not None:
+        # a report sent back to its OPD (verifier refused, citizen reopened) has a deadline to finish it again
+        deadline = report["work_deadline"]
     return (
         0 if overdue else 1,
         _moment(deadline) if deadline is not None else _NO_DEADLINE,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from jaklapor.events import (
     Event,
+    ReportCompletionSubmitted,
     ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
@@ -23,17 +24,21 @@ from jaklapor.events import (
     ReportSubmitted,
     ReportUnmerged,
     ReportUnroutable,
+    ReportVerificationRefused,
 )
 from jaklapor.vocabulary import (
     FORWARDING_STATUSES,
     MENUNGGU,
     NOTE_ESCALATED_PUBLIC,
     NOTE_SUBMITTED,
+    PENDING_VERIFICATION_LABEL,
     SELESAI,
     STATUS_LABELS,
     iso,
+    note_completion_submitted,
     note_confirmed,
     note_routed,
+    note_verification_refused,
 )
 
 
@@ -108,6 +113,33 @@ def timeline_entry(event: Event) -> dict[str, Any] | None:
         # a duplicate merged into another report (it follows that one's status), or the merge undone
         kind = "merged" if isinstance(event, ReportMerged) else "unmerged"
         return {**base, "kind": kind, "status": event.status, "primary_id": event.primary_id, "note": event.note}
+    return verification_entry(event, base)
+
+
+def verification_entry(event: Event, base: dict[str, Any]) -> dict[str, Any] | None:
+    """Verified completion in the citizen's timeline: the OPD's completion waiting for the verifier, a refusal
+    sending the report back (an approval is told by its report_status_changed to selesai)."""
+    if isinstance(event, ReportCompletionSubmitted) and event.verification_required:
+        return {
+            **base,
+            "kind": "completion_submitted",
+            "status": "dikerjakan",
+            "pending_verification": True,
+            "actor_opd": event.opd,
+            "note": note_completion_submitted(),
+            "opd_note": event.note,
+            "evidence_photos": [p.url for p in event.evidence_photos],
+        }
+    if isinstance(event, ReportVerificationRefused):
+        return {
+            **base,
+            "kind": "verification_refused",
+            "status": "dikerjakan",
+            "actor_opd": event.verifier,
+            "refusal_reason": event.reason,
+            "work_deadline": iso(event.work_deadline),
+            "note": note_verification_refused(event.reason),
+        }
     return None
 
 
@@ -117,6 +149,8 @@ def sse_frame(seq: int, entry: dict[str, Any]) -> str:
     payload.pop("event_id", None)
     if payload.get("status"):
         payload["status_label"] = STATUS_LABELS.get(payload["status"], payload["status"])
+    if payload.get("pending_verification"):
+        payload["status_label"] = PENDING_VERIFICATION_LABEL
     data = json.dumps(payload, ensure_ascii=False)
     return f"id: {seq}\nevent: {entry['kind']}\ndata: {data}\n\n"
 
@@ -260,6 +294,21 @@ def notifications_for(
             "work_deadline": iso(event.work_deadline),
         }
         out.append(Notification(OPD, "report_reopened", **common, opd=event.opd.code, facts=facts))
+    elif isinstance(event, ReportCompletionSubmitted) and event.verification_required:
+        facts = {"status": "dikerjakan", "category": event.category, "area": _area(event), "opd_name": name(event.opd)}
+        out.append(Notification(CITIZEN, "completion_submitted", **common, facts=facts))
+    elif isinstance(event, ReportVerificationRefused):
+        facts = {
+            "status": "dikerjakan",
+            "category": event.category,
+            "area": _area(event),
+            "opd_name": name(event.opd),
+            "note": event.reason,
+            "work_deadline": iso(event.work_deadline),
+        }
+        out.append(Notification(CITIZEN, "verification_refused", **common, facts=facts))
+        # the OPD learns its completion was refused, why, and by when to finish again
+        out.append(Notification(OPD, "report_verification_refused", **common, opd=event.opd, facts=facts))
     return out
 
 

@@ -77,6 +77,13 @@ def _what_happened_id(kind: str, facts: dict[str, Any]) -> str:
             f"Batas waktu respons {facts.get('from_opd_name') or 'instansi sebelumnya'} terlewati; laporan Anda "
             f"dinaikkan ke {facts.get('to_opd_name') or 'tingkat berikutnya'}."
         )
+    if kind == "completion_submitted":
+        return f"{facts.get('opd_name') or 'Petugas'} melaporkan pekerjaan selesai; menunggu verifikasi."
+    if kind == "verification_refused":
+        return (
+            "Verifikasi penyelesaian ditolak; laporan Anda dikembalikan ke "
+            f"{facts.get('opd_name') or 'instansi yang mengerjakan'} untuk dikerjakan lagi."
+        )
     status = facts.get("status")
     if status == KOORDINASI and facts.get("target_opd_name"):
         return f"Laporan Anda dikoordinasikan ke {facts['target_opd_name']}."
@@ -107,6 +114,13 @@ def _what_happened_en(kind: str, facts: dict[str, Any]) -> str:
         return (
             f"{facts.get('from_opd_name') or 'The agency'} did not respond in time; your report was escalated to "
             f"{facts.get('to_opd_name') or 'the next level'}."
+        )
+    if kind == "completion_submitted":
+        return f"{facts.get('opd_name') or 'The agency'} reported the work done; it awaits verification."
+    if kind == "verification_refused":
+        return (
+            "The city's verifier refused the completion; your report went back to "
+            f"{facts.get('opd_name') or 'the agency'} to be worked on again."
         )
     status = facts.get("status")
     if status in FORWARDING_STATUSES and facts.get("target_opd_name"):
@@ -229,6 +243,7 @@ OPD_SUBJECTS = {
     "report_overdue": "Batas waktu respons terlewati",
     "report_triage": "Laporan perlu diperiksa (triase)",
     "report_reopened": "Laporan dibuka kembali oleh pelapor (belum beres)",
+    "report_verification_refused": "Penyelesaian ditolak verifikator; kerjakan ulang",
 }
 
 

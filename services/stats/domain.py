@@ -45,6 +45,7 @@ from jaklapor.vocabulary import (
     response_deadline,
     utc,
 )
+from services.stats.verification import verification_fact, verification_fields
 
 # when the OPD that got a report (category, at that moment) must answer
 DeadlineRule = Callable[[str, datetime], "datetime | None"]
@@ -170,7 +171,7 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "primary": event.primary_id,
             "to": event.status,
         }
-    return None
+    return verification_fact(event)
 
 
 def new_projection(report_id: str) -> dict[str, Any]:
@@ -351,6 +352,7 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         "hops": [hops[n] for n in sorted(hops)],
         # the primary this report is merged into: counted as part of that problem, not as one of its own
         "merged_into": merges[-1]["primary"] if merges and merges[-1]["kind"] == "merged" else None,
+        **verification_fields(facts, status, status_version),
     }
 
 

@@ -29,6 +29,7 @@ from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
 from services.stats.performance import agency_table, one_agency
 from services.stats.query import Filters, QueryError, known_code, parse_filters, positive_int
 from services.stats.settings import StatsSettings
+from services.stats.verification import EVIDENCE_FIELDS, evidence_share
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,18 @@ class StatsService(OperationsEndpoints):
             }
 
         return self._public("agencies", request, compute)
+
+    @api("GET", "/api/v1/stats/evidence")
+    def evidence(self, request: Request) -> Response:
+        """Verified completion: the share of closures whose evidence photo matched the report (taken near it, after
+        it, not the citizen's own photo), refusals by the city's verifier, reports pending verification."""
+        filters = self._filters(request)
+
+        def compute() -> dict[str, Any]:
+            rows = self.projections.rows(filters.mongo(), EVIDENCE_FIELDS)
+            return {"generated_at": iso(utcnow()), **evidence_share(rows), "filters": filters.echo()}
+
+        return self._public("evidence", request, compute)
 
     @api("GET", "/api/v1/stats/categories")
     def categories(self, request: Request) -> Response:

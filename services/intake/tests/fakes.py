@@ -111,6 +111,14 @@ class FakeReportStore:
         stored.setdefault("outbox", []).extend(outbox_entry(message) for message in messages)
         return True
 
+    def pending_verification(self, limit: int) -> list[dict[str, Any]]:
+        pending = [
+            copy.deepcopy(self._without_outbox(report))
+            for report in self.reports.values()
+            if report["status"] == "dikerjakan" and (report.get("verification") or {}).get("state") == "pending"
+        ]
+        return sorted(pending, key=lambda report: report["verification"]["submitted_at"])[:limit]
+
     def next_sequence(self, day: str) -> int:
         return next(self._sequence)
 

@@ -20,19 +20,27 @@ from services.intake.citizen_feedback import (
 )
 from services.intake.replay import replay_report
 from services.intake.report import Report
-from services.intake.tests.test_service import (  # noqa: F401  (service: the fixture)
+from services.intake.tests.test_service import (
     DINAS,
     answer,
     get,
     post,
     routed_event,
-    service,
     submit,
     transition,
 )
+from services.intake.tests.test_verification_api import make_service, verifier_post
 from tests import photo_fixtures as fx
 
 WINDOW = timedelta(days=14)
+
+
+@pytest.fixture
+def service() -> Any:
+    """Intake with the OPD's selesai closing the report at once (the verifier's step is tested with it below)."""
+    return make_service(verification_default=False)
+
+
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
 
@@ -193,7 +201,7 @@ def message_types(svc: Any, report_id: str) -> list[str]:
     return [m["routing_key"] for m in svc.store.messages(report_id)]
 
 
-def test_the_tracking_view_offers_the_choice_while_selesai(service: Any) -> None:  # noqa: F811
+def test_the_tracking_view_offers_the_choice_while_selesai(service: Any) -> None:
     _report_id, token = finished_report(service)
     status, view, _ = answer(service.track_report, get("/"), token)
     feedback = view["citizen_feedback"]
@@ -202,7 +210,7 @@ def test_the_tracking_view_offers_the_choice_while_selesai(service: Any) -> None
     assert feedback["confirmed"] is None and feedback["reopens"] == []
 
 
-def test_confirming_with_a_rating_is_stored_once_and_a_retry_is_answered_the_same(service: Any) -> None:  # noqa: F811
+def test_confirming_with_a_rating_is_stored_once_and_a_retry_is_answered_the_same(service: Any) -> None:
     report_id, token = finished_report(service)
     status, view, _ = confirm_call(service, token, {"rating": "5", "comment": "Mantap"})
     assert status == 200, view
@@ -217,7 +225,7 @@ def test_confirming_with_a_rating_is_stored_once_and_a_retry_is_answered_the_sam
     assert (status, body["error"]["code"]) == (409, "already_confirmed")
 
 
-def test_a_bad_rating_is_named(service: Any) -> None:  # noqa: F811
+def test_a_bad_rating_is_named(service: Any) -> None:
     report_id, token = finished_report(service)
     for rating in ("6", "0"):
         status, body, _ = confirm_call(service, token, {"rating": rating})
@@ -227,7 +235,7 @@ def test_a_bad_rating_is_named(service: Any) -> None:  # noqa: F811
     assert service.store.by_id(report_id)["status"] == SELESAI and "confirmation" not in service.store.by_id(report_id)
 
 
-def test_reopening_with_a_photo_goes_back_to_the_opd_and_a_retry_changes_nothing(service: Any) -> None:  # noqa: F811
+def test_reopening_with_a_photo_goes_back_to_the_opd_and_a_retry_changes_nothing(service: Any) -> None:
     report_id, token = finished_report(service)
     key = "reopen-key-0123456789abcdef"
     status, view, _ = reopen_call(service, token, {"reason": "Lubang masih ada"}, [fx.jpeg_bytes()], key)
@@ -257,7 +265,7 @@ def test_reopening_with_a_photo_goes_back_to_the_opd_and_a_retry_changes_nothing
     assert view["citizen_feedback"]["can_reopen"] and len(view["citizen_feedback"]["reopens"]) == 1
 
 
-def test_a_refused_reopen_stores_no_photo(service: Any) -> None:  # noqa: F811
+def test_a_refused_reopen_stores_no_photo(service: Any) -> None:
     receipt = submit(service)
     before = len(service.photos.objects)
     status, body, _ = reopen_call(service, receipt["tracking_token"], {"reason": "Belum beres"}, [fx.jpeg_bytes()])
@@ -266,7 +274,7 @@ def test_a_refused_reopen_stores_no_photo(service: Any) -> None:  # noqa: F811
     assert service.store.by_id(receipt["report_id"])["version"] == 1
 
 
-def test_the_window_closes(service: Any) -> None:  # noqa: F811
+def test_the_window_closes(service: Any) -> None:
     report_id, token = finished_report(service)
     for entry in service.store.reports[report_id]["history"]:
         entry["at"] -= timedelta(days=15)
@@ -278,7 +286,7 @@ def test_the_window_closes(service: Any) -> None:  # noqa: F811
     assert not view["citizen_feedback"]["can_confirm"] and not view["citizen_feedback"]["can_reopen"]
 
 
-def test_an_unknown_token_is_404(service: Any) -> None:  # noqa: F811
+def test_an_unknown_token_is_404(service: Any) -> None:
     status, body, _ = confirm_call(service, "no-such-token", {})
     assert (status, body["error"]["code"]) == (404, "report_not_found")
 
@@ -286,7 +294,7 @@ def test_an_unknown_token_is_404(service: Any) -> None:  # noqa: F811
 # ---- replay ---------------------------------------------------------------------------------------------------------
 
 
-def test_the_replay_gives_the_events_that_were_published(service: Any) -> None:  # noqa: F811
+def test_the_replay_gives_the_events_that_were_published(service: Any) -> None:
     report_id, token = finished_report(service)
     reopen_call(service, token, {"reason": "Lubang masih ada"}, [fx.jpeg_bytes()])
     transition(service, report_id, DINAS, {"status": SELESAI, "note": "Ditambal ulang"}, [fx.jpeg_bytes()])
@@ -314,9 +322,19 @@ def test_the_replay_gives_the_events_that_were_published(service: Any) -> None: 
     ]
 
 
-def test_an_empty_body_confirms_without_a_rating(service: Any) -> None:  # noqa: F811
+def test_an_empty_body_confirms_without_a_rating(service: Any) -> None:
     _report_id, token = finished_report(service)
     request = post(f"/api/v1/reports/{token}/confirm", {}, headers={"Content-Type": "text/plain"})
     status, view, _ = answer(service.confirm_report, request, token)
     assert status == 200, view
     assert view["citizen_feedback"]["confirmed"]["rating"] is None
+
+
+def test_a_report_the_verifier_approved_may_be_reopened_by_its_citizen() -> None:
+    verified = make_service()  # the default: the OPD's selesai waits for the city's verifier
+    report_id, token = finished_report(verified)
+    assert answer(verified.track_report, get("/"), token)[1]["citizen_feedback"]["can_reopen"] is False
+    assert verifier_post(verified, "approve", report_id, {})[0] == 200
+    assert answer(verified.track_report, get("/"), token)[1]["citizen_feedback"]["can_reopen"] is True
+    status, view, _ = reopen_call(verified, token, {"reason": "Lubang masih ada"})
+    assert status == 200 and view["status"] == DIKERJAKAN

@@ -430,8 +430,8 @@ def test_report_summary_holds_the_public_fields_only_and_starts_every_view() -> 
     assert summary["area"]["kelurahan"] == "Melawai"
     view = public_view(stored_report(), "https://lapor.example")
     assert {key: view[key] for key in summary} == summary
-    # the store is asked for exactly what the summary reads
-    assert set(PUBLIC_SUMMARY_FIELDS) == set(summary) - {"report_id", "status_label"} | {"_id"}
+    # the store is asked for exactly what the summary reads (the verification record for the status label)
+    assert set(PUBLIC_SUMMARY_FIELDS) == set(summary) - {"report_id", "status_label"} | {"_id", "verification"}
 
 
 def test_report_numbers_are_recognised() -> None:

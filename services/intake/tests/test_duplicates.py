@@ -15,7 +15,6 @@ from jaklapor.vocabulary import DIKERJAKAN, DITOLAK, KOORDINASI, MENUNGGU, SELES
 from services.intake.domain import TransitionRefused
 from services.intake.duplicates import decide_merge, decide_unmerge, may_act_on_duplicates, supporter_hash
 from services.intake.replay import replay_report
-from services.intake.tests import test_service as base
 from services.intake.tests.test_service import (
     DINAS,
     OTHER_OPD,
@@ -30,10 +29,16 @@ from services.intake.tests.test_service import (
     submit,
     transition,
 )
+from services.intake.tests.test_verification_api import make_service
 from tests import photo_fixtures as fx
 
-# the service tests' fixture, shared (pytest finds a fixture by its name in the module)
-service = base.service
+
+@pytest.fixture
+def service() -> Any:
+    """Intake with the OPD's selesai closing the report at once (merged reports follow the status the primary
+    gets; the verifier's step before selesai is tested in test_verification_api.py)."""
+    return make_service(verification_default=False)
+
 
 KEY_A = "device-key-aaaaaaaaaaaaaaaaaaaa"
 KEY_B = "device-key-bbbbbbbbbbbbbbbbbbbb"

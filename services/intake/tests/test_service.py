@@ -415,7 +415,8 @@ def test_finishing_stores_the_evidence_photo(service: Any) -> None:
     report_id = routed_report(service)
     transition(service, report_id, DINAS, {"status": DIKERJAKAN})
     status, view, _ = transition(service, report_id, DINAS, {"status": SELESAI, "note": "Sudah"}, [fx.jpeg_bytes()])
-    assert status == 200 and view["status"] == SELESAI
+    # verification is on by default: the report waits for the verifier (tests/test_verification_api.py)
+    assert status == 200 and (view["status"], view["pending_verification"]) == (DIKERJAKAN, True)
     (evidence,) = service.store.reports[report_id]["evidence_photos"]
     assert f"photos/{evidence['photo_id']}.jpg" in service.photos.objects
     assert view["evidence_photos"] == [f"https://lapor.example/api/v1/photos/{evidence['photo_id']}"]
@@ -497,7 +498,8 @@ def test_a_missing_report_and_a_report_that_keeps_changing(service: Any) -> None
     assert service.photos.objects == {}  # the evidence stored for each attempt is deleted again
     service.store.conflicts = 2  # the third attempt gets through
     status, view, _ = transition(service, report_id, DINAS, {"status": SELESAI, **NOTE}, [fx.jpeg_bytes()])
-    assert (status, view["status"], len(service.photos.objects)) == (200, SELESAI, 1)
+    assert (status, view["status"], len(service.photos.objects)) == (200, DIKERJAKAN, 1)  # pending verification
+    assert view["verification"]["state"] == "pending"
 
 
 def test_an_opd_reads_only_its_own_reports(service: Any) -> None:

@@ -276,3 +276,31 @@ def test_the_web_origin_is_written_as_a_browser_sends_it(url: str, origin: str) 
 def test_a_url_without_a_web_origin_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="not an http"):
         web_origin(url)
+
+
+def test_verified_completion_in_the_citizens_timeline_and_notifications() -> None:
+    from datetime import UTC, datetime
+
+    from jaklapor.events import ReportCompletionSubmitted, ReportVerificationApproved, ReportVerificationRefused
+    from services.notify.domain import notifications_for, sse_frame, timeline_entry
+
+    at = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+    common = {"report_id": "JK-20261127-000001", "category": "trotoar", "submitted_at": at, "opd": "bina-marga"}
+    pending = ReportCompletionSubmitted(version=5, note="Sudah diperbaiki", **common)
+    entry = timeline_entry(pending)
+    assert entry is not None and (entry["kind"], entry["status"]) == ("completion_submitted", "dikerjakan")
+    assert '"status_label": "Menunggu verifikasi"' in sse_frame(1, entry)
+    refused = ReportVerificationRefused(
+        version=6, verifier="verifikator", reason="Foto lama", work_deadline=at, **common
+    )
+    entry = timeline_entry(refused)
+    assert entry is not None and entry["kind"] == "verification_refused" and "Foto lama" in entry["note"]
+    told = notifications_for(refused, lambda code: "Dinas Bina Marga")
+    assert [(n.audience, n.kind, n.opd) for n in told] == [
+        ("citizen", "verification_refused", None),
+        ("opd", "report_verification_refused", "bina-marga"),
+    ]
+    # an exempt category's completion is told by its status change; an approval by its status change to selesai
+    assert timeline_entry(ReportCompletionSubmitted(version=5, note="x", verification_required=False, **common)) is None
+    approved = ReportVerificationApproved(version=7, verifier="verifikator", **common)
+    assert timeline_entry(approved) is None and notifications_for(approved, lambda code: None) == []

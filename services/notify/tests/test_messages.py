@@ -162,3 +162,22 @@ def test_canonical_json_is_stable_and_utf8() -> None:
 def test_jakarta_time() -> None:
     assert jakarta_time("2026-11-28T17:30:00Z") == "29-11-2026 00:30 WIB"
     assert jakarta_time("") == "" and jakarta_time("kemarin") == "kemarin"
+
+
+def test_an_opd_is_told_its_completion_was_refused_and_by_when_to_finish() -> None:
+    from services.notify.messages import opd_webhook_body, render_opd_email
+
+    facts = {
+        "status": "dikerjakan",
+        "category": "trotoar",
+        "note": "Foto lama",
+        "work_deadline": "2026-12-06T01:00:00Z",
+    }
+    body = opd_webhook_body(
+        "d1", "report_verification_refused", "bina-marga", "JK-20261203-000001", "e1", "2026-12-03T01:00:00Z", facts,
+        "https://lapor.example",
+    )  # fmt: skip
+    assert body["summary"] == "Penyelesaian ditolak verifikator; kerjakan ulang"
+    assert (body["note"], body["work_deadline"]) == ("Foto lama", "2026-12-06T01:00:00Z")
+    text = render_opd_email(body, "Dinas Bina Marga").text
+    assert "Catatan       : Foto lama" in text and "Selesaikan paling lambat: 06-12-2026 08:00 WIB" in text

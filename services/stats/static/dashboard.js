@@ -127,6 +127,16 @@
     setKpi("deadline", percent(deadline.share), `${deadline.within} dari ${deadline.decided} penugasan`);
   }
 
+  // verified completion: of the closures whose evidence photo was checked, the share taken near the report, after
+  // it, and not the citizen's own photo (services/intake/evidence.py)
+  function drawEvidence(evidence) {
+    if (!evidence.closures_checked) {
+      setKpi("evidence", "–", "belum ada penyelesaian yang diperiksa");
+      return;
+    }
+    setKpi("evidence", percent(evidence.share), `${evidence.evidence_matched} dari ${evidence.closures_checked} penyelesaian`);
+  }
+
   function setKpi(name, value, sub) {
     document.getElementById("kpi-" + name).textContent = value;
     document.getElementById("kpi-" + name + "-sub").textContent = sub;
@@ -484,6 +494,7 @@
       getJson("/api/v1/stats/by/category", query, filters),
       getJson("/api/v1/stats/by/kelurahan", query, filters),
       getJson("/api/v1/stats/agencies", query, [...filters, "min_reports"]),
+      getJson("/api/v1/stats/evidence", query, filters),
     ]);
   }
 
@@ -517,7 +528,7 @@
     const query = pageQuery();
     const skipped = [];
     try {
-      const [[geojson, categories], [summary, durations, daily, byCategory, byKelurahan, agencies]] = await Promise.all([
+      const [[geojson, categories], [summary, durations, daily, byCategory, byKelurahan, agencies, evidence]] = await Promise.all([
         loadChoices(),
         loadStatsSkippingBadFilters(query, skipped),
       ]);
@@ -526,6 +537,7 @@
       drawCategories(byCategory);
       drawMap(geojson, byKelurahan);
       drawAgencies(agencies);
+      drawEvidence(evidence);
       fillFilters(geojson, categories, query);
       showSkipped(error, skipped);
       drawnOnce = true;

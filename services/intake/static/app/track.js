@@ -126,6 +126,7 @@ export class TrackScreen {
     if (areaText) fact(t("area"), areaText, "track-area");
     if (view.response_deadline) fact(t("deadline"), formatTime(view.response_deadline), "track-deadline");
     if (view.overdue) fact(t("deadline"), t("overdue"), "track-overdue");
+    if (view.work_deadline) fact(t("deadline"), formatTime(view.work_deadline), "track-work-deadline");
     fact(t("submitted_at"), formatTime(view.submitted_at), "track-submitted");
     if (view.supporters) fact(t("supporters_label"), t("supporters", { n: view.supporters }), "track-supporters");
     if (view.merged_into) {

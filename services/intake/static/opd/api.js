@@ -192,3 +192,18 @@ export function merge(reportId, fields) {
 export function unmerge(reportId) {
   return call("POST", `/api/v1/opd/reports/${encodeURIComponent(reportId)}/unmerge`, { json: {} });
 }
+
+// ---- the city's verifier (services/intake/verifier_api.py) ----------------------------------------------------------
+
+/** The completions of every OPD waiting for verification: {reports: [view with completion], count}. */
+export function verificationQueue() {
+  return call("GET", "/api/v1/verifier/reports");
+}
+
+export function approveCompletion(reportId) {
+  return call("POST", `/api/v1/verifier/reports/${encodeURIComponent(reportId)}/approve`, { json: {} });
+}
+
+export function refuseCompletion(reportId, reason) {
+  return call("POST", `/api/v1/verifier/reports/${encodeURIComponent(reportId)}/refuse`, { json: { reason } });
+}

@@ -4,7 +4,7 @@ import * as api from "./api.js";
 import { byId, clear, el, show } from "/shared/dom.js";
 import { baseMap, showBoundaries } from "/shared/map.js";
 import { formatTime, statusLabel, t } from "./i18n.js";
-import { areaText, categoryName, deadlineBadge, STATUSES } from "./shared-view.js";
+import { areaText, categoryName, deadlineBadge, STATUSES, verificationBadge } from "./shared-view.js";
 
 const FILTERS = ["status", "category", "kecamatan", "kelurahan"];
 // reports asked for at once (the API's largest page; `?limit=` in the list's address asks for fewer); an OPD holding
@@ -167,7 +167,7 @@ export class WorkList {
       ),
       el("p", {}, el("strong", { text: categoryName(this.reference, report.category) }), report.area ? ` — ${areaText(report.area)}` : ""),
       el("p", { class: "quote clamp", text: report.description || "" }),
-      el("p", { class: "help" }, formatTime(report.submitted_at), " ", deadlineBadge(report)),
+      el("p", { class: "help" }, formatTime(report.submitted_at), " ", deadlineBadge(report), " ", verificationBadge(report)),
       report.supporters ? el("p", { class: "help supporters", text: t("dup_supporters", { n: report.supporters }) }) : null,
     );
   }

@@ -7,6 +7,7 @@ import { applyStatic, onLanguageChange, t, toggleLanguage } from "./i18n.js";
 import { WorkList } from "./list.js";
 import { PerformanceScreen } from "./performance.js";
 import { ReportScreen } from "./report.js";
+import { VerificationQueue } from "./verify.js";
 
 const REPORT_PATH = /^\/opd\/laporan\/([^/]+)$/;
 let session = null;
@@ -14,6 +15,8 @@ let reference = null;
 let current = null; // the screen showing: its stop() ends its stream
 
 function screenFor(path) {
+  // the city's verifier has one screen: the completions waiting for it (it holds no reports of its own)
+  if (isVerifier()) return { view: "view-verify", make: () => new VerificationQueue(context()) };
   const report = REPORT_PATH.exec(path);
   if (report) return { view: "view-report", make: () => new ReportScreen(decodeURIComponent(report[1]), context()) };
   if (path === "/opd/kinerja") return { view: "view-performance", make: () => new PerformanceScreen(context()) };
@@ -33,8 +36,12 @@ function showView(id) {
   }
 }
 
+function isVerifier() {
+  return session?.opd?.level === "verifier";
+}
+
 function showSignedIn(signedIn) {
-  show(byId("nav"), signedIn);
+  show(byId("nav"), signedIn && !isVerifier());
   show(byId("sign-out"), signedIn);
   show(byId("who"), signedIn);
   byId("who").textContent = signedIn ? t("signed_in_as", { name: session.opd.name }) : "";

@@ -6,7 +6,7 @@ import { byId, clear, el, show } from "/shared/dom.js";
 import { baseMap, showBoundaries } from "/shared/map.js";
 import { shrink } from "/shared/photos.js";
 import { formatTime, lang, reasonLabel, statusLabel, t } from "./i18n.js";
-import { areaText, categoryName, deadlineBadge } from "./shared-view.js";
+import { areaText, categoryName, deadlineBadge, verificationBadge } from "./shared-view.js";
 import { duplicatesSection } from "./duplicates.js";
 
 // the transitions in the order the form offers them; each with the fields it needs
@@ -113,6 +113,7 @@ export class ReportScreen {
         el("dd", { text: formatTime(report.submitted_at) }),
         el("dt", { text: t("deadline") }),
         el("dd", { id: "report-deadline" }, deadlineBadge(report) || t("no_deadline")),
+        ...(verificationBadge(report) ? [el("dt", { text: t("verification") }), el("dd", { id: "report-verification" }, verificationBadge(report))] : []),
         el("dt", { text: t("escalations") }),
         el("dd", { id: "report-escalations", text: report.escalations ? t("escalated_times", { n: report.escalations }) : "0" }),
         el("dt", { text: t("hop") }),

@@ -18,8 +18,23 @@ export function areaText(area) {
 /** The deadline line: overdue, due at, or none (answered). */
 export function deadlineBadge(report) {
   if (report.overdue) return el("span", { class: "badge overdue", text: t("overdue") });
+  if (report.work_deadline) {
+    // sent back to this OPD (the verifier refused its completion): finish again by then
+    const late = new Date(report.work_deadline) < new Date();
+    return el("span", { class: `badge${late ? " overdue" : ""}`, text: t(late ? "rework_overdue" : "rework_by", { when: formatTime(report.work_deadline) }) });
+  }
   if (report.response_deadline) {
     return el("span", { class: "badge", text: t("deadline_in", { when: formatTime(report.response_deadline) }) });
+  }
+  return null;
+}
+
+/** The verification sub-state: waiting for the city's verifier, or refused with its reason; null otherwise. */
+export function verificationBadge(report) {
+  if (report.pending_verification) return el("span", { class: "badge pending", text: t("verification_pending") });
+  const verification = report.verification;
+  if (report.status === "dikerjakan" && verification?.state === "refused") {
+    return el("span", { class: "badge refused", text: t("verification_refused", { reason: verification.reason || "" }) });
   }
   return null;
 }

@@ -12,6 +12,12 @@ const STATUS_EN = {
   ditolak: "Rejected",
 };
 
+// labels the API gives beyond the six statuses' (the verification sub-state of dikerjakan), in English
+const SERVER_LABELS_EN = {
+  "Menunggu verifikasi": "Awaiting verification",
+  "Verifikasi ditolak": "Verification refused",
+};
+
 const STRINGS = { id: {}, en: {} };
 
 let current = localStorage.getItem(STORAGE_KEY) === "en" ? "en" : "id";
@@ -35,6 +41,7 @@ export function t(key, values = {}) {
 /** A status's label: the API's (Indonesian), or the English one; the code capitalised where no label came along. */
 export function statusLabel(code, serverLabel) {
   const fallback = code.charAt(0).toUpperCase() + code.slice(1);
+  if (current === "en" && SERVER_LABELS_EN[serverLabel]) return SERVER_LABELS_EN[serverLabel];
   return current === "en" ? STATUS_EN[code] || serverLabel || fallback : serverLabel || fallback;
 }
 
