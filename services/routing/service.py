@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from jaklapor.events import ReportForwarded, ReportSubmitted, parse_event
+from services.routing.incidents import IncidentLedger
+from services.routing.surge_delivery import SurgeDelivery
 from jaklapor.messaging import (
     DEAD_LETTER_EXCHANGE,
     OPD_DEAD_LETTER_QUEUE,
@@ -33,12 +35,13 @@ log = logging.getLogger(__name__)
 ROUTING_EVENTS = event_exchange("routing")
 
 
-class RoutingService(OperationsEndpoints):
+class RoutingService(SurgeDelivery, OperationsEndpoints):
     name = "routing"
 
     settings = Settings(RoutingSettings)
     data = RoutingData()
     ledger = RoutingLedger()
+    incidents = IncidentLedger()
     publisher = Publisher(declare=[ROUTING_EVENTS, OPD_EXCHANGE, DEAD_LETTER_EXCHANGE, OPD_DEAD_LETTER_QUEUE])
 
     @work_consumer(work_queue("routing.reports", [("intake", "report_submitted"), ("intake", "report_forwarded")]))
@@ -52,11 +55,17 @@ class RoutingService(OperationsEndpoints):
         terms = Terms(self.settings.public_url, self.settings.response_deadline_seconds)
         assignment = assign(event, self.data.index, self.data.directory, terms, utcnow())
         hop = assignment.hop
+        decision = assignment.as_record()
+        # a report of a surge joins its incident (services/routing/surge.py); counted once, before its decision is kept
+        decision.update(self._surge_decision(event, assignment))
 
         # the first decision for (report, hop) is the one kept, with its ids: redeliveries repeat it exactly;
         # one worker at a time may deliver a (report, hop): duplicate events handled concurrently wait for it
-        record, claimed = self.ledger.record_and_claim(event.report_id, hop, assignment.as_record())
+        record, claimed = self.ledger.record_and_claim(event.report_id, hop, decision)
         routed = Outgoing(record["event"], ROUTING_EVENTS.name, record["event_type"], record["event"]["event_id"])
+        if record.get("incident_id"):
+            self._deliver_member(event.report_id, hop, record, routed, claimed)
+            return
         if not claimed:  # delivered before: announce the decision again, in case that announcement was lost
             self.publisher.publish_many([routed])
             log.info("report already delivered", extra={"report_id": event.report_id, "hop": hop})
