@@ -48,6 +48,7 @@ from services.intake.domain import (
     report_day,
 )
 from services.intake.http_errors import INTAKE_ERRORS
+from services.intake.incidents import IncidentEndpoints
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
 from services.intake.opd_api import OpdEndpoints
 from services.intake.openapi import openapi_document
@@ -89,7 +90,7 @@ def cached_document(request: Request, document: CachedDocument) -> Response:
     return response.make_conditional(request)
 
 
-class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints):
+class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoints, OpdEndpoints, IncidentEndpoints):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
     required_checks = ("mongo", "object_store")

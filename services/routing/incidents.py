@@ -77,7 +77,14 @@ class IncidentRepository:
             return SurgeOutcome(joined["incident_id"])
         try:
             self.arrivals.insert_one(
-                {"_id": report_id, "key": key, "at": now, "version": version, "area": area.model_dump(), "member": member}
+                {
+                    "_id": report_id,
+                    "key": key,
+                    "at": now,
+                    "version": version,
+                    "area": area.model_dump(),
+                    "member": member,
+                }
             )
         except DuplicateKeyError:
             pass  # counted before (a redelivery)

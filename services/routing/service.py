@@ -6,8 +6,6 @@ import logging
 from typing import Any
 
 from jaklapor.events import ReportForwarded, ReportSubmitted, parse_event
-from services.routing.incidents import IncidentLedger
-from services.routing.surge_delivery import SurgeDelivery
 from jaklapor.messaging import (
     DEAD_LETTER_EXCHANGE,
     OPD_DEAD_LETTER_QUEUE,
@@ -28,7 +26,9 @@ from jaklapor.vocabulary import utcnow
 from services.routing import metrics
 from services.routing.assignment import Terms, assign
 from services.routing.dependencies import RoutingData, RoutingLedger
+from services.routing.incidents import IncidentLedger
 from services.routing.settings import RoutingSettings
+from services.routing.surge_delivery import SurgeDelivery
 
 log = logging.getLogger(__name__)
 

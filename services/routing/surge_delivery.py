@@ -47,7 +47,7 @@ class SurgeDelivery:
             report_id=event.report_id,
             version=event.version,
             key=surge_key(assignment.opd.code, event.category, area),
-            routing_key=".".join(assignment.routing_key.split(".")[:3] + ["incident"]),
+            routing_key=".".join([*assignment.routing_key.split(".")[:3], "incident"]),
             opd=assignment.opd,
             category=event.category,
             area=area,

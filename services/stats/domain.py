@@ -22,6 +22,7 @@ from jaklapor.events import (
     Event,
     ReportEscalated,
     ReportForwarded,
+    ReportJoinedIncident,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
@@ -68,6 +69,7 @@ COMPARED_FIELDS = (
     "rejection_reason",
     "unroutable_reason",
     "hops",
+    "incident_id",
 )
 
 
@@ -97,6 +99,7 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "at": event.occurred_at,
             "opd": event.opd.code,
             "deadline": event.response_deadline,
+            **({"incident_id": event.incident_id} if event.incident_id else {}),
         }
     if isinstance(event, ReportUnroutable):
         return f"route:{event.hop}", {
@@ -141,6 +144,14 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "from": event.from_opd,
             "to": event.to_opd,
             "deadline": event.deadline,
+        }
+    if isinstance(event, ReportJoinedIncident):
+        # one membership per incident: routing's live event and intake's replay of it count once
+        return f"incident:{event.incident_id}", {
+            **base,
+            "kind": "incident",
+            "incident_id": event.incident_id,
+            "at": event.occurred_at,
         }
     return None
 
@@ -307,7 +318,18 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         "reopened_count": reopened,
         "unroutable_reason": unroutable[-1]["reason"] if unroutable else None,
         "hops": [hops[n] for n in sorted(hops)],
+        **incident_of(facts),
     }
+
+
+def incident_of(facts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The incident the report is a member of (services/routing/surge.py), and when it became one: routed into it,
+    or joined it as one of the reports that opened it. The latest membership wins (a report is in one at a time)."""
+    memberships = [f for f in facts if f["kind"] == "incident" or (f["kind"] == "routed" and f.get("incident_id"))]
+    if not memberships:
+        return {"incident_id": None, "incident_at": None}
+    latest = max(memberships, key=lambda f: utc(f["at"]))
+    return {"incident_id": latest["incident_id"], "incident_at": latest["at"]}
 
 
 def comparable(projection: Mapping[str, Any] | None) -> dict[str, Any] | None:
