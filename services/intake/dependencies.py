@@ -327,7 +327,7 @@ class ReportRepository:
 
     def incident_members(self, incident_id: str, opd_code: str) -> list[dict[str, Any]]:
         """The members of `incident_id` that `opd_code` holds (in any status), as work items show them."""
-        fields = {**dict.fromkeys(WORK_ITEM_FIELDS, 1), "incident_id": 1, "assigned_at": 1}
+        fields = {**dict.fromkeys(WORK_ITEM_FIELDS, 1), "incident_id": 1, "assigned_at": 1, "assigned_opd": 1}
         return list(self.reports.find({"incident_id": incident_id, "assigned_opd.code": opd_code}, fields))
 
     def incident_rows(self, opd_code: str) -> list[dict[str, Any]]:

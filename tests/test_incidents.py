@@ -1,0 +1,169 @@
+"""Surges grouped into incidents, end to end on RabbitMQ with small thresholds: a burst of flood reports in one
+kecamatan becomes one incident message (plus a bounded number of updates) on its OPD's queue, every report is assigned
+with its incident, one transition on the incident moves every member (each citizen's tracking shows it), normal
+reports elsewhere are delivered on their own, and the public dashboard API shows the active incident."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from devtools.seaweedfs import LocalS3Server
+from jaklapor.messaging import opd_queue_name
+from services.stats.tests.e2e_helpers import Filed, photo, stats, submit, view, wait_assigned
+from tests.system import OpdQueueReader, RunningSystem, Vhost, start_system, wait_for
+
+pytestmark = pytest.mark.e2e
+
+MIN_REPORTS, UPDATE_MEMBERS, UPDATE_SECONDS = 4, 3, 5
+FLOOD_OPD = "sudin-sumber-daya-air-jakarta-timur"
+JATINEGARA = [(-6.2245, 106.8666), (-6.2275, 106.8700)]  # Bali Mester, Bidara Cina
+TEBET = (-6.2200, 106.8620)  # banjir too, but another kecamatan (and OPD): below its own threshold
+KEMBANGAN = (-6.1700, 106.7420)  # a road report elsewhere
+FLOOD_SIZE = 12
+
+
+@pytest.fixture(scope="module")
+def surge_system(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3Server) -> Iterator[RunningSystem]:
+    vhost = Vhost.create("jaklapor-incidents")
+    running = start_system(
+        tmp_path_factory.mktemp("incidents"),
+        vhost,
+        s3,
+        SURGE_MIN_REPORTS=str(MIN_REPORTS),
+        SURGE_WINDOW_SECONDS="600",
+        SURGE_QUIET_SECONDS="600",
+        INCIDENT_UPDATE_SECONDS=str(UPDATE_SECONDS),
+        INCIDENT_UPDATE_MEMBERS=str(UPDATE_MEMBERS),
+        SURGE_FLUSH_SECONDS="0.5",
+    )
+    yield running
+    running.stop()
+    vhost.delete()
+
+
+def drain(reader: OpdQueueReader, opd_code: str) -> list[dict[str, Any]]:
+    found = []
+    while (message := reader.channel.basic_get(opd_queue_name(opd_code), no_ack=True)) is not None:
+        body = message.body if isinstance(message.body, str) else message.body.decode()
+        found.append(json.loads(body))
+    return found
+
+
+def opd_get(system: RunningSystem, opd: str, path: str) -> requests.Response:
+    return requests.get(system.url("intake", path), headers=system.opd_headers(opd), timeout=10)
+
+
+def test_a_flood_becomes_one_incident_that_the_opd_moves_at_once(surge_system: RunningSystem) -> None:
+    system = surge_system
+    flood: list[Filed] = []
+    started = time.monotonic()
+    for n in range(FLOOD_SIZE):  # one after the other: which reports came before the threshold is then known
+        lat, lon = JATINEGARA[n % 2]
+        flood.append(submit(system, lat, lon, "penanganan-banjir", f"Banjir setinggi lutut, rumah {n}"))
+        wait_assigned(system, flood[-1])
+    elsewhere = [
+        submit(system, *TEBET, "penanganan-banjir", "Genangan di Tebet"),
+        submit(system, *KEMBANGAN, "jalan", "Jalan berlubang"),
+    ]
+    flood_seconds = time.monotonic() - started
+    for filed in elsewhere:
+        wait_assigned(system, filed)
+    assert {f.opd for f in flood} == {FLOOD_OPD}
+    flood_ids = {f.report_id for f in flood}
+
+    # the OPD's queue: the reports before the threshold on their own, then one incident and coalesced updates
+    reader = OpdQueueReader(system.amqp_uri)
+    try:
+        messages: list[dict[str, Any]] = []
+
+        def every_member_announced() -> bool:
+            messages.extend(drain(reader, FLOOD_OPD))
+            members = {m["report_id"] for msg in messages if "incident_id" in msg for m in msg["members"]}
+            return members == flood_ids
+
+        wait_for(every_member_announced, 20, interval=0.2, message="every flood report in an incident message")
+        others = {filed.opd: drain(reader, filed.opd) for filed in elsewhere}  # type: ignore[misc]
+    finally:
+        reader.close()
+    assigned = [m for m in messages if m["message_type"] == "report_assigned"]
+    incident_messages = [m for m in messages if m["message_type"] in ("incident_opened", "incident_updated")]
+    assert [m["report_id"] for m in assigned] == [f.report_id for f in flood[: MIN_REPORTS - 1]]
+    assert incident_messages[0]["message_type"] == "incident_opened"
+    assert [m["message_type"] for m in incident_messages[1:]] == ["incident_updated"] * (len(incident_messages) - 1)
+    # coalesced: an update per UPDATE_MEMBERS joining members or per UPDATE_SECONDS, never one per report
+    by_number = math.ceil((FLOOD_SIZE - MIN_REPORTS) / UPDATE_MEMBERS)
+    assert len(incident_messages) <= 1 + by_number + 1 + int(flood_seconds // UPDATE_SECONDS)
+    assert len(messages) < FLOOD_SIZE
+    incident_id = incident_messages[0]["incident_id"]
+    assert {m["incident_id"] for m in incident_messages} == {incident_id}
+    assert incident_messages[-1]["member_count"] == FLOOD_SIZE
+    assert incident_messages[0]["kecamatan"] == "Jatinegara" and incident_messages[0]["category"] == "penanganan-banjir"
+    assert "tracking" not in str(incident_messages) and "contact" not in str(incident_messages)
+    # normal reports elsewhere: each on its own, on its own OPD's queue
+    for filed in elsewhere:
+        assert [m["report_id"] for m in others[filed.opd]] == [filed.report_id]  # type: ignore[index]
+
+    # the OPD API knows the incident with every member (the first ones joined by report_joined_incident)
+    def listed() -> dict[str, Any] | None:
+        body = opd_get(system, FLOOD_OPD, "/api/v1/opd/incidents").json()
+        found = [i for i in body["incidents"] if i["incident_id"] == incident_id]
+        return found[0] if found and found[0]["member_count"] == FLOOD_SIZE else None
+
+    summary = wait_for(listed, 15, message="the incident with all its members in the OPD API")
+    assert summary["open_count"] == FLOOD_SIZE and summary["kecamatan"] == "Jatinegara"
+    one = opd_get(system, FLOOD_OPD, f"/api/v1/opd/incidents/{incident_id}").json()
+    assert {m["report_id"] for m in one["members"]} == flood_ids and "dikerjakan" in one["allowed_transitions"]
+    assert (
+        opd_get(system, "sudin-sumber-daya-air-jakarta-selatan", f"/api/v1/opd/incidents/{incident_id}").status_code
+        == 404
+    )
+
+    # the public dashboard API shows the active incident
+    def on_dashboard() -> dict[str, Any] | None:
+        found = [i for i in stats(system, "/api/v1/stats/incidents")["incidents"] if i["incident_id"] == incident_id]
+        return found[0] if found and found[0]["member_count"] == FLOOD_SIZE else None
+
+    public = wait_for(on_dashboard, 15, message="the incident on the dashboard API")
+    assert public["category"] == "penanganan-banjir" and public["kecamatan"] == "Jatinegara"
+    assert public["open_count"] == FLOOD_SIZE and public["opened_at"]
+
+    # a bad request is refused as a report's would be, and nothing moves
+    url = system.url("intake", f"/api/v1/opd/incidents/{incident_id}/transitions")
+    refused = requests.post(url, data={"status": "selesai", "note": "x"}, headers=system.opd_headers(FLOOD_OPD))
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "illegal_transition"  # still menunggu
+
+    # one transition moves every member, each through its own history; a retry changes nothing twice
+    data = {"status": "dikerjakan", "note": "Pompa air dikerahkan ke Jatinegara"}
+    moved = requests.post(url, data=data, headers=system.opd_headers(FLOOD_OPD), timeout=60)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["moved"] == FLOOD_SIZE and moved.json()["refused"] == 0
+    again = requests.post(url, data=data, headers=system.opd_headers(FLOOD_OPD), timeout=60).json()
+    assert again["unchanged"] == FLOOD_SIZE and again["moved"] == 0
+    for filed in flood:
+        tracked = view(system, filed)
+        assert tracked["status"] == "dikerjakan"
+        transitions = [h for h in tracked["history"] if h["kind"] == "transition"]
+        assert [h["note"] for h in transitions] == ["Pompa air dikerahkan ke Jatinegara"]
+    for filed in elsewhere:
+        assert view(system, filed)["status"] == "menunggu"
+
+    # closing them all (one evidence photo) ends the incident on the dashboard
+    no_photo = requests.post(url, data={"status": "selesai", "note": "x"}, headers=system.opd_headers(FLOOD_OPD))
+    assert no_photo.status_code == 422 and no_photo.json()["error"]["code"] == "missing_evidence"
+    files = {"photo": ("bukti.jpg", photo(-6.2245, 106.8666), "image/jpeg")}
+    done = requests.post(
+        url, data={"status": "selesai", "note": "Air surut"}, files=files, headers=system.opd_headers(FLOOD_OPD)
+    )
+    assert done.status_code == 200 and done.json()["moved"] == FLOOD_SIZE, done.text
+    wait_for(
+        lambda: all(i["incident_id"] != incident_id for i in stats(system, "/api/v1/stats/incidents")["incidents"]),
+        15,
+        message="the closed incident off the dashboard",
+    )
