@@ -16,10 +16,13 @@ import requests
 
 from devtools.seaweedfs import LocalS3Server
 from jaklapor.messaging import opd_queue_name
+from jaklapor.opd_keys import derive_key
 from services.stats.tests.e2e_helpers import Filed, photo, stats, submit, view, wait_assigned
-from tests.system import OpdQueueReader, RunningSystem, Vhost, start_system, wait_for
+from tests.browser import DESK, browser_fixture, new_phone, serious_accessibility_violations
+from tests.system import OPD_KEY_SECRET, OpdQueueReader, RunningSystem, Vhost, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
+FIXTURES = (browser_fixture,)  # the browser (tests/browser.py)
 
 MIN_REPORTS, UPDATE_MEMBERS, UPDATE_SECONDS = 4, 3, 5
 FLOOD_OPD = "sudin-sumber-daya-air-jakarta-timur"
@@ -167,3 +170,71 @@ def test_a_flood_becomes_one_incident_that_the_opd_moves_at_once(surge_system: R
         15,
         message="the closed incident off the dashboard",
     )
+
+
+# ---- the workbench's incident screen, in a real browser -------------------------------------------------------------
+
+BLOK_M = (-6.2443, 106.8003)  # Melawai, Kebayoran Baru: banjir there goes to the Suku Dinas SDA Jakarta Selatan
+SOUTH_WATER = "sudin-sumber-daya-air-jakarta-selatan"
+
+
+def test_the_workbench_shows_the_incident_first_and_moves_its_members_at_once(
+    surge_system: RunningSystem, browser: Any
+) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    system = surge_system
+    flood = [
+        submit(system, *BLOK_M, "penanganan-banjir", f"Air masuk rumah <b>{n}</b>") for n in range(MIN_REPORTS + 1)
+    ]
+    for filed in flood:
+        assert wait_assigned(system, filed) == SOUTH_WATER
+
+    def incident_of_all() -> str | None:
+        body = opd_get(system, SOUTH_WATER, "/api/v1/opd/incidents").json()
+        found = [i for i in body["incidents"] if i["kecamatan"] == "Kebayoran Baru"]
+        return found[0]["incident_id"] if found and found[0]["member_count"] == len(flood) else None
+
+    incident_id = wait_for(incident_of_all, 15, message="the Kebayoran Baru incident with every member")
+    context = new_phone(browser, **DESK)
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(system.url("intake", "/opd/"))
+        page.wait_for_selector("body[data-state=ready]")
+        page.fill("#opd-key", derive_key(OPD_KEY_SECRET, SOUTH_WATER))
+        page.press("#opd-key", "Enter")
+        incident_card = page.locator(f"#incident-list li[data-incident-id='{incident_id}']")
+        expect(incident_card).to_be_visible()
+        expect(incident_card).to_contain_text(f"{len(flood)} laporan")
+        # the incident comes before the work list's reports
+        assert page.evaluate(
+            "() => !!(document.querySelector('#incident-list').compareDocumentPosition("
+            "document.querySelector('#report-list')) & Node.DOCUMENT_POSITION_FOLLOWING)"
+        )
+        assert serious_accessibility_violations(page) == []
+
+        incident_card.locator("a").click()
+        page.wait_for_selector("body[data-incident-state=shown]")
+        assert page.url.endswith(f"/opd/insiden/{incident_id}")
+        members = page.locator("#incident-members li")
+        expect(members).to_have_count(len(flood))
+        expect(page.locator("#incident-members")).to_contain_text("<b>0</b>")  # citizen text shown as text
+        assert serious_accessibility_violations(page) == []
+        page.click("#lang-toggle")
+        expect(page.locator("#incident-act-title")).to_have_text("Action for every report")
+        page.click("#lang-toggle")
+
+        page.check("#incident-action-dikerjakan")
+        page.fill("#incident-note", "Pompa dikerahkan ke Melawai")
+        page.click("#incident-submit")
+        expect(page.locator("#incident-result")).to_contain_text(f"{len(flood)} laporan diperbarui")
+        expect(page.locator("#incident-members li[data-status=dikerjakan]")).to_have_count(len(flood))
+        assert serious_accessibility_violations(page) == []
+        assert errors == []
+    finally:
+        context.close()
+    for filed in flood:
+        tracked = view(system, filed)
+        assert tracked["status"] == "dikerjakan"
+        assert tracked["history"][-1]["note"] == "Pompa dikerahkan ke Melawai"

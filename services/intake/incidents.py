@@ -112,6 +112,11 @@ class IncidentEndpoints:
         self._wake_lists([event.opd.code])  # type: ignore[attr-defined]
         log.info("report joined incident", extra={"report_id": event.report_id, "incident_id": event.incident_id})
 
+    @api("GET", "/opd/insiden/<incident_id>")
+    def workbench_incident(self, request: Request, incident_id: str) -> Response:
+        """The workbench's incident screen (the page; its script reads the API)."""
+        return self._workbench(request)  # type: ignore[attr-defined]
+
     @api("GET", "/api/v1/opd/incidents")
     def opd_incidents(self, request: Request) -> Response:
         """The incidents this OPD holds reports of, those with open members first."""

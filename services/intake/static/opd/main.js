@@ -7,8 +7,10 @@ import { applyStatic, onLanguageChange, t, toggleLanguage } from "./i18n.js";
 import { WorkList } from "./list.js";
 import { PerformanceScreen } from "./performance.js";
 import { ReportScreen } from "./report.js";
+import { IncidentScreen } from "./incidents.js";
 
 const REPORT_PATH = /^\/opd\/laporan\/([^/]+)$/;
+const INCIDENT_PATH = /^\/opd\/insiden\/([^/]+)$/;
 let session = null;
 let reference = null;
 let current = null; // the screen showing: its stop() ends its stream
@@ -16,6 +18,8 @@ let current = null; // the screen showing: its stop() ends its stream
 function screenFor(path) {
   const report = REPORT_PATH.exec(path);
   if (report) return { view: "view-report", make: () => new ReportScreen(decodeURIComponent(report[1]), context()) };
+  const incident = INCIDENT_PATH.exec(path);
+  if (incident) return { view: "view-incident", make: () => new IncidentScreen(decodeURIComponent(incident[1]), context()) };
   if (path === "/opd/kinerja") return { view: "view-performance", make: () => new PerformanceScreen(context()) };
   return { view: "view-list", make: () => new WorkList(context()) };
 }
