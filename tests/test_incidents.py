@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from openapi_schema_validator import OAS30Validator
 
 from devtools.seaweedfs import LocalS3Server
 from jaklapor.messaging import opd_queue_name
@@ -49,6 +50,24 @@ def surge_system(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3Server) ->
     yield running
     running.stop()
     vhost.delete()
+
+
+def section_violations(page: Any, selector: str) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations inside one section of the page."""
+    serious_accessibility_violations(page)  # loads axe-core into the page
+    found = page.evaluate(
+        "async (selector) => (await axe.run(selector, {resultTypes: ['violations']})).violations", selector
+    )
+    return [
+        {"id": v["id"], "nodes": [n["target"] for n in v["nodes"]]}
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": openapi["components"]}
+    OAS30Validator(schema).validate(body)
 
 
 def drain(reader: OpdQueueReader, opd_code: str) -> list[dict[str, Any]]:
@@ -121,7 +140,10 @@ def test_a_flood_becomes_one_incident_that_the_opd_moves_at_once(surge_system: R
 
     summary = wait_for(listed, 15, message="the incident with all its members in the OPD API")
     assert summary["open_count"] == FLOOD_SIZE and summary["kecamatan"] == "Jatinegara"
+    openapi = requests.get(system.url("intake", "/openapi.json"), timeout=10).json()
+    conforms(openapi, "OpdIncidentList", opd_get(system, FLOOD_OPD, "/api/v1/opd/incidents").json())
     one = opd_get(system, FLOOD_OPD, f"/api/v1/opd/incidents/{incident_id}").json()
+    conforms(openapi, "OpdIncident", one)
     assert {m["report_id"] for m in one["members"]} == flood_ids and "dikerjakan" in one["allowed_transitions"]
     assert (
         opd_get(system, "sudin-sumber-daya-air-jakarta-selatan", f"/api/v1/opd/incidents/{incident_id}").status_code
@@ -147,6 +169,7 @@ def test_a_flood_becomes_one_incident_that_the_opd_moves_at_once(surge_system: R
     moved = requests.post(url, data=data, headers=system.opd_headers(FLOOD_OPD), timeout=60)
     assert moved.status_code == 200, moved.text
     assert moved.json()["moved"] == FLOOD_SIZE and moved.json()["refused"] == 0
+    conforms(openapi, "IncidentTransitionResult", moved.json())
     again = requests.post(url, data=data, headers=system.opd_headers(FLOOD_OPD), timeout=60).json()
     assert again["unchanged"] == FLOOD_SIZE and again["moved"] == 0
     for filed in flood:
@@ -231,6 +254,17 @@ def test_the_workbench_shows_the_incident_first_and_moves_its_members_at_once(
         expect(page.locator("#incident-result")).to_contain_text(f"{len(flood)} laporan diperbarui")
         expect(page.locator("#incident-members li[data-status=dikerjakan]")).to_have_count(len(flood))
         assert serious_accessibility_violations(page) == []
+        assert errors == []
+
+        # the public dashboard lists it among the active incidents (dikerjakan is still open)
+        page.goto(system.url("stats", "/dashboard"))
+        row = page.locator(f"#incidents tr[data-incident-id='{incident_id}']")
+        expect(row).to_contain_text("Kebayoran Baru")
+        expect(row).to_contain_text("Penanganan Banjir")
+        expect(page.locator("body[data-state=ready]")).to_have_count(1)
+        # the incidents section (the rest of the dashboard is tests/test_dashboard.py's: its logo and filter button
+        # have contrast findings of their own, older than incidents)
+        assert section_violations(page, "#incidents-card") == []
         assert errors == []
     finally:
         context.close()

@@ -51,7 +51,7 @@ from services.intake.http_errors import INTAKE_ERRORS
 from services.intake.incidents import IncidentEndpoints
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
 from services.intake.opd_api import OpdEndpoints
-from services.intake.openapi import openapi_document
+from services.intake.openapi import openapi_document, with_incidents
 from services.intake.public_documents import (
     REFERENCE_MAX_AGE_SECONDS,
     CachedDocument,
@@ -113,7 +113,7 @@ class IntakeService(CitizenAppEndpoints, OpdWorkbenchEndpoints, OperationsEndpoi
 
     @api("GET", "/openapi.json")
     def openapi(self, request: Request) -> Response:
-        document = openapi_document(self.settings.public_url, list(self.reference.categories))
+        document = with_incidents(openapi_document(self.settings.public_url, list(self.reference.categories)))
         return json_response(document, headers={"Access-Control-Allow-Origin": "*"})
 
     @api("GET", "/api/v1/categories")

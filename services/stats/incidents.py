@@ -41,5 +41,5 @@ def active_incidents(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "opened_at": iso(first["incident_at"]),
             }
         )
-    incidents.sort(key=lambda i: i["opened_at"], reverse=True)
+    incidents.sort(key=lambda i: str(i["opened_at"]), reverse=True)
     return incidents
