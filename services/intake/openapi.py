@@ -917,7 +917,7 @@ def with_incidents(document: dict[str, Any]) -> dict[str, Any]:
     status = {"type": "string", "enum": list(STATUS_LABELS)}
     integer = {"type": "integer"}
     moment = {"type": "string", "format": "date-time"}
-    summary = {
+    summary: dict[str, Any] = {
         "incident_id": {"type": "string"},
         "category": {"type": "string"},
         "kecamatan": {"type": "string", "nullable": True},
