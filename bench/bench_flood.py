@@ -4,6 +4,7 @@ traffic elsewhere, against the real system with surge grouping at its defaults (
     .venv/bin/python bench/bench_flood.py                        # baseline run, then the flood run (defaults below)
     .venv/bin/python bench/bench_flood.py --flood 2000 --normal 600 --seconds 120
     .venv/bin/python bench/bench_flood.py --only flood
+    .venv/bin/python bench/bench_flood.py --only flood-ungrouped   # the same flood, grouping switched off
 
 Each run starts its own system (bench/harness.py, single process, own vhost) with SURGE_MIN_REPORTS etc. at their
 production defaults, and a copy consumer bound to the OPD exchange with `#` (one copy of every OPD message). Normal
@@ -192,12 +193,13 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     normal = normal_reports(args.normal, args.kecamatan, args.seed)
-    flood = flood_reports(args.flood, args.kecamatan, args.seed + 1) if name == "flood" else []
+    flood = flood_reports(args.flood, args.kecamatan, args.seed + 1) if name.startswith("flood") else []
     schedule = [(i * args.seconds / max(len(normal), 1), urlencoded_body(r), "normal") for i, r in enumerate(normal)]
     schedule += [(i * args.seconds / max(len(flood), 1), urlencoded_body(r), "flood") for i, r in enumerate(flood)]
     schedule.sort(key=lambda item: item[0])
     env = {
-        "SURGE_MIN_REPORTS": str(args.min_reports),
+        # flood-ungrouped: the same flood with grouping switched off, to tell its cost from the flood's own load
+        "SURGE_MIN_REPORTS": "0" if name == "flood-ungrouped" else str(args.min_reports),
         "SURGE_WINDOW_SECONDS": "3600",
         "SURGE_QUIET_SECONDS": "3600",
         "INCIDENT_UPDATE_SECONDS": str(args.update_seconds),
@@ -335,9 +337,9 @@ def main() -> None:
     parser.add_argument("--update-members", type=int, default=100, help="INCIDENT_UPDATE_MEMBERS (the default)")
     parser.add_argument("--max-drain", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--only", choices=("baseline", "flood"))
+    parser.add_argument("--only", choices=("baseline", "flood", "flood-ungrouped"), action="append")
     args = parser.parse_args()
-    runs = [args.only] if args.only else ["baseline", "flood"]
+    runs = args.only or ["baseline", "flood"]
     results = [run(name, args) for name in runs]
     for result in results:
         show(result)
