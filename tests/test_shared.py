@@ -21,6 +21,7 @@ from jaklapor.events import (
     PhotoRef,
     ReportEscalated,
     ReportForwarded,
+    ReportJoinedIncident,
     ReportRouted,
     ReportStatusChanged,
     ReportSubmitted,
@@ -244,6 +245,7 @@ def one_of_each() -> list[Event]:
             area=AREA,
             submitted_at=AT,
         ),
+        ReportJoinedIncident(**common, incident_id="5c0f" * 8, opd=OPD, category="penanganan-banjir", area=AREA),
     ]
 
 
@@ -254,6 +256,7 @@ EXPECTED_TYPES = {
     ReportStatusChanged: "intake.report_status_changed",
     ReportRouted: "routing.report_routed",
     ReportUnroutable: "routing.report_unroutable",
+    ReportJoinedIncident: "routing.report_joined_incident",
 }
 
 
