@@ -176,3 +176,18 @@ def test_the_replay_gives_back_each_members_incident(service: Any) -> None:
     assert routed[0].incident_id == INCIDENT  # type: ignore[attr-defined]
     assert all(e.event_type != "routing.report_joined_incident" for e in second)
     assert first[-1].event_id == f"replay:{ids[0]}:0:report_joined_incident"  # stable across rebuilds
+
+
+def test_the_incident_endpoints_are_in_the_openapi_document() -> None:
+    from openapi_spec_validator import validate
+
+    from services.intake.openapi import openapi_document, with_incidents
+
+    document = with_incidents(openapi_document("https://lapor.example", ["penanganan-banjir"]))
+    validate(document)  # type: ignore[arg-type]
+    assert {"/api/v1/opd/incidents", "/api/v1/opd/incidents/{incident_id}"} <= set(document["paths"])
+    post = document["paths"]["/api/v1/opd/incidents/{incident_id}/transitions"]["post"]
+    assert (
+        post["requestBody"] == document["paths"]["/api/v1/opd/reports/{report_id}/transitions"]["post"]["requestBody"]
+    )
+    assert {"OpdIncidentList", "OpdIncident", "IncidentTransitionResult"} <= set(document["components"]["schemas"])
