@@ -157,6 +157,9 @@ class ReportRouted(Event):
     # open reports of the same category near this one, recently submitted: likely duplicates routing suggests to
     # the OPD (report numbers, nearest first; empty when none, or for a hand-over)
     possible_duplicates: list[str] = Field(default_factory=list)
+    # the incident (a surge of one category in one kecamatan, services/routing/surge.py) the report joined as it was
+    # routed: its OPD got the incident's message instead of one of its own; None for a report delivered on its own
+    incident_id: str | None = None
 
 
 class ReportUnroutable(Event):
@@ -212,9 +215,32 @@ class ReportUnmerged(Event):
     submitted_at: datetime
 
 
+class ReportJoinedIncident(Event):
+    """A report already delivered on its own became a member of an incident afterwards: it was one of the reports
+    whose number opened the incident (services/routing/surge.py). Reports routed into an open incident say so in
+    `ReportRouted.incident_id` instead. `version` is the report's version routing saw (it orders nothing)."""
+
+    source = "routing"
+    type_name = "report_joined_incident"
+
+    incident_id: str
+    opd: OpdRef
+    category: str
+    area: AreaRef | None = None
+    hop: int = 0
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.source + "." + cls.type_name: cls
-    for cls in (ReportSubmitted, ReportForwarded, ReportEscalated, ReportStatusChanged, ReportRouted, ReportUnroutable)
+    for cls in (
+        ReportSubmitted,
+        ReportForwarded,
+        ReportEscalated,
+        ReportStatusChanged,
+        ReportRouted,
+        ReportUnroutable,
+        ReportJoinedIncident,
+    )
 }
 # duplicates (services/intake/duplicates.py): added after the core events, so other additions merge cleanly
 EVENT_TYPES.update({cls.source + "." + cls.type_name: cls for cls in (ReportMerged, ReportUnmerged)})
@@ -416,3 +442,43 @@ EVENT_TYPES.update(
         for cls in (ReportCompletionSubmitted, ReportVerificationApproved, ReportVerificationRefused)
     }
 )
+
+
+class IncidentMember(BaseModel):
+    """One report of an incident as the OPD reads it in the incident's message."""
+
+    report_id: str
+    submitted_at: datetime
+    location: Location
+    area: AreaRef | None
+    description: str
+    photos: list[PhotoRef]
+    # True for the reports that opened the incident: each was already delivered on its own (a report_assigned
+    # message); the reports that joined later were not
+    delivered_individually: bool = False
+    transitions_url: str
+
+
+class IncidentMessage(BaseModel):
+    """What an OPD reads from its queue for a surge (services/routing/surge.py): reports of one category in one
+    kecamatan arriving faster than the threshold are grouped into one incident. `incident_opened` lists the members
+    so far; each `incident_updated` (coalesced) lists the members that joined since the previous message of the
+    incident and the new total. A consumer that does not know incidents can tell them by `message_type` (OpdMessage
+    keeps "report_assigned")."""
+
+    message_type: Literal["incident_opened", "incident_updated"]
+    schema_version: int = SCHEMA_VERSION
+    # `incident:<incident_id>:<member_count>`: one id per state of the incident, so redeliveries deduplicate
+    message_id: str
+    incident_id: str
+    opd: OpdRef
+    category: str
+    kecamatan: str
+    kota: str
+    opened_at: datetime
+    updated_at: datetime
+    member_count: int
+    members: list[IncidentMember]
+    # the incident's members as the OPD holds them (GET) and one transition for all of them (POST .../transitions)
+    incident_url: str
+    transitions_url: str

@@ -68,6 +68,8 @@ class LocalRun:
             TRUSTED_PROXY_HOPS="1",
             RATE_LIMIT_BURST="0",
             PYTHONUNBUFFERED="1",
+            # its floods count every report on its OPD queue: no grouping into incidents here (tests/test_incidents.py)
+            SURGE_MIN_REPORTS="0",
         )
         return env
 

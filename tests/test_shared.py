@@ -24,6 +24,7 @@ from jaklapor.events import (
     ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
+    ReportJoinedIncident,
     ReportMerged,
     ReportReopened,
     ReportRouted,
@@ -317,6 +318,7 @@ def one_of_each() -> list[Event]:
             area=AREA,
             submitted_at=AT,
         ),
+        ReportJoinedIncident(**common, incident_id="5c0f" * 8, opd=OPD, category="penanganan-banjir", area=AREA),
     ]
 
 
@@ -334,6 +336,7 @@ EXPECTED_TYPES = {
     ReportCompletionSubmitted: "intake.report_completion_submitted",
     ReportVerificationApproved: "intake.report_verification_approved",
     ReportVerificationRefused: "intake.report_verification_refused",
+    ReportJoinedIncident: "routing.report_joined_incident",
 }
 
 

@@ -84,6 +84,8 @@ class ReportRepository:
         self.reports.create_index("merged_into", sparse=True)
         # the verifier's queue (services/intake/verifier_api.py): only reports that ever had a completion verified
         self.reports.create_index([("verification.state", ASCENDING), ("verification.submitted_at", ASCENDING)])
+        # the members of an incident (services/intake/incidents.py)
+        self.reports.create_index("incident_id", sparse=True)
 
     def ping(self) -> bool:
         return ping(self.reports.database)
@@ -355,6 +357,28 @@ class ReportRepository:
 
     def pending_outbox_count(self) -> int:
         return self.reports.count_documents({"outbox_due": {"$exists": True}})
+
+    # ---- incidents (services/intake/incidents.py) -----------------------------------------------------------------
+
+    def tag_incident(self, report_id: str, incident_id: str, opd: dict[str, Any], at: datetime) -> bool:
+        """Record that the report is a member of `incident_id` (routing's report_joined_incident), by whom and when
+        (intake's replay gives it back); idempotent. False for a report not stored (yet)."""
+        joined = {"opd": opd, "at": at}
+        found = self.reports.update_one(
+            {"_id": report_id}, {"$set": {"incident_id": incident_id, "incident_joined": joined}}
+        )
+        return found.matched_count == 1
+
+    def incident_members(self, incident_id: str, opd_code: str) -> list[dict[str, Any]]:
+        """The members of `incident_id` that `opd_code` holds (in any status), as work items show them."""
+        fields = {**dict.fromkeys(WORK_ITEM_FIELDS, 1), "incident_id": 1, "assigned_at": 1, "assigned_opd": 1}
+        return list(self.reports.find({"incident_id": incident_id, "assigned_opd.code": opd_code}, fields))
+
+    def incident_rows(self, opd_code: str) -> list[dict[str, Any]]:
+        """Every report of an incident that `opd_code` holds: what the list of its incidents is summed from."""
+        fields = {"incident_id": 1, "status": 1, "category": 1, "area": 1, "assigned_at": 1, "submitted_at": 1}
+        query = {"assigned_opd.code": opd_code, "incident_id": {"$exists": True, "$ne": None}}
+        return list(self.reports.find(query, fields).limit(MAX_HELD))
 
 
 class ReportStore(MongoDatabase):

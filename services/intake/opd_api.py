@@ -175,6 +175,14 @@ class OpdEndpoints:
         """Who a key or a session stands for: an OPD of the directory, or the city's verifier."""
         return VERIFIER if code == VERIFIER_CODE else self.reference.directory.get(code)
 
+    def _opd_change(self, report: Report, decision: Any, evidence: list[Any], captures: list[Any], opd: Any) -> Any:
+        """A decided transition of one report as it is stored (a report's own, or an incident member's): the OPD's
+        selesai goes through verification, a hand-over leaves the previous OPD's rework behind."""
+        if decision.to_status == SELESAI:
+            return self._completion(report, decision, evidence, captures, opd)
+        change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
+        return handed_over(change, report.document) if decision.forwards else change
+
     def _completion(self, report: Report, decision: Any, evidence: list[Any], captures: list[Any], opd: Any) -> Any:
         """The OPD's selesai: pending verification, or closed at once where its category is exempt."""
         checks = evidence_checks(report.document, evidence, captures)
@@ -371,13 +379,7 @@ class OpdEndpoints:
             captures: list[Any] = []  # where and when the evidence was taken: for its check, never stored
             evidence = store_new_photos(evidence_parts, self.photo_cleaner, self.photos, captures)
             try:
-                if decision.to_status == SELESAI:
-                    change = self._completion(report, decision, evidence, captures, opd)
-                else:
-                    change = report.transition(decision, [photo["photo_id"] for photo in evidence], utcnow())
-                    if decision.forwards:
-                        change = handed_over(change, stored)
-                updated = self.store.save(report, change)
+                updated = self.store.save(report, self._opd_change(report, decision, evidence, captures, opd))
             except VersionConflict:
                 delete_photos(self.photos, evidence)
                 continue

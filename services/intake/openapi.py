@@ -888,3 +888,112 @@ def _schemas() -> dict[str, Any]:
             },
         },
     }
+
+
+def with_incidents(document: dict[str, Any]) -> dict[str, Any]:
+    """The incident endpoints (services/intake/incidents.py) added to the document: surges routing grouped into one
+    incident per category and kecamatan; one transition (a report transition's body) moves every member held."""
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    report_transition = paths["/api/v1/opd/reports/{report_id}/transitions"]["post"]
+    refusals = {code: report_transition["responses"][code] for code in ("401", "403", "429")}
+    incident_param = {"name": "incident_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    not_found = _error("`incident_not_found`: this OPD holds no report of that incident")
+    paths["/api/v1/opd/incidents"] = {
+        "get": {
+            "operationId": "listIncidents",
+            "security": report_transition["security"],
+            "responses": {
+                "200": _json("OpdIncidentList", "The incidents this OPD holds reports of, open ones first"),
+                "401": refusals["401"],
+                "429": refusals["429"],
+            },
+        }
+    }
+    paths["/api/v1/opd/incidents/{incident_id}"] = {
+        "get": {
+            "operationId": "getIncident",
+            "security": report_transition["security"],
+            "parameters": [incident_param],
+            "responses": {
+                "200": _json("OpdIncident", "The incident with the members this OPD holds"),
+                "401": refusals["401"],
+                "404": not_found,
+                "429": refusals["429"],
+            },
+        }
+    }
+    paths["/api/v1/opd/incidents/{incident_id}/transitions"] = {
+        "post": {
+            "operationId": "transitionIncident",
+            "security": report_transition["security"],
+            "parameters": [incident_param, report_transition["parameters"][1]],
+            "requestBody": report_transition["requestBody"],
+            "description": (
+                "The body of a report's transition, applied to every member this OPD holds, each through its own rules"
+                " and history (its citizen is told, statistics count it); one evidence photo stands for all members"
+                " closed with it. The outcome per member: `moved`, `unchanged` (already in that status: a retry"
+                " changes nothing twice) or `refused` with the error a report's transition would give. When no member"
+                " moves and all are refused for one reason, the request is answered with that error instead."
+            ),
+            "responses": {
+                "200": _json("IncidentTransitionResult", "What happened to each member"),
+                **_error_responses(400, 409, 413, 415, 422, 503),
+                "404": not_found,
+                **refusals,
+            },
+        }
+    }
+    status = {"type": "string", "enum": list(STATUS_LABELS)}
+    integer = {"type": "integer"}
+    moment = {"type": "string", "format": "date-time"}
+    summary: dict[str, Any] = {
+        "incident_id": {"type": "string"},
+        "category": {"type": "string"},
+        "kecamatan": {"type": "string", "nullable": True},
+        "kota": {"type": "string", "nullable": True},
+        "member_count": integer,
+        "open_count": {**integer, "description": "members not selesai or ditolak"},
+        "by_status": {
+            "type": "object",
+            "required": list(STATUS_LABELS),
+            "properties": dict.fromkeys(STATUS_LABELS, integer),
+        },
+        "opened_at": {**moment, "description": "when the first member held was assigned"},
+        "last_member_at": moment,
+    }
+    work_item = {"$ref": "#/components/schemas/WorkItem"}
+    opd = schemas["WorkList"]["properties"]["opd"]
+    schemas["OpdIncidentList"] = _object(opd=opd, incidents={"type": "array", "items": _object(**summary)})
+    schemas["OpdIncident"] = _object(
+        **summary,
+        opd=opd,
+        allowed_transitions={"type": "array", "items": status, "description": "what at least one member allows"},
+        members={
+            "type": "array",
+            "items": {
+                "allOf": [
+                    work_item,
+                    {"type": "object", "properties": {"allowed_transitions": {"type": "array", "items": status}}},
+                ]
+            },
+        },
+    )
+    member_outcome = {
+        "type": "object",
+        "required": ["report_id", "outcome"],
+        "properties": {
+            "report_id": {"type": "string"},
+            "outcome": {"type": "string", "enum": ["moved", "unchanged", "refused"]},
+            "status": status,
+            "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        },
+    }
+    schemas["IncidentTransitionResult"] = _object(
+        incident_id={"type": "string"},
+        status={"type": "string"},
+        moved=integer,
+        unchanged=integer,
+        refused=integer,
+        members={"type": "array", "items": member_outcome},
+    )
+    return document

@@ -31,6 +31,7 @@ from jaklapor.events import (
     ReportEvents,
     ReportEventsPage,
     ReportForwarded,
+    ReportJoinedIncident,
     ReportMerged,
     ReportReopened,
     ReportRouted,
@@ -113,6 +114,7 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
                         hop=int(entry.get("hop", hop)),
                         response_deadline=entry.get("response_deadline"),
                         status=entry.get("status"),
+                        incident_id=entry.get("incident_id"),
                     )
                 )
             elif kind == "triage":
@@ -221,6 +223,7 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
                 functools.partial(replayed_event_id, report_id, version),
             )
         )
+    events.extend(_joined_incident(report, events))
     return events
 
 
@@ -315,6 +318,32 @@ def _merge_event(
     if model is ReportUnmerged:
         fields["assigned_opd"] = assigned
     return model(**fields)
+
+
+def _joined_incident(report: Mapping[str, Any], events: list[Event]) -> list[Event]:
+    """A report that opened an incident joined it after its routing (routing's report_joined_incident): intake keeps
+    that as the report's `incident_id` with who and when, not as a history entry; replayed after its events."""
+    incident_id = report.get("incident_id")
+    joined = report.get("incident_joined")
+    routed_into = any(isinstance(e, ReportRouted) and e.incident_id == incident_id for e in events)
+    if not incident_id or not joined or routed_into:
+        return []
+    report_id = str(report["_id"])
+    area = report.get("area")
+    return [
+        ReportJoinedIncident(
+            event_id=replayed_event_id(report_id, 0, ReportJoinedIncident),
+            report_id=report_id,
+            version=1,
+            occurred_at=joined["at"],
+            incident_id=incident_id,
+            opd=OpdRef.model_validate(joined["opd"]),
+            category=report["category"],
+            area=AreaRef.model_validate({k: area[k] for k in ("code", "kelurahan", "kecamatan", "kota")})
+            if area
+            else None,
+        )
+    ]
 
 
 def _routing_event_ids(report: Mapping[str, Any], history: list[Mapping[str, Any]]) -> Any:

@@ -207,6 +207,8 @@ class Report:
                 "response_deadline": event.response_deadline if self.status in WAITING_STATUSES else None,
                 "updated_at": now,
             }
+            if event.incident_id is not None:  # a member of a surge's incident (services/intake/incidents.py)
+                fields["incident_id"] = event.incident_id
             history = history_entry(
                 "routed",
                 event.occurred_at,
@@ -218,6 +220,7 @@ class Report:
                 response_deadline=event.response_deadline,
                 # routing's suggested duplicates, shown to the OPD (services/intake/duplicates_api.py)
                 possible_duplicates=event.possible_duplicates or None,
+                incident_id=event.incident_id,  # None (left out) for a report delivered on its own
             )
             return Change(fields, history)
         opd = opd_ref(triage_opd)

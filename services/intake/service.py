@@ -51,11 +51,12 @@ from services.intake.domain import (
 )
 from services.intake.duplicates_api import DuplicateEndpoints
 from services.intake.http_errors import INTAKE_ERRORS
+from services.intake.incidents import IncidentEndpoints
 from services.intake.nearby import MAX_CANDIDATES, bounding_box, nearby_summaries
 from services.intake.opd_api import OpdEndpoints
 from services.intake.open311_api import Open311Endpoints
 from services.intake.open_data_api import OpenDataEndpoints
-from services.intake.openapi import openapi_document
+from services.intake.openapi import openapi_document, with_incidents
 from services.intake.public_documents import (
     REFERENCE_MAX_AGE_SECONDS,
     CachedDocument,
@@ -115,6 +116,7 @@ class IntakeService(
     Open311Endpoints,
     OpenDataEndpoints,
     VerifierEndpoints,
+    IncidentEndpoints,
 ):
     name = "intake"
     # the outbox keeps accepting reports while the broker is away: a broker outage degrades, it does not stop intake
@@ -138,7 +140,7 @@ class IntakeService(
 
     @api("GET", "/openapi.json")
     def openapi(self, request: Request) -> Response:
-        document = openapi_document(self.settings.public_url, list(self.reference.categories))
+        document = with_incidents(openapi_document(self.settings.public_url, list(self.reference.categories)))
         return json_response(document, headers={"Access-Control-Allow-Origin": "*"})
 
     @api("GET", "/api/v1/categories")

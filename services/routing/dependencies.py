@@ -91,6 +91,10 @@ class LedgerRepository:
                 return False
             eventlet.sleep(CLAIM_POLL_SECONDS)
 
+    def decision(self, report_id: str, hop: int) -> dict[str, Any] | None:
+        """The decision recorded for (report, hop), if any (a redelivery must not count the report again)."""
+        return self.decisions.find_one({"_id": f"{report_id}:{hop}"}, {"_id": 1})
+
     def release_claim(self, report_id: str, hop: int) -> None:
         self.decisions.update_one({"_id": f"{report_id}:{hop}"}, {"$set": {"claimed_until": None}})
 

@@ -24,3 +24,18 @@ DELIVERY_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+
+INCIDENTS_OPENED = Counter(
+    "jaklapor_routing_incidents_opened_total", "Incidents opened by a surge of reports", registry=REGISTRY
+)
+INCIDENT_MEMBERS = Counter(
+    "jaklapor_routing_incident_members_total",
+    "Reports routed into an incident instead of on their own",
+    registry=REGISTRY,
+)
+INCIDENT_MESSAGES = Counter(
+    "jaklapor_routing_incident_messages_total",
+    "Incident messages put on OPD queues",
+    ["message_type"],
+    registry=REGISTRY,
+)

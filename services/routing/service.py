@@ -28,20 +28,23 @@ from services.routing import metrics
 from services.routing.assignment import Terms, assign, with_possible_duplicates
 from services.routing.dependencies import RecentReports, RoutingData, RoutingLedger
 from services.routing.duplicates import DuplicateTerms, index_entry, likely_duplicates, search_for
+from services.routing.incidents import IncidentLedger
 from services.routing.settings import RoutingSettings
+from services.routing.surge_delivery import SurgeDelivery
 
 log = logging.getLogger(__name__)
 
 ROUTING_EVENTS = event_exchange("routing")
 
 
-class RoutingService(OperationsEndpoints):
+class RoutingService(SurgeDelivery, OperationsEndpoints):
     name = "routing"
 
     settings = Settings(RoutingSettings)
     data = RoutingData()
     ledger = RoutingLedger()
     recent = RecentReports()
+    incidents = IncidentLedger()
     publisher = Publisher(declare=[ROUTING_EVENTS, OPD_EXCHANGE, DEAD_LETTER_EXCHANGE, OPD_DEAD_LETTER_QUEUE])
 
     @work_consumer(work_queue("routing.reports", [("intake", "report_submitted"), ("intake", "report_forwarded")]))
@@ -57,11 +60,17 @@ class RoutingService(OperationsEndpoints):
         if isinstance(event, ReportSubmitted):
             assignment = with_possible_duplicates(assignment, self._likely_duplicates(event))
         hop = assignment.hop
+        decision = assignment.as_record()
+        # a report of a surge joins its incident (services/routing/surge.py); counted once, before its decision is kept
+        decision.update(self._surge_decision(event, assignment))
 
         # the first decision for (report, hop) is the one kept, with its ids: redeliveries repeat it exactly;
         # one worker at a time may deliver a (report, hop): duplicate events handled concurrently wait for it
-        record, claimed = self.ledger.record_and_claim(event.report_id, hop, assignment.as_record())
+        record, claimed = self.ledger.record_and_claim(event.report_id, hop, decision)
         routed = Outgoing(record["event"], ROUTING_EVENTS.name, record["event_type"], record["event"]["event_id"])
+        if record.get("incident_id"):
+            self._deliver_member(event.report_id, hop, record, routed, claimed)
+            return
         if not claimed:  # delivered before: announce the decision again, in case that announcement was lost
             self.publisher.publish_many([routed])
             log.info("report already delivered", extra={"report_id": event.report_id, "hop": hop})

@@ -24,6 +24,7 @@ from jaklapor.events import (
     ReportConfirmed,
     ReportEscalated,
     ReportForwarded,
+    ReportJoinedIncident,
     ReportMerged,
     ReportRouted,
     ReportStatusChanged,
@@ -76,6 +77,7 @@ COMPARED_FIELDS = (
     "confirmed_at",
     "rating",
     "merged_into",
+    "incident_id",
 )
 
 
@@ -105,6 +107,7 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "at": event.occurred_at,
             "opd": event.opd.code,
             "deadline": event.response_deadline,
+            **({"incident_id": event.incident_id} if event.incident_id else {}),
         }
     if isinstance(event, ReportUnroutable):
         return f"route:{event.hop}", {
@@ -170,6 +173,14 @@ def fact_of(event: Event) -> tuple[str, dict[str, Any]] | None:
             "at": event.occurred_at,
             "primary": event.primary_id,
             "to": event.status,
+        }
+    if isinstance(event, ReportJoinedIncident):
+        # one membership per incident: routing's live event and intake's replay of it count once
+        return f"incident:{event.incident_id}", {
+            **base,
+            "kind": "incident",
+            "incident_id": event.incident_id,
+            "at": event.occurred_at,
         }
     return verification_fact(event)
 
@@ -353,7 +364,18 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
         # the primary this report is merged into: counted as part of that problem, not as one of its own
         "merged_into": merges[-1]["primary"] if merges and merges[-1]["kind"] == "merged" else None,
         **verification_fields(facts, status, status_version),
+        **incident_of(facts),
     }
+
+
+def incident_of(facts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The incident the report is a member of (services/routing/surge.py), and when it became one: routed into it,
+    or joined it as one of the reports that opened it. The latest membership wins (a report is in one at a time)."""
+    memberships = [f for f in facts if f["kind"] == "incident" or (f["kind"] == "routed" and f.get("incident_id"))]
+    if not memberships:
+        return {"incident_id": None, "incident_at": None}
+    latest = max(memberships, key=lambda f: utc(f["at"]))
+    return {"incident_id": latest["incident_id"], "incident_at": latest["at"]}
 
 
 def comparable(projection: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from jaklapor.web import ApiError, api, json_response
 from services.stats.aggregates import DIMENSIONS, MAX_DAYS, breakdown, durations, per_day, status_counts
 from services.stats.dependencies import AREA_FIELDS, DAY_FIELDS, KelurahanMap, ProjectionStore
 from services.stats.domain import DeadlineRule, apply_event, headline, summarize
+from services.stats.incidents import INCIDENT_FIELDS, active_incidents
 from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
 from services.stats.performance import agency_table, one_agency
 from services.stats.query import Filters, QueryError, known_code, parse_filters, positive_int
@@ -254,6 +255,16 @@ class StatsService(OperationsEndpoints):
             return {"generated_at": iso(utcnow()), **evidence_share(rows), "filters": filters.echo()}
 
         return self._public("evidence", request, compute)
+
+    @api("GET", "/api/v1/stats/incidents")
+    def incidents(self, request: Request) -> Response:
+        """Active incidents: surges of one category in one kecamatan grouped by routing, with open members."""
+
+        def compute() -> dict[str, Any]:
+            rows = self.projections.rows({"incident_id": {"$ne": None}}, INCIDENT_FIELDS)
+            return {"generated_at": iso(utcnow()), "incidents": active_incidents(rows)}
+
+        return self._public("incidents", request, compute)
 
     @api("GET", "/api/v1/stats/categories")
     def categories(self, request: Request) -> Response:

@@ -182,6 +182,28 @@ class FakeReportStore:
     def pending_outbox_count(self) -> int:
         return sum(1 for report in self.reports.values() if report.get("outbox"))
 
+    # incidents (services/intake/incidents.py)
+    def tag_incident(self, report_id: str, incident_id: str, opd: dict[str, Any], at: datetime) -> bool:
+        stored = self.reports.get(report_id)
+        if stored is None:
+            return False
+        stored.update(incident_id=incident_id, incident_joined={"opd": opd, "at": at})
+        return True
+
+    def incident_members(self, incident_id: str, opd_code: str) -> list[dict[str, Any]]:
+        return [
+            self._without_outbox(r)  # type: ignore[misc]
+            for r in self.reports.values()
+            if r.get("incident_id") == incident_id and (r.get("assigned_opd") or {}).get("code") == opd_code
+        ]
+
+    def incident_rows(self, opd_code: str) -> list[dict[str, Any]]:
+        return [
+            self._without_outbox(r)  # type: ignore[misc]
+            for r in self.reports.values()
+            if r.get("incident_id") and (r.get("assigned_opd") or {}).get("code") == opd_code
+        ]
+
     # for the tests
     def messages(self, report_id: str) -> list[dict[str, Any]]:
         """The outbox entries queued for a report, oldest first."""

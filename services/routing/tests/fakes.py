@@ -49,6 +49,9 @@ class FakeLedger:
         }
         return self.records[key], True
 
+    def decision(self, report_id: str, hop: int) -> dict[str, Any] | None:
+        return self.records.get(f"{report_id}:{hop}")
+
     def claim_delivery(self, report_id: str, hop: int) -> bool:
         # one test worker at a time: a claim is never held by another
         record = self.records[f"{report_id}:{hop}"]
@@ -105,3 +108,14 @@ class FakeRecentReports:
             and search.min_lon <= r["lon"] <= search.max_lon
             and search.since <= r["submitted_at"] <= search.until
         ][:limit]
+
+
+def incident_store() -> Any:
+    """Routing's real incident repository (services/routing/incidents.py) on an in-memory mongomock database."""
+    import mongomock
+
+    from services.routing.incidents import IncidentRepository
+
+    repository = IncidentRepository(mongomock.MongoClient(tz_aware=True)["routing"])
+    repository.ensure_indexes()
+    return repository

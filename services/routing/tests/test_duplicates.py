@@ -11,7 +11,7 @@ from jaklapor.events import Location, OpdMessage, ReportRouted
 from services.routing.duplicates import DuplicateTerms, distance_m, index_entry, likely_duplicates, search_for
 from services.routing.service import RoutingService
 from services.routing.settings import RoutingSettings
-from services.routing.tests.fakes import FakeLedger, FakePublisher, FakeRecentReports, ReferenceData
+from services.routing.tests.fakes import FakeLedger, FakePublisher, FakeRecentReports, ReferenceData, incident_store
 from services.routing.tests.reports import BLOK_M, SUBMITTED_AT, submitted
 
 REFERENCE = ReferenceData()
@@ -51,6 +51,7 @@ class Routing:
             ledger=FakeLedger(),
             publisher=self.publisher,
             recent=self.recent,
+            incidents=incident_store(),
         )
 
     def route(self, event: object) -> tuple[ReportRouted, OpdMessage]:

@@ -14,7 +14,7 @@ from jaklapor.messaging import OPD_EXCHANGE, PermanentFailure, PublishFailed, op
 from jaklapor.settings import InvalidSettings
 from services.routing.service import ROUTING_EVENTS, RoutingService
 from services.routing.settings import RoutingSettings
-from services.routing.tests.fakes import FakeLedger, FakePublisher, ReferenceData
+from services.routing.tests.fakes import FakeLedger, FakePublisher, FakeRecentReports, ReferenceData, incident_store
 from services.routing.tests.reports import DEPOK, REPORT, SUBMITTED_AT, forwarded, submitted
 
 REFERENCE = ReferenceData()
@@ -32,6 +32,8 @@ class Routing:
             data=REFERENCE,
             ledger=self.ledger,
             publisher=self.publisher,
+            incidents=incident_store(),
+            recent=FakeRecentReports(),
         )
 
     def deliver(self, event: Event) -> None:

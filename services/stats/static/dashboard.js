@@ -551,7 +551,44 @@
     }
   }
 
+  // ---- active incidents (surges grouped by routing): their own call, so they show whatever the filters say ---------
+
+  let categoryNames = null;
+
+  async function loadIncidents() {
+    const table = document.getElementById("incidents");
+    try {
+      if (!categoryNames) {
+        const body = await getJson("/api/v1/stats/categories", new URLSearchParams());
+        categoryNames = Object.fromEntries(body.categories.map((c) => [c.code, c.name]));
+      }
+      const body = await getJson("/api/v1/stats/incidents", new URLSearchParams());
+      const rows = table.querySelector("tbody");
+      rows.replaceChildren();
+      for (const incident of body.incidents) {
+        const opened = new Date(incident.opened_at).toLocaleString("id-ID", {
+          dateStyle: "medium", timeStyle: "short", timeZone: "Asia/Jakarta",
+        }) + " WIB";
+        rows.append(
+          el("tr", { "data-incident-id": incident.incident_id },
+            el("td", { text: categoryNames[incident.category] || incident.category }),
+            el("td", { text: `${incident.kecamatan || "?"}, ${incident.kota || "?"}` }),
+            el("td", { class: "num", text: number.format(incident.member_count) }),
+            el("td", { class: "num", text: number.format(incident.open_count) }),
+            el("td", { text: opened }))
+        );
+      }
+      table.hidden = body.incidents.length === 0;
+      document.getElementById("incidents-empty").hidden = body.incidents.length > 0;
+      document.body.dataset.incidents = String(body.incidents.length);
+    } catch {
+      document.body.dataset.incidents = "error"; // the rest of the page does not depend on it
+    }
+  }
+
   wireFilters();
   load();
+  loadIncidents();
   setInterval(load, 60000);
+  setInterval(loadIncidents, 60000);
 })();

@@ -207,3 +207,22 @@ export function approveCompletion(reportId) {
 export function refuseCompletion(reportId, reason) {
   return call("POST", `/api/v1/verifier/reports/${encodeURIComponent(reportId)}/refuse`, { json: { reason } });
 }
+
+/** The incidents this OPD holds reports of (surges grouped by routing): {incidents: [{incident_id, category,
+ * kecamatan, kota, member_count, open_count, by_status, opened_at, last_member_at}]} */
+export function incidents() {
+  return call("GET", "/api/v1/opd/incidents");
+}
+
+/** One incident with its members (work items, each with allowed_transitions) and allowed_transitions for all. */
+export function incident(incidentId) {
+  return call("GET", `/api/v1/opd/incidents/${encodeURIComponent(incidentId)}`);
+}
+
+/** One transition for every member: the body of a report's; {moved, unchanged, refused, members: [outcome]}. */
+export function incidentTransition(incidentId, fields, photo) {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) if (value) form.append(name, value);
+  if (photo) form.append("photo", photo, "bukti.jpg");
+  return call("POST", `/api/v1/opd/incidents/${encodeURIComponent(incidentId)}/transitions`, { form });
+}

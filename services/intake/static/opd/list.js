@@ -5,6 +5,7 @@ import { byId, clear, el, show } from "/shared/dom.js";
 import { baseMap, showBoundaries } from "/shared/map.js";
 import { formatTime, statusLabel, t } from "./i18n.js";
 import { areaText, categoryName, deadlineBadge, STATUSES, verificationBadge } from "./shared-view.js";
+import { showIncidents } from "./incidents.js";
 
 const FILTERS = ["status", "category", "kecamatan", "kelurahan"];
 // reports asked for at once (the API's largest page; `?limit=` in the list's address asks for fewer); an OPD holding
@@ -107,6 +108,7 @@ export class WorkList {
       return;
     }
     this.render();
+    await showIncidents(this.reference); // surges grouped by routing, above the reports
     document.body.dataset.listLoaded = String(Date.now());
   }
 

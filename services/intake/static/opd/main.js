@@ -8,8 +8,10 @@ import { WorkList } from "./list.js";
 import { PerformanceScreen } from "./performance.js";
 import { ReportScreen } from "./report.js";
 import { VerificationQueue } from "./verify.js";
+import { IncidentScreen } from "./incidents.js";
 
 const REPORT_PATH = /^\/opd\/laporan\/([^/]+)$/;
+const INCIDENT_PATH = /^\/opd\/insiden\/([^/]+)$/;
 let session = null;
 let reference = null;
 let current = null; // the screen showing: its stop() ends its stream
@@ -19,6 +21,8 @@ function screenFor(path) {
   if (isVerifier()) return { view: "view-verify", make: () => new VerificationQueue(context()) };
   const report = REPORT_PATH.exec(path);
   if (report) return { view: "view-report", make: () => new ReportScreen(decodeURIComponent(report[1]), context()) };
+  const incident = INCIDENT_PATH.exec(path);
+  if (incident) return { view: "view-incident", make: () => new IncidentScreen(decodeURIComponent(incident[1]), context()) };
   if (path === "/opd/kinerja") return { view: "view-performance", make: () => new PerformanceScreen(context()) };
   return { view: "view-list", make: () => new WorkList(context()) };
 }
