@@ -9,6 +9,7 @@
     python bench/loadgen.py --scenario max --layout per-service
     python bench/loadgen.py --scenario max --layout two-per-service
     python bench/loadgen.py --scenario max --profile intake,routing   # py-spy flame graphs during the load
+    python bench/loadgen.py --scenario max --layout per-service --versus-naive   # then issue 19's naive baseline
     python bench/loadgen.py --url http://127.0.0.1:8000 --amqp-uri pyamqp://guest:guest@127.0.0.1:5672/ \
         --pid all=12345 --scenario smoke                           # attach to a running system
 
@@ -104,6 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--tag", default="", help="added to the result file name")
+    parser.add_argument(
+        "--versus-naive",
+        action="store_true",
+        help="after the run, the same load against the naive baseline (bench/naive_pipeline.py); prints the ratio",
+    )
     args = parser.parse_args(argv)
     preset = SCENARIOS[args.scenario]
     for key in ("rate", "duration", "count", "clients", "photo_share"):
@@ -725,25 +731,80 @@ def print_summary(result: dict[str, Any]) -> None:
             print(f"    {share:5.1f}%  {name}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+def run_with_retries(args: argparse.Namespace) -> dict[str, Any] | None:
     for attempt in range(args.retries + 1):
         try:
-            result = run(args)
-            break
+            return run(args)
         except BrokerInterrupted as exc:
             print(f"\nrun void: {exc}", file=sys.stderr)
             if attempt == args.retries:
-                return 3
+                return None
             print("  trying again in 60 s", file=sys.stderr, flush=True)
             time.sleep(60)
+    return None
+
+
+def save(args: argparse.Namespace, result: dict[str, Any]) -> Path:
     layout = result.get("system", {}).get("layout", "attached") if args.scenario != "selftest" else "client"
     tag = f"-{args.tag}" if args.tag else ""
     path = args.out / f"{args.scenario}-{layout}{tag}-{result['started_at']}.json"
     path.write_text(json.dumps(result, indent=1, default=str))
+    return path
+
+
+def versus_naive(ours: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
+    """jaklapor / naive baseline, same load, one run after the other (issue 19's bar: delivered/s ratio >= 1.0)."""
+
+    def figures(result: dict[str, Any]) -> tuple[float, float | None, int, int]:
+        run_ = result["run"]
+        cost = result.get("cpu_ms_per_delivered_report") or {}
+        lost = run_["integrity"]["lost"]
+        return run_["delivered_per_s_end_to_end"], cost.get("system_total"), lost, run_["integrity"]["duplicated"]
+
+    rate, cpu, lost, dup = figures(ours)
+    naive_rate, naive_cpu, naive_lost, naive_dup = figures(naive)
+    return {
+        "jaklapor_delivered_per_s": rate,
+        "naive_delivered_per_s": naive_rate,
+        "delivered_per_s_ratio": round(rate / naive_rate, 3) if naive_rate else None,
+        "jaklapor_cpu_ms_per_report": cpu,
+        "naive_cpu_ms_per_report": naive_cpu,
+        "cpu_ms_per_report_ratio": round(cpu / naive_cpu, 2) if cpu and naive_cpu else None,
+        "lost": {"jaklapor": lost, "naive": naive_lost},
+        "duplicated": {"jaklapor": dup, "naive": naive_dup},
+        "naive_run": naive["started_at"],
+        "naive_cpu_by_process": (naive.get("cpu_ms_per_delivered_report") or {}).get("per_process"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    result = run_with_retries(args)
+    if result is None:
+        return 3
+    naive = None
+    if args.versus_naive and args.scenario != "selftest" and not args.url:
+        ours_layout, args.layout = args.layout, "naive"
+        print(f"\n[{args.scenario}] the same load against the naive baseline (bench/naive_pipeline.py)", flush=True)
+        naive = run_with_retries(args)
+        args.layout = ours_layout
+        if naive is not None:
+            result["versus_naive"] = versus_naive(result, naive)
+            naive_path = save(args, naive)
+    path = save(args, result)
     print_summary(result)
+    if naive is not None:
+        print_summary(naive)
+        v = result["versus_naive"]
+        print(
+            f"\n  jaklapor / naive: delivered/s {v['jaklapor_delivered_per_s']} / {v['naive_delivered_per_s']} = "
+            f"{v['delivered_per_s_ratio']}; CPU ms per report {v['jaklapor_cpu_ms_per_report']} / "
+            f"{v['naive_cpu_ms_per_report']} = {v['cpu_ms_per_report_ratio']}; lost {v['lost']}, "
+            f"duplicated {v['duplicated']}"
+        )
+        print(f"  naive results: {naive_path.relative_to(REPO) if naive_path.is_relative_to(REPO) else naive_path}")
     print(f"\nresults: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0
 
