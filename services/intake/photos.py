@@ -77,6 +77,11 @@ _ORIENTATION_TRANSPOSE = {
 
 _WHITE = (255, 255, 255)
 
+#: A JPEG that libjpeg decoded at a reduced scale (draft) within 2 % above the target keeps that size: a 12 MP
+#: 4032x3024 original decodes at ½ scale to 2016x1512, and resampling that to 2000x1500 would cost ~30 ms of CPU
+#: (about half the whole photo) for 1 % fewer pixels (issue 19). So the stored side may be up to 2 % over the cap.
+_DRAFT_SLACK = 1.02
+
 #: Imported for their side effect: the formats get registered now, in the importing thread,
 #: rather than lazily inside Image.open() on whichever worker thread comes first.
 _PLUGINS = (JpegImagePlugin, MpoImagePlugin, PngImagePlugin, WebPImagePlugin)
@@ -87,8 +92,18 @@ class PhotoPolicy:
     max_bytes: int = 10 * 1024 * 1024  # encoded size
     max_pixels: int = 40_000_000  # width*height, checked from the header BEFORE decoding
     max_side: int = 12_000  # either dimension, checked before decoding
-    output_max_side: int = 2560  # longer side after re-encoding (downscale only)
-    jpeg_quality: int = 85
+    # Longer side after re-encoding (downscale only; up to 2 % more for a JPEG decoded at a reduced scale, see
+    # _DRAFT_SLACK). A report photo is shown fitted to a phone or to the
+    # workbench's column (at most 72rem, 1,152 CSS px): 2000 px still leaves a pothole's or a drain's detail when
+    # zoomed, and it is the ½ scale of a 12 MP phone original (4000x3000), so libjpeg's draft mode decodes those at
+    # ½ scale instead of full size (docs/performance.md, "Photos").
+    output_max_side: int = 2000
+    # Optimal Huffman tables make a file ~20 % smaller but double the encoding CPU (~5-9 ms a photo, a third of the
+    # whole re-encode): off. Quality 80 instead of 85 wins the bytes back at no CPU cost (a 1600x1200 photo: 223 KB
+    # at 85 optimised, 242 KB at 80 without), and for a photo that shows a pothole or a blocked drain on a phone or
+    # the workbench the difference between 80 and 85 is not visible (docs/performance.md, "Photos").
+    jpeg_quality: int = 80
+    jpeg_optimize: bool = False
     allowed_formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})
 
     def __post_init__(self) -> None:
@@ -237,6 +252,8 @@ def _sanitize_opened(im: ImageFile.ImageFile, policy: PhotoPolicy) -> SanitizedP
     except Exception as exc:  # truncated data, bad checksums, decoder errors
         raise PhotoRejected(CORRUPT, _corrupt_message(source_format)) from exc
 
+    if im.size != (width, height) and max(rgb.size) <= max(target) * _DRAFT_SLACK:
+        target = rgb.size  # decoded at a reduced scale just above the cap: keep it (see _DRAFT_SLACK)
     if rgb.size != target:
         # Bicubic (antialiased when shrinking, like every Pillow filter but NEAREST): a third
         # faster than Lanczos for the usual 1.5x phone-photo reduction, no visible difference.
@@ -253,7 +270,7 @@ def _sanitize_opened(im: ImageFile.ImageFile, policy: PhotoPolicy) -> SanitizedP
         out,
         format="JPEG",
         quality=policy.jpeg_quality,
-        optimize=True,  # optimal Huffman tables; still baseline (SOF0)
+        optimize=policy.jpeg_optimize,  # baseline (SOF0) either way
         progressive=False,
         exif=b"",
         comment=b"",
