@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import eventlet
-from prometheus_client import Counter, Gauge
 from werkzeug.wrappers import Request
 
 from jaklapor.config import setting
@@ -38,18 +37,6 @@ log = logging.getLogger(__name__)
 
 IN_FLIGHT = "in_flight"
 OUTBOX = "outbox"
-
-ADMISSION_REFUSED = Counter(
-    "jaklapor_intake_admission_refused_total",
-    "Submissions answered 503 overloaded at once because a backlog was over its bound, by bound",
-    ["reason"],
-    registry=metrics.REGISTRY,
-)
-SUBMISSIONS_IN_FLIGHT = Gauge(
-    "jaklapor_intake_submissions_in_flight",
-    "Admitted submissions waiting for a worker slot or being handled, in this process",
-    registry=metrics.REGISTRY,
-)
 
 
 @dataclass(frozen=True)
@@ -124,7 +111,7 @@ class AdmittedApiEndpoint(ApiEndpoint):
     def setup(self) -> None:
         super().setup()
         self.admission = Admission(AdmissionPolicy.from_config(self.container.config))
-        SUBMISSIONS_IN_FLIGHT.set_function(lambda: self.admission.in_flight)
+        metrics.SUBMISSIONS_IN_FLIGHT.set_function(lambda: self.admission.in_flight)
 
     def start(self) -> None:
         super().start()
@@ -142,7 +129,7 @@ class AdmittedApiEndpoint(ApiEndpoint):
         reason = self.admission.enter()
         if reason is None:
             return None
-        ADMISSION_REFUSED.labels(reason).inc()
+        metrics.ADMISSION_REFUSED.labels(reason).inc()
         metrics.SUBMISSIONS_REFUSED.labels("overloaded").inc()
         return self.admission.refusal(reason)
 
