@@ -122,6 +122,8 @@ class Sender:
                     except Exception:
                         code = payload[:60].decode(errors="replace")
                     res.errors[f"{response.status} {code}"] += 1
+                    if response.status == 503 and response.headers.get("Retry-After"):
+                        res.errors["(503 with Retry-After)"] += 1
         except TimeoutError:
             res.status[i] = 0
             res.errors["client timeout"] += 1

@@ -168,6 +168,9 @@ def analyse(
             lat_sent.append(first_arrival[rid] - res.sent[i])
             lat_server.append(min(a[1] for a in arrivals[rid]))
     sched_lag = [res.sent[i] - res.intended[i] for i in range(sent_count) if res.status[i] != -1]
+    # issue 19: every client must get an answer (201, or 503 + Retry-After) within 1 s of wanting to send
+    answered = [res.done[i] - res.intended[i] for i in range(sent_count) if res.status[i] > 0]
+    without_answer = sum(1 for i in range(sent_count) if res.status[i] <= 0)
 
     arrival_times = sorted(first_arrival.values())
     last_arrival = arrival_times[-1] if arrival_times else t0
@@ -204,6 +207,13 @@ def analyse(
         "latency_ms_server_submitted_at_to_copy": pct(lat_server),
         "http_ms": pct(http),
         "client_schedule_lag_ms": pct(sched_lag),
+        "time_to_answer_ms": pct(answered),
+        "answers": {
+            "answered": len(answered),
+            "without_answer": without_answer,
+            "answered_within_1s": sum(1 for t in answered if t <= 1.0),
+            "refused_503": status_counts.get(503, 0),
+        },
         "integrity": {
             "accepted_ids": len(accepted_set),
             "lost": len(lost),
@@ -687,9 +697,18 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"  backlog at load end {r['backlog_at_load_end']:,}, drained in {r['drain_seconds']} s")
     if r["integrity"]["lost"]:
         print(f"  (latencies below are of the {r['delivered']:,} delivered reports only)")
-    for key in ("latency_ms_from_intended_send", "latency_ms_from_actual_send", "http_ms", "client_schedule_lag_ms"):
+    keys = ("latency_ms_from_intended_send", "latency_ms_from_actual_send", "http_ms", "client_schedule_lag_ms")
+    for key in (*keys, "time_to_answer_ms"):
+        if key not in r:
+            continue
         v = r[key]
         print(f"  {key:<38} p50 {v['p50']}  p95 {v['p95']}  p99 {v['p99']}  max {v['max']}  (n={v['n']:,})")
+    if "answers" in r:
+        a = r["answers"]
+        print(
+            f"  answers: {a['answered']:,} answered ({a['answered_within_1s']:,} within 1 s of the intended send, "
+            f"{a['refused_503']:,} of them 503), {a['without_answer']:,} clients without an answer"
+        )
     i = r["integrity"]
     print(
         f"  integrity: lost {i['lost']}, duplicated {i['duplicated']}, arrived without a 201 "
@@ -784,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_with_retries(args)
     if result is None:
         return 3
+    path = save(args, result)  # now, in case the naive run fails; saved again below with the ratio
     naive = None
     if args.versus_naive and args.scenario != "selftest" and not args.url:
         ours_layout, args.layout = args.layout, "naive"
@@ -793,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
         if naive is not None:
             result["versus_naive"] = versus_naive(result, naive)
             naive_path = save(args, naive)
-    path = save(args, result)
+            path = save(args, result)
     print_summary(result)
     if naive is not None:
         print_summary(naive)
