@@ -73,6 +73,10 @@ def compare(photos: list[bytes], rounds: int) -> dict[str, object]:
     keep_image_memory()
     sets = {
         "bench 1600x1200": photos,
+        "citizen app 2048x1536": [
+            realistic_photo_jpeg(300, 11, (2048, 1536)),
+            realistic_photo_jpeg(300, 12, (2048, 1536)),
+        ],
         "12 MP 4000x3000": [phone_original((4000, 3000), 1), phone_original((4000, 3000), 2)],
         "12 MP 4032x3024": [phone_original((4032, 3024), 3), phone_original((4032, 3024), 4)],
     }

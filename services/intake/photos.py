@@ -77,10 +77,11 @@ _ORIENTATION_TRANSPOSE = {
 
 _WHITE = (255, 255, 255)
 
-#: A JPEG that libjpeg decoded at a reduced scale (draft) within 2 % above the target keeps that size: a 12 MP
-#: 4032x3024 original decodes at ½ scale to 2016x1512, and resampling that to 2000x1500 would cost ~30 ms of CPU
-#: (about half the whole photo) for 1 % fewer pixels (issue 19). So the stored side may be up to 2 % over the cap.
-_DRAFT_SLACK = 1.02
+#: A photo decoded (at full or at a reduced draft scale) at most 2.5 % over the target keeps its size: resampling
+#: costs more than those pixels are worth. The citizen app uploads 2048 px photos, and a 12 MP 4032x3024 original
+#: decodes at ½ scale to 2016x1512; resampling that to 2000x1500 cost ~30 ms of CPU, half the whole photo (issue 19).
+#: So the stored side may be up to 2.5 % over the cap (2050 px for 2000).
+_SLACK = 1.025
 
 #: Imported for their side effect: the formats get registered now, in the importing thread,
 #: rather than lazily inside Image.open() on whichever worker thread comes first.
@@ -92,8 +93,8 @@ class PhotoPolicy:
     max_bytes: int = 10 * 1024 * 1024  # encoded size
     max_pixels: int = 40_000_000  # width*height, checked from the header BEFORE decoding
     max_side: int = 12_000  # either dimension, checked before decoding
-    # Longer side after re-encoding (downscale only; up to 2 % more for a JPEG decoded at a reduced scale, see
-    # _DRAFT_SLACK). A report photo is shown fitted to a phone or to the
+    # Longer side after re-encoding (downscale only; up to 2.5 % more is kept as it is, see _SLACK: the citizen
+    # app's 2048 px uploads are not resampled). A report photo is shown fitted to a phone or to the
     # workbench's column (at most 72rem, 1,152 CSS px): 2000 px still leaves a pothole's or a drain's detail when
     # zoomed, and it is the ½ scale of a 12 MP phone original (4000x3000), so libjpeg's draft mode decodes those at
     # ½ scale instead of full size (docs/performance.md, "Photos").
@@ -252,8 +253,8 @@ def _sanitize_opened(im: ImageFile.ImageFile, policy: PhotoPolicy) -> SanitizedP
     except Exception as exc:  # truncated data, bad checksums, decoder errors
         raise PhotoRejected(CORRUPT, _corrupt_message(source_format)) from exc
 
-    if im.size != (width, height) and max(rgb.size) <= max(target) * _DRAFT_SLACK:
-        target = rgb.size  # decoded at a reduced scale just above the cap: keep it (see _DRAFT_SLACK)
+    if max(rgb.size) <= max(target) * _SLACK:
+        target = rgb.size  # decoded (at full or reduced scale) just above the cap: keep it (see _SLACK)
     if rgb.size != target:
         # Bicubic (antialiased when shrinking, like every Pillow filter but NEAREST): a third
         # faster than Lanczos for the usual 1.5x phone-photo reduction, no visible difference.

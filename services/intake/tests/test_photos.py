@@ -453,12 +453,13 @@ def test_downscale_keeps_aspect_ratio(data, output_max_side, expected):
     ("size", "expected"),
     [
         pytest.param((4000, 3000), (2000, 1500), id="12mp-half-scale-is-the-cap"),
-        pytest.param((4032, 3024), (2016, 1512), id="12mp-half-scale-within-2-percent-kept"),
+        pytest.param((4032, 3024), (2016, 1512), id="12mp-half-scale-within-2.5-percent-kept"),
+        pytest.param((2048, 1536), (2048, 1536), id="citizen-app-upload-not-resampled"),
         pytest.param((4200, 3150), (2000, 1500), id="half-scale-5-percent-over-resampled"),
     ],
 )
-def test_default_cap_keeps_a_reduced_scale_decode_just_above_it(size, expected):
-    # issue 19: the default 2000 px cap with libjpeg's draft mode; no resample for 1 % fewer pixels
+def test_default_cap_keeps_a_photo_just_above_it(size, expected):
+    # issue 19: the default 2000 px cap with libjpeg's draft mode; no resample for 1-2.4 % fewer pixels
     result = sanitize_photo(fx.jpeg_bytes(size))
     assert (result.width, result.height) == expected
     assert _open(result).size == expected
