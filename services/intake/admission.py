@@ -5,9 +5,10 @@ behind all the others, and clients went a minute without an answer, or without e
 whose body has arrived is admitted only while the backlog is under two bounds, and is otherwise answered at once
 with `503 overloaded` and `Retry-After`:
 
-- **in flight** (`ADMISSION_MAX_IN_FLIGHT`, default 48 per intake process): admitted submissions waiting for a worker
-  slot or being handled. The slots work through about 60 photo reports or 150-300 plain ones a second on one core
-  (docs/performance.md), so 48 admitted submissions are answered within about a second;
+- **in flight** (`ADMISSION_MAX_IN_FLIGHT`, default 32 per intake process): admitted submissions waiting for a worker
+  slot or being handled. One intake process works through 25-30 reports a second when every one has a photo, 50-70
+  with the flood's 20 % photos and 150-300 without (docs/performance.md), so the 32 admitted are answered within
+  about half a second at the flood's mix, about a second if all carry photos;
 - **outbox** (`ADMISSION_MAX_OUTBOX_PENDING`, default 10,000): accepted reports whose messages the broker has not
   confirmed yet (`jaklapor_outbox_pending_reports`, sampled every `ADMISSION_SAMPLE_SECONDS`, default 1 s, in the
   background: no request pays for the count). A broker outage still degrades intake rather than stopping it, until
@@ -41,7 +42,7 @@ OUTBOX = "outbox"
 
 @dataclass(frozen=True)
 class AdmissionPolicy:
-    max_in_flight: int = 48
+    max_in_flight: int = 32
     max_outbox_pending: int = 10_000
     retry_after_seconds: int = 2
     sample_seconds: float = 1.0
