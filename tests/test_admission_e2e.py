@@ -2,22 +2,21 @@
 `Retry-After` and a JSON error naming the problem, stores nothing, and accepts again once the backlog drained; a
 client retrying with the same Idempotency-Key gets one report, delivered once.
 
-The backlog is made real, not mocked: a policy on the system's own vhost makes the `routing.reports` queue refuse new
-messages (max-length 0, reject-publish), so the broker nacks the outbox relay's publishes and accepted reports stay
-in the outbox, exactly as when RabbitMQ is overloaded or in an alarm. Removing the policy lets the relay drain it."""
+The backlog is made real, not mocked: a full queue that refuses new messages (max-length 1, reject-publish) bound to
+intake's event exchange in the system's own vhost makes the broker nack every publish of the outbox relay, so
+accepted reports stay in the outbox, as when RabbitMQ refuses them. Deleting that queue lets the relay drain it."""
 
 from __future__ import annotations
 
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import requests
+from kombu import Connection, Exchange, Queue
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.seaweedfs import LocalS3Server
-from tests.broker_admin import _api
 from tests.system import OpdDeliveries, RunningSystem, Vhost, client_headers, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.e2e
 BLOK_M = (-6.2443, 106.8003)
 PARKING_OPD = "sudin-perhubungan-jakarta-selatan"
 OUTBOX_BOUND = 3
-POLICY = "hold-routing-reports"
+HOLD_QUEUE = "admission-test.hold"
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +44,25 @@ def bounded_system(tmp_path_factory: pytest.TempPathFactory, s3: LocalS3Server) 
     vhost.delete()
 
 
-def hold_routing_queue(system: RunningSystem, hold: bool) -> None:
-    path = f"/policies/{urllib.parse.quote(system.vhost.name, safe='')}/{POLICY}"
-    if hold:
-        definition = {"max-length": 0, "overflow": "reject-publish"}
-        body = {"pattern": r"^routing\.reports$", "definition": definition, "apply-to": "queues", "priority": 10}
-        assert _api("PUT", path, body) in (201, 204)
-    else:
-        assert _api("DELETE", path) in (204, 404)
+def hold_intake_events(system: RunningSystem, hold: bool) -> None:
+    """Hold: a full queue (max-length 1, reject-publish) bound to intake's event exchange, so the broker nacks every
+    publish of the outbox relay. Release: delete it."""
+    exchange = Exchange("intake.events", type="topic", durable=True)
+    queue = Queue(
+        HOLD_QUEUE,
+        exchange=exchange,
+        routing_key="#",
+        durable=True,
+        queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    with Connection(system.amqp_uri) as connection:
+        channel = connection.channel()
+        if hold:
+            exchange(channel).declare()
+            queue(channel).declare()
+            connection.Producer(channel).publish({"hold": True}, exchange="", routing_key=HOLD_QUEUE)
+        else:
+            queue(channel).delete()
 
 
 def submit(system: RunningSystem, key: str | None = None) -> requests.Response:
@@ -81,7 +91,7 @@ def test_past_the_outbox_bound_a_submission_gets_503_at_once_then_is_accepted_on
     bounded_system: RunningSystem,
 ) -> None:
     system = bounded_system
-    hold_routing_queue(system, True)
+    hold_intake_events(system, True)
     try:
         accepted = []
         for _ in range(OUTBOX_BOUND):
@@ -95,14 +105,14 @@ def test_past_the_outbox_bound_a_submission_gets_503_at_once_then_is_accepted_on
             message="the accepted reports waiting in the outbox",
         )
 
-        def refused_or_accepted() -> requests.Response | None:
+        def refused_or_accepted() -> tuple[requests.Response] | None:
             response = submit(system)
             if response.status_code == 201:  # before the admission's sample saw the backlog: one more accepted
                 accepted.append(response.json()["report_id"])
                 return None
-            return response
+            return (response,)  # a tuple: a 503 Response is falsy
 
-        first = wait_for(refused_or_accepted, timeout=10, message="a 503 once the outbox is over its bound")
+        (first,) = wait_for(refused_or_accepted, timeout=10, message="a 503 once the outbox is over its bound")
         assert first.status_code == 503, first.text
         key = f"admission-{uuid.uuid4()}"
         refused = submit(system, key)  # the backlog cannot drain while the queue refuses: refused as well
@@ -115,7 +125,7 @@ def test_past_the_outbox_bound_a_submission_gets_503_at_once_then_is_accepted_on
         assert "retry in 1 s" in error["message"] and "nothing was stored" in error["message"]
         assert intake_metric(system, "jaklapor_intake_admission_refused_total", reason="outbox") >= 1
     finally:
-        hold_routing_queue(system, False)
+        hold_intake_events(system, False)
 
     # the relay drains the outbox (its backoff is at most 5 s), the sampler sees it, the same retry is accepted
     retried = wait_for(

@@ -120,7 +120,7 @@ class AdmittedApiEndpoint(ApiEndpoint):
             self.container.spawn_managed_thread(self._sample_outbox, identifier="admission_outbox_sampler")
 
     def _sample_outbox(self) -> None:
-        while True:
+        while not self.stopping:  # the store's client closes when the container stops
             relay = _outbox_relay(self.container)
             if relay is not None and getattr(relay, "repository", None) is not None:
                 self.admission.sample(relay.repository.pending_outbox_count)
