@@ -6,6 +6,11 @@ The photos are the load generator's (bench/workload.py: distinct 150-300 KB, 160
 
     python bench/bench_photos.py                  # 16 photos, 5 rounds
     python bench/bench_photos.py --photos 32 --rounds 10 --json
+    python bench/bench_photos.py --compare        # issue 19: the stored size/quality before and after, back to back
+
+`--compare` runs the policy before issue 19 (2560 px cap, optimised Huffman tables) and the current one alternately
+(before, after, before, after) on the bench's photos and on 12 MP phone originals (4000x3000 and 4032x3024, ~3.5 MB,
+EXIF orientation 6 and GPS), with the intake's image memory reuse on, and prints CPU per photo and stored size.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ from PIL import Image  # noqa: E402
 
 from bench.workload import photo_pool  # noqa: E402
 from services.intake.image_memory import keep_image_memory  # noqa: E402
-from services.intake.photos import sanitize_photo  # noqa: E402
+from services.intake.photos import DEFAULT_POLICY, PhotoPolicy, sanitize_photo  # noqa: E402
+from tests.photo_fixtures import realistic_photo_jpeg  # noqa: E402
+
+#: the stored photo before issue 19: a 2560 px cap, quality 85, optimised Huffman tables
+BEFORE_ISSUE_19 = PhotoPolicy(output_max_side=2560, jpeg_quality=85, jpeg_optimize=True)
 
 
 def cpu_ms_per_photo(photos: list[bytes], rounds: int, work: object) -> float:
@@ -43,14 +52,73 @@ def decode_only(photo: bytes) -> None:
         image.load()
 
 
+def phone_original(size: tuple[int, int], seed: int) -> bytes:
+    """A 12 MP camera-like JPEG of ~3.5 MB with an EXIF block (orientation 6: held upright, GPS) after the SOI."""
+    cache = Path("/tmp/jaklapor-bench-photos") / f"phone-{size[0]}x{size[1]}-{seed}.jpg"
+    if cache.exists():
+        return cache.read_bytes()
+    data = realistic_photo_jpeg(3500, seed, size)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to show
+    exif[0x8825] = {1: "S", 2: (6.0, 10.0, 30.0), 3: "E", 4: (106.0, 49.0, 10.0)}  # GPSInfo: in Jakarta
+    block = exif.tobytes()
+    data = data[:2] + b"\xff\xe1" + (len(block) + 2).to_bytes(2, "big") + block + data[2:]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(data)
+    return data
+
+
+def compare(photos: list[bytes], rounds: int) -> dict[str, object]:
+    """Before/after issue 19 on the bench's photos and 12 MP originals, alternating, image memory reuse on."""
+    keep_image_memory()
+    sets = {
+        "bench 1600x1200": photos,
+        "citizen app 2048x1536": [
+            realistic_photo_jpeg(300, 11, (2048, 1536)),
+            realistic_photo_jpeg(300, 12, (2048, 1536)),
+        ],
+        "12 MP 4000x3000": [phone_original((4000, 3000), 1), phone_original((4000, 3000), 2)],
+        "12 MP 4032x3024": [phone_original((4032, 3024), 3), phone_original((4032, 3024), 4)],
+    }
+    policies = {"before (2560 px, optimize)": BEFORE_ISSUE_19, "after (current policy)": DEFAULT_POLICY}
+    out: dict[str, object] = {}
+    for set_name, items in sets.items():
+        set_rounds = rounds if len(items) > 4 else max(rounds * 2, 6)
+        for policy in policies.values():  # warm up
+            sanitize_photo(items[0], policy)
+        for label, policy in policies.items():
+            stored = [sanitize_photo(p, policy) for p in items]
+            out[f"{set_name} | {label}"] = {
+                "source_kb": round(sum(map(len, items)) / len(items) / 1024, 1),
+                "stored_size": f"{stored[0].width}x{stored[0].height}",
+                "stored_kb": round(sum(len(s.content) for s in stored) / len(stored) / 1024, 1),
+                "cpu_ms": [],
+            }
+        for _ in range(2):  # back to back, alternating
+            for label, policy in policies.items():
+                ms = cpu_ms_per_photo(items, set_rounds, lambda p, policy=policy: sanitize_photo(p, policy))
+                out[f"{set_name} | {label}"]["cpu_ms"].append(round(ms, 2))  # type: ignore[index]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the result as JSON too")
+    parser.add_argument("--compare", action="store_true", help="the policy before issue 19 against the current one")
     args = parser.parse_args(argv)
 
     photos = photo_pool(args.photos)
+    if args.compare:
+        rows = compare(photos, args.rounds)
+        print(f"{'photos | policy':<50} {'source KB':>9} {'stored':>10} {'stored KB':>9}  CPU ms per photo (runs)")
+        for name, row in rows.items():
+            r = row  # type: ignore[assignment]
+            print(f"{name:<50} {r['source_kb']:>9} {r['stored_size']:>10} {r['stored_kb']:>9}  {r['cpu_ms']}")
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        return 0
     for photo in photos:  # warm up: imports, libjpeg tables
         sanitize_photo(photo)
     sizes = sorted({Image.open(io.BytesIO(photo)).size for photo in photos})

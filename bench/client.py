@@ -32,6 +32,7 @@ class Results:
     status: list[int] = field(default_factory=list)  # 0: client-side error (timeout, connection)
     report_id: list[str | None] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    retry_after: dict[int, float] = field(default_factory=dict)  # request index -> the Retry-After it was given
 
     def __post_init__(self) -> None:
         self.intended = [0.0] * self.n
@@ -122,6 +123,10 @@ class Sender:
                     except Exception:
                         code = payload[:60].decode(errors="replace")
                     res.errors[f"{response.status} {code}"] += 1
+                    if response.status == 503 and response.headers.get("Retry-After"):
+                        res.errors["(503 with Retry-After)"] += 1
+                    if response.headers.get("Retry-After", "").isdigit():
+                        res.retry_after[i] = float(response.headers["Retry-After"])
         except TimeoutError:
             res.status[i] = 0
             res.errors["client timeout"] += 1
@@ -166,6 +171,9 @@ async def run_closed_loop(sender: Sender, clients: int, seconds: float) -> tuple
             next_index += 1
             sender.results.intended[i] = time.monotonic()
             await sender.send(i)
+            if sender.results.status[i] in (429, 503):
+                # a phone backs off as told (Retry-After) instead of hammering an overloaded gateway
+                await asyncio.sleep(sender.results.retry_after.get(i, 1.0))
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return t0, next_index

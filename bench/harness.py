@@ -4,6 +4,7 @@ Layouts:
   single           one process runs all four services (the local default, `make run`)
   per-service      one process per service
   two-per-service  two processes per service (two intake gateways on two ports)
+  naive            not jaklapor: issue 19's naive baseline (bench/naive_pipeline.py), one `nameko run` process
 
 Every layout stores its reports in the MongoDB wire stand-in (`python -m devtools.mongo_standin`, its own process,
 its journal in the run directory, removed at the end), as `make run` does. Until issue 13 the single layout used
@@ -35,7 +36,7 @@ from devtools.seaweedfs import LocalS3Server  # noqa: E402
 from tests.system import Vhost, free_port, service_env  # noqa: E402
 
 SERVICES = ("intake", "routing", "notify", "stats")
-LAYOUTS = ("single", "per-service", "two-per-service")
+LAYOUTS = ("single", "per-service", "two-per-service", "naive")
 
 
 @dataclass
@@ -103,6 +104,8 @@ class BenchSystem:
             groups = [(name, (name,)) for name in SERVICES]
         elif self.layout == "two-per-service":
             groups = [(f"{name}#{i}", (name,)) for name in SERVICES for i in (1, 2)]
+        elif self.layout == "naive":
+            return [ServiceProcess("naive", ("intake",), {s: free_port() for s in SERVICES})]
         else:
             raise ValueError(f"unknown layout {self.layout!r}; choose from {', '.join(LAYOUTS)}")
         # every process gets its own HTTP port for every service (only its own services listen)
@@ -129,16 +132,17 @@ class BenchSystem:
         for proc in self.processes:
             env = self._env(proc, mongo_uri)
             log = open(self.run_dir / f"{proc.label.replace('#', '-')}.log", "ab")  # noqa: SIM115
+            command = [sys.executable, "-m", "jaklapor_app.cli", "run", "--no-s3-standin"]
+            command += ["--services", ",".join(proc.services)]
+            if self.layout == "naive":
+                config = self.run_dir / "naive.yaml"
+                config.write_text(
+                    f"AMQP_URI: {self.amqp_uri}\nWEB_SERVER_ADDRESS: 127.0.0.1:{proc.ports['intake']}\n"
+                    f"MONGO_URI: {mongo_uri}\n"
+                )
+                command = [sys.executable, "-m", "nameko", "run", "bench.naive_pipeline", "--config", str(config)]
             proc.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "jaklapor_app.cli",
-                    "run",
-                    "--no-s3-standin",
-                    "--services",
-                    ",".join(proc.services),
-                ],
+                command,
                 env=env,
                 cwd=self.code_dir,
                 stdout=log,

@@ -9,6 +9,7 @@
     python bench/loadgen.py --scenario max --layout per-service
     python bench/loadgen.py --scenario max --layout two-per-service
     python bench/loadgen.py --scenario max --profile intake,routing   # py-spy flame graphs during the load
+    python bench/loadgen.py --scenario max --layout per-service --versus-naive   # then issue 19's naive baseline
     python bench/loadgen.py --url http://127.0.0.1:8000 --amqp-uri pyamqp://guest:guest@127.0.0.1:5672/ \
         --pid all=12345 --scenario smoke                           # attach to a running system
 
@@ -104,6 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--tag", default="", help="added to the result file name")
+    parser.add_argument(
+        "--versus-naive",
+        action="store_true",
+        help="after the run, the same load against the naive baseline (bench/naive_pipeline.py); prints the ratio",
+    )
     args = parser.parse_args(argv)
     preset = SCENARIOS[args.scenario]
     for key in ("rate", "duration", "count", "clients", "photo_share"):
@@ -162,6 +168,9 @@ def analyse(
             lat_sent.append(first_arrival[rid] - res.sent[i])
             lat_server.append(min(a[1] for a in arrivals[rid]))
     sched_lag = [res.sent[i] - res.intended[i] for i in range(sent_count) if res.status[i] != -1]
+    # issue 19: every client must get an answer (201, or 503 + Retry-After) within 1 s of wanting to send
+    answered = [res.done[i] - res.intended[i] for i in range(sent_count) if res.status[i] > 0]
+    without_answer = sum(1 for i in range(sent_count) if res.status[i] <= 0)
 
     arrival_times = sorted(first_arrival.values())
     last_arrival = arrival_times[-1] if arrival_times else t0
@@ -198,6 +207,13 @@ def analyse(
         "latency_ms_server_submitted_at_to_copy": pct(lat_server),
         "http_ms": pct(http),
         "client_schedule_lag_ms": pct(sched_lag),
+        "time_to_answer_ms": pct(answered),
+        "answers": {
+            "answered": len(answered),
+            "without_answer": without_answer,
+            "answered_within_1s": sum(1 for t in answered if t <= 1.0),
+            "refused_503": status_counts.get(503, 0),
+        },
         "integrity": {
             "accepted_ids": len(accepted_set),
             "lost": len(lost),
@@ -681,9 +697,18 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"  backlog at load end {r['backlog_at_load_end']:,}, drained in {r['drain_seconds']} s")
     if r["integrity"]["lost"]:
         print(f"  (latencies below are of the {r['delivered']:,} delivered reports only)")
-    for key in ("latency_ms_from_intended_send", "latency_ms_from_actual_send", "http_ms", "client_schedule_lag_ms"):
+    keys = ("latency_ms_from_intended_send", "latency_ms_from_actual_send", "http_ms", "client_schedule_lag_ms")
+    for key in (*keys, "time_to_answer_ms"):
+        if key not in r:
+            continue
         v = r[key]
         print(f"  {key:<38} p50 {v['p50']}  p95 {v['p95']}  p99 {v['p99']}  max {v['max']}  (n={v['n']:,})")
+    if "answers" in r:
+        a = r["answers"]
+        print(
+            f"  answers: {a['answered']:,} answered ({a['answered_within_1s']:,} within 1 s of the intended send, "
+            f"{a['refused_503']:,} of them 503), {a['without_answer']:,} clients without an answer"
+        )
     i = r["integrity"]
     print(
         f"  integrity: lost {i['lost']}, duplicated {i['duplicated']}, arrived without a 201 "
@@ -725,25 +750,81 @@ def print_summary(result: dict[str, Any]) -> None:
             print(f"    {share:5.1f}%  {name}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+def run_with_retries(args: argparse.Namespace) -> dict[str, Any] | None:
     for attempt in range(args.retries + 1):
         try:
-            result = run(args)
-            break
+            return run(args)
         except BrokerInterrupted as exc:
             print(f"\nrun void: {exc}", file=sys.stderr)
             if attempt == args.retries:
-                return 3
+                return None
             print("  trying again in 60 s", file=sys.stderr, flush=True)
             time.sleep(60)
+    return None
+
+
+def save(args: argparse.Namespace, result: dict[str, Any]) -> Path:
     layout = result.get("system", {}).get("layout", "attached") if args.scenario != "selftest" else "client"
     tag = f"-{args.tag}" if args.tag else ""
     path = args.out / f"{args.scenario}-{layout}{tag}-{result['started_at']}.json"
     path.write_text(json.dumps(result, indent=1, default=str))
+    return path
+
+
+def versus_naive(ours: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
+    """jaklapor / naive baseline, same load, one run after the other (issue 19's bar: delivered/s ratio >= 1.0)."""
+
+    def figures(result: dict[str, Any]) -> tuple[float, float | None, int, int]:
+        run_ = result["run"]
+        cost = result.get("cpu_ms_per_delivered_report") or {}
+        lost = run_["integrity"]["lost"]
+        return run_["delivered_per_s_end_to_end"], cost.get("system_total"), lost, run_["integrity"]["duplicated"]
+
+    rate, cpu, lost, dup = figures(ours)
+    naive_rate, naive_cpu, naive_lost, naive_dup = figures(naive)
+    return {
+        "jaklapor_delivered_per_s": rate,
+        "naive_delivered_per_s": naive_rate,
+        "delivered_per_s_ratio": round(rate / naive_rate, 3) if naive_rate else None,
+        "jaklapor_cpu_ms_per_report": cpu,
+        "naive_cpu_ms_per_report": naive_cpu,
+        "cpu_ms_per_report_ratio": round(cpu / naive_cpu, 2) if cpu and naive_cpu else None,
+        "lost": {"jaklapor": lost, "naive": naive_lost},
+        "duplicated": {"jaklapor": dup, "naive": naive_dup},
+        "naive_run": naive["started_at"],
+        "naive_cpu_by_process": (naive.get("cpu_ms_per_delivered_report") or {}).get("per_process"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    result = run_with_retries(args)
+    if result is None:
+        return 3
+    path = save(args, result)  # now, in case the naive run fails; saved again below with the ratio
+    naive = None
+    if args.versus_naive and args.scenario != "selftest" and not args.url:
+        ours_layout, args.layout = args.layout, "naive"
+        print(f"\n[{args.scenario}] the same load against the naive baseline (bench/naive_pipeline.py)", flush=True)
+        naive = run_with_retries(args)
+        args.layout = ours_layout
+        if naive is not None:
+            result["versus_naive"] = versus_naive(result, naive)
+            naive_path = save(args, naive)
+            path = save(args, result)
     print_summary(result)
+    if naive is not None:
+        print_summary(naive)
+        v = result["versus_naive"]
+        print(
+            f"\n  jaklapor / naive: delivered/s {v['jaklapor_delivered_per_s']} / {v['naive_delivered_per_s']} = "
+            f"{v['delivered_per_s_ratio']}; CPU ms per report {v['jaklapor_cpu_ms_per_report']} / "
+            f"{v['naive_cpu_ms_per_report']} = {v['cpu_ms_per_report_ratio']}; lost {v['lost']}, "
+            f"duplicated {v['duplicated']}"
+        )
+        print(f"  naive results: {naive_path.relative_to(REPO) if naive_path.is_relative_to(REPO) else naive_path}")
     print(f"\nresults: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing as mp
+import os
 import threading
 import time
 import urllib.parse
@@ -223,6 +224,8 @@ def confirmed_publish_ceiling(amqp_uri: str, publishers: int, seconds: float) ->
 
 
 def find_beam() -> int | None:
+    if os.environ.get("JAKLAPOR_RABBITMQ_BEAM_PID"):  # the broker's process when several run (a private node)
+        return int(os.environ["JAKLAPOR_RABBITMQ_BEAM_PID"])
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] and proc.info["name"].startswith("beam.smp"):
             return proc.pid

@@ -505,12 +505,28 @@ class ApiEndpoint(HttpRequestHandler):
         except ApiError as exc:
             response = error_response(exc)
         else:
-            with self.server.request_slots:
-                response = super().handle_request(request)
+            refusal = self.refuse_now(request)
+            if refusal is not None:
+                response = error_response(refusal)
+            else:
+                try:
+                    with self.server.request_slots:
+                        response = super().handle_request(request)
+                finally:
+                    self.request_done(request)
         http_metrics(self.container.service_name).observe(
             request.method, self.url, response.status_code, time.perf_counter() - started
         )
         return response
+
+    def refuse_now(self, request: Request) -> ApiError | None:
+        """Admission control: an error to answer at once, after the body arrived and before the request waits for a
+        worker slot (e.g. 503 when the service's backlog is over its bound); None admits it, and then
+        `request_done` follows when it was handled. An endpoint overrides both (services/intake/admission.py)."""
+        return None
+
+    def request_done(self, request: Request) -> None:
+        """An admitted request was handled (answered or failed)."""
 
     def response_from_result(self, result: Any) -> Response:
         if isinstance(result, Response):

@@ -26,7 +26,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-MANAGEMENT = "http://127.0.0.1:15672/api"
+# another broker than the shared one (e.g. a private node while the shared one is down): both default to 127.0.0.1
+MANAGEMENT = os.environ.get("JAKLAPOR_RABBITMQ_MANAGEMENT", "http://127.0.0.1:15672/api")
+AMQP_ADDRESS = os.environ.get("JAKLAPOR_RABBITMQ_AMQP", "127.0.0.1:5672")
 STALE_VHOST = re.compile(r"^jaklapor-(test|bench)-")
 _AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
 

@@ -26,7 +26,7 @@ from kombu import Connection
 from devtools.seaweedfs import LocalS3Server, S3Credentials
 from jaklapor.messaging import opd_queue_name
 from jaklapor.opd_keys import derive_key
-from tests.broker_admin import create_vhost, delete_vhost
+from tests.broker_admin import AMQP_ADDRESS, create_vhost, delete_vhost
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ class Vhost:
 
     @property
     def amqp_uri(self) -> str:
-        return f"pyamqp://guest:guest@127.0.0.1:5672/{self.name}"
+        return f"pyamqp://guest:guest@{AMQP_ADDRESS}/{self.name}"
 
     @classmethod
     def create(cls, prefix: str = "jaklapor-test", patience: float = 0.0) -> Vhost:

@@ -70,3 +70,14 @@ VERIFICATIONS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+ADMISSION_REFUSED = Counter(
+    "jaklapor_intake_admission_refused_total",
+    "Submissions answered 503 overloaded at once because a backlog was over its bound (admission.py), by bound",
+    ["reason"],
+    registry=REGISTRY,
+)
+SUBMISSIONS_IN_FLIGHT = Gauge(
+    "jaklapor_intake_submissions_in_flight",
+    "Admitted submissions waiting for a worker slot or being handled, in this process",
+    registry=REGISTRY,
+)

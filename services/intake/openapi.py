@@ -38,7 +38,10 @@ def _error_responses(*codes: int) -> dict[str, Any]:
             " `unexpected_file` (a file under another name), and a photo sent in JSON instead of as a file part"
         ),
         429: "Too many submissions from this client; see Retry-After",
-        503: "A backing store is unavailable; retry later",
+        503: (
+            "A backing store is unavailable (`store_unavailable`), or, for a submission, the gateway's backlog is over"
+            " its bound (`overloaded`, with Retry-After); nothing was stored: retry later with the same Idempotency-Key"
+        ),
     }
     return {
         str(code): {"description": reasons[code], "content": {"application/json": {"schema": ERROR}}} for code in codes

@@ -27,6 +27,7 @@ from jaklapor.tokens import hash_token, new_tracking_token, token_hash_or_none
 from jaklapor.vocabulary import WAITING_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response, negotiated_body, read_fields
 from services.intake import metrics
+from services.intake.admission import admitted_api
 from services.intake.citizen_api import CitizenFeedbackEndpoints
 from services.intake.dependencies import (
     KeyGuessThrottle,
@@ -172,7 +173,7 @@ class IntakeService(
         """The kelurahan boundaries simplified for a browser's map (properties: code, kelurahan, kecamatan, kota)."""
         return cached_document(request, self.reference.documents.kelurahan_geojson)
 
-    @api("POST", "/api/v1/reports")
+    @admitted_api("POST", "/api/v1/reports")  # 503 + Retry-After at once when the backlog is over its bound
     def submit_report(self, request: Request) -> Response:
         try:
             self._check_rate(request)

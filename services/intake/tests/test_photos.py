@@ -449,6 +449,22 @@ def test_downscale_keeps_aspect_ratio(data, output_max_side, expected):
     assert _open(result).size == expected
 
 
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        pytest.param((4000, 3000), (2000, 1500), id="12mp-half-scale-is-the-cap"),
+        pytest.param((4032, 3024), (2016, 1512), id="12mp-half-scale-within-2.5-percent-kept"),
+        pytest.param((2048, 1536), (2048, 1536), id="citizen-app-upload-not-resampled"),
+        pytest.param((4200, 3150), (2000, 1500), id="half-scale-5-percent-over-resampled"),
+    ],
+)
+def test_default_cap_keeps_a_photo_just_above_it(size, expected):
+    # issue 19: the default 2000 px cap with libjpeg's draft mode; no resample for 1-2.4 % fewer pixels
+    result = sanitize_photo(fx.jpeg_bytes(size))
+    assert (result.width, result.height) == expected
+    assert _open(result).size == expected
+
+
 def test_downscale_keeps_the_picture():
     result = sanitize_photo(fx.jpeg_bytes((1000, 800)), PhotoPolicy(output_max_side=100))
     assert _mean_diff(_open(result), fx.orientation_pattern((100, 80))) < 8

@@ -90,7 +90,7 @@ def test_the_app_config_gives_the_limits_the_server_checks() -> None:
     assert report["description_max_chars"] == SubmissionForm.model_fields["description"].metadata[-1].max_length
     assert report["max_photos"] == 3 and report["max_photo_bytes"] == 10 * 1024 * 1024
     assert report["photo_types"] == ["image/jpeg", "image/png", "image/webp"]
-    assert report["stored_photo_max_side"] == 2560 and report["max_request_bytes"] == 32 * 1024 * 1024
+    assert report["stored_photo_max_side"] == 2000 and report["max_request_bytes"] == 32 * 1024 * 1024
     contact = config["contact"]
     assert contact["max_chars"] == 254 and contact["kinds"] == ["email", "phone"]
     assert re.fullmatch(contact["phone_pattern"], contact["phone_example"])

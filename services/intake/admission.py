@@ -1,0 +1,147 @@
+"""Admission control for submissions: under overload every client gets an answer within a second (issue 19).
+
+Without it a flood (50,000 reports in 5 minutes) queued requests inside the gateway: each waited for a worker slot
+behind all the others, and clients went a minute without an answer, or without even a connection. Now a submission
+whose body has arrived is admitted only while the backlog is under two bounds, and is otherwise answered at once
+with `503 overloaded` and `Retry-After`:
+
+- **in flight** (`ADMISSION_MAX_IN_FLIGHT`, default 32 per intake process): admitted submissions waiting for a worker
+  slot or being handled. One intake process works through 25-30 reports a second when every one has a photo, 50-70
+  with the flood's 20 % photos and 150-300 without (docs/performance.md), so the 32 admitted are answered within
+  about half a second at the flood's mix, about a second if all carry photos;
+- **outbox** (`ADMISSION_MAX_OUTBOX_PENDING`, default 10,000): accepted reports whose messages the broker has not
+  confirmed yet (`jaklapor_outbox_pending_reports`, sampled every `ADMISSION_SAMPLE_SECONDS`, default 1 s, in the
+  background: no request pays for the count). A broker outage still degrades intake rather than stopping it, until
+  this many reports wait; past it the store would only grow a backlog no OPD sees.
+
+0 turns a bound off. A refused submission stored nothing: the client retries after `Retry-After`
+(`ADMISSION_RETRY_AFTER_SECONDS`, default 2) with the same `Idempotency-Key` and gets exactly one report. Refusals
+are counted in `jaklapor_intake_admission_refused_total{reason}` (alert `SubmissionsShedUnderLoad`); the in-flight
+count is `jaklapor_intake_submissions_in_flight`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import eventlet
+from werkzeug.wrappers import Request
+
+from jaklapor.config import setting
+from jaklapor.web import ApiEndpoint, ApiError
+from services.intake import metrics
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = "in_flight"
+OUTBOX = "outbox"
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    max_in_flight: int = 32
+    max_outbox_pending: int = 10_000
+    retry_after_seconds: int = 2
+    sample_seconds: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> AdmissionPolicy:
+        policy = cls(
+            max_in_flight=int(setting(config, "ADMISSION_MAX_IN_FLIGHT", cls.max_in_flight)),
+            max_outbox_pending=int(setting(config, "ADMISSION_MAX_OUTBOX_PENDING", cls.max_outbox_pending)),
+            retry_after_seconds=int(setting(config, "ADMISSION_RETRY_AFTER_SECONDS", cls.retry_after_seconds)),
+            sample_seconds=float(setting(config, "ADMISSION_SAMPLE_SECONDS", cls.sample_seconds)),
+        )
+        if min(policy.max_in_flight, policy.max_outbox_pending) < 0:
+            raise ValueError("ADMISSION_MAX_IN_FLIGHT and ADMISSION_MAX_OUTBOX_PENDING must be 0 (off) or more")
+        if policy.retry_after_seconds < 1 or policy.sample_seconds <= 0:
+            raise ValueError("ADMISSION_RETRY_AFTER_SECONDS must be 1 or more, ADMISSION_SAMPLE_SECONDS above 0")
+        return policy
+
+
+class Admission:
+    """The counting, without HTTP or threads: `enter()` admits (None) or names the bound that is passed."""
+
+    def __init__(self, policy: AdmissionPolicy) -> None:
+        self.policy = policy
+        self.in_flight = 0
+        self.outbox_pending = 0  # the last sample; refreshed by `sample`
+
+    def enter(self) -> str | None:
+        if self.policy.max_in_flight and self.in_flight >= self.policy.max_in_flight:
+            return IN_FLIGHT
+        if self.policy.max_outbox_pending and self.outbox_pending >= self.policy.max_outbox_pending:
+            return OUTBOX
+        self.in_flight += 1
+        return None
+
+    def leave(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def sample(self, count_outbox: Callable[[], int]) -> None:
+        try:
+            self.outbox_pending = count_outbox()
+        except Exception as exc:  # the store is away: keep the last sample; submissions fail on their own (503)
+            log.warning("admission: outbox count failed: %r", exc)
+
+    def refusal(self, reason: str) -> ApiError:
+        retry = self.policy.retry_after_seconds
+        what = (
+            f"{self.in_flight} submissions are already being handled by this server"
+            if reason == IN_FLIGHT
+            else f"{self.outbox_pending} accepted reports are waiting to be forwarded"
+        )
+        error = ApiError(
+            503,
+            "overloaded",
+            f"too many reports at once: {what}; nothing was stored, retry in {retry} s "
+            "(with the same Idempotency-Key, so the report is created once)",
+            reason=reason,
+            retry_after_seconds=retry,
+        )
+        error.headers["Retry-After"] = str(retry)
+        return error
+
+
+class AdmittedApiEndpoint(ApiEndpoint):
+    """An `@api` endpoint behind admission control (one `Admission` per endpoint and process)."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.admission = Admission(AdmissionPolicy.from_config(self.container.config))
+        metrics.SUBMISSIONS_IN_FLIGHT.set_function(lambda: self.admission.in_flight)
+
+    def start(self) -> None:
+        super().start()
+        if self.admission.policy.max_outbox_pending:
+            self.container.spawn_managed_thread(self._sample_outbox, identifier="admission_outbox_sampler")
+
+    def _sample_outbox(self) -> None:
+        while not self.stopping:  # the store's client closes when the container stops
+            relay = _outbox_relay(self.container)
+            if relay is not None and getattr(relay, "repository", None) is not None:
+                self.admission.sample(relay.repository.pending_outbox_count)
+            eventlet.sleep(self.admission.policy.sample_seconds)
+
+    def refuse_now(self, request: Request) -> ApiError | None:
+        reason = self.admission.enter()
+        if reason is None:
+            return None
+        metrics.ADMISSION_REFUSED.labels(reason).inc()
+        metrics.SUBMISSIONS_REFUSED.labels("overloaded").inc()
+        return self.admission.refusal(reason)
+
+    def request_done(self, request: Request) -> None:
+        self.admission.leave()
+
+
+def _outbox_relay(container: Any) -> Any:
+    from services.intake.dependencies import OutboxRelay  # the dependency that owns the outbox
+
+    return next((d for d in container.dependencies if isinstance(d, OutboxRelay)), None)
+
+
+admitted_api = AdmittedApiEndpoint.decorator
