@@ -57,6 +57,8 @@ class Verifier:
     level: str = "verifier"
     agency: str = "biro-pemerintahan"
     kota: str | None = None
+    #: what the duplicate rules read: the verifier may merge and unmerge any report (services/intake/duplicates.py)
+    role: str = "verifier"
 
 
 VERIFIER = Verifier()

@@ -343,3 +343,11 @@ def test_a_report_is_supported_by_its_tracking_link_too(service: Any) -> None:
     request = post("/api/v1/reports/x/supporters", {"contact": ""}, headers={"Idempotency-Key": KEY_A})
     status, body, _ = answer(service.support_report_by_token, request, "not-a-token")
     assert (status, body["error"]["code"]) == (404, "report_not_found")
+
+
+def test_the_city_verifier_may_merge_and_unmerge_reports_of_any_opd() -> None:
+    from services.intake.duplicates import may_act_on_duplicates
+    from services.intake.verification import VERIFIER
+
+    assert may_act_on_duplicates(VERIFIER, (DINAS, OTHER_OPD))
+    assert not may_act_on_duplicates(actor(OTHER_OPD), (DINAS,))

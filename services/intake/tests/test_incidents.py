@@ -8,21 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from nameko.testing.services import worker_factory
 
 from jaklapor.events import OpdRef, ReportJoinedIncident
-from jaklapor.live import LiveHub
 from services.intake.domain import TransitionRefused
 from services.intake.incidents import incident_summaries, refusal_for_all
-from services.intake.photos import sanitize_photo
-from services.intake.ratelimit import FailureThrottle, RateLimiter
 from services.intake.replay import replay_page
-from services.intake.service import IntakeService
-from services.intake.tests.fakes import FakePhotoStorage, FakeRelay, FakeReportStore, FakeSessionStore
 from services.intake.tests.test_service import (
     AREA,
     DINAS,
-    REFERENCE,
     SETTINGS,
     answer,
     get,
@@ -32,25 +25,14 @@ from services.intake.tests.test_service import (
     routed_event,
     submit,
 )
+from services.intake.tests.test_verification_api import make_service
 from tests import photo_fixtures as fx
 
 
 @pytest.fixture
 def service() -> Any:
-    """IntakeService with the fakes, as test_service.py builds it."""
-    return worker_factory(
-        IntakeService,
-        settings=SETTINGS,
-        store=FakeReportStore(),
-        photos=FakePhotoStorage(),
-        photo_cleaner=sanitize_photo,
-        relay=FakeRelay(),
-        reference=REFERENCE,
-        limiter=RateLimiter(burst=1000, per_minute=1000),
-        sessions=FakeSessionStore(),
-        key_throttle=FailureThrottle(),
-        opd_streams=LiveHub(max_per_key=2),
-    )
+    """IntakeService with the fakes and the default settings (the OPD's selesai waits for the verifier)."""
+    return make_service()
 
 
 T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
