@@ -128,6 +128,7 @@ def test_every_filter_narrows_the_export(system: RunningSystem, reports: dict) -
     [
         ({"start_date": "kemarin"}, "start_date"),
         ({"start_date": "2026-02-01", "end_date": "2026-01-01"}, "end_date"),
+        ({"end_date": "9999-12-31"}, "end_date"),  # its day's end overflowed mid-answer (found by the fuzzer)
         ({"category": "nope"}, "category"),
         ({"status": "pending"}, "status"),
         ({"colour": "red"}, "colour"),

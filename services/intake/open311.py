@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -46,6 +46,9 @@ SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-12-03T00:00:00Z"
 #: the spec: a date range "may not span more than 90 days", and without one the most recent 90 days are listed
 MAX_RANGE = timedelta(days=90)
+#: the moments a date filter may name (no report is older than the Unix epoch)
+EARLIEST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_MOMENT = datetime(9999, 9, 1, tzinfo=UTC)
 DEFAULT_PAGE_SIZE = 100
 #: the spec lets a server cap a list at 1000 requests
 MAX_PAGE_SIZE = 1000
@@ -313,6 +316,9 @@ class RequestsQuery(BaseModel):
     def _zoned(cls, value: datetime | None, info: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError(f"{info.field_name} needs a time zone (Z or an offset such as +07:00)")
+        # the default range reaches 90 days either side of a given date: it must stay a date in UTC
+        if value is not None and not EARLIEST_MOMENT <= value <= LATEST_MOMENT:
+            raise ValueError(f"{info.field_name} must be between {EARLIEST_MOMENT.date()} and {LATEST_MOMENT.date()}")
         return value
 
     @field_validator("*", mode="before")

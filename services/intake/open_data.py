@@ -160,6 +160,10 @@ class ExportQuery(BaseModel):
         return None if value == "" else value
 
 
+#: the dates a filter may name (reports are no older than the Unix epoch; the last day's end must still exist in UTC)
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9999, 12, 30)
+
+
 def export_filter(args: Mapping[str, list[str]], categories: Mapping[str, Category]) -> PublicFilter:
     """The filter of an export's query; a 400 naming the parameter for anything wrong."""
     values: dict[str, str] = {}
@@ -195,6 +199,10 @@ def export_filter(args: Mapping[str, list[str]], categories: Mapping[str, Catego
                     f"unknown status {word!r}: one of {', '.join(STATUSES)}, open or closed",
                     field="status",
                 )
+    for name, day in (("start_date", query.start_date), ("end_date", query.end_date)):
+        # a day's bounds in Jakarta, then in UTC, must exist: beyond these the conversion overflows
+        if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise ApiError(400, "invalid_query", f"{name} must be between {EARLIEST_DAY} and {LATEST_DAY}", field=name)
     if query.start_date and query.end_date and query.end_date < query.start_date:
         raise ApiError(400, "invalid_query", "end_date is before start_date", field="end_date")
     start = datetime.combine(query.start_date, time(), JAKARTA_TZ) if query.start_date else None

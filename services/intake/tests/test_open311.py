@@ -221,6 +221,31 @@ def test_service_request_id_overrides_the_other_filters() -> None:
     assert plan.filter == PublicFilter(report_ids=["JK-20261127-000001", "JK-20261127-000002"])
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"start_date": ["0001-01-01T00:00:00+07:00"]},
+        {"end_date": ["0001-01-01T05:00:00+07:00"]},  # its default start, 90 days before, is no date
+        {"end_date": ["9999-12-31T23:00:00-07:00"]},
+    ],
+)
+def test_dates_beyond_what_a_report_can_have_are_refused_by_name(args: dict[str, list[str]]) -> None:
+    # found by the fuzzer: these overflowed while the answer was written (a 500)
+    with pytest.raises(Open311Error) as refused:
+        plan_requests(args, CATEGORIES)
+    assert refused.value.args and next(iter(args)) in str(refused.value)
+
+
+def test_an_open_data_date_filter_beyond_the_calendar_is_a_400_naming_it() -> None:
+    from jaklapor.web import ApiError
+    from services.intake.open_data import export_filter
+
+    for field, day in (("start_date", "0001-01-01"), ("end_date", "9999-12-31")):
+        with pytest.raises(ApiError) as refused:
+            export_filter({field: [day]}, CATEGORIES)
+        assert refused.value.status == 400 and refused.value.field == field
+
+
 def test_dates_default_to_the_last_90_days_and_span_at_most_90() -> None:
     now = datetime(2026, 12, 3, tzinfo=UTC)
     plan = plan_requests({}, CATEGORIES, now)
