@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jaklapor.events import AreaRef, OpdRef, ReportConfirmed, ReportReopened, ReportStatusChanged
+from jaklapor.events import AreaRef, OpdRef, ReportConfirmed, ReportReopened
 from jaklapor.vocabulary import (
     CITIZEN_ACTOR,
     DIKERJAKAN,
@@ -288,19 +288,7 @@ def reopen(
     note = note_reopened(reason)
     area = _area(document)
     messages: list[Message] = [
-        ReportStatusChanged(
-            report_id=report.id,
-            version=version,
-            occurred_at=now,
-            from_status=SELESAI,
-            to_status=DIKERJAKAN,
-            actor_opd=CITIZEN_ACTOR,
-            note=note,
-            category=document["category"],
-            assigned_opd=opd.get("code"),
-            area=area,
-            submitted_at=document["submitted_at"],
-        ),
+        report.status_changed(now, DIKERJAKAN, CITIZEN_ACTOR, note, from_status=SELESAI, assigned_opd=opd.get("code")),
         ReportReopened(
             report_id=report.id,
             version=version,

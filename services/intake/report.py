@@ -7,7 +7,7 @@ emits events). Photo URLs in the events are built on the gateway's public addres
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -130,6 +130,41 @@ class Report:
     def _area(self) -> AreaRef | None:
         area = self.document.get("area")
         return AreaRef.model_validate(area) if area else None
+
+    def status_changed(
+        self,
+        now: datetime,
+        to_status: str,
+        actor: str,
+        note: str,
+        *,
+        from_status: str | None = None,
+        assigned_opd: str | None = None,
+        target_opd: str | None = None,
+        reason: str | None = None,
+        evidence_ids: Sequence[str] = (),
+        merged_into: str | None = None,
+    ) -> ReportStatusChanged:
+        """The report_status_changed announcing this report's next version: every status change (an OPD's, the
+        verifier's approval, a citizen's reopen, a merged report following its primary) is announced by this event,
+        built here. `from_status` defaults to the current status, `assigned_opd` to the current holder."""
+        return ReportStatusChanged(
+            report_id=self.id,
+            version=self.version + 1,
+            occurred_at=now,
+            from_status=from_status or self.status,
+            to_status=to_status,
+            actor_opd=actor,
+            note=note,
+            category=self.document["category"],
+            assigned_opd=assigned_opd or (self.assigned_opd or {}).get("code"),
+            target_opd=target_opd,
+            reason=reason,
+            area=self._area(),
+            submitted_at=self.document["submitted_at"],
+            evidence_photos=photo_refs(self.photo_base_url, list(evidence_ids)),
+            merged_into=merged_into,
+        )
 
     # ---- a citizen submits ---------------------------------------------------------------------------------------
 
@@ -261,21 +296,16 @@ class Report:
             assigned = opd_ref(target)
             fields.update({"assigned_opd": assigned, "hop": self.hop + 1})
         messages: list[Message] = [
-            ReportStatusChanged(
-                report_id=self.id,
-                version=version,
-                occurred_at=now,
+            self.status_changed(
+                now,
+                decision.to_status,
+                decision.actor_opd,
+                decision.note,
                 from_status=decision.from_status,
-                to_status=decision.to_status,
-                actor_opd=decision.actor_opd,
-                note=decision.note,
-                category=self.document["category"],
                 assigned_opd=assigned["code"] if assigned else None,
                 target_opd=target.code if target is not None else None,
                 reason=decision.reason,
-                area=self._area(),
-                submitted_at=self.document["submitted_at"],
-                evidence_photos=photo_refs(self.photo_base_url, evidence_ids),
+                evidence_ids=evidence_ids,
             )
         ]
         if target is not None:
@@ -422,28 +452,19 @@ class Report:
 
     def follow_primary(self, change: PrimaryChange, now: datetime) -> Change:
         """Take one status change of the primary as this report's own (history, event, notifications)."""
-        version = self.version + 1
         fields: dict[str, Any] = {
             "status": change.status,
             "followed_version": change.version,
             "response_deadline": None,
             "updated_at": now,
         }
-        assigned = self.assigned_opd
-        event = ReportStatusChanged(
-            report_id=self.id,
-            version=version,
-            occurred_at=now,
-            from_status=self.status,
-            to_status=change.status,
-            actor_opd=change.actor_opd,
-            note=change.note,
-            category=self.document["category"],
-            assigned_opd=assigned["code"] if assigned else None,
+        event = self.status_changed(
+            now,
+            change.status,
+            change.actor_opd,
+            change.note,
             reason=change.reason,
-            area=self._area(),
-            submitted_at=self.document["submitted_at"],
-            evidence_photos=photo_refs(self.photo_base_url, change.evidence_ids),
+            evidence_ids=change.evidence_ids,
             merged_into=change.primary_id,
         )
         history = history_entry(

@@ -31,6 +31,13 @@ def _check_text(value: str, field: str) -> str:
     return value
 
 
+def optional_contact(value: str | None) -> str | None:
+    """A contact a citizen may leave (a submission, a supporter): blank is none, else checked and normalised."""
+    if value is None or not value.strip():
+        return None
+    return normalize_contact(_check_text(value, "contact"))
+
+
 def normalize_contact(value: str) -> str:
     """An e-mail address (lower-cased domain) or a phone number (Indonesian 08... becomes +628...)."""
     value = value.strip()
@@ -68,9 +75,7 @@ class SubmissionForm(BaseModel):
     @field_validator("contact")
     @classmethod
     def _contact(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        return normalize_contact(_check_text(value, "contact"))
+        return optional_contact(value)
 
 
 class TransitionForm(BaseModel):
@@ -247,9 +252,7 @@ class SupportForm(BaseModel):
     @field_validator("contact")
     @classmethod
     def _contact(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        return normalize_contact(_check_text(value, "contact"))
+        return optional_contact(value)
 
 
 class MergeForm(BaseModel):

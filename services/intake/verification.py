@@ -25,7 +25,6 @@ from jaklapor.events import (
     Event,
     EvidenceCheck,
     ReportCompletionSubmitted,
-    ReportStatusChanged,
     ReportVerificationApproved,
     ReportVerificationRefused,
 )
@@ -228,19 +227,8 @@ def approve(report: Report, now: datetime) -> Change:
     opd = record["opd"]
     evidence_ids = list(record.get("evidence_photos") or [])
     matched = all_matched([EvidenceCheck.model_validate(c) for c in record.get("checks") or []])
-    changed = ReportStatusChanged(
-        report_id=report.id,
-        version=version,
-        occurred_at=now,
-        from_status=DIKERJAKAN,
-        to_status=SELESAI,
-        actor_opd=opd,
-        note=record.get("note") or "",
-        category=document["category"],
-        assigned_opd=(report.assigned_opd or {}).get("code"),
-        area=report._area(),
-        submitted_at=document["submitted_at"],
-        evidence_photos=photo_refs(report.photo_base_url, evidence_ids),
+    changed = report.status_changed(
+        now, SELESAI, opd, record.get("note") or "", from_status=DIKERJAKAN, evidence_ids=evidence_ids
     )
     approved = ReportVerificationApproved(
         report_id=report.id,
