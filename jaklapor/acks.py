@@ -63,6 +63,14 @@ class AckBatcher:
             self._timer = eventlet.spawn_after(self.max_delay, self._flush_due)
         return True
 
+    def finished_many(self, messages: list[Any]) -> None:
+        """Acknowledge a handled batch now: one `basic.ack` with `multiple` where the tags allow it."""
+        for message in messages:
+            if self._current(message):
+                self._settled.add(message.delivery_tag)
+                self._to_ack.add(message.delivery_tag)
+        self.flush()
+
     def settled(self, message: Any) -> None:
         if self._current(message):
             self._settled.add(message.delivery_tag)

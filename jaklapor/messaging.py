@@ -380,47 +380,63 @@ class WorkConsumer(Consumer):
         super().__init__(queue=queue, requeue_on_error=True, **kwargs)
 
     def setup(self) -> None:
-        if self.queue.queue_arguments and "x-dead-letter-routing-key" in self.queue.queue_arguments:
-            dead_letters = dead_letter_queue(self.queue.name)
-            with Connection(self.container.config["AMQP_URI"], connect_timeout=5) as connection:
-                channel = connection.channel()
-                dead_letters.declare(channel=channel)
-                # declare the queue and its bindings now, so events published before the first consume are kept
-                self.queue.declare(channel=channel)
+        declare_with_dead_letters(self.container.config["AMQP_URI"], self.queue)
         super().setup()
 
     def start(self) -> None:
-        # every series exists from the start at 0, so rate() and increase() see the first failure
-        metrics = consumer_metrics(self.container.service_name)
-        for outcome in ("ok", "retry", "dead_letter"):
-            metrics.handled.labels(self.queue.name, outcome)
-        for reason in ("rejected", "delivery_limit", "undecodable"):
-            metrics.dead_lettered.labels(self.queue.name, reason)
+        start_consumer_series(self.container.service_name, self.queue)
         super().start()
 
     def handle_message_processed(self, message: Any, result: Any = None, exc_info: Any = None) -> None:
-        metrics = consumer_metrics(self.container.service_name)
-        queue = self.queue.name
-        if exc_info is None:
-            metrics.handled.labels(queue, "ok").inc()
-            self.queue_consumer.ack_message(message)
-        elif issubclass(exc_info[0], PermanentFailure):
-            metrics.handled.labels(queue, "dead_letter").inc()
-            metrics.dead_lettered.labels(queue, "rejected").inc()
-            self.queue_consumer.reject_message(message)
-        else:
-            # quorum queues count failed deliveries in x-delivery-count; one more past the limit is dead-lettered
-            failed_before = int((message.headers or {}).get("x-delivery-count", 0))
-            if failed_before >= self.delivery_limit:
-                metrics.handled.labels(queue, "dead_letter").inc()
-                metrics.dead_lettered.labels(queue, "delivery_limit").inc()
-            else:
-                metrics.handled.labels(queue, "retry").inc()
-            self.queue_consumer.requeue_message(message)
+        settle_handled(self.queue_consumer, self.container.service_name, self.queue, message, exc_info)
 
-    @property
-    def delivery_limit(self) -> int:
-        return int((self.queue.queue_arguments or {}).get("x-delivery-limit", DELIVERY_LIMIT))
+
+def settle_handled(
+    queue_consumer: RejectingQueueConsumer, service: str, queue: Queue, message: Any, exc_info: Any
+) -> None:
+    """Ack a message its handler finished, dead-letter it on a PermanentFailure, requeue it on any other failure
+    (the broker dead-letters it past the queue's delivery limit); counted by outcome."""
+    metrics = consumer_metrics(service)
+    name = queue.name
+    if exc_info is None:
+        metrics.handled.labels(name, "ok").inc()
+        queue_consumer.ack_message(message)
+    elif issubclass(exc_info[0], PermanentFailure):
+        metrics.handled.labels(name, "dead_letter").inc()
+        metrics.dead_lettered.labels(name, "rejected").inc()
+        queue_consumer.reject_message(message)
+    else:
+        # quorum queues count failed deliveries in x-delivery-count; one more past the limit is dead-lettered
+        failed_before = int((message.headers or {}).get("x-delivery-count", 0))
+        if failed_before >= delivery_limit_of(queue):
+            metrics.handled.labels(name, "dead_letter").inc()
+            metrics.dead_lettered.labels(name, "delivery_limit").inc()
+        else:
+            metrics.handled.labels(name, "retry").inc()
+        queue_consumer.requeue_message(message)
+
+
+def delivery_limit_of(queue: Queue) -> int:
+    return int((queue.queue_arguments or {}).get("x-delivery-limit", DELIVERY_LIMIT))
+
+
+def declare_with_dead_letters(amqp_uri: str, queue: Queue) -> None:
+    """Declare a work queue, its bindings and its dead-letter queue now, so events published before the first
+    consume are kept."""
+    if queue.queue_arguments and "x-dead-letter-routing-key" in queue.queue_arguments:
+        with Connection(amqp_uri, connect_timeout=5) as connection:
+            channel = connection.channel()
+            dead_letter_queue(queue.name).declare(channel=channel)
+            queue.declare(channel=channel)
+
+
+def start_consumer_series(service: str, queue: Queue) -> None:
+    """Every series exists from the start at 0, so rate() and increase() see the first failure."""
+    metrics = consumer_metrics(service)
+    for outcome in ("ok", "retry", "dead_letter"):
+        metrics.handled.labels(queue.name, outcome)
+    for reason in ("rejected", "delivery_limit", "undecodable"):
+        metrics.dead_lettered.labels(queue.name, reason)
 
 
 class BroadcastConsumer(Consumer):

@@ -67,6 +67,7 @@ def http_metrics(service: str) -> HttpMetrics:
 class ConsumerMetrics:
     handled: Counter
     dead_lettered: Counter
+    batch_size: Histogram
 
 
 _consumers: dict[str, ConsumerMetrics] = {}
@@ -90,6 +91,13 @@ def consumer_metrics(service: str) -> ConsumerMetrics:
                         "jaklapor_messages_dead_lettered_total",
                         "Messages this service sent to a dead-letter queue, by queue and reason",
                         ["queue", "reason"],
+                        registry=registry,
+                    ),
+                    Histogram(
+                        "jaklapor_consumer_batch_size",
+                        "Messages handed to one worker by a batch consumer (jaklapor/batches.py), by queue",
+                        ["queue"],
+                        buckets=(1, 2, 5, 10, 20, 50, 100, 200),
                         registry=registry,
                     ),
                 )
