@@ -83,6 +83,24 @@ log = logging.getLogger("devtools.mongo_standin")
 #: (jaklapor/mongo.py looks for it by name; a real server never sends it)
 STANDIN_MARKER = "jaklaporStandIn"
 
+# MongoDB's TTL monitor removes expired documents in the background, once every 60 s; mongomock instead scans the
+# whole collection on every read and write of a collection with a TTL index (O(n) per operation: with routing's
+# index of recent reports that was most of the stand-in's CPU under load). The stand-in sweeps a collection at most
+# once a second: an expired document may be seen for up to a second, well inside what MongoDB itself allows.
+TTL_SWEEP_SECONDS = 1.0
+_sweep_expired = mongomock.store.CollectionStore._remove_expired_documents
+
+
+def _sweep_expired_at_most_every_second(store: Any) -> None:
+    now = time.monotonic()
+    if now - getattr(store, "_jaklapor_swept_at", float("-inf")) < TTL_SWEEP_SECONDS:
+        return
+    store._jaklapor_swept_at = now
+    _sweep_expired(store)
+
+
+mongomock.store.CollectionStore._remove_expired_documents = _sweep_expired_at_most_every_second
+
 __all__ = ["MongoStandIn", "main"]
 
 OP_REPLY = 1

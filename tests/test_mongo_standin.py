@@ -927,3 +927,22 @@ def test_only_with_fsync_a_write_waits_for_the_disk(tmp_path: Path, monkeypatch:
         assert len(calls) > before  # answered after an fsync
         assert client.db.reports.count_documents({}) == 2
         client.close()
+
+
+def test_expired_documents_go_within_the_ttl_sweep_and_others_stay(db: pymongo.database.Database) -> None:
+    """MongoDB removes expired documents in a background sweep; the stand-in sweeps at most once a second instead of
+    scanning the collection on every operation, so an expired document is gone within about a second."""
+    sessions = db["ttl_sessions"]
+    sessions.create_index("expires_at", expireAfterSeconds=0)
+    now = datetime.datetime.now(datetime.UTC)
+    sessions.insert_many(
+        [
+            {"_id": "expired", "expires_at": now - datetime.timedelta(seconds=5)},
+            {"_id": "valid", "expires_at": now + datetime.timedelta(hours=1)},
+        ]
+    )
+    deadline = time.monotonic() + 5
+    while sessions.find_one({"_id": "expired"}) is not None:
+        assert time.monotonic() < deadline, "the expired document was never removed"
+        time.sleep(0.1)  # polling the condition itself: the sweep runs on the server's own clock
+    assert sessions.find_one({"_id": "valid"}) is not None
