@@ -60,12 +60,12 @@ class BatchConsumer(Entrypoint):
         self.queue = queue
         self.max_batch = max_batch
         self.concurrency = concurrency
-        super().__init__(**kwargs)
-
-    def setup(self) -> None:
         self._waiting: deque[tuple[Any, Any]] = deque()  # (body, message) not handed to a worker yet
         self._alone: deque[tuple[Any, Any]] = deque()  # messages of a failed batch, to be handled one by one
         self._running = 0
+        super().__init__(**kwargs)
+
+    def setup(self) -> None:
         declare_with_dead_letters(self.container.config["AMQP_URI"], self.queue)
         self.queue_consumer.register_provider(self)
 

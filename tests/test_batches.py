@@ -1,0 +1,140 @@
+"""The batch consumer (jaklapor/batches.py) against a recording container and queue consumer: how batches form,
+that a batch is acknowledged only once handled, and that a failed batch never takes its good messages down with it.
+The real broker path is exercised by every end-to-end test (notify, stats, routing and intake consume this way)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import eventlet
+from nameko.exceptions import ContainerBeingKilled
+
+from jaklapor.batches import BatchConsumer
+from jaklapor.messaging import PermanentFailure, work_queue
+
+
+@dataclass
+class Message:
+    tag: int
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecordingAcks:
+    acked: list[int] = field(default_factory=list)
+
+    def finished_many(self, messages: list[Message]) -> None:
+        self.acked.extend(message.tag for message in messages)
+
+
+@dataclass
+class RecordingQueueConsumer:
+    acks: RecordingAcks = field(default_factory=RecordingAcks)
+    requeued: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+
+    def ack_message(self, message: Message) -> None:
+        self.acks.acked.append(message.tag)
+
+    def requeue_message(self, message: Message) -> None:
+        self.requeued.append(message.tag)
+
+    def reject_message(self, message: Message) -> None:
+        self.rejected.append(message.tag)
+
+
+class ManualContainer:
+    """Spawns nothing by itself: the test finishes each worker with the outcome it chooses."""
+
+    service_name = "batch-test"
+    config: dict[str, Any] = {}
+
+    def __init__(self) -> None:
+        self.workers: list[tuple[list[Any], Any]] = []
+        self.killed = False
+
+    def spawn_worker(self, entrypoint: Any, args: tuple[Any, ...], kwargs: dict[str, Any], **options: Any) -> None:
+        if self.killed:
+            raise ContainerBeingKilled()
+        self.workers.append((args[0], options["handle_result"]))
+
+    def finish(self, index: int = 0, exc: BaseException | None = None) -> list[Any]:
+        bodies, handle_result = self.workers.pop(index)
+        exc_info = (type(exc), exc, None) if exc is not None else None
+        handle_result(None, None, exc_info)
+        eventlet.sleep(0)  # the next batch is dispatched from its own green thread
+        return bodies
+
+
+def consumer(max_batch: int = 3, concurrency: int = 1) -> tuple[BatchConsumer, ManualContainer, Any]:
+    entrypoint = BatchConsumer(work_queue("batch-test", []), max_batch=max_batch, concurrency=concurrency)
+    container = ManualContainer()
+    queue_consumer = RecordingQueueConsumer()
+    entrypoint.container = container  # type: ignore[assignment]
+    entrypoint.queue_consumer = queue_consumer  # type: ignore[assignment]
+    return entrypoint, container, queue_consumer
+
+
+def deliver(entrypoint: BatchConsumer, *tags: int, headers: dict[str, Any] | None = None) -> None:
+    for tag in tags:
+        entrypoint.handle_message({"n": tag}, Message(tag, dict(headers or {})))
+
+
+def test_a_lone_message_is_handled_at_once_and_the_backlog_forms_the_next_batch() -> None:
+    entrypoint, container, queue_consumer = consumer(max_batch=3)
+    deliver(entrypoint, 1)
+    assert [bodies for bodies, _ in container.workers] == [[{"n": 1}]]  # no waiting for company
+
+    deliver(entrypoint, 2, 3, 4, 5)  # arrive while the first batch runs
+    assert len(container.workers) == 1
+    assert queue_consumer.acks.acked == []  # nothing acked before its handler returned
+
+    container.finish()
+    assert queue_consumer.acks.acked == [1]
+    assert [bodies for bodies, _ in container.workers] == [[{"n": 2}, {"n": 3}, {"n": 4}]]  # at most max_batch
+    container.finish()
+    assert container.finish() == [{"n": 5}]
+    assert queue_consumer.acks.acked == [1, 2, 3, 4, 5]
+
+
+def test_batches_run_at_most_concurrency_at_once() -> None:
+    entrypoint, container, _ = consumer(max_batch=10, concurrency=2)
+    deliver(entrypoint, 1, 2, 3, 4)
+    assert [bodies for bodies, _ in container.workers] == [[{"n": 1}], [{"n": 2}]]
+    container.finish(1)
+    assert [bodies for bodies, _ in container.workers] == [[{"n": 1}], [{"n": 3}, {"n": 4}]]
+
+
+def test_a_failed_batch_is_handled_again_one_message_at_a_time() -> None:
+    entrypoint, container, queue_consumer = consumer(max_batch=5)
+    deliver(entrypoint, 1, 2, 3, 4)
+    container.finish()
+    container.finish(exc=PermanentFailure("body 3 is malformed"))  # the batch 2-4
+    assert queue_consumer.rejected == [] and queue_consumer.acks.acked == [1]
+
+    assert container.finish() == [{"n": 2}]
+    assert container.finish(exc=PermanentFailure("body 3 is malformed")) == [{"n": 3}]
+    assert container.finish() == [{"n": 4}]
+    assert queue_consumer.acks.acked == [1, 2, 4]
+    assert queue_consumer.rejected == [3]  # dead-lettered at once, alone
+    assert queue_consumer.requeued == []
+
+
+def test_a_message_failing_alone_is_requeued_until_the_delivery_limit() -> None:
+    entrypoint, container, queue_consumer = consumer()
+    deliver(entrypoint, 7)
+    container.finish(exc=LookupError("report not stored yet"))
+    assert queue_consumer.requeued == [7]  # the broker counts it and dead-letters it past the limit
+
+    deliver(entrypoint, 8, headers={"x-delivery-count": 5})
+    container.finish(exc=LookupError("still not stored"))
+    assert queue_consumer.requeued == [7, 8]  # requeued once more: the quorum queue dead-letters it
+
+
+def test_a_container_being_killed_gives_the_batch_back() -> None:
+    entrypoint, container, queue_consumer = consumer()
+    container.killed = True
+    deliver(entrypoint, 1)
+    assert queue_consumer.requeued == [1]
+    assert entrypoint._running == 0
