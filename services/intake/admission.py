@@ -9,6 +9,11 @@ with `503 overloaded` and `Retry-After`:
   slot or being handled. One intake process works through 25-30 reports a second when every one has a photo, 50-70
   with the flood's 20 % photos and 150-300 without (docs/performance.md), so the 32 admitted are answered within
   about half a second at the flood's mix, about a second if all carry photos;
+- **waiting** (`ADMISSION_MAX_WAIT_SECONDS`, default 0.5): the oldest admitted submission has waited this long
+  without an answer. The in-flight count alone answers within a second only while the process has its core: on a
+  machine whose CPU is shared (a flood's other work, a noisy neighbour) 32 submissions took 3 s (docs/performance.md).
+  A bound in time holds whatever the CPU: while the oldest admitted one is late, new ones are refused at once, so
+  the admitted ones are answered within about this bound plus their own handling;
 - **outbox** (`ADMISSION_MAX_OUTBOX_PENDING`, default 10,000): accepted reports whose messages the broker has not
   confirmed yet (`jaklapor_outbox_pending_reports`, sampled every `ADMISSION_SAMPLE_SECONDS`, default 1 s, in the
   background: no request pays for the count). A broker outage still degrades intake rather than stopping it, until
@@ -23,6 +28,7 @@ count is `jaklapor_intake_submissions_in_flight`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +43,14 @@ from services.intake import metrics
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = "in_flight"
+WAITING = "waiting"
 OUTBOX = "outbox"
 
 
 @dataclass(frozen=True)
 class AdmissionPolicy:
     max_in_flight: int = 32
+    max_wait_seconds: float = 0.5
     max_outbox_pending: int = 10_000
     retry_after_seconds: int = 2
     sample_seconds: float = 1.0
@@ -51,35 +59,53 @@ class AdmissionPolicy:
     def from_config(cls, config: dict[str, Any]) -> AdmissionPolicy:
         policy = cls(
             max_in_flight=int(setting(config, "ADMISSION_MAX_IN_FLIGHT", cls.max_in_flight)),
+            max_wait_seconds=float(setting(config, "ADMISSION_MAX_WAIT_SECONDS", cls.max_wait_seconds)),
             max_outbox_pending=int(setting(config, "ADMISSION_MAX_OUTBOX_PENDING", cls.max_outbox_pending)),
             retry_after_seconds=int(setting(config, "ADMISSION_RETRY_AFTER_SECONDS", cls.retry_after_seconds)),
             sample_seconds=float(setting(config, "ADMISSION_SAMPLE_SECONDS", cls.sample_seconds)),
         )
-        if min(policy.max_in_flight, policy.max_outbox_pending) < 0:
-            raise ValueError("ADMISSION_MAX_IN_FLIGHT and ADMISSION_MAX_OUTBOX_PENDING must be 0 (off) or more")
+        if min(policy.max_in_flight, policy.max_outbox_pending, policy.max_wait_seconds) < 0:
+            raise ValueError(
+                "ADMISSION_MAX_IN_FLIGHT, ADMISSION_MAX_WAIT_SECONDS and ADMISSION_MAX_OUTBOX_PENDING must be 0 (off) "
+                "or more"
+            )
         if policy.retry_after_seconds < 1 or policy.sample_seconds <= 0:
             raise ValueError("ADMISSION_RETRY_AFTER_SECONDS must be 1 or more, ADMISSION_SAMPLE_SECONDS above 0")
         return policy
 
 
 class Admission:
-    """The counting, without HTTP or threads: `enter()` admits (None) or names the bound that is passed."""
+    """The counting, without HTTP or threads: `enter(key)` admits (None) or names the bound that is passed;
+    `leave(key)` when an admitted submission was answered. `clock` is monotonic seconds (a test's own clock)."""
 
-    def __init__(self, policy: AdmissionPolicy) -> None:
+    def __init__(self, policy: AdmissionPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
-        self.in_flight = 0
+        self.clock = clock
+        self._admitted: dict[object, float] = {}  # when each admitted submission entered, oldest first
         self.outbox_pending = 0  # the last sample; refreshed by `sample`
 
-    def enter(self) -> str | None:
-        if self.policy.max_in_flight and self.in_flight >= self.policy.max_in_flight:
+    @property
+    def in_flight(self) -> int:
+        return len(self._admitted)
+
+    def oldest_wait(self) -> float:
+        """Seconds the oldest admitted submission has waited so far (0 with none in flight)."""
+        oldest = next(iter(self._admitted.values()), None)
+        return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
+
+    def enter(self, key: object) -> str | None:
+        policy = self.policy
+        if policy.max_in_flight and self.in_flight >= policy.max_in_flight:
             return IN_FLIGHT
-        if self.policy.max_outbox_pending and self.outbox_pending >= self.policy.max_outbox_pending:
+        if policy.max_wait_seconds and self.oldest_wait() > policy.max_wait_seconds:
+            return WAITING
+        if policy.max_outbox_pending and self.outbox_pending >= policy.max_outbox_pending:
             return OUTBOX
-        self.in_flight += 1
+        self._admitted[key] = self.clock()
         return None
 
-    def leave(self) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
+    def leave(self, key: object) -> None:
+        self._admitted.pop(key, None)
 
     def sample(self, count_outbox: Callable[[], int]) -> None:
         try:
@@ -89,11 +115,11 @@ class Admission:
 
     def refusal(self, reason: str) -> ApiError:
         retry = self.policy.retry_after_seconds
-        what = (
-            f"{self.in_flight} submissions are already being handled by this server"
-            if reason == IN_FLIGHT
-            else f"{self.outbox_pending} accepted reports are waiting to be forwarded"
-        )
+        what = {
+            IN_FLIGHT: f"{self.in_flight} submissions are already being handled by this server",
+            WAITING: f"submissions already admitted have waited {self.oldest_wait():.1f} s for an answer",
+            OUTBOX: f"{self.outbox_pending} accepted reports are waiting to be forwarded",
+        }[reason]
         error = ApiError(
             503,
             "overloaded",
@@ -127,7 +153,7 @@ class AdmittedApiEndpoint(ApiEndpoint):
             eventlet.sleep(self.admission.policy.sample_seconds)
 
     def refuse_now(self, request: Request) -> ApiError | None:
-        reason = self.admission.enter()
+        reason = self.admission.enter(request)
         if reason is None:
             return None
         metrics.ADMISSION_REFUSED.labels(reason).inc()
@@ -135,7 +161,7 @@ class AdmittedApiEndpoint(ApiEndpoint):
         return self.admission.refusal(reason)
 
     def request_done(self, request: Request) -> None:
-        self.admission.leave()
+        self.admission.leave(request)
 
 
 def _outbox_relay(container: Any) -> Any:

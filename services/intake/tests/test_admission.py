@@ -16,42 +16,61 @@ import pytest
 from eventlet.event import Event
 from nameko.containers import ServiceContainer
 
-from services.intake.admission import IN_FLIGHT, OUTBOX, Admission, AdmissionPolicy, admitted_api
+from services.intake.admission import IN_FLIGHT, OUTBOX, WAITING, Admission, AdmissionPolicy, admitted_api
 
 
 def test_in_flight_bound_refuses_the_next_and_admits_again_when_one_leaves() -> None:
-    admission = Admission(AdmissionPolicy(max_in_flight=2, max_outbox_pending=0))
-    assert admission.enter() is None and admission.enter() is None
-    assert admission.enter() == IN_FLIGHT
+    admission = Admission(AdmissionPolicy(max_in_flight=2, max_wait_seconds=0, max_outbox_pending=0))
+    assert admission.enter("a") is None and admission.enter("b") is None
+    assert admission.enter("c") == IN_FLIGHT
     assert admission.in_flight == 2  # a refusal holds nothing
-    admission.leave()
-    assert admission.enter() is None
+    admission.leave("a")
+    assert admission.enter("d") is None
+
+
+def test_waiting_bound_refuses_while_the_oldest_admitted_is_late_whatever_the_count() -> None:
+    now = [100.0]
+    admission = Admission(AdmissionPolicy(max_in_flight=0, max_wait_seconds=0.5, max_outbox_pending=0), lambda: now[0])
+    assert admission.enter("first") is None
+    now[0] += 0.3
+    assert admission.enter("second") is None  # the oldest has waited 0.3 s: still admitted
+    now[0] += 0.3
+    assert admission.enter("third") == WAITING  # the oldest has waited 0.6 s
+    assert "0.6 s" in admission.refusal(WAITING).body()["error"]["message"]
+    admission.leave("first")  # answered: the oldest is now "second", 0.3 s old
+    assert admission.enter("fourth") is None
+    admission.leave("second")
+    admission.leave("fourth")
+    assert admission.in_flight == 0 and admission.oldest_wait() == 0.0
 
 
 def test_outbox_bound_uses_the_last_sample_and_keeps_it_when_the_count_fails() -> None:
     admission = Admission(AdmissionPolicy(max_in_flight=0, max_outbox_pending=10))
     admission.sample(lambda: 10)
-    assert admission.enter() == OUTBOX
+    assert admission.enter("a") == OUTBOX
 
     def store_down() -> int:
         raise OSError("store away")
 
     admission.sample(store_down)
-    assert admission.outbox_pending == 10 and admission.enter() == OUTBOX
+    assert admission.outbox_pending == 10 and admission.enter("a") == OUTBOX
     admission.sample(lambda: 9)
-    assert admission.enter() is None
+    assert admission.enter("a") is None
 
 
 def test_zero_turns_both_bounds_off() -> None:
-    admission = Admission(AdmissionPolicy(max_in_flight=0, max_outbox_pending=0))
+    now = [0.0]
+    admission = Admission(AdmissionPolicy(max_in_flight=0, max_wait_seconds=0, max_outbox_pending=0), lambda: now[0])
     admission.sample(lambda: 10**9)
-    assert all(admission.enter() is None for _ in range(1000))
+    assert admission.enter("oldest") is None
+    now[0] += 3600
+    assert all(admission.enter(n) is None for n in range(1000))
 
 
 def test_the_refusal_is_a_503_with_retry_after_naming_the_bound() -> None:
     admission = Admission(AdmissionPolicy(max_in_flight=1, retry_after_seconds=3))
-    admission.enter()
-    error = admission.refusal(admission.enter() or "")
+    admission.enter("a")
+    error = admission.refusal(admission.enter("b") or "")
     assert error.status == 503 and error.headers == {"Retry-After": "3"}
     body = error.body()["error"]
     assert body["code"] == "overloaded" and body["reason"] == "in_flight" and body["retry_after_seconds"] == 3
@@ -66,6 +85,9 @@ def test_policy_from_config_with_defaults_and_checks() -> None:
         AdmissionPolicy.from_config({"ADMISSION_MAX_IN_FLIGHT": "-1"})
     with pytest.raises(ValueError):
         AdmissionPolicy.from_config({"ADMISSION_RETRY_AFTER_SECONDS": "0"})
+    with pytest.raises(ValueError):
+        AdmissionPolicy.from_config({"ADMISSION_MAX_WAIT_SECONDS": "-0.5"})
+    assert AdmissionPolicy.from_config({"ADMISSION_MAX_WAIT_SECONDS": "0.25"}).max_wait_seconds == 0.25
 
 
 # ---- through HTTP: the in-flight bound answers at once, while admitted requests wait for their slots -------------
@@ -115,6 +137,7 @@ def admitted_url() -> Iterator[str]:
         "max_workers": 5,  # 2 slots for HTTP requests
         "HTTP_ADDRESSES": {"admitted": f"127.0.0.1:{port}"},
         "ADMISSION_MAX_IN_FLIGHT": 4,
+        "ADMISSION_MAX_WAIT_SECONDS": 0,  # the held requests would pass the time bound: this test is of the count
         "ADMISSION_MAX_OUTBOX_PENDING": 0,
         "ADMISSION_RETRY_AFTER_SECONDS": 3,
     }
