@@ -53,7 +53,7 @@ class Notify:
         )
 
     def record(self, event: Any) -> None:
-        self.service.record_event(event.to_message())
+        self.service.record_events([event.to_message()])
 
     def register(self, contact: str = "warga@example.org", token_hash: str = "a" * 64) -> str:
         """The contact hand-over intake sends for the report; returns its unsubscribe token."""
@@ -139,7 +139,7 @@ def test_a_final_status_starts_the_contact_retention_clock() -> None:
 def test_an_event_notify_cannot_read_is_dead_lettered() -> None:
     notify = Notify()
     with pytest.raises(PermanentFailure):
-        notify.service.record_event({"event_type": "intake.report_submitted", "report_id": REPORT})
+        notify.service.record_events([{"event_type": "intake.report_submitted", "report_id": REPORT}])
     assert notify.store.timeline == {} and notify.deliveries.enqueued == []
 
 
