@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.vocabulary import utcnow
@@ -53,6 +54,60 @@ class Appended(NamedTuple):
     supporter_contacts: bool = False
 
 
+class TimelineWrite(NamedTuple):
+    """One event's timeline entry to store, and what its event tells of the report (`report_fields`)."""
+
+    report_id: str
+    entry: dict[str, Any]
+    set_on_report: dict[str, Any] | None = None
+
+
+DUPLICATE_KEY = 11000
+
+
+def by_report(writes: Sequence[TimelineWrite]) -> dict[str, list[int]]:
+    """The positions of each report's writes, in batch order (a report's entries are numbered in that order)."""
+    groups: dict[str, list[int]] = {}
+    for index, write in enumerate(writes):
+        groups.setdefault(write.report_id, []).append(index)
+    return groups
+
+
+def merged_fields(sets: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
+    """The report fields of several writes as one `$set`: a later write's value wins, as written one by one."""
+    merged: dict[str, Any] = {}
+    for fields in sets:
+        merged.update(fields or {})
+    return merged
+
+
+def numbered(before: Mapping[str, Any] | None, sets: Sequence[dict[str, Any] | None]) -> list[Appended]:
+    """What each of a report's writes would have seen, written one by one after the report was `before` (None: not
+    there yet): consecutive numbers after its `seq`, and the report's fields as of that write (its own included)."""
+    report = dict(before or {})
+    seq = int(report.get("seq", 0))
+    out: list[Appended] = []
+    for fields in sets:
+        seq += 1
+        report.update(fields or {})
+        out.append(
+            Appended(
+                seq, report.get("streams", 0) > 0, report.get("has_contact"), bool(report.get("supporter_contacts"))
+            )
+        )
+    return out
+
+
+def duplicate_positions(error: BulkWriteError) -> set[int]:
+    """The positions an unordered insert_many found there already; re-raises for any other failure (the batch is
+    then handled again, message by message)."""
+    details = error.details or {}
+    write_errors = details.get("writeErrors") or []
+    if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in write_errors):
+        raise error
+    return {int(e["index"]) for e in write_errors}
+
+
 class NotifyRepository:
     """Per report: the token hash that opens its stream, its public timeline, and (only here) the contact, encrypted;
     and the deliveries of notifications, one document per message to send, with its retry state."""
@@ -91,24 +146,44 @@ class NotifyRepository:
     ) -> Appended | None:
         """Add an entry once (keyed by event id): its sequence number, whether a live stream follows the report
         (anywhere) and whether the reporter left a contact (None if the submission is not known yet); None if the
-        entry was already there. `set_on_report` is written to the report in the same write.
+        entry was already there. `set_on_report` is written to the report in the same write."""
+        return self.append_many([TimelineWrite(report_id, entry, set_on_report)])[0]
 
-        Two writes, no read first: a redelivered event takes a sequence number and then finds its entry there, which
-        leaves a gap in the numbers; readers ask for entries after a number, so gaps are harmless."""
-        update: dict[str, Any] = {"$inc": {"seq": 1}}
-        if set_on_report:
-            update["$set"] = set_on_report
-        counter = self.reports.find_one_and_update(
-            {"_id": report_id}, update, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        seq = int(counter["seq"])
+    def append_many(self, writes: Sequence[TimelineWrite]) -> list[Appended | None]:
+        """`append` for a batch of entries, each as if appended one by one in batch order (None: already there).
+
+        One numbering write per report (`$inc` by its number of entries, with the report fields of all of them), then
+        one insert of every entry, no read first: a redelivered event takes a sequence number and then finds its
+        entry there, which leaves a gap in the numbers; readers ask for entries after a number, so gaps are harmless.
+        The report as it was before the write tells what each entry would have seen (its number, watched, contact)."""
+        numbers: dict[int, Appended] = {}
+        for report_id, positions in by_report(writes).items():
+            sets = [writes[i].set_on_report for i in positions]
+            update: dict[str, Any] = {"$inc": {"seq": len(positions)}}
+            fields = merged_fields(sets)
+            if fields:
+                update["$set"] = fields
+            before = self.reports.find_one_and_update(
+                {"_id": report_id}, update, upsert=True, return_document=ReturnDocument.BEFORE
+            )
+            numbers.update(zip(positions, numbered(before, sets), strict=True))
+        documents = [
+            {"_id": write.entry["event_id"], "report_id": write.report_id, "seq": numbers[i].seq, "entry": write.entry}
+            for i, write in enumerate(writes)
+        ]
+        there = self._insert_new(self.timeline, documents)
+        return [None if i in there else numbers[i] for i in range(len(writes))]
+
+    @staticmethod
+    def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
+        """Insert documents keyed by a stable id in one unordered write; the positions of those there already."""
+        if not documents:
+            return set()
         try:
-            self.timeline.insert_one({"_id": entry["event_id"], "report_id": report_id, "seq": seq, "entry": entry})
-        except DuplicateKeyError:
-            return None
-        return Appended(
-            seq, counter.get("streams", 0) > 0, counter.get("has_contact"), bool(counter.get("supporter_contacts"))
-        )
+            collection.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            return duplicate_positions(exc)
+        return set()
 
     def stream_opened(self, report_id: str) -> None:
         self.reports.update_one({"_id": report_id}, {"$inc": {"streams": 1}})
@@ -214,11 +289,11 @@ class NotifyRepository:
 
     def enqueue_delivery(self, document: dict[str, Any]) -> bool:
         """Insert a delivery once (its id is derived from the event): False if it was already there."""
-        try:
-            self.deliveries.insert_one(document)
-        except DuplicateKeyError:
-            return False
-        return True
+        return self.enqueue_deliveries([document]) == 1
+
+    def enqueue_deliveries(self, documents: list[dict[str, Any]]) -> int:
+        """Insert deliveries once each, in one write: how many were new (the others were there already)."""
+        return len(documents) - len(self._insert_new(self.deliveries, documents))
 
     def claim_delivery(
         self, now: datetime, busy_destinations: list[str], lease_until: datetime, owner: str

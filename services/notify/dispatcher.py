@@ -23,9 +23,10 @@ import secrets
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 import eventlet
 from eventlet.greenpool import GreenPool
@@ -136,6 +137,40 @@ class DeliverySettings:
         )
 
 
+class DeliveryPlan(NamedTuple):
+    """An event's notifications, and what its timeline write told of the report (None: not known, looked up)."""
+
+    notifications: list[Notification]
+    has_contact: bool | None = None
+    supporter_contacts: bool | None = None
+
+
+def delivery_document(
+    notification: Notification, channel: str | None, destination: str, key: str, now: datetime
+) -> dict[str, Any]:
+    """The delivery of one notification by one route, due now; its id derives from the event (stored once)."""
+    document = {
+        "_id": delivery_id(notification, key),
+        "report_id": notification.report_id,
+        "event_id": notification.event_id,
+        "occurred_at": notification.occurred_at,
+        "audience": notification.audience,
+        "kind": notification.kind,
+        "opd": notification.opd,
+        "channel": channel,
+        "destination": destination,
+        "facts": notification.facts,
+        "state": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "last_error": None,
+    }
+    if key.startswith(SUPPORTER_KEY_PREFIX):  # a supporter's subscription, not the reporter's
+        document["contact_id"] = key[len(SUPPORTER_KEY_PREFIX) :]
+    return document
+
+
 def unsubscribe_url(base: str, token: str) -> str:
     return f"{base.rstrip('/')}/api/v1/unsubscribe/{token}"
 
@@ -177,31 +212,18 @@ class Dispatcher:
 
         `has_contact`: whether the report's reporter left a contact, if the caller knows (None: look it up);
         `supporter_contacts`: whether a supporter of the report did (None: look it up)."""
-        added = 0
+        return self.enqueue_many([DeliveryPlan(notifications, has_contact, supporter_contacts)])
+
+    def enqueue_many(self, plans: Sequence[DeliveryPlan]) -> int:
+        """`enqueue` for the notifications of a batch of events, stored in one write; returns how many new."""
         now = utcnow()
-        for notification in notifications:
-            for channel, destination, key in self._routes(notification, has_contact, supporter_contacts):
-                document = {
-                    "_id": delivery_id(notification, key),
-                    "report_id": notification.report_id,
-                    "event_id": notification.event_id,
-                    "occurred_at": notification.occurred_at,
-                    "audience": notification.audience,
-                    "kind": notification.kind,
-                    "opd": notification.opd,
-                    "channel": channel,
-                    "destination": destination,
-                    "facts": notification.facts,
-                    "state": PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "last_error": None,
-                }
-                if key.startswith(SUPPORTER_KEY_PREFIX):  # a supporter's subscription, not the reporter's
-                    document["contact_id"] = key[len(SUPPORTER_KEY_PREFIX) :]
-                if self.repository.enqueue_delivery(document):
-                    added += 1
+        documents = [
+            delivery_document(notification, channel, destination, key, now)
+            for plan in plans
+            for notification in plan.notifications
+            for channel, destination, key in self._routes(notification, plan.has_contact, plan.supporter_contacts)
+        ]
+        added = self.repository.enqueue_deliveries(documents) if documents else 0
         if added:
             self.kick()
         return added

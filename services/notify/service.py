@@ -16,10 +16,12 @@ from eventlet.queue import Empty
 from pydantic import ValidationError
 from werkzeug.wrappers import Request, Response
 
+from jaklapor.batches import batch_consumer
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, encrypt_contact
-from jaklapor.events import ContactRegistered, ReportStatusChanged, ReportSubmitted, parse_event
+from jaklapor.events import ContactRegistered, Event, ReportStatusChanged, ReportSubmitted, parse_event
 from jaklapor.live import LiveStreams
 from jaklapor.messaging import (
+    Outgoing,
     PermanentFailure,
     Publisher,
     PublishFailed,
@@ -36,8 +38,8 @@ from jaklapor.timers import timer_from_config
 from jaklapor.tokens import token_hash_or_none
 from jaklapor.vocabulary import FINAL_STATUSES, utcnow
 from jaklapor.web import ApiError, api, json_response
-from services.notify.dependencies import ACTIVE_STATES, NotifyStore, report_fields
-from services.notify.dispatcher import Deliveries
+from services.notify.dependencies import ACTIVE_STATES, Appended, NotifyStore, TimelineWrite, report_fields
+from services.notify.dispatcher import Deliveries, DeliveryPlan
 from services.notify.domain import (
     contact_purge_due,
     notifications_for,
@@ -66,6 +68,54 @@ REGISTRATION_WAIT_SECONDS = 5.0
 UNSUBSCRIBE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 
 
+def parse_events(bodies: list[dict[str, Any]]) -> list[Event]:
+    """The batch's events; a malformed one fails the batch, whose messages are then handled one by one (alone, the
+    malformed one is dead-lettered at once)."""
+    try:
+        return [parse_event(body) for body in bodies]
+    except ValueError as exc:
+        raise PermanentFailure(str(exc)) from exc
+
+
+def timeline_write(event: Event) -> TimelineWrite | None:
+    """The event's timeline entry (None: citizens do not follow this event), with the report's fields a submission
+    carries."""
+    entry = timeline_entry(event)
+    if entry is None:
+        return None
+    fields = None
+    if isinstance(event, ReportSubmitted):
+        fields = report_fields(event.tracking_token_hash, event.has_contact)
+    return TimelineWrite(event.report_id, entry, fields)
+
+
+def entries_of(writes: list[TimelineWrite | None], stored: list[Appended | None]) -> list[Appended | None]:
+    """Each event's appended entry, from the results of the writes it had (None: no entry, or there already)."""
+    results = iter(stored)
+    return [next(results) if write is not None else None for write in writes]
+
+
+def delivery_plans(
+    events: list[Event], appended: list[Appended | None], opd_names: dict[str, str]
+) -> list[DeliveryPlan]:
+    """Each event's notifications; the timeline write told whether the reporter left a contact (no lookup for the
+    reports without one); a redelivered event's is looked up."""
+    return [
+        DeliveryPlan(
+            notifications_for(event, opd_names.get, "triage"),
+            entry.has_contact if entry is not None else None,
+            entry.supporter_contacts if entry is not None else None,
+        )
+        for event, entry in zip(events, appended, strict=True)
+    ]
+
+
+def wake_up(event: Event, seq: int) -> Outgoing:
+    return Outgoing(
+        {"report_id": event.report_id, "seq": seq}, NOTIFY_EVENTS.name, "timeline_updated", f"{event.event_id}:wake"
+    )
+
+
 class NotifyService(OperationsEndpoints):
     name = "notify"
 
@@ -76,49 +126,36 @@ class NotifyService(OperationsEndpoints):
     publisher = Publisher(declare=[NOTIFY_EVENTS])
     deliveries = Deliveries()
 
-    @work_consumer(work_queue("notify.events", [("intake", "#"), ("routing", "#")]))
-    def record_event(self, body: dict[str, Any]) -> None:
-        try:
-            event = parse_event(body)
-        except ValueError as exc:
-            raise PermanentFailure(str(exc)) from exc
-        entry = timeline_entry(event)  # every submitted report has one
-        appended = None
-        if entry is not None:
-            # a submitted report is registered in the same write that numbers its first timeline entry
-            fields = None
-            if isinstance(event, ReportSubmitted):
-                fields = report_fields(event.tracking_token_hash, event.has_contact)
-            appended = self.store.append(event.report_id, entry, fields)
+    @batch_consumer(work_queue("notify.events", [("intake", "#"), ("routing", "#")]))
+    def record_events(self, bodies: list[dict[str, Any]]) -> None:
+        """A batch of report events (jaklapor/batches.py), each handled as if alone and in order: its timeline entry,
+        its notifications, the report's final mark, the wake-up of its live streams; in a few writes per batch."""
+        events = parse_events(bodies)
+        writes = [timeline_write(event) for event in events]  # every submitted report has one
+        # a submitted report is registered in the same write that numbers its first timeline entry
+        stored = self.store.append_many([write for write in writes if write is not None])
+        appended = entries_of(writes, stored)
         # idempotent on the event id (a delivery's id derives from it): safe on a redelivered event
-        names = self.deliveries.opd_names
-        # the timeline write told whether the reporter left a contact: no lookup for the reports without one
-        has_contact = appended.has_contact if appended is not None else None
-        supporters = appended.supporter_contacts if appended is not None else None
-        self.deliveries.enqueue(
-            notifications_for(event, names.get, "triage"), has_contact, supporter_contacts=supporters
-        )
-        if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
-            self.store.mark_final(event.report_id, event.occurred_at)
-        elif isinstance(event, ReportStatusChanged) and event.from_status in FINAL_STATUSES:
-            # reopened by its citizen: not final any more (its contact is kept, its stream lives again)
-            self.store.unmark_final(event.report_id)
-        if entry is None or appended is None:
-            return  # no timeline entry, or a redelivered event whose entry is there already
-        seq, watched = appended.seq, appended.watched
-        TIMELINE_EVENTS.labels(entry["kind"]).inc()
-        if not watched:
-            return  # nobody follows this report live: no wake-up to publish (most reports)
+        self.deliveries.enqueue_many(delivery_plans(events, appended, self.deliveries.opd_names))
+        for event in events:
+            if isinstance(event, ReportStatusChanged) and event.to_status in FINAL_STATUSES:
+                self.store.mark_final(event.report_id, event.occurred_at)
+            elif isinstance(event, ReportStatusChanged) and event.from_status in FINAL_STATUSES:
+                # reopened by its citizen: not final any more (its contact is kept, its stream lives again)
+                self.store.unmark_final(event.report_id)
+        wakeups: list[Outgoing] = []
+        for event, write, entry in zip(events, writes, appended, strict=True):
+            if write is None or entry is None:
+                continue  # no timeline entry, or a redelivered event whose entry is there already
+            TIMELINE_EVENTS.labels(write.entry["kind"]).inc()
+            if entry.watched:  # most reports: nobody follows them live, no wake-up to publish
+                wakeups.append(wake_up(event, entry.seq))
         try:
-            # every notify instance wakes its own streams of this report
-            self.publisher.publish(
-                {"report_id": event.report_id, "seq": seq},
-                exchange=NOTIFY_EVENTS,
-                routing_key="timeline_updated",
-                message_id=f"{event.event_id}:wake",
-            )
+            # every notify instance wakes its own streams of the report
+            self.publisher.publish_many(wakeups)
         except PublishFailed as exc:  # streams still catch up through their safety poll
-            log.warning("could not wake live streams: %s", exc, extra={"report_id": event.report_id})
+            for report_id in sorted({message.body["report_id"] for message in wakeups}):
+                log.warning("could not wake live streams: %s", exc, extra={"report_id": report_id})
 
     @broadcast_consumer("notify.live", [("notify", "timeline_updated")])
     def wake_streams(self, body: dict[str, Any]) -> None:

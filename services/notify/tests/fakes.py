@@ -7,15 +7,24 @@ what they were asked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from kombu import Exchange, Queue
 
-from jaklapor.messaging import PublishFailed
+from jaklapor.messaging import Outgoing, PublishFailed
 from jaklapor.vocabulary import utcnow
-from services.notify.dependencies import ACTIVE, ACTIVE_STATES, CANCELLED, OPEN_STATES, PENDING, Appended
+from services.notify.dependencies import (
+    ACTIVE,
+    ACTIVE_STATES,
+    CANCELLED,
+    OPEN_STATES,
+    PENDING,
+    Appended,
+    TimelineWrite,
+)
+from services.notify.dispatcher import DeliveryPlan
 from services.notify.domain import Notification
 
 
@@ -25,6 +34,7 @@ class FakeNotifyStore:
         self.timeline: dict[str, tuple[str, int, dict[str, Any]]] = {}  # event id -> (report, seq, entry)
         self.contacts: dict[str, dict[str, Any]] = {}
         self.citizen_deliveries: dict[str, list[str]] = {}  # report -> the state of each delivery to its citizen
+        self.batches: list[int] = []  # the size of each append_many
 
     def ping(self) -> bool:
         return True
@@ -41,6 +51,11 @@ class FakeNotifyStore:
             return None
         self.timeline[entry["event_id"]] = (report_id, report["seq"], entry)
         return Appended(report["seq"], report.get("streams", 0) > 0, report.get("has_contact"))
+
+    def append_many(self, writes: Sequence[TimelineWrite]) -> list[Appended | None]:
+        """As the repository: each entry as if appended one by one, in batch order."""
+        self.batches.append(len(writes))
+        return [self.append(*write) for write in writes]
 
     def entries_after(self, report_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         found = [(n, entry) for report, n, entry in self.timeline.values() if report == report_id and n > seq]
@@ -142,6 +157,7 @@ class FakeDispatcher:
     def __init__(self, opd_names: dict[str, str] | None = None) -> None:
         self.opd_names = opd_names or {}
         self.enqueued: list[tuple[list[Notification], bool | None]] = []
+        self.batches: list[int] = []  # the number of events of each enqueue_many
 
     def enqueue(
         self, notifications: list[Notification], has_contact: bool | None = None, supporter_contacts: bool | None = None
@@ -149,13 +165,19 @@ class FakeDispatcher:
         self.enqueued.append((list(notifications), has_contact))
         return len(notifications)
 
+    def enqueue_many(self, plans: Sequence[DeliveryPlan]) -> int:
+        self.batches.append(len(plans))
+        return sum(self.enqueue(*plan) for plan in plans)
+
 
 class FakePublisher:
-    """ConfirmedPublisher.publish: keeps each message as (exchange name, routing key, message id, body)."""
+    """ConfirmedPublisher.publish and publish_many: keeps each message as (exchange name, routing key, message id,
+    body); `failure` fails every publish."""
 
     def __init__(self) -> None:
         self.published: list[tuple[str, str, str, dict[str, Any]]] = []
         self.failure: PublishFailed | None = None
+        self.calls = 0  # publishes that reached the broker (a batch is one)
 
     def publish(
         self,
@@ -167,7 +189,14 @@ class FakePublisher:
         declare: Iterable[Exchange | Queue] = (),
         headers: dict[str, Any] | None = None,
     ) -> None:
+        name = exchange.name if isinstance(exchange, Exchange) else exchange
+        self.publish_many([Outgoing(body, name, routing_key, message_id, headers or {})], declare=declare)
+
+    def publish_many(self, messages: Sequence[Outgoing], *, declare: Iterable[Exchange | Queue] = ()) -> None:
+        if not messages:
+            return
+        self.calls += 1
         if self.failure is not None:
             raise self.failure
-        name = exchange.name if isinstance(exchange, Exchange) else exchange
-        self.published.append((name, routing_key, message_id, body))
+        for message in messages:
+            self.published.append((message.exchange, message.routing_key, message.message_id, message.body))

@@ -26,12 +26,12 @@ def routed(hop: int = 0) -> ReportRouted:
     )
 
 
-def status_changed(to_status: str = "dikerjakan", **kw: Any) -> ReportStatusChanged:
+def status_changed(to_status: str = "dikerjakan", from_status: str = "menunggu", **kw: Any) -> ReportStatusChanged:
     return ReportStatusChanged(
         report_id=REPORT,
         version=3,
         occurred_at=AT,
-        from_status="menunggu",
+        from_status=from_status,
         to_status=to_status,
         actor_opd="kelurahan-melawai",
         note="Petugas menuju lokasi",

@@ -53,7 +53,7 @@ class Notify:
         )
 
     def record(self, event: Any) -> None:
-        self.service.record_event(event.to_message())
+        self.service.record_events([event.to_message()])
 
     def register(self, contact: str = "warga@example.org", token_hash: str = "a" * 64) -> str:
         """The contact hand-over intake sends for the report; returns its unsubscribe token."""
@@ -139,8 +139,81 @@ def test_a_final_status_starts_the_contact_retention_clock() -> None:
 def test_an_event_notify_cannot_read_is_dead_lettered() -> None:
     notify = Notify()
     with pytest.raises(PermanentFailure):
-        notify.service.record_event({"event_type": "intake.report_submitted", "report_id": REPORT})
+        notify.service.record_events([{"event_type": "intake.report_submitted", "report_id": REPORT}])
     assert notify.store.timeline == {} and notify.deliveries.enqueued == []
+
+
+# ---- batches of events (jaklapor/batches.py) ---------------------------------------------------------------------
+
+
+def test_a_batch_numbers_a_reports_entries_in_order_as_one_by_one() -> None:
+    notify = Notify()
+    batch = [submitted(has_contact=True), routed(), status_changed("dikerjakan")]
+    notify.service.record_events([event.to_message() for event in batch])
+    assert [(seq, entry["kind"]) for seq, entry in notify.store.entries_after(REPORT, 0)] == [
+        (1, "submitted"),
+        (2, "routed"),
+        (3, "status_changed"),
+    ]
+    # one timeline write and one delivery write for the batch, each event's notifications planned as alone
+    assert notify.store.batches == [3] and notify.deliveries.batches == [3]
+    assert notify.deliveries.enqueued == [
+        (notifications_for(event, NAMES.get), True) for event in batch
+    ]  # the submission told the later events of the batch that the reporter left a contact
+
+
+def test_a_batch_wakes_the_streams_of_its_watched_entries_in_one_publish() -> None:
+    notify = Notify()
+    notify.record(submitted())
+    notify.store.stream_opened(REPORT)
+    first, second = routed(), status_changed("dikerjakan")
+    notify.service.record_events([first.to_message(), second.to_message()])
+    assert notify.publisher.calls == 1
+    assert [(message_id, body) for _, _, message_id, body in notify.publisher.published] == [
+        (f"{first.event_id}:wake", {"report_id": REPORT, "seq": 2}),
+        (f"{second.event_id}:wake", {"report_id": REPORT, "seq": 3}),
+    ]
+
+
+def test_a_batch_with_a_redelivered_event_applies_the_rest_once() -> None:
+    notify = Notify()
+    notify.record(submitted())
+    notify.store.stream_opened(REPORT)
+    again, new = routed(), status_changed("dikerjakan")
+    notify.record(again)
+    notify.service.record_events([again.to_message(), new.to_message(), new.to_message()])
+    assert [entry["kind"] for _, entry in notify.store.entries_after(REPORT, 0)] == [
+        "submitted",
+        "routed",
+        "status_changed",
+    ]
+    # the redelivered ones wake nobody; their notifications are planned again with the contact looked up (the
+    # dispatcher keeps one delivery per event id)
+    assert [message_id for _, _, message_id, _ in notify.publisher.published] == [
+        f"{again.event_id}:wake",
+        f"{new.event_id}:wake",
+    ]
+    assert [known for _, known in notify.deliveries.enqueued[-3:]] == [None, True, None]
+
+
+def test_a_batch_holding_an_event_notify_cannot_read_fails_whole_and_writes_nothing() -> None:
+    notify = Notify()
+    bodies = [submitted().to_message(), {"event_type": "intake.report_submitted", "report_id": REPORT}]
+    with pytest.raises(PermanentFailure):  # its messages are handled again one by one: only this one is dead
+        notify.service.record_events(bodies)
+    assert notify.store.timeline == {} and notify.deliveries.enqueued == [] and notify.store.batches == []
+
+
+def test_final_marks_in_a_batch_follow_the_batch_order() -> None:
+    notify = Notify()
+    notify.record(submitted())
+    notify.register()
+    done = status_changed("selesai")
+    reopened = status_changed("dikerjakan", from_status="selesai")
+    notify.service.record_events([done.to_message(), reopened.to_message()])  # in batch order: marked, unmarked
+    assert not notify.store.is_final(REPORT) and notify.store.contacts[REPORT]["final_at"] is None
+    notify.service.record_events([status_changed("ditolak", from_status="dikerjakan").to_message()])
+    assert notify.store.is_final(REPORT)
 
 
 def test_a_wake_up_reaches_this_process_streams_of_the_report() -> None:
