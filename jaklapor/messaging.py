@@ -416,14 +416,18 @@ def settle_handled(
         queue_consumer.requeue_message(message)
 
 
+def _arguments_of(queue: Queue) -> dict[str, Any]:
+    return getattr(queue, "queue_arguments", None) or {}  # kombu sets it in __init__ from its attrs table
+
+
 def delivery_limit_of(queue: Queue) -> int:
-    return int((queue.queue_arguments or {}).get("x-delivery-limit", DELIVERY_LIMIT))
+    return int(_arguments_of(queue).get("x-delivery-limit", DELIVERY_LIMIT))
 
 
 def declare_with_dead_letters(amqp_uri: str, queue: Queue) -> None:
     """Declare a work queue, its bindings and its dead-letter queue now, so events published before the first
     consume are kept."""
-    if queue.queue_arguments and "x-dead-letter-routing-key" in queue.queue_arguments:
+    if "x-dead-letter-routing-key" in _arguments_of(queue):
         with Connection(amqp_uri, connect_timeout=5) as connection:
             channel = connection.channel()
             dead_letter_queue(queue.name).declare(channel=channel)
