@@ -27,7 +27,7 @@ def folded_store() -> InMemoryProjections:
     service = worker_factory(StatsService, projections=store, cache=ResponseCache())
     for story in stories():
         for event in story.events:
-            service.fold_event(event.to_message())
+            service.fold_events([event.to_message()])
     return store
 
 
@@ -58,18 +58,18 @@ def test_each_event_is_folded_into_its_report_projection_once() -> None:
     service = worker_factory(StatsService, projections=store, cache=cache)
     story = stories()[1]  # JK-2: koordinasi to another Suku Dinas, then worked and finished
     for event in story.events:
-        service.fold_event(event.to_message())
+        service.fold_events([event.to_message()])
     assert store.projections["JK-2"]["status"] == "selesai" and store.projections["JK-2"]["koordinasi_count"] == 1
     assert cache.generation == len(story.events)  # each change makes cached answers stale
     before = store.get("JK-2")
-    service.fold_event(story.events[2].to_message())  # redelivered
+    service.fold_events([story.events[2].to_message()])  # redelivered
     assert store.get("JK-2") == before and cache.generation == len(story.events)
 
 
 def test_a_body_that_is_no_event_is_a_permanent_failure() -> None:
     service = worker_factory(StatsService, projections=InMemoryProjections(), cache=ResponseCache())
     with pytest.raises(PermanentFailure, match="unknown event_type"):
-        service.fold_event({"event_type": "intake.report_commented", "report_id": "JK-1"})
+        service.fold_events([{"event_type": "intake.report_commented", "report_id": "JK-1"}])
 
 
 def test_the_event_handler_runs_as_a_worker_of_the_container(
@@ -77,7 +77,7 @@ def test_the_event_handler_runs_as_a_worker_of_the_container(
 ) -> None:
     service, store = container
     submitted = stories()[0].events[0].model_copy(update={"report_id": "JK-NEW", "event_id": "new"})
-    run_entrypoint(service, "fold_event", submitted.to_message())
+    run_entrypoint(service, "fold_events", [submitted.to_message()])
     assert store.projections["JK-NEW"]["status"] == "menunggu"
 
 
