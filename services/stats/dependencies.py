@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from nameko.extensions import DependencyProvider
-from pymongo import InsertOne, ReplaceOne
+from pymongo import ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -97,11 +97,12 @@ class ProjectionRepository:
         `update`). A report id `change` has nothing for is in neither.
 
         Reports in `probably_new` (their first event is in the batch) are created without reading, as in `update`.
-        Every write names the projection it expects, and a write that finds another one fails on its own with a
-        duplicate key error, which says which report conflicted: a new projection is inserted (another worker
-        created it first: the `_id` exists), an existing one is replaced by an upsert on its `_id` and `rev` (another
-        worker replaced it first: no match, so the upsert inserts the same `_id`). The writes are unordered:
-        reports are independent, and one conflict does not stop the others."""
+        Every write is an upsert on the projection's `_id` and the `rev` it was computed from (0 for a projection
+        not there yet: a stored one has 1 or more), all in one unordered update command. A write that finds
+        another projection than it was computed from fails on its own with a duplicate key error at its index:
+        matching nothing, the upsert inserts an `_id` that exists. Reports are independent, so one conflict does
+        not stop the others' writes. (A projection nobody has yet is simply inserted by its upsert.)
+        """
         updates: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}  # report id -> (before, after)
         to_read = []
         for report_id, change in changes.items():
@@ -116,15 +117,13 @@ class ProjectionRepository:
             updated = changes[report_id](before)
             if updated is not None:
                 updates[report_id] = (before, updated)
-        writes: list[InsertOne[Any] | ReplaceOne[Any]] = []
+        writes: list[ReplaceOne[Any]] = []
         written: list[str] = []
         for report_id, (before, updated) in updates.items():
-            updated = {**updated, "_id": report_id}
-            if before is None:
-                writes.append(InsertOne({**updated, "rev": 1}))
-            else:
-                rev = before.get("rev", 0)
-                writes.append(ReplaceOne({"_id": report_id, "rev": rev}, {**updated, "rev": rev + 1}, upsert=True))
+            rev = before.get("rev", 0) if before is not None else 0
+            writes.append(
+                ReplaceOne({"_id": report_id, "rev": rev}, {**updated, "_id": report_id, "rev": rev + 1}, upsert=True)
+            )
             written.append(report_id)
         if not writes:
             return set(), set()
