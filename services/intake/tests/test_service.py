@@ -136,7 +136,7 @@ def routed_event(report_id: str, opd_code: str = DINAS, hop: int = 0, **fields: 
 
 def routed_report(service: Any, opd_code: str = DINAS, deadline: datetime | None = None) -> str:
     report_id = submit(service)["report_id"]
-    service.apply_routing(routed_event(report_id, opd_code, response_deadline=deadline))
+    service.apply_routing_results([routed_event(report_id, opd_code, response_deadline=deadline)])
     return report_id
 
 
@@ -333,8 +333,8 @@ def test_a_routing_result_assigns_the_report_once(service: Any) -> None:
     report_id = submit(service)["report_id"]
     deadline = datetime(2030, 1, 1, tzinfo=UTC)
     event = routed_event(report_id, response_deadline=deadline)
-    service.apply_routing(event)
-    service.apply_routing(event)  # redelivered: no second change
+    service.apply_routing_results([event])
+    service.apply_routing_results([event])  # redelivered: no second change
 
     stored = service.store.reports[report_id]
     assert stored["assigned_opd"]["code"] == DINAS and stored["version"] == 2
@@ -354,7 +354,7 @@ def test_an_unroutable_report_goes_to_the_triage_desk(service: Any) -> None:
         routing_key="triage",
         category="jalan",
     )
-    service.apply_routing(event.to_message())
+    service.apply_routing_results([event.to_message()])
     stored = service.store.reports[report_id]
     assert stored["assigned_opd"]["code"] == "triage" and stored["triage_reason"] == "outside_jakarta"
     assert stored["history"][-1]["kind"] == "triage"
@@ -362,15 +362,15 @@ def test_an_unroutable_report_goes_to_the_triage_desk(service: Any) -> None:
 
 def test_a_routing_result_for_an_older_hop_changes_nothing(service: Any) -> None:
     report_id = routed_report(service)
-    service.apply_routing(routed_event(report_id, OTHER_OPD, hop=3))
+    service.apply_routing_results([routed_event(report_id, OTHER_OPD, hop=3)])
     assert service.store.reports[report_id]["assigned_opd"]["code"] == DINAS
 
 
 def test_routing_results_that_cannot_be_applied(service: Any) -> None:
     with pytest.raises(PermanentFailure):
-        service.apply_routing({"event_type": "routing.something_else"})
+        service.apply_routing_results([{"event_type": "routing.something_else"}])
     with pytest.raises(LookupError):  # retried, then dead-lettered
-        service.apply_routing(routed_event("JK-20300101-000001"))
+        service.apply_routing_results([routed_event("JK-20300101-000001")])
 
 
 # ---- the OPD API ----------------------------------------------------------------------------------------------------
@@ -686,7 +686,7 @@ MELAWAI = AreaRef(code="31.74.07.1001", kelurahan="Melawai", kecamatan="Kebayora
 
 def held_report(service: Any, deadline: datetime | None, area: AreaRef = AREA, category: str = "jalan") -> str:
     report_id = submit(service, category=category)["report_id"]
-    service.apply_routing(routed_event(report_id, SUDIN, response_deadline=deadline, area=area))
+    service.apply_routing_results([routed_event(report_id, SUDIN, response_deadline=deadline, area=area)])
     return report_id
 
 
@@ -834,7 +834,7 @@ def test_the_live_list_sees_a_report_handed_over_leave_one_opd_and_reach_the_oth
 
     # routing's answer for the new hop, heard on the broadcast queue: an update for the new holder
     event = routed_event(report_id, OTHER_OPD, hop=1)
-    service.apply_routing(event)
+    service.apply_routing_results([event])
     updated, _ = frames(target, 2)
     assert (updated[1]["change"], updated[1]["report"]["hop"]) == ("updated", 1)
     service.wake_opd_streams(event)  # a replica's own broadcast: nothing changed since, nothing sent
