@@ -373,6 +373,77 @@ def test_routing_results_that_cannot_be_applied(service: Any) -> None:
         service.apply_routing_results([routed_event("JK-20300101-000001")])
 
 
+def woken_lists(service: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    woken: list[str] = []
+    monkeypatch.setattr(service.opd_streams, "wake_all", lambda codes: woken.extend(codes))
+    return woken
+
+
+def test_a_batch_of_routing_results_reads_and_writes_once(service: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = submit(service)["report_id"], submit(service)["report_id"]
+    woken = woken_lists(service, monkeypatch)
+    event = routed_event(first)
+    service.apply_routing_results([event, routed_event(second, OTHER_OPD), event])  # one of them twice
+    store = service.store
+    # a round per result of a report: the repeat is read in a second round, found applied, and not written
+    assert (store.batch_reads, store.batch_writes) == (2, 1)
+    assert store.reports[first]["assigned_opd"]["code"] == DINAS and store.reports[first]["version"] == 2
+    assert [entry["kind"] for entry in store.reports[first]["history"]] == ["submitted", "routed"]
+    assert store.reports[second]["assigned_opd"]["code"] == OTHER_OPD and store.reports[second]["version"] == 2
+    assert sorted(woken) == sorted([DINAS, OTHER_OPD])
+    woken.clear()
+    service.apply_routing_results([event, routed_event(second, OTHER_OPD, hop=5)])  # redelivered; an older hop's
+    assert (store.batch_reads, store.batch_writes) == (3, 1), "nothing changes: nothing written"
+    assert store.reports[first]["version"] == 2 and store.reports[second]["version"] == 2 and woken == []
+
+
+def test_a_reports_two_results_in_one_batch_apply_in_order(service: Any) -> None:
+    report_id = submit(service)["report_id"]
+    unroutable = ReportUnroutable(
+        report_id=report_id,
+        version=2,
+        reason="outside_jakarta",
+        detail="no area",
+        routing_key="triage",
+        category="jalan",
+    )
+    service.apply_routing_results([unroutable.to_message(), routed_event(report_id, OTHER_OPD, area=None)])
+    stored = service.store.reports[report_id]
+    assert stored["assigned_opd"]["code"] == OTHER_OPD and stored["version"] == 3
+    assert stored["triage_reason"] == "outside_jakarta" and stored["area"] is None
+    assert [entry["kind"] for entry in stored["history"]] == ["submitted", "triage", "routed"]
+
+
+def test_a_result_applied_meanwhile_by_another_worker_is_not_applied_twice(service: Any) -> None:
+    report_id = submit(service)["report_id"]
+    event = routed_event(report_id)
+    store = service.store
+
+    def another_worker() -> None:
+        store.before_batch_write = None
+        service.apply_routing_results([event])  # the same result, redelivered to another worker
+
+    store.before_batch_write = another_worker
+    service.apply_routing_results([event])
+    assert store.reports[report_id]["version"] == 2 and store.reports[report_id]["applied_events"] == [
+        event["event_id"]
+    ]
+
+
+def test_a_bad_message_fails_its_batch_before_anything_is_written(service: Any) -> None:
+    report_id = submit(service)["report_id"]
+    good = routed_event(report_id)
+    for bad, failure in [
+        ({"event_type": "routing.report_routed", "report_id": report_id}, PermanentFailure),
+        (routed_event("JK-20300101-000001"), LookupError),  # an unknown report: retried alone, then dead-lettered
+    ]:
+        with pytest.raises(failure):
+            service.apply_routing_results([good, bad])
+        assert service.store.reports[report_id]["version"] == 1 and service.store.batch_writes == 0
+    service.apply_routing_results([good])  # the batch consumer hands it over alone
+    assert service.store.reports[report_id]["assigned_opd"]["code"] == DINAS
+
+
 # ---- the OPD API ----------------------------------------------------------------------------------------------------
 
 
