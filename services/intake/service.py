@@ -427,8 +427,8 @@ class IntakeService(
         for event in events:
             document = stored[event.report_id]
             change = Report(document, self.settings.public_url).apply_routing(event, triage, now)
-            # a result for an older hop (the report was forwarded meanwhile) or one already applied changes nothing:
-            # that stays so, so it is not written (the write's condition says the same, for a change meanwhile)
+            # a result for an older hop (the report was forwarded meanwhile) or one already applied changes nothing,
+            # now or later, so it is not written (the write's condition checks the same again, for a change meanwhile)
             current = event.event_id not in document.get("applied_events", ()) and document.get("hop") == event.hop
             results.append((event, change, current))
         applied = self.store.apply_each_once(
