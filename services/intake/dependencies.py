@@ -6,17 +6,17 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import eventlet
 from eventlet import tpool
 from eventlet.queue import Empty, LightQueue
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -53,6 +53,27 @@ class VersionConflict(Exception):
 
 #: a merged report follows its primary: it is in no work list, its OPD counts it no more
 NOT_MERGED: dict[str, Any] = {"merged_into": None}
+
+
+class OnceChange(NamedTuple):
+    """A change caused by one event, applied at most once and only while the report matches `condition`."""
+
+    report_id: str
+    event_id: str
+    condition: dict[str, Any]
+    changes: dict[str, Any]
+    history: dict[str, Any]
+
+    def update(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The filter and update that apply it: the event is recorded in `applied_events` with the change."""
+        return (
+            {"_id": self.report_id, "applied_events": {"$ne": self.event_id}, **self.condition},
+            {
+                "$set": self.changes,
+                "$inc": {"version": 1},
+                "$push": {"history": self.history, "applied_events": self.event_id},
+            },
+        )
 
 
 class ReportRepository:
@@ -134,6 +155,11 @@ class ReportRepository:
 
     def by_id(self, report_id: str) -> dict[str, Any] | None:
         return self.reports.find_one({"_id": report_id}, {"outbox": 0})
+
+    def by_ids(self, report_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored reports among `report_ids` (one read), by id; an unknown id is left out."""
+        wanted = list(dict.fromkeys(report_ids))
+        return {report["_id"]: report for report in self.reports.find({"_id": {"$in": wanted}}, {"outbox": 0})}
 
     def open_reports_in(self, box: BoundingBox, category: str | None, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` open reports (of `category`, if given) located inside `box`: only their public fields."""
@@ -266,15 +292,32 @@ class ReportRepository:
         history: dict[str, Any],
     ) -> bool:
         """Apply a change caused by an event at most once (redeliveries are no-ops)."""
-        result = self.reports.update_one(
-            {"_id": report_id, "applied_events": {"$ne": event_id}, **condition},
-            {
-                "$set": changes,
-                "$inc": {"version": 1},
-                "$push": {"history": history, "applied_events": event_id},
-            },
-        )
+        result = self.reports.update_one(*OnceChange(report_id, event_id, condition, changes, history).update())
         return result.modified_count == 1
+
+    def apply_each_once(self, changes: Sequence[OnceChange]) -> set[str]:
+        """`apply_once` for several events, each of another report, in one unordered write: the ids of the events
+        applied.
+
+        The write only says how many changed. All of them is the rule; fewer means some report changed between the
+        caller's read and this write (another worker applied the same event, or the report moved to another hop):
+        one more read tells which events the reports hold now. An event another worker applied in that moment is
+        then counted as applied here too (both log it and wake its OPD's lists: harmless)."""
+        if not changes:
+            return set()
+        if len({change.report_id for change in changes}) != len(changes):
+            raise ValueError("apply_each_once takes one change per report (apply a report's next one after it)")
+        result = self.reports.bulk_write(
+            [UpdateOne(*change.update()) for change in changes],
+            ordered=False,
+        )
+        if result.modified_count == len(changes):
+            return {change.event_id for change in changes}
+        held = {
+            report["_id"]: report.get("applied_events") or []
+            for report in self.reports.find({"_id": {"$in": [c.report_id for c in changes]}}, {"applied_events": 1})
+        }
+        return {c.event_id for c in changes if c.event_id in held.get(c.report_id, [])}
 
     def claim_outboxes(self, report_ids: list[str], now: datetime) -> list[dict[str, Any]]:
         """Lease the pending messages of those reports that are due, so concurrent relays do not publish them twice.

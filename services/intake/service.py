@@ -16,9 +16,10 @@ from nameko.rpc import rpc
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
+from jaklapor.batches import batch_consumer
 from jaklapor.contacts import encrypt_contact
 from jaklapor.events import Location, ReportRouted, ReportUnroutable, parse_event
-from jaklapor.messaging import PermanentFailure, broker_reachable, work_consumer, work_queue
+from jaklapor.messaging import PermanentFailure, broker_reachable, work_queue
 from jaklapor.operations import OperationsEndpoints, SecretGuard
 from jaklapor.settings import Settings
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
@@ -31,6 +32,7 @@ from services.intake.admission import admitted_api
 from services.intake.citizen_api import CitizenFeedbackEndpoints
 from services.intake.dependencies import (
     KeyGuessThrottle,
+    OnceChange,
     OpdStreams,
     OutboxRelay,
     PhotoCleaner,
@@ -392,34 +394,58 @@ class IntakeService(
 
     # ---- routing results ----------------------------------------------------------------------------------------
 
-    @work_consumer(
+    @batch_consumer(
         work_queue(
             "intake.routing-results",
             [("routing", "report_routed"), ("routing", "report_unroutable")],
         )
     )
-    def apply_routing(self, body: dict[str, Any]) -> None:
-        try:
-            event = parse_event(body)
-        except ValueError as exc:
-            raise PermanentFailure(str(exc)) from exc
-        if not isinstance(event, ReportRouted | ReportUnroutable):
-            raise PermanentFailure(f"intake.routing-results does not handle {event.event_type}")
-        stored = self.store.by_id(event.report_id)
-        if stored is None:
-            raise LookupError(f"routing result for unknown report {event.report_id}")  # retried, then dead-lettered
-        report = Report(stored, self.settings.public_url)
-        change = report.apply_routing(event, self.reference.directory.triage, utcnow())
-        # a result for an older hop (the report was forwarded meanwhile) or one already applied changes nothing
-        applied = self.store.apply_once(
-            event.report_id, event.event_id, {"hop": event.hop}, change.fields, change.history
+    def apply_routing_results(self, bodies: list[dict[str, Any]]) -> None:
+        """Apply a batch of routing results: one read of their reports and one write of the results that change
+        them. A report's results apply in their order, each to what the one before left: its second result goes in
+        a second round (read and write) after the first one's."""
+        events = [_routing_result(body) for body in bodies]  # a malformed body fails the batch, then only itself
+        rounds: list[list[ReportRouted | ReportUnroutable]] = []
+        seen: dict[str, int] = {}
+        for event in events:
+            n = seen[event.report_id] = seen.get(event.report_id, -1) + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(event)
+        for round_events in rounds:
+            self._apply_routing_round(round_events)
+
+    def _apply_routing_round(self, events: list[ReportRouted | ReportUnroutable]) -> None:
+        """Routing results of different reports, each applied once (redeliveries are no-ops)."""
+        stored = self.store.by_ids(event.report_id for event in events)
+        for event in events:
+            if event.report_id not in stored:
+                # alone (the batch consumer hands the batch's messages over one by one): retried, then dead-lettered
+                raise LookupError(f"routing result for unknown report {event.report_id}")
+        now, triage = utcnow(), self.reference.directory.triage
+        results = []
+        for event in events:
+            document = stored[event.report_id]
+            change = Report(document, self.settings.public_url).apply_routing(event, triage, now)
+            # a result for an older hop (the report was forwarded meanwhile) or one already applied changes nothing,
+            # now or later, so it is not written (the write's condition checks the same again, for a change meanwhile)
+            current = event.event_id not in document.get("applied_events", ()) and document.get("hop") == event.hop
+            results.append((event, change, current))
+        applied = self.store.apply_each_once(
+            [
+                OnceChange(event.report_id, event.event_id, {"hop": event.hop}, change.fields, change.history)
+                for event, change, current in results
+                if current
+            ]
         )
-        if applied:
-            self._wake_lists([change.fields["assigned_opd"]["code"]])
-        log.info(
-            "routing applied" if applied else "routing result ignored (duplicate or superseded)",
-            extra={"report_id": event.report_id, "opd": change.fields["assigned_opd"]["code"], "hop": event.hop},
+        self._wake_lists(
+            change.fields["assigned_opd"]["code"] for event, change, _ in results if event.event_id in applied
         )
+        for event, change, _ in results:
+            log.info(
+                "routing applied" if event.event_id in applied else "routing result ignored (duplicate or superseded)",
+                extra={"report_id": event.report_id, "opd": change.fields["assigned_opd"]["code"], "hop": event.hop},
+            )
 
     # ---- replay: other services rebuild from intake's events, never from its store ------------------------------
 
@@ -438,3 +464,13 @@ class IntakeService(
             "broker": broker_reachable(self.config["AMQP_URI"]),
             "outbox_pending": self.store.pending_outbox_count() < 10_000,
         }
+
+
+def _routing_result(body: dict[str, Any]) -> ReportRouted | ReportUnroutable:
+    try:
+        event = parse_event(body)
+    except ValueError as exc:
+        raise PermanentFailure(str(exc)) from exc
+    if not isinstance(event, ReportRouted | ReportUnroutable):
+        raise PermanentFailure(f"intake.routing-results does not handle {event.event_type}")
+    return event

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from nameko.extensions import DependencyProvider
+from pymongo import ReplaceOne
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_kelurahan_geojson
@@ -22,6 +23,9 @@ ROW_FIELDS = {"facts": 0}
 AREA_FIELDS = ("status", "category", "kota", "kecamatan", "kelurahan", "area_code", "opd")
 DAY_FIELDS = ("status", "day", "submitted_at", "resolved_at")
 
+
+#: MongoDB's duplicate key error: in a batch write, the sign that another worker wrote the projection first
+DUPLICATE_KEY = 11000
 
 #: a report merged into another is part of that one's problem: every figure counts problems (services/stats/domain.py)
 NOT_MERGED: dict[str, Any] = {"merged_into": None}
@@ -81,6 +85,57 @@ class ProjectionRepository:
             if result.modified_count == 1:
                 return True
         raise ProjectionConflict(report_id)
+
+    def update_many(
+        self,
+        changes: Mapping[str, Callable[[dict[str, Any] | None], dict[str, Any] | None]],
+        *,
+        probably_new: Collection[str] = (),
+    ) -> tuple[set[str], set[str]]:
+        """`update` for several projections in one read and one write: (report ids changed, report ids whose write
+        lost to another worker, left as that worker wrote them: the caller applies their change again, e.g. with
+        `update`). A report id `change` has nothing for is in neither.
+
+        Reports in `probably_new` (their first event is in the batch) are created without reading, as in `update`.
+        Every write is an upsert on the projection's `_id` and the `rev` it was computed from (0 for a projection
+        not there yet: a stored one has 1 or more), all in one unordered update command. A write that finds
+        another projection than it was computed from fails on its own with a duplicate key error at its index:
+        matching nothing, the upsert inserts an `_id` that exists. Reports are independent, so one conflict does
+        not stop the others' writes. (A projection nobody has yet is simply inserted by its upsert.)
+        """
+        updates: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}  # report id -> (before, after)
+        to_read = []
+        for report_id, change in changes.items():
+            created = change(None) if report_id in probably_new else None
+            if created is not None:
+                updates[report_id] = (None, created)
+            else:
+                to_read.append(report_id)
+        found = {p["_id"]: p for p in self.projections.find({"_id": {"$in": to_read}})} if to_read else {}
+        for report_id in to_read:
+            before = found.get(report_id)
+            updated = changes[report_id](before)
+            if updated is not None:
+                updates[report_id] = (before, updated)
+        writes: list[ReplaceOne[Any]] = []
+        written: list[str] = []
+        for report_id, (before, updated) in updates.items():
+            rev = before.get("rev", 0) if before is not None else 0
+            writes.append(
+                ReplaceOne({"_id": report_id, "rev": rev}, {**updated, "_id": report_id, "rev": rev + 1}, upsert=True)
+            )
+            written.append(report_id)
+        if not writes:
+            return set(), set()
+        try:
+            self.projections.bulk_write(writes, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if exc.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            lost = {written[e["index"]] for e in errors}
+            return set(written) - lost, lost
+        return set(written), set()
 
     def grouped_counts(
         self, query: dict[str, Any] | None = None

@@ -15,8 +15,9 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.events import ReportSubmitted, parse_event
-from jaklapor.messaging import PermanentFailure, broker_reachable, work_consumer, work_queue
+from jaklapor.batches import batch_consumer
+from jaklapor.events import Event, ReportSubmitted, parse_event
+from jaklapor.messaging import PermanentFailure, broker_reachable, work_queue
 from jaklapor.operations import OperationsEndpoints
 from jaklapor.reference import load_areas, load_categories, load_directory
 from jaklapor.settings import Settings
@@ -120,19 +121,38 @@ class StatsService(OperationsEndpoints):
 
     # ---- events in ---------------------------------------------------------------------------------------------
 
-    @work_consumer(work_queue("stats.events", [("intake", "#"), ("routing", "#")]))
-    def fold_event(self, body: dict[str, Any]) -> None:
-        try:
-            event = parse_event(body)
-        except ValueError as exc:
-            raise PermanentFailure(str(exc)) from exc
-        first_event = isinstance(event, ReportSubmitted)
-        if self.projections.update(event.report_id, functools.partial(_apply, event), probably_new=first_event):
-            EVENTS_APPLIED.labels(event.event_type).inc()
+    @batch_consumer(work_queue("stats.events", [("intake", "#"), ("routing", "#")]))
+    def fold_events(self, bodies: list[dict[str, Any]]) -> None:
+        """Fold a batch of events into their reports' projections: one read of the batch's projections and one
+        write of those that changed (none to read for reports whose first event is in the batch).
+
+        A report whose write lost to another worker (services/stats/dependencies.py `update_many`) has its events
+        folded again one by one into what that worker wrote; an event already counted is then recognised as such,
+        so nothing is counted twice and every event is counted once, as applied or as a duplicate."""
+        events = [_parsed(body) for body in bodies]  # a malformed body fails the batch, then only itself
+        by_report: dict[str, list[Event]] = {}
+        for event in events:
+            by_report.setdefault(event.report_id, []).append(event)
+        outcomes: dict[str, list[bool]] = {}  # report id -> for each of its events: applied (else a duplicate)
+        changes = {
+            report_id: _fold_each(report_events, outcomes, report_id) for report_id, report_events in by_report.items()
+        }
+        first_events = {r for r, report_events in by_report.items() if isinstance(report_events[0], ReportSubmitted)}
+        _changed, lost = self.projections.update_many(changes, probably_new=first_events)
+        for report_id in lost:
+            # the write this batch tried did not happen: the projection is as another worker left it
+            outcomes[report_id] = [
+                self.projections.update(report_id, functools.partial(_apply, event)) for event in by_report[report_id]
+            ]
+        for report_id, report_events in by_report.items():
+            for event, applied in zip(report_events, outcomes[report_id], strict=True):
+                if applied:
+                    EVENTS_APPLIED.labels(event.event_type).inc()
+                else:
+                    EVENTS_DUPLICATE.labels(event.event_type).inc()
+                    log.info("event already counted", extra={"report_id": report_id, "event_id": event.event_id})
+        if any(any(applied) for applied in outcomes.values()):
             self.cache.changed()
-        else:
-            EVENTS_DUPLICATE.labels(event.event_type).inc()
-            log.info("event already counted", extra={"report_id": event.report_id, "event_id": event.event_id})
 
     # ---- statistics API ----------------------------------------------------------------------------------------
 
@@ -350,3 +370,28 @@ def _read_static(name: str) -> bytes:
 
 def _apply(event: Any, current: dict[str, Any] | None) -> dict[str, Any] | None:
     return apply_event(current, event)
+
+
+def _parsed(body: dict[str, Any]) -> Event:
+    try:
+        return parse_event(body)
+    except ValueError as exc:
+        raise PermanentFailure(str(exc)) from exc
+
+
+def _fold_each(
+    events: list[Event], outcomes: dict[str, list[bool]], report_id: str
+) -> Callable[[dict[str, Any] | None], dict[str, Any] | None]:
+    """The change folding a report's events in order into its projection, one at a time as if each came alone:
+    it records in `outcomes[report_id]` which of them changed something (the others were counted already)."""
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        projection, applied = current, []
+        for event in events:
+            updated = apply_event(projection, event)
+            applied.append(updated is not None)
+            projection = updated if updated is not None else projection
+        outcomes[report_id] = applied
+        return projection if any(applied) else None
+
+    return change

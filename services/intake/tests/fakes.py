@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from jaklapor.storage import PhotoNotFound, StorageUnavailable, StoredObject
-from services.intake.dependencies import VersionConflict, outbox_entry
+from services.intake.dependencies import OnceChange, VersionConflict, outbox_entry
 from services.intake.domain import PUBLIC_SUMMARY_FIELDS
 from services.intake.nearby import OPEN_STATUSES, BoundingBox
 from services.intake.report import Change, Report
@@ -29,10 +30,19 @@ class FakeReportStore:
         self._sequence = itertools.count(1)
         #: set to make the next `save` find the report changed (as a concurrent writer would)
         self.conflicts = 0
+        #: called by `apply_each_once` before it writes (a test's concurrent writer)
+        self.before_batch_write: Callable[[], None] | None = None
+        self.batch_reads = 0
+        self.batch_writes = 0
 
     # what the service reads
     def by_id(self, report_id: str) -> dict[str, Any] | None:
         return self._without_outbox(self.reports.get(report_id))
+
+    def by_ids(self, report_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        self.batch_reads += 1
+        found = {report_id: self.by_id(report_id) for report_id in report_ids}
+        return {report_id: report for report_id, report in found.items() if report is not None}
 
     def by_token_hash(self, token_hash: str) -> dict[str, Any] | None:
         return self._find(lambda report: report["tracking_token_hash"] == token_hash)
@@ -162,6 +172,15 @@ class FakeReportStore:
         stored["history"].append(history)
         stored["applied_events"].append(event_id)
         return True
+
+    def apply_each_once(self, changes: Sequence[OnceChange]) -> set[str]:
+        if not changes:
+            return set()
+        assert len({change.report_id for change in changes}) == len(changes), "one change per report"
+        if self.before_batch_write is not None:
+            self.before_batch_write()
+        self.batch_writes += 1
+        return {change.event_id for change in changes if self.apply_once(*change)}
 
     def claim_overdue(self, now: datetime, waiting: list[str]) -> dict[str, Any] | None:
         due = [

@@ -182,7 +182,7 @@ def finished_report(svc: Any) -> tuple[str, str]:
     """A report the OPD took and finished with an evidence photo: (report id, tracking token)."""
     receipt = submit(svc)
     report_id, token = receipt["report_id"], receipt["tracking_token"]
-    svc.apply_routing(routed_event(report_id, DINAS))
+    svc.apply_routing_results([routed_event(report_id, DINAS)])
     assert transition(svc, report_id, DINAS, {"status": DIKERJAKAN})[0] == 200
     assert transition(svc, report_id, DINAS, {"status": SELESAI, "note": "Sudah ditambal"}, [fx.jpeg_bytes()])[0] == 200
     return report_id, token

@@ -304,7 +304,7 @@ def test_the_opd_view_shows_routings_suggestions_still_open(service: Any) -> Non
     first, closed = routed_report(service), routed_report(service)
     transition(service, closed, DINAS, {"status": DITOLAK, "note": "Spam", "reason": "spam"})
     report_id = submit(service)["report_id"]
-    service.apply_routing(routed_event(report_id, possible_duplicates=[first, closed, "JK-20200101-000009"]))
+    service.apply_routing_results([routed_event(report_id, possible_duplicates=[first, closed, "JK-20200101-000009"])])
     request = get(f"/api/v1/opd/reports/{report_id}", opd_auth(DINAS))
     _, view, _ = answer(service.opd_get_report, request, report_id)
     assert [r["report_id"] for r in view["possible_duplicates"]] == [first]

@@ -80,9 +80,9 @@ def test_a_request_refused_for_every_member_for_one_reason_is_the_requests_fault
 def incident_reports(service: Any, n: int, opd_code: str = DINAS) -> list[str]:
     """`n` reports routed to `opd_code`: the first one delivered on its own (it joins later), the others into it."""
     ids = [submit(service)["report_id"] for _ in range(n)]
-    service.apply_routing(routed_event(ids[0], opd_code))
+    service.apply_routing_results([routed_event(ids[0], opd_code)])
     for report_id in ids[1:]:
-        service.apply_routing(routed_event(report_id, opd_code, incident_id=INCIDENT))
+        service.apply_routing_results([routed_event(report_id, opd_code, incident_id=INCIDENT)])
     opd = service.reference.directory.get(opd_code)
     joined = ReportJoinedIncident(
         report_id=ids[0],

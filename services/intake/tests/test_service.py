@@ -136,7 +136,7 @@ def routed_event(report_id: str, opd_code: str = DINAS, hop: int = 0, **fields: 
 
 def routed_report(service: Any, opd_code: str = DINAS, deadline: datetime | None = None) -> str:
     report_id = submit(service)["report_id"]
-    service.apply_routing(routed_event(report_id, opd_code, response_deadline=deadline))
+    service.apply_routing_results([routed_event(report_id, opd_code, response_deadline=deadline)])
     return report_id
 
 
@@ -333,8 +333,8 @@ def test_a_routing_result_assigns_the_report_once(service: Any) -> None:
     report_id = submit(service)["report_id"]
     deadline = datetime(2030, 1, 1, tzinfo=UTC)
     event = routed_event(report_id, response_deadline=deadline)
-    service.apply_routing(event)
-    service.apply_routing(event)  # redelivered: no second change
+    service.apply_routing_results([event])
+    service.apply_routing_results([event])  # redelivered: no second change
 
     stored = service.store.reports[report_id]
     assert stored["assigned_opd"]["code"] == DINAS and stored["version"] == 2
@@ -354,7 +354,7 @@ def test_an_unroutable_report_goes_to_the_triage_desk(service: Any) -> None:
         routing_key="triage",
         category="jalan",
     )
-    service.apply_routing(event.to_message())
+    service.apply_routing_results([event.to_message()])
     stored = service.store.reports[report_id]
     assert stored["assigned_opd"]["code"] == "triage" and stored["triage_reason"] == "outside_jakarta"
     assert stored["history"][-1]["kind"] == "triage"
@@ -362,15 +362,86 @@ def test_an_unroutable_report_goes_to_the_triage_desk(service: Any) -> None:
 
 def test_a_routing_result_for_an_older_hop_changes_nothing(service: Any) -> None:
     report_id = routed_report(service)
-    service.apply_routing(routed_event(report_id, OTHER_OPD, hop=3))
+    service.apply_routing_results([routed_event(report_id, OTHER_OPD, hop=3)])
     assert service.store.reports[report_id]["assigned_opd"]["code"] == DINAS
 
 
 def test_routing_results_that_cannot_be_applied(service: Any) -> None:
     with pytest.raises(PermanentFailure):
-        service.apply_routing({"event_type": "routing.something_else"})
+        service.apply_routing_results([{"event_type": "routing.something_else"}])
     with pytest.raises(LookupError):  # retried, then dead-lettered
-        service.apply_routing(routed_event("JK-20300101-000001"))
+        service.apply_routing_results([routed_event("JK-20300101-000001")])
+
+
+def woken_lists(service: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    woken: list[str] = []
+    monkeypatch.setattr(service.opd_streams, "wake_all", lambda codes: woken.extend(codes))
+    return woken
+
+
+def test_a_batch_of_routing_results_reads_and_writes_once(service: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = submit(service)["report_id"], submit(service)["report_id"]
+    woken = woken_lists(service, monkeypatch)
+    event = routed_event(first)
+    service.apply_routing_results([event, routed_event(second, OTHER_OPD), event])  # one of them twice
+    store = service.store
+    # a round per result of a report: the repeat is read in a second round, found applied, and not written
+    assert (store.batch_reads, store.batch_writes) == (2, 1)
+    assert store.reports[first]["assigned_opd"]["code"] == DINAS and store.reports[first]["version"] == 2
+    assert [entry["kind"] for entry in store.reports[first]["history"]] == ["submitted", "routed"]
+    assert store.reports[second]["assigned_opd"]["code"] == OTHER_OPD and store.reports[second]["version"] == 2
+    assert sorted(woken) == sorted([DINAS, OTHER_OPD])
+    woken.clear()
+    service.apply_routing_results([event, routed_event(second, OTHER_OPD, hop=5)])  # redelivered; an older hop's
+    assert (store.batch_reads, store.batch_writes) == (3, 1), "nothing changes: nothing written"
+    assert store.reports[first]["version"] == 2 and store.reports[second]["version"] == 2 and woken == []
+
+
+def test_a_reports_two_results_in_one_batch_apply_in_order(service: Any) -> None:
+    report_id = submit(service)["report_id"]
+    unroutable = ReportUnroutable(
+        report_id=report_id,
+        version=2,
+        reason="outside_jakarta",
+        detail="no area",
+        routing_key="triage",
+        category="jalan",
+    )
+    service.apply_routing_results([unroutable.to_message(), routed_event(report_id, OTHER_OPD, area=None)])
+    stored = service.store.reports[report_id]
+    assert stored["assigned_opd"]["code"] == OTHER_OPD and stored["version"] == 3
+    assert stored["triage_reason"] == "outside_jakarta" and stored["area"] is None
+    assert [entry["kind"] for entry in stored["history"]] == ["submitted", "triage", "routed"]
+
+
+def test_a_result_applied_meanwhile_by_another_worker_is_not_applied_twice(service: Any) -> None:
+    report_id = submit(service)["report_id"]
+    event = routed_event(report_id)
+    store = service.store
+
+    def another_worker() -> None:
+        store.before_batch_write = None
+        service.apply_routing_results([event])  # the same result, redelivered to another worker
+
+    store.before_batch_write = another_worker
+    service.apply_routing_results([event])
+    assert store.reports[report_id]["version"] == 2 and store.reports[report_id]["applied_events"] == [
+        event["event_id"]
+    ]
+
+
+def test_a_bad_message_fails_its_batch_before_anything_is_written(service: Any) -> None:
+    report_id = submit(service)["report_id"]
+    good = routed_event(report_id)
+    for bad, failure in [
+        ({"event_type": "routing.report_routed", "report_id": report_id}, PermanentFailure),
+        (routed_event("JK-20300101-000001"), LookupError),  # an unknown report: retried alone, then dead-lettered
+    ]:
+        with pytest.raises(failure):
+            service.apply_routing_results([good, bad])
+        assert service.store.reports[report_id]["version"] == 1 and service.store.batch_writes == 0
+    service.apply_routing_results([good])  # the batch consumer hands it over alone
+    assert service.store.reports[report_id]["assigned_opd"]["code"] == DINAS
 
 
 # ---- the OPD API ----------------------------------------------------------------------------------------------------
@@ -686,7 +757,7 @@ MELAWAI = AreaRef(code="31.74.07.1001", kelurahan="Melawai", kecamatan="Kebayora
 
 def held_report(service: Any, deadline: datetime | None, area: AreaRef = AREA, category: str = "jalan") -> str:
     report_id = submit(service, category=category)["report_id"]
-    service.apply_routing(routed_event(report_id, SUDIN, response_deadline=deadline, area=area))
+    service.apply_routing_results([routed_event(report_id, SUDIN, response_deadline=deadline, area=area)])
     return report_id
 
 
@@ -834,7 +905,7 @@ def test_the_live_list_sees_a_report_handed_over_leave_one_opd_and_reach_the_oth
 
     # routing's answer for the new hop, heard on the broadcast queue: an update for the new holder
     event = routed_event(report_id, OTHER_OPD, hop=1)
-    service.apply_routing(event)
+    service.apply_routing_results([event])
     updated, _ = frames(target, 2)
     assert (updated[1]["change"], updated[1]["report"]["hop"]) == ("updated", 1)
     service.wake_opd_streams(event)  # a replica's own broadcast: nothing changed since, nothing sent

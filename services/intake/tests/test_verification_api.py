@@ -61,7 +61,7 @@ def working_report(service: Any, citizen_photo: bytes) -> str:
     status, body, _ = answer(service.submit_report, post("/api/v1/reports", REPORT_FIELDS, [citizen_photo]))
     assert status == 201, body
     report_id = body["report_id"]
-    service.apply_routing(routed_event(report_id, DINAS))
+    service.apply_routing_results([routed_event(report_id, DINAS)])
     status, body, _ = opd_act(service, report_id, {"status": DIKERJAKAN})
     assert status == 200, body
     return report_id

@@ -46,6 +46,9 @@ class InMemoryProjections:
     def __init__(self) -> None:
         self.projections: dict[str, dict[str, Any]] = {}
         self.healthy = True
+        #: called by `update_many` between its read and its write (a test's concurrent writer)
+        self.between_read_and_write: Callable[[], None] | None = None
+        self.batch_writes = 0
 
     def ping(self) -> bool:
         return self.healthy
@@ -66,6 +69,38 @@ class InMemoryProjections:
             return False
         self.projections[report_id] = {**updated, "_id": report_id, "rev": (current or {}).get("rev", 0) + 1}
         return True
+
+    def update_many(
+        self,
+        changes: dict[str, Callable[[dict[str, Any] | None], dict[str, Any] | None]],
+        *,
+        probably_new: Iterable[str] = (),
+    ) -> tuple[set[str], set[str]]:
+        """ProjectionRepository.update_many: a write whose projection changed since it was read is lost."""
+        new = set(probably_new)
+        read = {report_id: None if report_id in new else self.get(report_id) for report_id in changes}
+        updates = {report_id: change(read[report_id]) for report_id, change in changes.items()}
+        for report_id in new:  # created without reading; when there was nothing to create, read after all
+            if updates[report_id] is None:
+                read[report_id] = self.get(report_id)
+                updates[report_id] = changes[report_id](read[report_id])
+        if self.between_read_and_write is not None:
+            self.between_read_and_write()
+        changed: set[str] = set()
+        lost: set[str] = set()
+        for report_id, updated in updates.items():
+            if updated is None:
+                continue
+            before, now = read[report_id], self.projections.get(report_id)
+            if (before is None and now is not None) or (before is not None and (now or {}).get("rev") != before["rev"]):
+                lost.add(report_id)
+                continue
+            rev = (before or {}).get("rev", 0) + 1
+            self.projections[report_id] = copy.deepcopy({**updated, "_id": report_id, "rev": rev})
+            changed.add(report_id)
+        if changed or lost:
+            self.batch_writes += 1
+        return changed, lost
 
     def _counted(self, query: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
         for projection in self.projections.values():

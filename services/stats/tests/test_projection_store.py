@@ -3,11 +3,17 @@ came first, the first one is folded into what is there (nothing is lost, nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import mongomock
+import pymongo
+import pytest
+from pymongo import monitoring
 
+from devtools.mongo_standin import MongoStandIn
 from services.stats.dependencies import ProjectionRepository
 
 
@@ -33,3 +39,96 @@ def test_a_first_event_arriving_after_a_later_one_is_folded_into_it() -> None:
     assert store.update("JK-1", add_event("routed"))
     assert store.update("JK-1", add_event("submitted"), probably_new=True)
     assert store.get("JK-1") == {"_id": "JK-1", "events": ["routed", "submitted"], "rev": 2}
+
+
+# ---- a batch: one read, one write (through the wire, as pymongo talks to MongoDB) ------------------------------------
+
+
+class Commands(monitoring.CommandListener):
+    """The commands pymongo sends (what a batch costs in round trips)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name not in ("hello", "isMaster", "ismaster", "endSessions"):
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[MongoStandIn]:
+    server = MongoStandIn("127.0.0.1", 0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wire(standin: MongoStandIn) -> Iterator[tuple[ProjectionRepository, Commands]]:
+    commands = Commands()
+    client = pymongo.MongoClient(standin.uri, tz_aware=True, event_listeners=[commands])
+    name = f"stats_{uuid.uuid4().hex[:12]}"
+    yield ProjectionRepository(client[name]), commands
+    client.drop_database(name)
+    client.close()
+
+
+def test_a_batch_reads_once_and_writes_once_and_new_projections_are_not_read(
+    wire: tuple[ProjectionRepository, Commands],
+) -> None:
+    store, commands = wire
+    assert store.update("JK-1", add_event("submitted"), probably_new=True)
+    commands.names.clear()
+    changed, lost = store.update_many(
+        {"JK-1": add_event("routed"), "JK-2": add_event("submitted"), "JK-3": add_event("routed")},
+        probably_new={"JK-2"},
+    )
+    assert (changed, lost) == ({"JK-1", "JK-2", "JK-3"}, set())
+    assert commands.names == ["find", "update"]
+    assert store.get("JK-1") == {"_id": "JK-1", "events": ["submitted", "routed"], "rev": 2}
+    assert store.get("JK-2") == {"_id": "JK-2", "events": ["submitted"], "rev": 1}
+    assert store.get("JK-3") == {"_id": "JK-3", "events": ["routed"], "rev": 1}
+    commands.names.clear()
+    assert store.update_many({"JK-2": add_event("submitted")}, probably_new={"JK-2"}) == (set(), {"JK-2"})
+    assert commands.names == ["update"], "a first event redelivered: the create fails alone, the caller reads"
+    commands.names.clear()
+    assert store.update_many({"JK-2": add_event("submitted"), "JK-3": add_event("routed")}) == (set(), set())
+    assert commands.names == ["find"], "nothing new: read, and nothing to write"
+    commands.names.clear()
+    assert store.update_many({"JK-4": add_event("submitted")}, probably_new={"JK-4"}) == ({"JK-4"}, set())
+    assert commands.names == ["update"], "a report's first event: written without reading"
+
+
+def test_a_write_another_worker_got_in_first_is_lost_alone(wire: tuple[ProjectionRepository, Commands]) -> None:
+    store, _commands = wire
+    for report_id in ("JK-1", "JK-2"):
+        store.update(report_id, add_event("submitted"), probably_new=True)
+    collection = store.projections
+    real_find = collection.find
+
+    def find_then_race(*args: Any, **kwargs: Any) -> Any:
+        found = list(real_find(*args, **kwargs))
+        # between this read and the batch's write, another worker folds an event into JK-1 and creates JK-5
+        collection.replace_one({"_id": "JK-1"}, {"events": ["submitted", "escalated"], "rev": 2})
+        collection.insert_one({"_id": "JK-5", "events": ["routed"], "rev": 1})
+        return found
+
+    store.projections = SimpleNamespace(find=find_then_race, bulk_write=collection.bulk_write)  # type: ignore[assignment]
+    changed, lost = store.update_many(
+        {"JK-1": add_event("routed"), "JK-2": add_event("routed"), "JK-5": add_event("submitted")},
+        probably_new={"JK-5"},
+    )
+    store.projections = collection
+    assert (changed, lost) == ({"JK-2"}, {"JK-1", "JK-5"})
+    assert store.get("JK-1") == {"_id": "JK-1", "events": ["submitted", "escalated"], "rev": 2}  # as the other left it
+    assert store.get("JK-5") == {"_id": "JK-5", "events": ["routed"], "rev": 1}
+    assert store.get("JK-2") == {"_id": "JK-2", "events": ["submitted", "routed"], "rev": 2}
+    # the caller folds the lost ones again, one by one
+    assert store.update("JK-1", add_event("routed")) and store.update("JK-5", add_event("submitted"))
+    assert store.get("JK-1") == {"_id": "JK-1", "events": ["submitted", "escalated", "routed"], "rev": 3}
+    assert store.get("JK-5") == {"_id": "JK-5", "events": ["routed", "submitted"], "rev": 2}

@@ -14,6 +14,8 @@ from werkzeug.wrappers import Response
 
 from jaklapor.messaging import PermanentFailure
 from jaklapor.settings import InvalidSettings
+from services.stats.domain import apply_event
+from services.stats.metrics import EVENTS_APPLIED, EVENTS_DUPLICATE
 from services.stats.service import ResponseCache, StatsService
 from services.stats.settings import StatsSettings
 from services.stats.tests.fakes import InMemoryProjections, http_get, run_entrypoint
@@ -27,7 +29,7 @@ def folded_store() -> InMemoryProjections:
     service = worker_factory(StatsService, projections=store, cache=ResponseCache())
     for story in stories():
         for event in story.events:
-            service.fold_event(event.to_message())
+            service.fold_events([event.to_message()])
     return store
 
 
@@ -58,18 +60,18 @@ def test_each_event_is_folded_into_its_report_projection_once() -> None:
     service = worker_factory(StatsService, projections=store, cache=cache)
     story = stories()[1]  # JK-2: koordinasi to another Suku Dinas, then worked and finished
     for event in story.events:
-        service.fold_event(event.to_message())
+        service.fold_events([event.to_message()])
     assert store.projections["JK-2"]["status"] == "selesai" and store.projections["JK-2"]["koordinasi_count"] == 1
     assert cache.generation == len(story.events)  # each change makes cached answers stale
     before = store.get("JK-2")
-    service.fold_event(story.events[2].to_message())  # redelivered
+    service.fold_events([story.events[2].to_message()])  # redelivered
     assert store.get("JK-2") == before and cache.generation == len(story.events)
 
 
 def test_a_body_that_is_no_event_is_a_permanent_failure() -> None:
     service = worker_factory(StatsService, projections=InMemoryProjections(), cache=ResponseCache())
     with pytest.raises(PermanentFailure, match="unknown event_type"):
-        service.fold_event({"event_type": "intake.report_commented", "report_id": "JK-1"})
+        service.fold_events([{"event_type": "intake.report_commented", "report_id": "JK-1"}])
 
 
 def test_the_event_handler_runs_as_a_worker_of_the_container(
@@ -77,8 +79,95 @@ def test_the_event_handler_runs_as_a_worker_of_the_container(
 ) -> None:
     service, store = container
     submitted = stories()[0].events[0].model_copy(update={"report_id": "JK-NEW", "event_id": "new"})
-    run_entrypoint(service, "fold_event", submitted.to_message())
+    run_entrypoint(service, "fold_events", [submitted.to_message()])
     assert store.projections["JK-NEW"]["status"] == "menunggu"
+
+
+ROUTED = "routing.report_routed"
+
+
+def without_revs(store: InMemoryProjections) -> dict[str, Any]:
+    """The projections as the statistics read them (how many writes made them aside)."""
+    return {report_id: {**p, "rev": None} for report_id, p in store.projections.items()}
+
+
+def counted(metric: Any, event_type: str) -> float:
+    return metric.labels(event_type)._value.get()
+
+
+def test_a_batch_folds_each_reports_events_in_order_with_one_write() -> None:
+    store = InMemoryProjections()
+    cache = ResponseCache()
+    service = worker_factory(StatsService, projections=store, cache=cache)
+    one, two = stories()[0], stories()[1]
+    # two reports' events interleaved, as a backlog delivers them
+    bodies = [e.to_message() for pair in zip(one.events, two.events, strict=False) for e in pair]
+    bodies += [e.to_message() for e in two.events[len(one.events) :]]
+    service.fold_events(bodies)
+    assert store.batch_writes == 1 and cache.generation == 1
+    alone = folded_one_by_one([*one.events, *two.events])
+    assert without_revs(store) == without_revs(alone)
+
+
+def folded_one_by_one(events: list[Any]) -> InMemoryProjections:
+    store = InMemoryProjections()
+    service = worker_factory(StatsService, projections=store, cache=ResponseCache())
+    for event in events:
+        service.fold_events([event.to_message()])
+    return store
+
+
+def test_a_duplicate_within_or_after_a_batch_counts_once() -> None:
+    store = InMemoryProjections()
+    service = worker_factory(StatsService, projections=store, cache=ResponseCache())
+    submitted, routed = stories()[0].events[:2]
+    applied = counted(EVENTS_APPLIED, ROUTED), counted(EVENTS_DUPLICATE, ROUTED)
+    service.fold_events([submitted.to_message(), routed.to_message(), routed.to_message()])
+    assert store.projections["JK-1"]["rev"] == 1 and len(store.projections["JK-1"]["facts"]) == 2
+    assert counted(EVENTS_APPLIED, ROUTED) - applied[0] == 1
+    assert counted(EVENTS_DUPLICATE, ROUTED) - applied[1] == 1
+    before = store.get("JK-1")
+    service.fold_events([routed.to_message(), submitted.to_message()])  # the batch redelivered
+    assert store.get("JK-1") == before and store.batch_writes == 1
+    assert counted(EVENTS_APPLIED, ROUTED) - applied[0] == 1
+    assert counted(EVENTS_DUPLICATE, ROUTED) - applied[1] == 2
+
+
+def test_a_report_another_worker_wrote_meanwhile_is_folded_again_and_counted_once() -> None:
+    store = InMemoryProjections()
+    cache = ResponseCache()
+    service = worker_factory(StatsService, projections=store, cache=cache)
+    one, two = stories()[0], stories()[1]
+    service.fold_events([one.events[0].to_message(), two.events[0].to_message()])
+    # while the batch computes, another worker folds one of the batch's events (a redelivery) and a later one
+    racing = [one.events[1], one.events[2]]
+
+    def concurrent_writer() -> None:
+        store.between_read_and_write = None
+        for event in racing:
+            store.update("JK-1", lambda current, event=event: apply_event(current, event))
+
+    store.between_read_and_write = concurrent_writer
+    types = {e.event_type for e in [*one.events, *two.events]}
+    before = {t: (counted(EVENTS_APPLIED, t), counted(EVENTS_DUPLICATE, t)) for t in types}
+    service.fold_events([e.to_message() for e in [*one.events[1:], *two.events[1:]]])
+    applied = sum(counted(EVENTS_APPLIED, t) - before[t][0] for t in types)
+    duplicate = sum(counted(EVENTS_DUPLICATE, t) - before[t][1] for t in types)
+    assert without_revs(store) == without_revs(folded_one_by_one([*one.events, *two.events]))
+    assert store.projections["JK-1"]["rev"] == 1 + len(racing) + 1  # the racing worker's writes, then ours
+    # the racing worker applied two of the batch's events: here they are duplicates, everything else applied once
+    assert (applied, duplicate) == (len(one.events) - 1 - len(racing) + len(two.events) - 1, len(racing))
+
+
+def test_a_malformed_body_fails_the_batch_before_anything_is_written() -> None:
+    store = InMemoryProjections()
+    service = worker_factory(StatsService, projections=store, cache=ResponseCache())
+    good = stories()[0].events[0].to_message()
+    with pytest.raises(PermanentFailure):
+        service.fold_events([good, {"event_type": "intake.report_submitted", "report_id": "JK-9"}])
+    assert store.projections == {}
+    service.fold_events([good])  # handled alone, as the batch consumer retries it
+    assert store.projections["JK-1"]["status"] == "menunggu"
 
 
 # ---- statistics API -----------------------------------------------------------------------------------------------
