@@ -55,7 +55,7 @@ class Routing:
         )
 
     def route(self, event: object) -> tuple[ReportRouted, OpdMessage]:
-        self.service.route_report(event.to_message())  # type: ignore[attr-defined]
+        self.service.route_reports([event.to_message()])  # type: ignore[attr-defined]
         announced, assigned = self.publisher.batches[-1]
         return ReportRouted.model_validate(announced.body), OpdMessage.model_validate(assigned.body)
 
@@ -70,7 +70,7 @@ def test_a_second_report_of_the_spot_names_the_first_on_its_opd_message_and_rout
     assert other_category.possible_duplicates == [] and far_away.possible_duplicates == []
     assert second.possible_duplicates == ["JK-20261128-000001"] == second_message.possible_duplicates
     # the suggestion is part of the decision: a redelivery repeats it as recorded
-    routing.service.route_report(submitted(location=near(60), report_id="JK-20261128-000004").to_message())
+    routing.service.route_reports([submitted(location=near(60), report_id="JK-20261128-000004").to_message()])
     assert routing.publisher.batches[-1][0].body["possible_duplicates"] == ["JK-20261128-000001"]
     assert set(routing.recent.reports) == {f"JK-20261128-00000{n}" for n in range(1, 5)}
 

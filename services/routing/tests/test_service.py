@@ -37,7 +37,7 @@ class Routing:
         )
 
     def deliver(self, event: Event) -> None:
-        self.service.route_report(event.to_message())
+        self.service.route_reports([event.to_message()])
 
 
 def test_a_submitted_report_is_announced_and_put_on_its_opd_queue_once_confirmed() -> None:
@@ -117,7 +117,7 @@ def test_the_configured_response_deadline_applies_to_every_category() -> None:
 def test_a_message_routing_cannot_handle_is_dead_lettered_untouched(body: dict[str, Any]) -> None:
     routing = Routing()
     with pytest.raises(PermanentFailure):
-        routing.service.route_report(body)
+        routing.service.route_reports([body])
     assert routing.publisher.batches == [] and routing.ledger.records == {}
 
 

@@ -135,7 +135,7 @@ class Routing:
         )
 
     def deliver(self, event: ReportSubmitted) -> None:
-        self.service.route_report(event.to_message())
+        self.service.route_reports([event.to_message()])
 
     def opd_messages(self) -> list[dict[str, Any]]:
         return [m.body for m in self.publisher.messages if m.exchange == OPD_EXCHANGE.name]
