@@ -82,3 +82,25 @@ def test_an_older_consumer_reads_the_opd_message_without_the_new_field() -> None
     body = message.model_dump(mode="json")
     body.pop("possible_duplicates")
     assert OpdMessage.model_validate(body).possible_duplicates == []
+
+
+def test_a_report_of_a_batch_sees_the_earlier_ones_of_the_batch_and_the_index_is_asked_once() -> None:
+    routing = Routing()
+    routing.route(submitted(location=near(100), report_id="JK-20261128-000001"))
+    batch = [
+        submitted(location=near(0), report_id="JK-20261128-000002"),
+        submitted(location=near(30), report_id="JK-20261128-000003"),
+        submitted("jalan", near(10), report_id="JK-20261128-000004"),  # another category
+        submitted(location=near(-400), report_id="JK-20261128-000005"),  # too far
+    ]
+    queries, writes = routing.recent.queries, routing.recent.writes
+    routing.service.route_reports([event.to_message() for event in batch])  # type: ignore[attr-defined]
+    assert (routing.recent.queries, routing.recent.writes) == (queries + 1, writes + 1)
+    routed = [m.body for m in routing.publisher.batches[-1] if m.routing_key == "report_routed"]
+    assert [r["possible_duplicates"] for r in routed] == [
+        ["JK-20261128-000001"],
+        ["JK-20261128-000002", "JK-20261128-000001"],  # nearest first; the earlier one of its batch included
+        [],
+        [],
+    ]
+    assert len(routing.recent.reports) == 5
