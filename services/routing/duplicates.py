@@ -48,6 +48,15 @@ class Search:
     since: datetime
     until: datetime
 
+    def holds(self, entry: Mapping[str, Any]) -> bool:
+        """Whether an index entry is one the index would answer for this search (the query, in Python)."""
+        return (
+            entry["category"] == self.category
+            and self.min_lat <= entry["lat"] <= self.max_lat
+            and self.min_lon <= entry["lon"] <= self.max_lon
+            and self.since <= entry["submitted_at"] <= self.until
+        )
+
 
 def search_for(category: str, lat: float, lon: float, submitted_at: datetime, terms: DuplicateTerms) -> Search:
     # a little wider than the circle, never narrower (the exact distance is checked afterwards)
@@ -77,6 +86,16 @@ def index_entry(
         "submitted_at": submitted_at,
         "expires_at": submitted_at + terms.window,
     }
+
+
+def with_earlier(
+    stored: list[dict[str, Any]], earlier: Iterable[Mapping[str, Any]], search: Search
+) -> list[Mapping[str, Any]]:
+    """The candidates of a report of a batch: those the index answered before the batch was recorded, and the
+    reports before it in the batch (recorded after it today, when each report is handled alone). An entry
+    recorded before keeps its first version, as the index does."""
+    known = {doc["_id"] for doc in stored}
+    return [*stored, *(entry for entry in earlier if entry["_id"] not in known and search.holds(entry))]
 
 
 def likely_duplicates(

@@ -15,13 +15,14 @@ Collections:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from jaklapor.events import AreaRef, OpdRef
 from jaklapor.mongo import MongoDatabase
@@ -38,6 +39,30 @@ class SurgeOutcome:
     incident_id: str
     opened: bool = False
     early_members: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A report counted under its surge key (what observe needs of it)."""
+
+    report_id: str
+    version: int
+    key: str
+    routing_key: str
+    opd: OpdRef
+    category: str
+    area: AreaRef
+    member: dict[str, Any]
+
+    def arrival_record(self, now: datetime) -> dict[str, Any]:
+        return {
+            "_id": self.report_id,
+            "key": self.key,
+            "at": now,
+            "version": self.version,
+            "area": self.area.model_dump(),
+            "member": self.member,
+        }
 
 
 class IncidentRepository:
@@ -72,46 +97,94 @@ class IncidentRepository:
     ) -> SurgeOutcome | None:
         """Count the report under its key; the incident it is a member of (joined or opened now), or None when it is
         delivered on its own. Safe to repeat for a redelivered report: it joins at most once."""
-        joined = self.members.find_one({"_id": report_id}, {"incident_id": 1})
-        if joined is not None:
-            return SurgeOutcome(joined["incident_id"])
-        try:
-            self.arrivals.insert_one(
-                {
-                    "_id": report_id,
-                    "key": key,
-                    "at": now,
-                    "version": version,
-                    "area": area.model_dump(),
-                    "member": member,
-                }
-            )
-        except DuplicateKeyError:
-            pass  # counted before (a redelivery)
+        arrival = Arrival(report_id, version, key, routing_key, opd, category, area, member)
+        return self.observe_many([arrival], rule, now)[0]
+
+    def observe_many(self, arrivals: Sequence[Arrival], rule: SurgeRule, now: datetime) -> list[SurgeOutcome | None]:
+        """observe for a batch of distinct reports, in arrival order, with a few queries for the whole batch: which
+        joined before, their arrivals recorded, their keys' incidents and counts. Reports of a key with no active
+        incident and too few arrivals (the batch's own included) are delivered on their own, as each would be
+        alone; the others are decided one by one, each counting only the arrivals before it."""
+        if not arrivals:
+            return []
+        ids = [arrival.report_id for arrival in arrivals]
+        joined = {
+            doc["_id"]: doc["incident_id"] for doc in self.members.find({"_id": {"$in": ids}}, {"incident_id": 1})
+        }
+        new = [arrival for arrival in arrivals if arrival.report_id not in joined]
+        if new:
+            try:
+                self.arrivals.insert_many([arrival.arrival_record(now) for arrival in new], ordered=False)
+            except BulkWriteError as exc:
+                # counted before (a redelivery); any other failure is raised
+                if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):
+                    raise
+        keys = sorted({arrival.key for arrival in new})
+        active = {doc["_id"]: doc for doc in self.keys.find({"_id": {"$in": keys}})} if keys else {}
+        counted = [
+            key for key in keys if key not in active or not rule.still_active(active[key]["last_member_at"], now)
+        ]
+        arrived: dict[str, int] = {}
+        if counted:
+            pipeline = [
+                {"$match": {"key": {"$in": counted}, "at": {"$gte": now - rule.window}}},
+                {"$group": {"_id": "$key", "n": {"$sum": 1}}},
+            ]
+            arrived = {doc["_id"]: doc["n"] for doc in self.arrivals.aggregate(pipeline)}
+        outcomes: list[SurgeOutcome | None] = []
+        decided: set[str] = set()  # keys this batch decided a report of: their entry may have changed since read
+        for position, arrival in enumerate(arrivals):
+            if arrival.report_id in joined:
+                outcomes.append(SurgeOutcome(joined[arrival.report_id]))
+                continue
+            if arrival.key in counted and not rule.opens(arrived.get(arrival.key, 0)):
+                outcomes.append(None)  # fewer than the threshold even with every report of the batch
+                continue
+            later = {
+                a.report_id for a in arrivals[position + 1 :] if a.key == arrival.key and a.report_id not in joined
+            }
+            known = None if arrival.key in decided else (active.get(arrival.key),)
+            outcomes.append(self._decide(arrival, rule, now, known, later))
+            decided.add(arrival.key)
+        return outcomes
+
+    def _decide(
+        self,
+        arrival: Arrival,
+        rule: SurgeRule,
+        now: datetime,
+        known: tuple[dict[str, Any] | None] | None,
+        later: set[str],
+    ) -> SurgeOutcome | None:
+        """Join the key's active incident, open one if the arrivals within the window reach the threshold, or None.
+        `known`: the key's entry as just read (None: read it); `later`: reports of the batch after this one, whose
+        arrivals are recorded already but would not have been yet had each report been handled alone."""
+        key, report_id = arrival.key, arrival.report_id
+        window: dict[str, Any] = {"key": key, "at": {"$gte": now - rule.window}}
+        if later:
+            window["_id"] = {"$nin": sorted(later)}
         for _attempt in range(3):
-            active = self.keys.find_one({"_id": key})
+            active = known[0] if known is not None else self.keys.find_one({"_id": key})
+            known = None
             if active is not None and rule.still_active(active["last_member_at"], now):
-                self._join(active["incident_id"], key, report_id, member, now)
+                self._join(active["incident_id"], key, report_id, arrival.member, now)
                 return SurgeOutcome(active["incident_id"])
-            arrived = self.arrivals.count_documents({"key": key, "at": {"$gte": now - rule.window}})
+            arrived = self.arrivals.count_documents(window)
             if not rule.opens(arrived):
                 return None
             incident_id = uuid.uuid4().hex
             if not self._claim_key(key, incident_id, active, now):
                 continue  # another worker opened it meanwhile: join theirs
-            early = [
-                doc
-                for doc in self.arrivals.find({"key": key, "at": {"$gte": now - rule.window}})
-                if doc["_id"] != report_id
-            ]
+            early = [doc for doc in self.arrivals.find(window) if doc["_id"] != report_id]
             early.sort(key=lambda doc: (doc["at"], doc["_id"]))
+            area = arrival.area
             self.incidents.insert_one(
                 {
                     "_id": incident_id,
                     "key": key,
-                    "routing_key": routing_key,
-                    "opd": opd.model_dump(),
-                    "category": category,
+                    "routing_key": arrival.routing_key,
+                    "opd": arrival.opd.model_dump(),
+                    "category": arrival.category,
                     "kecamatan": area.kecamatan,
                     "kecamatan_code": kecamatan_code(area),
                     "kota": area.kota,
@@ -124,7 +197,7 @@ class IncidentRepository:
             )
             for doc in early:
                 self._add_member(incident_id, doc["_id"], {**doc["member"], "delivered_individually": True}, doc["at"])
-            self._add_member(incident_id, report_id, member, now)
+            self._add_member(incident_id, report_id, arrival.member, now)
             return SurgeOutcome(
                 incident_id,
                 opened=True,

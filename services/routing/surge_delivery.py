@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from jaklapor.events import AreaRef, OpdRef, ReportJoinedIncident, ReportRouted, ReportSubmitted
@@ -16,6 +17,7 @@ from jaklapor.messaging import OPD_EXCHANGE, Outgoing, PublishFailed, event_exch
 from jaklapor.timers import timer_from_config
 from jaklapor.vocabulary import utcnow
 from services.routing import metrics
+from services.routing.incidents import Arrival
 from services.routing.surge import eligible, incident_message, member_record, surge_key
 
 log = logging.getLogger(__name__)
@@ -33,17 +35,38 @@ class SurgeDelivery:
     incidents: Any
     publisher: Any
 
-    def _surge_decision(self, event: Any, assignment: Any) -> dict[str, Any]:
-        """The incident fields of the report's decision: empty when it is delivered on its own."""
+    def _surge_decisions(self, events: Sequence[Any], assignments: Sequence[Any]) -> list[dict[str, Any]]:
+        """The incident fields of each report's decision (a batch, in arrival order): empty when it is delivered on
+        its own."""
         rule = self.settings.surge_rule()
-        routed = isinstance(assignment.event, ReportRouted)
-        if not isinstance(event, ReportSubmitted) or not eligible(assignment.hop, routed, assignment.area, rule):
-            return {}
-        if self.ledger.decision(event.report_id, assignment.hop) is not None:
-            return {}  # decided before (a redelivery): the kept decision says whether it joined
+        decisions: list[dict[str, Any]] = [{} for _ in events]
+        counted = [
+            i
+            for i, (event, assignment) in enumerate(zip(events, assignments, strict=True))
+            if isinstance(event, ReportSubmitted)
+            and eligible(assignment.hop, isinstance(assignment.event, ReportRouted), assignment.area, rule)
+        ]
+        # decided before (a redelivery): the kept decision says whether it joined
+        decided = self.ledger.decided([f"{events[i].report_id}:{assignments[i].hop}" for i in counted])
+        counted = [i for i in counted if f"{events[i].report_id}:{assignments[i].hop}" not in decided]
+        if not counted:
+            return decisions
+        arrivals = [self._arrival(events[i], assignments[i]) for i in counted]
+        outcomes = self.incidents.observe_many(arrivals, rule, utcnow())
+        for i, outcome in zip(counted, outcomes, strict=True):
+            if outcome is None:
+                continue
+            decisions[i] = {
+                "event": assignments[i].event.model_copy(update={"incident_id": outcome.incident_id}).to_message(),
+                "incident_id": outcome.incident_id,
+                "incident_opened": outcome.opened,
+                "early_members": outcome.early_members,
+            }
+        return decisions
+
+    def _arrival(self, event: ReportSubmitted, assignment: Any) -> Arrival:
         area: AreaRef = assignment.area
-        now = utcnow()
-        outcome = self.incidents.observe(
+        return Arrival(
             report_id=event.report_id,
             version=event.version,
             key=surge_key(assignment.opd.code, event.category, area),
@@ -52,18 +75,7 @@ class SurgeDelivery:
             category=event.category,
             area=area,
             member=member_record(event, area, self.settings.public_url),
-            rule=rule,
-            now=now,
         )
-        if outcome is None:
-            return {}
-        decision_event = assignment.event.model_copy(update={"incident_id": outcome.incident_id}).to_message()
-        return {
-            "event": decision_event,
-            "incident_id": outcome.incident_id,
-            "incident_opened": outcome.opened,
-            "early_members": outcome.early_members,
-        }
 
     def _deliver_member(
         self, report_id: str, hop: int, record: dict[str, Any], routed: Outgoing, claimed: bool

@@ -31,6 +31,7 @@ class FakeLedger:
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
+        self.writes: list[str] = []  # the batch operations asked for, by name
 
     def ping(self) -> bool:
         return True
@@ -49,8 +50,29 @@ class FakeLedger:
         }
         return self.records[key], True
 
+    def record_and_claim_many(
+        self, decisions: Sequence[tuple[str, int, dict[str, Any]]]
+    ) -> list[tuple[dict[str, Any], bool]]:
+        self.writes.append("record_and_claim_many")
+        return [self.record_and_claim(report_id, hop, decision) for report_id, hop, decision in decisions]
+
     def decision(self, report_id: str, hop: int) -> dict[str, Any] | None:
         return self.records.get(f"{report_id}:{hop}")
+
+    def decided(self, keys: Sequence[str]) -> set[str]:
+        return {key for key in keys if key in self.records}
+
+    def release_claims(self, keys: Sequence[str]) -> None:
+        if keys:
+            self.writes.append("release_claims")
+        for key in keys:
+            self.records[key]["claimed"] = False
+
+    def mark_delivered_many(self, keys: Sequence[str], at: datetime) -> None:
+        if keys:
+            self.writes.append("mark_delivered_many")
+        for key in keys:
+            self.records[key].update(delivered_at=at, claimed=False)
 
     def claim_delivery(self, report_id: str, hop: int) -> bool:
         # one test worker at a time: a claim is never held by another
@@ -95,9 +117,20 @@ class FakeRecentReports:
 
     def __init__(self) -> None:
         self.reports: dict[str, dict[str, Any]] = {}
+        self.queries = 0  # candidate queries and writes asked for
+        self.writes = 0
 
     def record(self, entry: dict[str, Any]) -> None:
         self.reports.setdefault(entry["_id"], dict(entry))
+
+    def record_many(self, entries: Sequence[dict[str, Any]]) -> None:
+        self.writes += 1
+        for entry in entries:
+            self.record(entry)
+
+    def candidates_many(self, searches: Sequence[Any], limit: int = 500) -> list[list[dict[str, Any]]]:
+        self.queries += 1
+        return [self.candidates(search, limit) for search in searches]
 
     def candidates(self, search: Any, limit: int = 500) -> list[dict[str, Any]]:
         return [

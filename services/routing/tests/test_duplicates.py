@@ -55,7 +55,7 @@ class Routing:
         )
 
     def route(self, event: object) -> tuple[ReportRouted, OpdMessage]:
-        self.service.route_report(event.to_message())  # type: ignore[attr-defined]
+        self.service.route_reports([event.to_message()])  # type: ignore[attr-defined]
         announced, assigned = self.publisher.batches[-1]
         return ReportRouted.model_validate(announced.body), OpdMessage.model_validate(assigned.body)
 
@@ -70,7 +70,7 @@ def test_a_second_report_of_the_spot_names_the_first_on_its_opd_message_and_rout
     assert other_category.possible_duplicates == [] and far_away.possible_duplicates == []
     assert second.possible_duplicates == ["JK-20261128-000001"] == second_message.possible_duplicates
     # the suggestion is part of the decision: a redelivery repeats it as recorded
-    routing.service.route_report(submitted(location=near(60), report_id="JK-20261128-000004").to_message())
+    routing.service.route_reports([submitted(location=near(60), report_id="JK-20261128-000004").to_message()])
     assert routing.publisher.batches[-1][0].body["possible_duplicates"] == ["JK-20261128-000001"]
     assert set(routing.recent.reports) == {f"JK-20261128-00000{n}" for n in range(1, 5)}
 
@@ -82,3 +82,25 @@ def test_an_older_consumer_reads_the_opd_message_without_the_new_field() -> None
     body = message.model_dump(mode="json")
     body.pop("possible_duplicates")
     assert OpdMessage.model_validate(body).possible_duplicates == []
+
+
+def test_a_report_of_a_batch_sees_the_earlier_ones_of_the_batch_and_the_index_is_asked_once() -> None:
+    routing = Routing()
+    routing.route(submitted(location=near(100), report_id="JK-20261128-000001"))
+    batch = [
+        submitted(location=near(0), report_id="JK-20261128-000002"),
+        submitted(location=near(30), report_id="JK-20261128-000003"),
+        submitted("jalan", near(10), report_id="JK-20261128-000004"),  # another category
+        submitted(location=near(-400), report_id="JK-20261128-000005"),  # too far
+    ]
+    queries, writes = routing.recent.queries, routing.recent.writes
+    routing.service.route_reports([event.to_message() for event in batch])  # type: ignore[attr-defined]
+    assert (routing.recent.queries, routing.recent.writes) == (queries + 1, writes + 1)
+    routed = [m.body for m in routing.publisher.batches[-1] if m.routing_key == "report_routed"]
+    assert [r["possible_duplicates"] for r in routed] == [
+        ["JK-20261128-000001"],
+        ["JK-20261128-000002", "JK-20261128-000001"],  # nearest first; the earlier one of its batch included
+        [],
+        [],
+    ]
+    assert len(routing.recent.reports) == 5

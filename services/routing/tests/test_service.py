@@ -37,7 +37,7 @@ class Routing:
         )
 
     def deliver(self, event: Event) -> None:
-        self.service.route_report(event.to_message())
+        self.service.route_reports([event.to_message()])
 
 
 def test_a_submitted_report_is_announced_and_put_on_its_opd_queue_once_confirmed() -> None:
@@ -117,7 +117,7 @@ def test_the_configured_response_deadline_applies_to_every_category() -> None:
 def test_a_message_routing_cannot_handle_is_dead_lettered_untouched(body: dict[str, Any]) -> None:
     routing = Routing()
     with pytest.raises(PermanentFailure):
-        routing.service.route_report(body)
+        routing.service.route_reports([body])
     assert routing.publisher.batches == [] and routing.ledger.records == {}
 
 
@@ -155,3 +155,94 @@ def test_settings_come_from_the_config_and_a_bad_value_names_its_key() -> None:
     assert settings.response_deadline_seconds is None
     with pytest.raises(InvalidSettings, match="DELIVERY_CLAIM_SECONDS"):
         RoutingSettings.from_config({"DELIVERY_CLAIM_SECONDS": "soon"})
+
+
+# ---- batches (jaklapor/batches.py): what a batch does is what its reports would do one by one ----------------------
+
+
+def reports(n: int) -> list[Event]:
+    return [submitted(report_id=f"JK-20261128-{i:06d}") for i in range(1, n + 1)]
+
+
+def route(routing: Routing, events: list[Event]) -> None:
+    routing.service.route_reports([event.to_message() for event in events])
+
+
+def test_a_batch_of_new_reports_is_announced_and_delivered_in_one_publish_and_two_ledger_writes() -> None:
+    routing = Routing()
+    events = reports(5)
+    route(routing, events)
+    [batch] = routing.publisher.batches
+    announced = [m for m in batch if m.exchange == ROUTING_EVENTS.name]
+    assigned = [m for m in batch if m.exchange == OPD_EXCHANGE.name]
+    assert [m.body["report_id"] for m in announced] == [e.report_id for e in events]
+    assert [m.message_id for m in assigned] == [f"{e.report_id}:0" for e in events]
+    assert [queue.name for queue in routing.publisher.declared] == [opd_queue("kelurahan-melawai").name]
+    assert routing.ledger.writes == ["record_and_claim_many", "mark_delivered_many"]
+    assert all(r["delivered_at"] is not None and not r["claimed"] for r in routing.ledger.records.values())
+
+
+def test_a_redelivered_report_in_a_batch_is_announced_again_and_not_sent_to_its_opd_twice() -> None:
+    routing = Routing()
+    first, *others = reports(3)
+    route(routing, [first])
+    route(routing, [*others[:1], first, *others[1:]])
+    sent, again = routing.publisher.batches
+    assert [m.message_id for m in again if m.exchange == OPD_EXCHANGE.name] == [f"{e.report_id}:0" for e in others]
+    announced = [m for m in again if m.exchange == ROUTING_EVENTS.name]
+    assert len(announced) == 3 and announced[1] == sent[0]  # the first decision, with its event id
+
+
+def test_a_report_twice_in_one_batch_is_delivered_once() -> None:
+    routing = Routing()
+    event = submitted()
+    route(routing, [event, event])
+    [batch] = routing.publisher.batches
+    assert [m.exchange for m in batch] == [ROUTING_EVENTS.name, OPD_EXCHANGE.name]
+
+
+def test_a_failed_batch_releases_every_claim_and_each_report_retried_alone_is_delivered_once() -> None:
+    routing = Routing()
+    events = reports(3)
+    routing.publisher.fail_next(PublishFailed("broker gone"))
+    with pytest.raises(PublishFailed):
+        route(routing, events)
+    assert all(not r["claimed"] and r["delivered_at"] is None for r in routing.ledger.records.values())
+    kept = {key: dict(record) for key, record in routing.ledger.records.items()}
+    for event in events:  # what the batch consumer does with a failed batch
+        route(routing, [event])
+    assigned = [m for m in routing.publisher.messages if m.exchange == OPD_EXCHANGE.name]
+    assert [m.message_id for m in assigned] == [f"{e.report_id}:0" for e in events]
+    assert [m.body for m in assigned] == [kept[m.message_id]["opd_message"] for m in assigned]
+    assert all(r["delivered_at"] is not None for r in routing.ledger.records.values())
+
+
+def test_the_opd_messages_a_failed_batch_had_confirmed_are_never_sent_again() -> None:
+    routing = Routing()
+    first, second = reports(2)
+    # stored in order: the first report's two messages were confirmed before the connection dropped
+    confirmed = [f"{first.report_id}:0"]
+    routing.publisher.fail_next(PublishFailed("connection lost", confirmed=confirmed))
+    with pytest.raises(PublishFailed):
+        route(routing, [first, second])
+    records = routing.ledger.records
+    assert records[f"{first.report_id}:0"]["delivered_at"] is not None
+    assert records[f"{second.report_id}:0"]["delivered_at"] is None and not records[f"{second.report_id}:0"]["claimed"]
+    route(routing, [first])
+    route(routing, [second])
+    announced_again, delivered = routing.publisher.batches
+    assert [m.exchange for m in announced_again] == [ROUTING_EVENTS.name]
+    assert [m.message_id for m in delivered if m.exchange == OPD_EXCHANGE.name] == [f"{second.report_id}:0"]
+
+
+def test_a_malformed_body_fails_its_batch_untouched_and_alone_only_itself() -> None:
+    routing = Routing()
+    good = submitted().to_message()
+    malformed = {"event_type": "intake.report_submitted", "report_id": REPORT}
+    with pytest.raises(PermanentFailure):
+        routing.service.route_reports([good, malformed])
+    assert routing.publisher.batches == [] and routing.ledger.records == {}
+    routing.service.route_reports([good])
+    with pytest.raises(PermanentFailure):
+        routing.service.route_reports([malformed])
+    assert len(routing.publisher.messages) == 2

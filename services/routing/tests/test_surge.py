@@ -135,7 +135,7 @@ class Routing:
         )
 
     def deliver(self, event: ReportSubmitted) -> None:
-        self.service.route_report(event.to_message())
+        self.service.route_reports([event.to_message()])
 
     def opd_messages(self) -> list[dict[str, Any]]:
         return [m.body for m in self.publisher.messages if m.exchange == OPD_EXCHANGE.name]
@@ -203,3 +203,31 @@ def test_grouping_switched_off_delivers_every_report_on_its_own() -> None:
     for event in burst(12):
         routing.deliver(event)
     assert [m["message_type"] for m in routing.opd_messages()] == ["report_assigned"] * 12
+
+
+def test_a_burst_in_batches_is_grouped_as_it_is_report_by_report() -> None:
+    def outcome(batch_size: int) -> tuple[Any, ...]:
+        routing = Routing(surge_min_reports=4, incident_update_seconds=3600, incident_update_members=5)
+        events = [*burst(9), submitted("jalan", MONAS, report_id="N-1"), *burst(6, prefix="G")]
+        for start in range(0, len(events), batch_size):
+            routing.service.route_reports([e.to_message() for e in events[start : start + batch_size]])
+        with mock.patch("services.routing.surge_delivery.utcnow", return_value=datetime.now(UTC) + timedelta(hours=2)):
+            routing.service.flush_incidents()
+        messages = routing.opd_messages()
+        incident = [m for m in messages if m["message_type"] != "report_assigned"]
+        return (
+            [m["report_id"] for m in messages if m["message_type"] == "report_assigned"],
+            incident[0]["message_type"],
+            [x["report_id"] for m in incident for x in m["members"]],
+            # a batch announces its reports delivered alone before its incident members
+            sorted((r["report_id"], r.get("incident_id") is not None) for r in routing.events("report_routed")),
+            [j["report_id"] for j in routing.events("report_joined_incident")],
+        )
+
+    one_by_one = outcome(1)
+    assert one_by_one[0] == ["F-0000", "F-0001", "F-0002", "N-1"]
+    assert one_by_one[2] == [e.report_id for e in [*burst(9), *burst(6, prefix="G")]]
+    # a batch's members join before the first of them announces the incident: an update may carry more of them
+    # (never sooner than update_seconds or update_members allow), so only who is told of what, in order, is compared
+    for batch_size in (2, 5, 16):
+        assert outcome(batch_size) == one_by_one, batch_size
