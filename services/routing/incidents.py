@@ -126,7 +126,7 @@ class IncidentRepository:
         ]
         arrived: dict[str, int] = {}
         if counted:
-            pipeline = [
+            pipeline: list[dict[str, Any]] = [
                 {"$match": {"key": {"$in": counted}, "at": {"$gte": now - rule.window}}},
                 {"$group": {"_id": "$key", "n": {"$sum": 1}}},
             ]
