@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -32,6 +33,7 @@ from nameko.extensions import Entrypoint
 
 from jaklapor.messaging import (
     RejectingQueueConsumer,
+    broadcast_queue,
     declare_with_dead_letters,
     settle_handled,
     start_consumer_series,
@@ -122,4 +124,13 @@ class BatchConsumer(Entrypoint):
         return result, exc_info
 
 
+class BroadcastBatchConsumer(BatchConsumer):
+    """A batch consumer of its own exclusive, auto-deleted queue (jaklapor.messaging.broadcast_queue): in-memory
+    fan-out, such as waking live streams, for every message waiting at once."""
+
+    def __init__(self, name_prefix: str, bindings: Iterable[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(broadcast_queue(name_prefix, bindings), **kwargs)
+
+
 batch_consumer = BatchConsumer.decorator
+broadcast_batch_consumer = BroadcastBatchConsumer.decorator

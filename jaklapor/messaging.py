@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -449,16 +450,19 @@ class BroadcastConsumer(Consumer):
     queue_consumer = RejectingQueueConsumer()
 
     def __init__(self, name_prefix: str, bindings: Iterable[tuple[str, str]], **kwargs: Any) -> None:
-        import uuid
+        super().__init__(queue=broadcast_queue(name_prefix, bindings), requeue_on_error=False, **kwargs)
 
-        queue = Queue(
-            f"{name_prefix}.{uuid.uuid4().hex[:12]}",
-            bindings=[binding(event_exchange(service), routing_key=key) for service, key in bindings],
-            exclusive=True,
-            auto_delete=True,
-            durable=False,
-        )
-        super().__init__(queue=queue, requeue_on_error=False, **kwargs)
+
+def broadcast_queue(name_prefix: str, bindings: Iterable[tuple[str, str]]) -> Queue:
+    """An exclusive, auto-deleted queue of one consumer instance (a new name each call: nameko binds an entrypoint
+    to each container by constructing it again)."""
+    return Queue(
+        f"{name_prefix}.{uuid.uuid4().hex[:12]}",
+        bindings=[binding(event_exchange(service), routing_key=key) for service, key in bindings],
+        exclusive=True,
+        auto_delete=True,
+        durable=False,
+    )
 
 
 work_consumer = WorkConsumer.decorator

@@ -17,9 +17,9 @@ from typing import Any
 from eventlet.queue import Empty
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.events import parse_event
+from jaklapor.batches import broadcast_batch_consumer
+from jaklapor.events import ReportRouted, ReportUnroutable, parse_event
 from jaklapor.live import TooManyStreams
-from jaklapor.messaging import broadcast_consumer
 from jaklapor.opd_keys import verify_key
 from jaklapor.vocabulary import DISPOSISI, SELESAI, iso, utcnow
 from jaklapor.web import ApiError, api, json_response, read_fields
@@ -63,6 +63,7 @@ from services.intake.verification import (
     refuse_opd_action,
 )
 from services.intake.worklist import (
+    LIST_CHANGING_EVENTS,
     decode_cursor,
     directory_entry,
     kelurahan_codes,
@@ -399,20 +400,25 @@ class OpdEndpoints:
         """The lists of these OPDs changed here: their streams in this process look again now."""
         self.opd_streams.wake_all(code for code in opd_codes if code)
 
-    @broadcast_consumer(
-        "intake.opd-lists", [("intake", "#"), ("routing", "report_routed"), ("routing", "report_unroutable")]
-    )
-    def wake_opd_streams(self, body: dict[str, Any]) -> None:
+    @broadcast_batch_consumer("intake.opd-lists", LIST_CHANGING_EVENTS)
+    def wake_opd_streams(self, bodies: list[dict[str, Any]]) -> None:
         """Every change, whichever replica made it, wakes the streams of the OPDs it concerns in this process."""
-        try:
-            event = parse_event(body)
-        except ValueError:
-            return  # not an event this version knows: nothing to wake
-        concerned = opds_concerned(event, self.reference.directory.triage.code)
+        triage = self.reference.directory.triage.code
+        concerned: set[str] = set()
+        routed: set[str] = set()
+        for body in bodies:
+            try:
+                event = parse_event(body)
+            except ValueError:
+                continue  # not an event this version knows: nothing to wake
+            opds = opds_concerned(event, triage)
+            concerned |= opds
+            if isinstance(event, ReportRouted | ReportUnroutable):
+                routed |= opds
         self._wake_lists(concerned)
-        if event.event_type in ("report_routed", "report_unroutable"):
+        if routed:
             # another replica may still be storing the routing result it applies
-            self.opd_streams.wake_later(concerned, ROUTING_SETTLE_SECONDS)
+            self.opd_streams.wake_later(routed, ROUTING_SETTLE_SECONDS)
 
     @api("GET", "/api/v1/opd/stream")
     def opd_stream(self, request: Request) -> Response:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -177,19 +177,27 @@ def list_changes(before: Mapping[str, int], after: Mapping[str, int]) -> list[Li
     return changes
 
 
+#: what each event that changes work lists says about whose: the one that acted, the one holding the report, the one
+#: it left. Any other event (a submission belongs to nobody until routed) changes no list by itself.
+_CONCERNED: dict[type[Event], Callable[[Any, str], set[str]]] = {
+    ReportRouted: lambda event, triage: {event.opd.code},
+    ReportUnroutable: lambda event, triage: {triage},
+    ReportStatusChanged: lambda event, triage: {
+        code for code in (event.actor_opd, event.assigned_opd, event.target_opd) if code
+    },
+    ReportEscalated: lambda event, triage: {event.from_opd, event.to_opd},
+    ReportForwarded: lambda event, triage: {event.from_opd, event.target_opd},
+}
+
+#: (source, event type) of the events that change work lists: the broadcast queue that wakes the OPDs' live lists
+#: binds to these alone, so the events that change none (a submission, above all) cost it no delivery
+LIST_CHANGING_EVENTS: tuple[tuple[str, str], ...] = tuple((kind.source, kind.type_name) for kind in _CONCERNED)
+
+
 def opds_concerned(event: Event, triage_code: str) -> set[str]:
-    """The OPDs whose lists an event may change: the one that acted, the one holding the report, the one it left."""
-    if isinstance(event, ReportRouted):
-        return {event.opd.code}
-    if isinstance(event, ReportUnroutable):
-        return {triage_code}
-    if isinstance(event, ReportStatusChanged):
-        return {code for code in (event.actor_opd, event.assigned_opd, event.target_opd) if code}
-    if isinstance(event, ReportEscalated):
-        return {event.from_opd, event.to_opd}
-    if isinstance(event, ReportForwarded):
-        return {event.from_opd, event.target_opd}
-    return set()  # a submission belongs to nobody until routed
+    """The OPDs whose lists an event may change."""
+    concerned = _CONCERNED.get(type(event))
+    return concerned(event, triage_code) if concerned is not None else set()
 
 
 def status_counts(grouped: Mapping[str, int]) -> dict[str, int]:

@@ -908,7 +908,7 @@ def test_the_live_list_sees_a_report_handed_over_leave_one_opd_and_reach_the_oth
     service.apply_routing_results([event])
     updated, _ = frames(target, 2)
     assert (updated[1]["change"], updated[1]["report"]["hop"]) == ("updated", 1)
-    service.wake_opd_streams(event)  # a replica's own broadcast: nothing changed since, nothing sent
+    service.wake_opd_streams([event])  # a replica's own broadcast: nothing changed since, nothing sent
     assert service.opd_streams.streams(OTHER_OPD) == 1
 
     signed_out = raw(service.sign_out, with_cookie("DELETE", cookie, **{"X-CSRF-Token": csrf}))

@@ -26,6 +26,7 @@ from services.intake.sessions import (
 )
 from services.intake.worklist import (
     HELD_STATUSES,
+    LIST_CHANGING_EVENTS,
     ListChange,
     WorkListError,
     decode_cursor,
@@ -234,6 +235,18 @@ def test_the_opds_an_event_concerns() -> None:
         photos=[],
     )
     assert opds_concerned(submitted, "triage") == set()
+
+
+def test_the_live_lists_broadcast_queue_binds_exactly_the_events_that_change_lists() -> None:
+    # a submission changes no list: the queue does not receive it (one delivery less per report)
+    assert ("intake", "report_submitted") not in LIST_CHANGING_EVENTS
+    assert set(LIST_CHANGING_EVENTS) == {
+        ("routing", "report_routed"),
+        ("routing", "report_unroutable"),
+        ("intake", "report_status_changed"),
+        ("intake", "report_escalated"),
+        ("intake", "report_forwarded"),
+    }
 
 
 def test_the_directory_search() -> None:
