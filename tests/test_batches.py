@@ -67,8 +67,12 @@ class ManualContainer:
         return bodies
 
 
-def consumer(max_batch: int = 3, concurrency: int = 1) -> tuple[BatchConsumer, ManualContainer, Any]:
-    entrypoint = BatchConsumer(work_queue("batch-test", []), max_batch=max_batch, concurrency=concurrency)
+def consumer(
+    max_batch: int = 3, concurrency: int = 1, linger: float = 0.0
+) -> tuple[BatchConsumer, ManualContainer, Any]:
+    entrypoint = BatchConsumer(
+        work_queue("batch-test", []), max_batch=max_batch, concurrency=concurrency, linger=linger
+    )
     container = ManualContainer()
     queue_consumer = RecordingQueueConsumer()
     entrypoint.container = container  # type: ignore[assignment]
@@ -138,3 +142,33 @@ def test_a_container_being_killed_gives_the_batch_back() -> None:
     deliver(entrypoint, 1)
     assert queue_consumer.requeued == [1]
     assert entrypoint._running == 0
+
+
+def test_a_lingering_batch_waits_for_company_until_its_oldest_message_is_due() -> None:
+    entrypoint, container, queue_consumer = consumer(max_batch=3, linger=0.05)
+    deliver(entrypoint, 1)
+    assert container.workers == []  # waits for more
+    deliver(entrypoint, 2, 3)
+    assert [bodies for bodies, _ in container.workers] == [[{"n": 1}, {"n": 2}, {"n": 3}]]  # full: at once
+    container.finish()
+
+    deliver(entrypoint, 4)
+    assert container.workers == []
+    waited = 0.0
+    while not container.workers:
+        assert waited < 2, "the lingering batch was never handed over"
+        eventlet.sleep(0.01)
+        waited += 0.01
+    assert waited >= 0.04  # not before its oldest message was due
+    assert container.finish() == [{"n": 4}]
+    assert queue_consumer.acks.acked == [1, 2, 3, 4]
+
+
+def test_a_stopped_consumer_hands_nothing_more_to_workers() -> None:
+    entrypoint, container, queue_consumer = consumer(linger=0.02)
+    entrypoint.queue_consumer.unregister_provider = lambda provider: None  # type: ignore[attr-defined]
+    deliver(entrypoint, 1)
+    entrypoint.stop()
+    eventlet.sleep(0.05)
+    assert container.workers == []  # left unacknowledged: the broker delivers it again
+    assert queue_consumer.acks.acked == [] and queue_consumer.requeued == []

@@ -16,7 +16,7 @@ from nameko.rpc import rpc
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.batches import batch_consumer
+from jaklapor.batches import RECORDING, batch_consumer
 from jaklapor.contacts import encrypt_contact
 from jaklapor.events import Location, ReportRouted, ReportUnroutable, parse_event
 from jaklapor.messaging import PermanentFailure, broker_reachable, work_queue
@@ -398,7 +398,8 @@ class IntakeService(
         work_queue(
             "intake.routing-results",
             [("routing", "report_routed"), ("routing", "report_unroutable")],
-        )
+        ),
+        linger=RECORDING,
     )
     def apply_routing_results(self, bodies: list[dict[str, Any]]) -> None:
         """Apply a batch of routing results: one read of their reports and one write of the results that change

@@ -16,7 +16,7 @@ from eventlet.queue import Empty
 from pydantic import ValidationError
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.batches import batch_consumer
+from jaklapor.batches import RECORDING, batch_consumer
 from jaklapor.contacts import CONTACTS_QUEUE, decrypt_contact, encrypt_contact
 from jaklapor.events import ContactRegistered, Event, ReportStatusChanged, ReportSubmitted, parse_event
 from jaklapor.live import LiveStreams
@@ -126,7 +126,7 @@ class NotifyService(OperationsEndpoints):
     publisher = Publisher(declare=[NOTIFY_EVENTS])
     deliveries = Deliveries()
 
-    @batch_consumer(work_queue("notify.events", [("intake", "#"), ("routing", "#")]))
+    @batch_consumer(work_queue("notify.events", [("intake", "#"), ("routing", "#")]), linger=RECORDING)
     def record_events(self, bodies: list[dict[str, Any]]) -> None:
         """A batch of report events (jaklapor/batches.py), each handled as if alone and in order: its timeline entry,
         its notifications, the report's final mark, the wake-up of its live streams; in a few writes per batch."""

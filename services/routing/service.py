@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from jaklapor.batches import batch_consumer
+from jaklapor.batches import ON_THE_WAY_TO_OPD, batch_consumer
 from jaklapor.events import ReportForwarded, ReportSubmitted, parse_event
 from jaklapor.messaging import (
     DEAD_LETTER_EXCHANGE,
@@ -48,7 +48,10 @@ class RoutingService(SurgeDelivery, OperationsEndpoints):
     incidents = IncidentLedger()
     publisher = Publisher(declare=[ROUTING_EVENTS, OPD_EXCHANGE, DEAD_LETTER_EXCHANGE, OPD_DEAD_LETTER_QUEUE])
 
-    @batch_consumer(work_queue("routing.reports", [("intake", "report_submitted"), ("intake", "report_forwarded")]))
+    @batch_consumer(
+        work_queue("routing.reports", [("intake", "report_submitted"), ("intake", "report_forwarded")]),
+        linger=ON_THE_WAY_TO_OPD,
+    )
     def route_reports(self, bodies: list[dict[str, Any]]) -> None:
         # every body is read before anything is written: a malformed one fails the batch untouched, and alone it
         # is dead-lettered while its neighbours are routed

@@ -15,7 +15,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.batches import batch_consumer
+from jaklapor.batches import RECORDING, batch_consumer
 from jaklapor.events import Event, ReportSubmitted, parse_event
 from jaklapor.messaging import PermanentFailure, broker_reachable, work_queue
 from jaklapor.operations import OperationsEndpoints
@@ -121,7 +121,7 @@ class StatsService(OperationsEndpoints):
 
     # ---- events in ---------------------------------------------------------------------------------------------
 
-    @batch_consumer(work_queue("stats.events", [("intake", "#"), ("routing", "#")]))
+    @batch_consumer(work_queue("stats.events", [("intake", "#"), ("routing", "#")]), linger=RECORDING)
     def fold_events(self, bodies: list[dict[str, Any]]) -> None:
         """Fold a batch of events into their reports' projections: one read of the batch's projections and one
         write of those that changed (none to read for reports whose first event is in the batch).
