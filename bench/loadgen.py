@@ -551,6 +551,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # management statistics lag by up to 5 s: let the warm-up's publishes be counted before the baseline
         time.sleep(6)
         publishes_before = vhost_publish_count(vhost) if vhost else None
+        store_before = store_commands(system.mongo_uri) if system is not None else None
 
         # ---- the load ----
         load_reports = reports[args.warmup :]
@@ -614,6 +615,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(2)  # late duplicates, if any, arrive now
         time.sleep(5)  # and the management statistics catch up with the last publishes
         publishes_after = vhost_publish_count(vhost) if vhost else None
+        store_after = store_commands(system.mongo_uri) if system is not None else None
         monitor.phase = "after"
         time.sleep(1)
         consumer.check()
@@ -648,6 +650,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 else None,
                 "note": "rabbitmq(beam.smp) is shared with everything else on the machine",
             }
+        if store_before is not None and store_after is not None and run_["delivered"]:
+            result["store_operations_per_delivered_report"] = store_operations_per_report(
+                store_before, store_after, run_["delivered"]
+            )
         result["queue_peaks"] = monitor.queue_peaks()
         result["samples"] = monitor.samples
         if "ceiling" in result:
@@ -678,6 +684,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # clean up the rest anyway
                 print(f"cleanup failed: {exc!r}", file=sys.stderr)
     return result
+
+
+def store_commands(mongo_uri: str) -> dict[str, int] | None:
+    """The MongoDB stand-in's count of commands run, by "database.collection.command" (None if not available)."""
+    import pymongo
+
+    try:
+        with pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=3000) as client:
+            return dict(client.admin.command("serverStatus").get("jaklaporCommands", {}))
+    except pymongo.errors.PyMongoError:
+        return None
+
+
+def store_operations_per_report(before: dict[str, int], after: dict[str, int], delivered: int) -> dict[str, Any]:
+    """Store operations during load and drain per delivered report: in total, and the biggest by collection."""
+    spent = {key: count - before.get(key, 0) for key, count in after.items()}
+    spent = {key: count for key, count in spent.items() if count > 0 and not key.startswith("admin.")}
+    return {
+        "total": round(sum(spent.values()) / delivered, 2),
+        "by_command": {key: round(count / delivered, 2) for key, count in sorted(spent.items(), key=lambda kv: -kv[1])},
+    }
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -729,6 +756,10 @@ def print_summary(result: dict[str, Any]) -> None:
             f"  CPU per delivered report: {cost['system_total']} ms in the system ({parts}); "
             f"at that cost all cores give {cost['implied_max_reports_per_s_on_all_cores']} reports/s"
         )
+    store = result.get("store_operations_per_delivered_report")
+    if store:
+        top = ", ".join(f"{k} {v}" for k, v in list(store["by_command"].items())[:12])
+        print(f"  store operations per delivered report: {store['total']} ({top})")
     print("  process                     CPU% load (mean/peak)  RSS MiB start/peak/end")
     for label, row in result["resources"].items():
         if label.startswith("_"):

@@ -946,3 +946,22 @@ def test_expired_documents_go_within_the_ttl_sweep_and_others_stay(db: pymongo.d
         assert time.monotonic() < deadline, "the expired document was never removed"
         time.sleep(0.1)  # polling the condition itself: the sweep runs on the server's own clock
     assert sessions.find_one({"_id": "valid"}) is not None
+
+
+def test_server_status_counts_the_operations_run(client: pymongo.MongoClient, db: pymongo.database.Database) -> None:
+    """What a benchmark divides by its reports: MongoDB's opcounters, and the stand-in's count per collection."""
+
+    def status() -> dict:
+        return client.admin.command("serverStatus")
+
+    before = status()
+    db["counted"].insert_one({"_id": 1})
+    db["counted"].find_one({"_id": 1})
+    db["counted"].update_one({"_id": 1}, {"$set": {"n": 1}})
+    after = status()
+    assert after["opcounters"]["insert"] - before["opcounters"]["insert"] == 1
+    assert after["opcounters"]["query"] - before["opcounters"]["query"] == 1
+    assert after["opcounters"]["update"] - before["opcounters"]["update"] == 1
+    commands = after["jaklaporCommands"]
+    for command in ("insert", "find", "update"):
+        assert commands[f"{db.name}.counted.{command}"] == 1
