@@ -8,6 +8,7 @@ from typing import Any
 
 import eventlet
 from nameko.extensions import DependencyProvider
+from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -15,7 +16,7 @@ from jaklapor.mongo import MongoDatabase, ping
 from jaklapor.reference import load_directory
 from jaklapor.vocabulary import utcnow
 from services.routing.domain import AreaIndex
-from services.routing.duplicates import Search
+from services.routing.duplicates import Search, cell_of
 from services.routing.settings import RoutingSettings
 
 CLAIM_POLL_SECONDS = 0.05
@@ -201,8 +202,15 @@ class RecentReportsRepository:
         self.reports = db["recent_reports"]
 
     def ensure_indexes(self) -> None:
-        self.reports.create_index([("category", 1), ("lat", 1)])
+        self.reports.create_index([("cell", 1), ("category", 1), ("submitted_at", 1)])
         self.reports.create_index("expires_at", expireAfterSeconds=0)
+        # entries kept before the index had cells (at most a window's worth) get theirs, or no search would find them
+        filed = [
+            UpdateOne({"_id": entry["_id"]}, {"$set": {"cell": cell_of(entry["lat"], entry["lon"])}})
+            for entry in self.reports.find({"cell": {"$exists": False}}, {"lat": 1, "lon": 1})
+        ]
+        if filed:
+            self.reports.bulk_write(filed, ordered=False)
 
     def record(self, entry: dict[str, Any]) -> None:
         """Keep a report once (a redelivered submission changes nothing)."""
@@ -226,10 +234,14 @@ class RecentReportsRepository:
         """candidates for each search of a batch, in one query (the union of the boxes, split again here)."""
         if len(searches) <= 1:
             return [self.candidates(search, limit) for search in searches]
-        # the leading category condition lets the (category, lat) index narrow the $or
+        # the cells of every box at once (the index's leading key); each search takes its own from them below
         query = {
+            "cell": {"$in": sorted({cell for search in searches for cell in search.cells})},
             "category": {"$in": sorted({search.category for search in searches})},
-            "$or": [box_query(search) for search in searches],
+            "submitted_at": {
+                "$gte": min(search.since for search in searches),
+                "$lte": max(search.until for search in searches),
+            },
         }
         found = list(self.reports.find(query).limit(limit * len(searches)))
         if len(found) >= limit * len(searches):  # cut short: a search may lack some of its own; ask each alone
@@ -239,6 +251,7 @@ class RecentReportsRepository:
 
 def box_query(search: Search) -> dict[str, Any]:
     return {
+        "cell": {"$in": search.cells},
         "category": search.category,
         "lat": {"$gte": search.min_lat, "$lte": search.max_lat},
         "lon": {"$gte": search.min_lon, "$lte": search.max_lon},

@@ -28,6 +28,10 @@ DUPLICATE_WINDOW_DAYS = 7.0
 MAX_SUGGESTIONS = 5
 EARTH_RADIUS_M = 6_371_008.8
 METRES_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_M / 180
+#: the index files each report under a square cell of this many degrees (~220 m in Jakarta), and a search asks for the
+#: few cells its box overlaps: equality on a key any store answers from an index. A range over latitude and longitude
+#: is narrowed by an index on one of them at best (a store scanned all the category's reports of the week before)
+CELL_DEGREES = 0.002
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ class Search:
     since: datetime
     until: datetime
 
+    @property
+    def cells(self) -> list[str]:
+        """The index cells the box overlaps (2-4 for the default radius; more for a wider one)."""
+        rows = range(math.floor(self.min_lat / CELL_DEGREES), math.floor(self.max_lat / CELL_DEGREES) + 1)
+        columns = range(math.floor(self.min_lon / CELL_DEGREES), math.floor(self.max_lon / CELL_DEGREES) + 1)
+        return [f"{row}:{column}" for row in rows for column in columns]
+
     def holds(self, entry: Mapping[str, Any]) -> bool:
         """Whether an index entry is one the index would answer for this search (the query, in Python)."""
         return (
@@ -64,6 +75,11 @@ def search_for(category: str, lat: float, lon: float, submitted_at: datetime, te
     dlat = radius / METRES_PER_DEGREE_LAT
     dlon = radius / (METRES_PER_DEGREE_LAT * max(math.cos(math.radians(abs(lat) + dlat)), 1e-6))
     return Search(category, lat - dlat, lat + dlat, lon - dlon, lon + dlon, submitted_at - terms.window, submitted_at)
+
+
+def cell_of(lat: float, lon: float) -> str:
+    """The index cell a point is filed under."""
+    return f"{math.floor(lat / CELL_DEGREES)}:{math.floor(lon / CELL_DEGREES)}"
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -83,6 +99,7 @@ def index_entry(
         "category": category,
         "lat": lat,
         "lon": lon,
+        "cell": cell_of(lat, lon),
         "submitted_at": submitted_at,
         "expires_at": submitted_at + terms.window,
     }

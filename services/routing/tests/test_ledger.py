@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -14,7 +16,13 @@ from devtools.mongo_standin import MongoStandIn
 from jaklapor.events import OpdRef
 from jaklapor.vocabulary import utcnow
 from services.routing.dependencies import ClaimBusy, LedgerRepository, RecentReportsRepository
-from services.routing.duplicates import DuplicateTerms, index_entry, search_for
+from services.routing.duplicates import (
+    METRES_PER_DEGREE_LAT,
+    DuplicateTerms,
+    distance_m,
+    index_entry,
+    search_for,
+)
 from services.routing.incidents import Arrival, IncidentRepository
 from services.routing.surge import SurgeRule
 from services.routing.tests.reports import MELAWAI
@@ -128,3 +136,31 @@ def test_the_surge_store_counts_a_batch_as_its_reports_one_by_one(routing_db: Da
     again = store.observe_many(batch, rule, now)  # redelivered: members stay members, the others are counted once
     assert [o.incident_id if o else None for o in again] == [opened.incident_id] * 2 + [None] + [opened.incident_id] * 2
     assert routing_db["surge_arrivals"].count_documents({"key": "quiet"}) == 1
+
+
+def test_a_report_within_the_radius_is_found_across_a_cell_border(routing_db: Database) -> None:
+    index = RecentReportsRepository(routing_db)
+    index.ensure_indexes()
+    terms, at, rng = DuplicateTerms(), utcnow(), random.Random(19)
+    for n in range(200):
+        # a point just either side of a cell border, and another 0-148 m away in any direction
+        lat = round(-6.2 + rng.choice([-1, 1]) * 0.00001 + rng.randrange(-50, 50) * 0.002, 6)
+        lon = 106.8 + rng.uniform(-0.1, 0.1)
+        bearing, metres = rng.uniform(0, 6.2832), rng.uniform(0, 148)
+        other_lat = lat + metres * math.cos(bearing) / METRES_PER_DEGREE_LAT
+        other_lon = lon + metres * math.sin(bearing) / (METRES_PER_DEGREE_LAT * math.cos(math.radians(lat)))
+        assert distance_m(lat, lon, other_lat, other_lon) <= terms.radius_m
+        index.record_many([index_entry(f"near-{n}", "banjir", other_lat, other_lon, at, terms)])
+        found = index.candidates(search_for("banjir", lat, lon, at, terms))
+        assert f"near-{n}" in {doc["_id"] for doc in found}, (lat, lon, other_lat, other_lon)
+
+
+def test_entries_kept_before_cells_get_theirs_when_the_index_starts(routing_db: Database) -> None:
+    terms, at = DuplicateTerms(), utcnow()
+    old = index_entry("old-1", "sampah", -6.2443, 106.8001, at, terms)
+    del old["cell"]
+    routing_db["recent_reports"].insert_one(old)
+    index = RecentReportsRepository(routing_db)
+    index.ensure_indexes()
+    found = index.candidates(search_for("sampah", -6.2444, 106.8002, at, terms))
+    assert "old-1" in {doc["_id"] for doc in found}  # the fixture's store is shared with the tests above
