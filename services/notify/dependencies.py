@@ -157,7 +157,26 @@ class NotifyRepository:
         entry there, which leaves a gap in the numbers; readers ask for entries after a number, so gaps are harmless.
         The report as it was before the write tells what each entry would have seen (its number, watched, contact)."""
         numbers: dict[int, Appended] = {}
-        for report_id, positions in by_report(writes).items():
+        reports = by_report(writes)
+        # a report whose first entry here is its submission is most likely new to notify: all of those are registered
+        # in one insert (numbered from 1, as the upsert would); one already there is numbered by the write below
+        new = [report_id for report_id, positions in reports.items() if writes[positions[0]].set_on_report]
+        registrations = [
+            {
+                "_id": report_id,
+                "seq": len(reports[report_id]),
+                **merged_fields([writes[i].set_on_report for i in reports[report_id]]),
+            }
+            for report_id in new
+        ]
+        known = self._insert_new(self.reports, registrations)
+        for position, report_id in enumerate(new):
+            if position not in known:
+                sets = [writes[i].set_on_report for i in reports[report_id]]
+                numbers.update(zip(reports[report_id], numbered(None, sets), strict=True))
+        for report_id, positions in reports.items():
+            if positions[0] in numbers:
+                continue  # registered by the insert
             sets = [writes[i].set_on_report for i in positions]
             update: dict[str, Any] = {"$inc": {"seq": len(positions)}}
             fields = merged_fields(sets)

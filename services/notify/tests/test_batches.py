@@ -187,19 +187,22 @@ def test_a_reports_submission_and_routing_in_one_batch_cost_four_store_commands(
     service = notify_on(repository)
     commands.take()
     service.record_events([submitted().to_message(), routed().to_message()])
-    # numbering (with the report's registration), the timeline entries, the reporter's contact, the deliveries
-    assert commands.take() == {"findAndModify": 1, "insert": 2, "find": 1}
+    # the report's registration (numbered with it: one insert for every new report of a batch), the timeline
+    # entries, the reporter's contact, the deliveries
+    assert commands.take() == {"insert": 3, "find": 1}
     assert [seq for seq, _ in repository.entries_after(REPORT, 0)] == [1, 2]
     assert sorted(doc["channel"] for doc in repository.deliveries.find()) == ["webhook", "webhook"]  # citizen, OPD
 
 
-def test_one_by_one_the_same_events_cost_six(wire: tuple[NotifyRepository, Commands]) -> None:
+def test_one_by_one_the_same_events_cost_six_and_a_known_report_is_numbered_by_a_write(
+    wire: tuple[NotifyRepository, Commands],
+) -> None:
     repository, commands = wire
     register_phone(repository)
     service = notify_on(repository)
     commands.take()
     service.record_events([submitted().to_message()])
-    assert commands.take() == {"findAndModify": 1, "insert": 1}  # nobody is told of a submission
+    assert commands.take() == {"insert": 2}  # registered and numbered in one insert; nobody is told of a submission
     service.record_events([routed().to_message()])
     assert commands.take() == {"findAndModify": 1, "insert": 2, "find": 1}
 
@@ -218,3 +221,18 @@ def test_a_redelivered_batch_adds_nothing(wire: tuple[NotifyRepository, Commands
     ]
     assert repository.deliveries.count_documents({}) == 3  # routed: citizen and OPD; selesai: citizen
     assert repository.is_final(REPORT)
+
+
+def test_a_submission_of_a_report_known_already_is_numbered_after_what_is_there(
+    wire: tuple[NotifyRepository, Commands],
+) -> None:
+    repository, _ = wire
+    service = notify_on(repository)
+    submission = submitted().to_message()
+    service.record_events([routed().to_message()])  # came first (a redelivery, another replica)
+    service.record_events([submission])
+    service.record_events([submission])  # redelivered: found there, nothing added
+    entries = repository.entries_after(REPORT, 0)
+    assert [entry["kind"] for _, entry in entries] == ["routed", "submitted"]
+    assert [seq for seq, _ in entries] == [1, 2]
+    assert repository.report_for_token(submitted().tracking_token_hash) == REPORT  # registered all the same
