@@ -536,9 +536,11 @@ class OutboxRelay(DependencyProvider):
         self.workers = max(1, settings.outbox_relay_workers)
         # reports claimed, published and cleared together: a few round trips per batch instead of per report
         self.batch_size = max(1, settings.outbox_relay_batch)
+        self.linger = max(0.0, settings.outbox_relay_linger)
         self.publishers = [ConfirmedPublisher(config["AMQP_URI"]) for _ in range(self.workers)]
         self._wakeups: LightQueue = LightQueue(maxsize=self.workers)
         self._handed_over: deque[str] = deque()
+        self._handed_over_at: deque[float] = deque()  # when each was handed over (monotonic seconds)
         self._next_scan = 0.0
         self._running = False
         self._threads: list[Any] = []
@@ -571,6 +573,7 @@ class OutboxRelay(DependencyProvider):
     def publish_soon(self, report_id: str) -> None:
         """A report's new messages are stored: publish them now (the periodic scan would find them later)."""
         self._handed_over.append(report_id)
+        self._handed_over_at.append(time.monotonic())
         self.wake()
 
     def wake(self) -> None:
@@ -609,8 +612,12 @@ class OutboxRelay(DependencyProvider):
         return True
 
     def _next_claims(self, now: datetime) -> list[dict[str, Any]]:
+        self._linger()
         while self._handed_over:
-            report_ids = [self._handed_over.popleft() for _ in range(min(self.batch_size, len(self._handed_over)))]
+            size = min(self.batch_size, len(self._handed_over))
+            report_ids = [self._handed_over.popleft() for _ in range(size)]
+            for _ in range(size):
+                self._handed_over_at.popleft()
             if self._handed_over:
                 self.wake()  # more work than one batch: a sibling relay starts on it while this one publishes
             claims = self.repository.claim_outboxes(report_ids, now)
@@ -622,6 +629,13 @@ class OutboxRelay(DependencyProvider):
         if not claims:
             self._next_scan = time.monotonic() + self.scan_interval
         return claims
+
+    def _linger(self) -> None:
+        """Let a round that is not full wait for company, until its oldest report has waited `linger`."""
+        if self._handed_over and len(self._handed_over) < self.batch_size:
+            wait = self._handed_over_at[0] + self.linger - time.monotonic()
+            if wait > 0:
+                eventlet.sleep(wait)
 
     def _publish(self, claims: list[dict[str, Any]], publisher: ConfirmedPublisher) -> bool:
         """Publish leased reports' messages in order, as one batch; False if the broker failed us (the unconfirmed
