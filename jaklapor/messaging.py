@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from amqp.exceptions import AMQPError, ChannelError
+from amqp.method_framing import frame_writer
 from kombu import Connection, Exchange, Queue, binding
 from kombu.exceptions import KombuError
 from kombu.serialization import dumps
@@ -135,6 +136,20 @@ class Outgoing:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+class _CollectedFrames:
+    """A transport stand-in that keeps the frames written to it, so a batch goes to the socket in one write."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.chunks.append(bytes(data))  # a copy: py-amqp reuses its frame buffer for the next frame
+
+    def take(self) -> bytes:
+        data, self.chunks = b"".join(self.chunks), []
+        return data
+
+
 class ConfirmedPublisher:
     """Publishes persistent JSON messages, `mandatory`, and waits for the broker's confirms.
 
@@ -158,6 +173,8 @@ class ConfirmedPublisher:
         self._unconfirmed: dict[int, str] = {}
         self._nacked: list[str] = []
         self._returned: dict[str, str] = {}
+        self._frames = _CollectedFrames()
+        self._collecting_writer: Any = None
 
     def _ensure_connected(self) -> Any:
         if self._channel is None:
@@ -168,6 +185,10 @@ class ConfirmedPublisher:
             channel.events["basic_ack"].add(self._on_ack)
             channel.events["basic_nack"].add(self._on_nack)
             channel.confirm_select()
+            # py-amqp writes each message to the socket on its own (a system call each, through eventlet's green
+            # socket): a batch's frames are collected and written together instead
+            self._frames = _CollectedFrames()
+            self._collecting_writer = frame_writer(channel.connection, self._frames)
             self._connection, self._channel = connection, channel
             self._published = 0
             self._declared.clear()
@@ -242,21 +263,14 @@ class ConfirmedPublisher:
             try:
                 channel = self._ensure_connected()
                 self._declare_locked(declare)
-                for message in messages:
-                    content_type, encoding, data = dumps(message.body, serializer="json")
-                    amqp_message = channel.prepare_message(
-                        data,
-                        content_type=content_type,
-                        content_encoding=encoding,
-                        headers=message.headers,
-                        properties={"delivery_mode": 2, "message_id": message.message_id},
-                    )
-                    self._published += 1
-                    self._unconfirmed[self._published] = message.message_id
-                    sent.append(message.message_id)
-                    channel.basic_publish(
-                        amqp_message, exchange=message.exchange, routing_key=message.routing_key, mandatory=True
-                    )
+                self._frames.take()  # nothing left over from a batch that failed half-way
+                amqp_connection = channel.connection
+                direct_writer, amqp_connection.frame_writer = amqp_connection.frame_writer, self._collecting_writer
+                try:
+                    self._publish_frames(channel, messages, sent)
+                finally:
+                    amqp_connection.frame_writer = direct_writer
+                amqp_connection.transport.write(self._frames.take())
                 self._await_confirms()
             except (TimeoutError, ChannelError, AMQPError, KombuError, OSError) as exc:
                 unconfirmed = set(self._unconfirmed.values())
@@ -273,6 +287,23 @@ class ConfirmedPublisher:
                 if self._nacked:
                     raise PublishFailed(f"the broker refused (nack) {len(self._nacked)} message(s)", confirmed)
                 raise Unroutable(f"no queue bound for {next(iter(self._returned.values()))}", confirmed)
+
+    def _publish_frames(self, channel: Any, messages: Sequence[Outgoing], sent: list[str]) -> None:
+        for message in messages:
+            content_type, encoding, data = dumps(message.body, serializer="json")
+            amqp_message = channel.prepare_message(
+                data,
+                content_type=content_type,
+                content_encoding=encoding,
+                headers=message.headers,
+                properties={"delivery_mode": 2, "message_id": message.message_id},
+            )
+            self._published += 1
+            self._unconfirmed[self._published] = message.message_id
+            sent.append(message.message_id)
+            channel.basic_publish(
+                amqp_message, exchange=message.exchange, routing_key=message.routing_key, mandatory=True
+            )
 
     def _await_confirms(self) -> None:
         assert self._connection is not None, "confirms are awaited on the connection that published"

@@ -65,6 +65,28 @@ def test_a_batch_is_stored_whole_and_in_order(vhost: Vhost, target: tuple[Confir
     assert stored[1][1] == {"n": 1, "text": "é" * 10}
 
 
+def test_a_batch_goes_to_the_socket_in_one_write(vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]) -> None:
+    publisher, queue = target
+    publisher.publish_many(outgoing(queue.exchange.name, 1))  # connected
+    transport = publisher._channel.connection.transport
+    writes: list[int] = []
+    direct = transport.write
+    transport.write = lambda data: (writes.append(len(data)), direct(data))[1]
+    try:
+        publisher.publish_many(
+            [
+                *outgoing(queue.exchange.name, 50),
+                Outgoing({"big": "x" * 300_000}, queue.exchange.name, "bound.big", "big"),
+            ]
+        )
+    finally:
+        transport.write = direct
+    assert len(writes) == 1 and writes[0] > 300_000  # 51 messages, one larger than a frame, in one write
+    stored = read_all(vhost.amqp_uri, queue)
+    assert [message_id for message_id, _ in stored] == ["m0", *(f"m{n}" for n in range(50)), "big"]
+    assert stored[-1][1] == {"big": "x" * 300_000}
+
+
 def test_an_unroutable_message_is_named_and_the_others_are_stored(
     vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
 ) -> None:
