@@ -11,7 +11,7 @@ the next batch takes every message waiting (up to `max_batch`). Under a backlog 
 Below it, when the consumers keep up, each message would be a batch of its own and pay the whole per-message cost;
 `linger` (seconds) lets a batch that is not full wait for company until its oldest message has waited that long. It
 is latency traded for CPU, chosen per consumer: nothing on the way to an OPD's queue lingers long (routing: 20 ms),
-the timeline, the statistics and the report's own view may (notify, stats, intake's routing results: 100 ms; a
+the timeline, the statistics and the report's own view may (notify, stats, intake's routing results: 250 ms; a
 citizen does not see a tenth of a second). A full batch never waits.
 
 Guarantees are the work queue's (jaklapor/messaging.py): a message is acknowledged only after the handler returned
@@ -50,7 +50,7 @@ MAX_BATCH = 100  # messages handed to one worker at most
 CONCURRENCY = 2  # batches of one queue handled at once (one waits on the store or broker while another computes)
 LINGER = 0.0  # seconds a batch that is not full may wait for more messages (see above)
 ON_THE_WAY_TO_OPD = 0.02  # the linger of a consumer every report passes before its OPD's queue (routing)
-RECORDING = 0.1  # the linger of consumers that record what happened (timeline, statistics, the report's view)
+RECORDING = 0.25  # the linger of consumers that record what happened (timeline, statistics, the report's view)
 
 
 class BatchQueueConsumer(RejectingQueueConsumer):
