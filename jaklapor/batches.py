@@ -11,8 +11,9 @@ the next batch takes every message waiting (up to `max_batch`). Under a backlog 
 Below it, when the consumers keep up, each message would be a batch of its own and pay the whole per-message cost;
 `linger` (seconds) lets a batch that is not full wait for company until its oldest message has waited that long. It
 is latency traded for CPU, chosen per consumer: nothing on the way to an OPD's queue lingers long (routing: 20 ms),
-the timeline, the statistics and the report's own view may (notify, stats, intake's routing results: 250 ms; a
-citizen does not see a tenth of a second). A full batch never waits.
+nor intake's record of where a report went (an OPD acts on it through intake as soon as its queue has it: no
+linger); the timeline and the statistics may (notify, stats: 250 ms; a citizen does not see a quarter of a
+second). A full batch never waits.
 
 Guarantees are the work queue's (jaklapor/messaging.py): a message is acknowledged only after the handler returned
 for a batch holding it. If the handler raises, each message of the batch is handled again on its own, so one bad
@@ -50,7 +51,7 @@ MAX_BATCH = 100  # messages handed to one worker at most
 CONCURRENCY = 2  # batches of one queue handled at once (one waits on the store or broker while another computes)
 LINGER = 0.0  # seconds a batch that is not full may wait for more messages (see above)
 ON_THE_WAY_TO_OPD = 0.02  # the linger of a consumer every report passes before its OPD's queue (routing)
-RECORDING = 0.25  # the linger of consumers that record what happened (timeline, statistics, the report's view)
+RECORDING = 0.25  # the linger of consumers that record what happened for people to read (timeline, statistics)
 
 
 class BatchQueueConsumer(RejectingQueueConsumer):

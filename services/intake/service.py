@@ -16,7 +16,7 @@ from nameko.rpc import rpc
 from pymongo.errors import PyMongoError
 from werkzeug.wrappers import Request, Response
 
-from jaklapor.batches import RECORDING, batch_consumer
+from jaklapor.batches import batch_consumer
 from jaklapor.contacts import encrypt_contact
 from jaklapor.events import Location, ReportRouted, ReportUnroutable, parse_event
 from jaklapor.messaging import PermanentFailure, broker_reachable, work_queue
@@ -399,7 +399,8 @@ class IntakeService(
             "intake.routing-results",
             [("routing", "report_routed"), ("routing", "report_unroutable")],
         ),
-        linger=RECORDING,
+        # no linger: an OPD that takes a report from its queue acts on it through intake at once, which must know
+        # the report is routed to it by then (batches still form under a backlog)
     )
     def apply_routing_results(self, bodies: list[dict[str, Any]]) -> None:
         """Apply a batch of routing results: one read of their reports and one write of the results that change
