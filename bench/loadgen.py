@@ -692,7 +692,8 @@ def store_commands(mongo_uri: str) -> dict[str, int] | None:
 
     try:
         with pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=3000) as client:
-            return dict(client.admin.command("serverStatus").get("jaklaporCommands", {}))
+            commands = client.admin.command("serverStatus").get("jaklaporCommands")
+            return dict(commands) if commands is not None else None  # a stand-in from before the counters
     except pymongo.errors.PyMongoError:
         return None
 
