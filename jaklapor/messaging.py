@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from amqp.exceptions import AMQPError, ChannelError
 from amqp.method_framing import frame_writer
@@ -26,9 +26,12 @@ from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer, QueueConsumer
 
 from jaklapor.acks import AckBatcher
+from jaklapor.events import Event, parse_event
 from jaklapor.metrics import consumer_metrics
 
 log = logging.getLogger(__name__)
+
+EventKind = TypeVar("EventKind", bound=Event)
 
 # A message that failed this many deliveries goes to the dead-letter queue with x-death headers saying why.
 DELIVERY_LIMIT = 5
@@ -348,6 +351,18 @@ class Publisher(DependencyProvider):
 
 class PermanentFailure(Exception):
     """A message that can never be handled (malformed, unknown type): dead-letter it now instead of retrying."""
+
+
+def expect_event(body: dict[str, Any], kinds: tuple[type[EventKind], ...], queue: str) -> EventKind:
+    """The event a message of `queue` carries, if it is of one of the `kinds` the queue is for; otherwise a
+    PermanentFailure naming why, so the message is dead-lettered instead of retried."""
+    try:
+        event = parse_event(body)
+    except ValueError as exc:
+        raise PermanentFailure(str(exc)) from exc
+    if not isinstance(event, kinds):
+        raise PermanentFailure(f"{queue} does not handle {event.event_type}")
+    return event
 
 
 class RejectingQueueConsumer(QueueConsumer):

@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from nameko.rpc import rpc
 from pymongo.errors import PyMongoError
@@ -18,8 +18,8 @@ from werkzeug.wrappers import Request, Response
 
 from jaklapor.batches import batch_consumer
 from jaklapor.contacts import encrypt_contact
-from jaklapor.events import Location, ReportRouted, ReportUnroutable, parse_event
-from jaklapor.messaging import PermanentFailure, broker_reachable, work_queue
+from jaklapor.events import Location, ReportRouted, ReportUnroutable
+from jaklapor.messaging import broker_reachable, expect_event, work_queue
 from jaklapor.operations import OperationsEndpoints, SecretGuard
 from jaklapor.settings import Settings
 from jaklapor.storage import PhotoNotFound, PhotoStorage, StorageUnavailable
@@ -469,10 +469,6 @@ class IntakeService(
 
 
 def _routing_result(body: dict[str, Any]) -> ReportRouted | ReportUnroutable:
-    try:
-        event = parse_event(body)
-    except ValueError as exc:
-        raise PermanentFailure(str(exc)) from exc
-    if not isinstance(event, ReportRouted | ReportUnroutable):
-        raise PermanentFailure(f"intake.routing-results does not handle {event.event_type}")
-    return event
+    return cast(
+        ReportRouted | ReportUnroutable, expect_event(body, (ReportRouted, ReportUnroutable), "intake.routing-results")
+    )

@@ -5,20 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from jaklapor.batches import ON_THE_WAY_TO_OPD, batch_consumer
-from jaklapor.events import ReportForwarded, ReportSubmitted, parse_event
+from jaklapor.events import ReportForwarded, ReportSubmitted
 from jaklapor.messaging import (
     DEAD_LETTER_EXCHANGE,
     OPD_DEAD_LETTER_QUEUE,
     OPD_EXCHANGE,
     Outgoing,
-    PermanentFailure,
     Publisher,
     PublishFailed,
     broker_reachable,
     event_exchange,
+    expect_event,
     opd_queue,
     work_queue,
 )
@@ -178,13 +178,9 @@ class RoutingService(SurgeDelivery, OperationsEndpoints):
 
 
 def report_event(body: dict[str, Any]) -> ReportSubmitted | ReportForwarded:
-    try:
-        event = parse_event(body)
-    except ValueError as exc:
-        raise PermanentFailure(str(exc)) from exc
-    if not isinstance(event, ReportSubmitted | ReportForwarded):
-        raise PermanentFailure(f"routing.reports does not handle {event.event_type}")
-    return event
+    return cast(
+        ReportSubmitted | ReportForwarded, expect_event(body, (ReportSubmitted, ReportForwarded), "routing.reports")
+    )
 
 
 def first_of_each_hop(

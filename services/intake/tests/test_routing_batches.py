@@ -9,25 +9,10 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import monitoring
 
 from devtools.mongo_standin import MongoStandIn
+from devtools.store_commands import StoreCommands
 from services.intake.dependencies import OnceChange, ReportRepository
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in ("hello", "isMaster", "ismaster", "endSessions"):
-            self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +23,8 @@ def standin() -> Iterator[MongoStandIn]:
 
 
 @pytest.fixture
-def wire(standin: MongoStandIn) -> Iterator[tuple[ReportRepository, Commands]]:
-    commands = Commands()
+def wire(standin: MongoStandIn) -> Iterator[tuple[ReportRepository, StoreCommands]]:
+    commands = StoreCommands()
     client = pymongo.MongoClient(standin.uri, tz_aware=True, event_listeners=[commands])
     name = f"intake_{uuid.uuid4().hex[:12]}"
     repository = ReportRepository(client[name])
@@ -57,14 +42,14 @@ def routed(report_id: str, event_id: str, hop: int = 0) -> OnceChange:
     return OnceChange(report_id, event_id, {"hop": hop}, {"assigned_opd": event_id}, {"kind": "routed"})
 
 
-def test_the_batchs_reports_are_read_at_once_without_their_outbox(wire: tuple[ReportRepository, Commands]) -> None:
+def test_the_batchs_reports_are_read_at_once_without_their_outbox(wire: tuple[ReportRepository, StoreCommands]) -> None:
     repository, commands = wire
     found = repository.by_ids(["JK-1", "JK-3", "JK-9", "JK-1"])
     assert sorted(found) == ["JK-1", "JK-3"] and "outbox" not in found["JK-1"]
     assert commands.names == ["find"]
 
 
-def test_results_of_several_reports_are_applied_in_one_write(wire: tuple[ReportRepository, Commands]) -> None:
+def test_results_of_several_reports_are_applied_in_one_write(wire: tuple[ReportRepository, StoreCommands]) -> None:
     repository, commands = wire
     assert repository.apply_each_once([routed("JK-1", "e1"), routed("JK-2", "e2")]) == {"e1", "e2"}
     assert commands.names == ["update"]
@@ -74,7 +59,7 @@ def test_results_of_several_reports_are_applied_in_one_write(wire: tuple[ReportR
 
 
 def test_a_result_that_no_longer_applies_is_told_apart_by_one_more_read(
-    wire: tuple[ReportRepository, Commands],
+    wire: tuple[ReportRepository, StoreCommands],
 ) -> None:
     repository, commands = wire
     # between the caller's read and its write: another worker applied e1, and JK-2 was forwarded to hop 1

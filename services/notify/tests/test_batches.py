@@ -6,7 +6,6 @@ collection."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +13,10 @@ import mongomock
 import pymongo
 import pytest
 from nameko.testing.services import worker_factory
-from pymongo import monitoring
 from pymongo.errors import BulkWriteError
 
 from devtools.mongo_standin import MongoStandIn
+from devtools.store_commands import StoreCommands
 from jaklapor.contacts import encrypt_contact, generate_key
 from jaklapor.live import LiveHub
 from services.notify.channels import OpdChannels, WebhookTarget
@@ -39,26 +38,6 @@ KEY = generate_key()
 SECRET = "a-webhook-secret-of-32-characters"
 
 
-class Commands(monitoring.CommandListener):
-    """The commands a client sent, by name."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.counts[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def take(self) -> dict[str, int]:
-        counts, self.counts = dict(self.counts), Counter()
-        return counts
-
-
 @pytest.fixture(scope="module")
 def standin() -> Iterator[MongoStandIn]:
     server = MongoStandIn("127.0.0.1", 0)
@@ -68,8 +47,8 @@ def standin() -> Iterator[MongoStandIn]:
 
 
 @pytest.fixture
-def wire(standin: MongoStandIn, request: pytest.FixtureRequest) -> Iterator[tuple[NotifyRepository, Commands]]:
-    commands = Commands()
+def wire(standin: MongoStandIn, request: pytest.FixtureRequest) -> Iterator[tuple[NotifyRepository, StoreCommands]]:
+    commands = StoreCommands()
     client: pymongo.MongoClient = pymongo.MongoClient(standin.uri, tz_aware=True, event_listeners=[commands])
     client.drop_database(f"notify_{request.node.name[:40]}")
     repository = NotifyRepository(client[f"notify_{request.node.name[:40]}"])
@@ -180,7 +159,7 @@ def register_phone(repository: NotifyRepository) -> None:
 
 
 def test_a_reports_submission_and_routing_in_one_batch_cost_four_store_commands(
-    wire: tuple[NotifyRepository, Commands],
+    wire: tuple[NotifyRepository, StoreCommands],
 ) -> None:
     repository, commands = wire
     register_phone(repository)
@@ -195,7 +174,7 @@ def test_a_reports_submission_and_routing_in_one_batch_cost_four_store_commands(
 
 
 def test_one_by_one_the_same_events_cost_six_and_a_known_report_is_numbered_by_a_write(
-    wire: tuple[NotifyRepository, Commands],
+    wire: tuple[NotifyRepository, StoreCommands],
 ) -> None:
     repository, commands = wire
     register_phone(repository)
@@ -207,7 +186,7 @@ def test_one_by_one_the_same_events_cost_six_and_a_known_report_is_numbered_by_a
     assert commands.take() == {"findAndModify": 1, "insert": 2, "find": 1}
 
 
-def test_a_redelivered_batch_adds_nothing(wire: tuple[NotifyRepository, Commands]) -> None:
+def test_a_redelivered_batch_adds_nothing(wire: tuple[NotifyRepository, StoreCommands]) -> None:
     repository, _ = wire
     register_phone(repository)
     service = notify_on(repository)
@@ -224,7 +203,7 @@ def test_a_redelivered_batch_adds_nothing(wire: tuple[NotifyRepository, Commands
 
 
 def test_a_submission_of_a_report_known_already_is_numbered_after_what_is_there(
-    wire: tuple[NotifyRepository, Commands],
+    wire: tuple[NotifyRepository, StoreCommands],
 ) -> None:
     repository, _ = wire
     service = notify_on(repository)

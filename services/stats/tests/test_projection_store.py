@@ -11,9 +11,9 @@ from typing import Any
 import mongomock
 import pymongo
 import pytest
-from pymongo import monitoring
 
 from devtools.mongo_standin import MongoStandIn
+from devtools.store_commands import StoreCommands
 from services.stats.dependencies import ProjectionRepository
 
 
@@ -44,23 +44,6 @@ def test_a_first_event_arriving_after_a_later_one_is_folded_into_it() -> None:
 # ---- a batch: one read, one write (through the wire, as pymongo talks to MongoDB) ------------------------------------
 
 
-class Commands(monitoring.CommandListener):
-    """The commands pymongo sends (what a batch costs in round trips)."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in ("hello", "isMaster", "ismaster", "endSessions"):
-            self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def standin() -> Iterator[MongoStandIn]:
     server = MongoStandIn("127.0.0.1", 0).start()
@@ -69,8 +52,8 @@ def standin() -> Iterator[MongoStandIn]:
 
 
 @pytest.fixture
-def wire(standin: MongoStandIn) -> Iterator[tuple[ProjectionRepository, Commands]]:
-    commands = Commands()
+def wire(standin: MongoStandIn) -> Iterator[tuple[ProjectionRepository, StoreCommands]]:
+    commands = StoreCommands()
     client = pymongo.MongoClient(standin.uri, tz_aware=True, event_listeners=[commands])
     name = f"stats_{uuid.uuid4().hex[:12]}"
     yield ProjectionRepository(client[name]), commands
@@ -79,7 +62,7 @@ def wire(standin: MongoStandIn) -> Iterator[tuple[ProjectionRepository, Commands
 
 
 def test_a_batch_reads_once_and_writes_once_and_new_projections_are_not_read(
-    wire: tuple[ProjectionRepository, Commands],
+    wire: tuple[ProjectionRepository, StoreCommands],
 ) -> None:
     store, commands = wire
     assert store.update("JK-1", add_event("submitted"), probably_new=True)
@@ -104,7 +87,7 @@ def test_a_batch_reads_once_and_writes_once_and_new_projections_are_not_read(
     assert commands.names == ["update"], "a report's first event: written without reading"
 
 
-def test_a_write_another_worker_got_in_first_is_lost_alone(wire: tuple[ProjectionRepository, Commands]) -> None:
+def test_a_write_another_worker_got_in_first_is_lost_alone(wire: tuple[ProjectionRepository, StoreCommands]) -> None:
     store, _commands = wire
     for report_id in ("JK-1", "JK-2"):
         store.update(report_id, add_event("submitted"), probably_new=True)
