@@ -605,6 +605,7 @@ class OutboxRelay(DependencyProvider):
         """Publish pending messages of up to about `limit` reports; False if the broker failed us (back off)."""
         published = 0
         while self._running and published < limit:
+            self._linger()  # before the time is taken: a report stored during the wait is due by then
             claims = self._next_claims(utcnow())
             if not claims:
                 return True
@@ -614,7 +615,6 @@ class OutboxRelay(DependencyProvider):
         return True
 
     def _next_claims(self, now: datetime) -> list[dict[str, Any]]:
-        self._linger()
         while self._handed_over:
             size = min(self.batch_size, len(self._handed_over))
             report_ids = [self._handed_over.popleft() for _ in range(size)]

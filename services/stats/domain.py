@@ -300,7 +300,10 @@ def derive(projection: Mapping[str, Any]) -> dict[str, Any]:
     for fact in facts:
         if fact["kind"] in ("routed", "unroutable"):
             hop = hops.setdefault(fact["hop"], _new_hop(fact["hop"]))
-            hop["opd"], hop["assigned_at"], hop["deadline"] = fact["opd"], fact["at"], fact["deadline"]
+            # a hand-over lets its target act at once (intake records it before routing delivers it): the hop's clock
+            # starts at whichever came first, so a quick answer is never counted before its start
+            assigned = fact["at"] if hop["assigned_at"] is None else _earliest([hop["assigned_at"], fact["at"]])
+            hop["opd"], hop["assigned_at"], hop["deadline"] = fact["opd"], assigned, fact["deadline"]
     for boundary_version, entry in ordered:
         # an escalation names the deadline the previous OPD missed, even if its routing did not carry one
         ended = hops[hop_at(boundary_version)]
