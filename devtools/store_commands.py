@@ -3,9 +3,14 @@ stand-in (devtools/mongo_standin.py), as the services use it."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import pymongo
 from pymongo import monitoring
+from pymongo.database import Database
 
 #: the driver's own handshakes and session housekeeping, not the code under test
 HOUSEKEEPING = frozenset({"hello", "isMaster", "ismaster", "endSessions"})
@@ -31,3 +36,16 @@ class StoreCommands(monitoring.CommandListener):
         """How many of each command since the last take."""
         counts, self.names = Counter(self.names), []
         return dict(counts)
+
+
+@contextmanager
+def recorded_database(uri: str, prefix: str) -> Iterator[tuple[Database, StoreCommands]]:
+    """A fresh database on the server at `uri` whose client records its commands; dropped afterwards."""
+    commands = StoreCommands()
+    client: pymongo.MongoClient = pymongo.MongoClient(uri, tz_aware=True, event_listeners=[commands])
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[name], commands
+    finally:
+        client.drop_database(name)
+        client.close()

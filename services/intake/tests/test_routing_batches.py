@@ -3,15 +3,13 @@ stand-in): one read of the batch's reports, one write of its results, and which 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import pymongo
 import pytest
 
 from devtools.mongo_standin import MongoStandIn
-from devtools.store_commands import StoreCommands
+from devtools.store_commands import StoreCommands, recorded_database
 from services.intake.dependencies import OnceChange, ReportRepository
 
 
@@ -24,18 +22,14 @@ def standin() -> Iterator[MongoStandIn]:
 
 @pytest.fixture
 def wire(standin: MongoStandIn) -> Iterator[tuple[ReportRepository, StoreCommands]]:
-    commands = StoreCommands()
-    client = pymongo.MongoClient(standin.uri, tz_aware=True, event_listeners=[commands])
-    name = f"intake_{uuid.uuid4().hex[:12]}"
-    repository = ReportRepository(client[name])
-    for n in (1, 2, 3):
-        repository.reports.insert_one(
-            {"_id": f"JK-{n}", "hop": 0, "version": 1, "history": [], "applied_events": [], "outbox": [{"m": n}]}
-        )
-    commands.names.clear()
-    yield repository, commands
-    client.drop_database(name)
-    client.close()
+    with recorded_database(standin.uri, "intake") as (database, commands):
+        repository = ReportRepository(database)
+        for n in (1, 2, 3):
+            repository.reports.insert_one(
+                {"_id": f"JK-{n}", "hop": 0, "version": 1, "history": [], "applied_events": [], "outbox": [{"m": n}]}
+            )
+        commands.names.clear()
+        yield repository, commands
 
 
 def routed(report_id: str, event_id: str, hop: int = 0) -> OnceChange:

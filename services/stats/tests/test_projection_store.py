@@ -3,17 +3,15 @@ came first, the first one is folded into what is there (nothing is lost, nothing
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import mongomock
-import pymongo
 import pytest
 
 from devtools.mongo_standin import MongoStandIn
-from devtools.store_commands import StoreCommands
+from devtools.store_commands import StoreCommands, recorded_database
 from services.stats.dependencies import ProjectionRepository
 
 
@@ -53,12 +51,8 @@ def standin() -> Iterator[MongoStandIn]:
 
 @pytest.fixture
 def wire(standin: MongoStandIn) -> Iterator[tuple[ProjectionRepository, StoreCommands]]:
-    commands = StoreCommands()
-    client = pymongo.MongoClient(standin.uri, tz_aware=True, event_listeners=[commands])
-    name = f"stats_{uuid.uuid4().hex[:12]}"
-    yield ProjectionRepository(client[name]), commands
-    client.drop_database(name)
-    client.close()
+    with recorded_database(standin.uri, "stats") as (database, commands):
+        yield ProjectionRepository(database), commands
 
 
 def test_a_batch_reads_once_and_writes_once_and_new_projections_are_not_read(
