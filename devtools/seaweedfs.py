@@ -219,6 +219,10 @@ class LocalS3Server:
         config = self.data_dir / "s3.json"
         config.touch(mode=0o600)
         config.write_text(json.dumps(identities(self.bucket, self.credentials, self.admin_credentials), indent=1))
+        await_earlier_servers(self.data_dir)
+        if not self._ports_given and not self._started_once:
+            # the earlier server's ports are free now: the same ports find the master's state again
+            self.ports = self._reusable_ports() or self.ports
         attempts = 1 if self._ports_given or self._started_once else 3
         for attempt in range(1, attempts + 1):
             try:
@@ -381,6 +385,48 @@ class LocalS3Server:
         except OSError:
             return f"(no log at {self.log_path})"
         return f"last lines of {self.log_path}:\n" + "\n".join(tail)
+
+
+def await_earlier_servers(data_dir: Path, timeout: float = STOP_SECONDS) -> None:
+    """Wait up to `timeout` seconds for a SeaweedFS on `data_dir` to exit. One whose owner was killed gets SIGTERM
+    and closes its S3 port at once, but holds its other ports and the lock on its filer store for a few seconds more:
+    a server started meanwhile dies on that lock ("resource temporarily unavailable") or has to take other ports.
+    One still there after `timeout` belongs to a run that is still going, and is left alone."""
+    earlier = weed_pids_serving(data_dir)
+    deadline = time.monotonic() + timeout
+    while earlier:
+        if time.monotonic() > deadline:
+            raise LocalS3ServerError(
+                f"{data_dir} is in use by another SeaweedFS (pids {earlier}): stop the run that started it"
+            )
+        time.sleep(0.1)
+        earlier = [pid for pid in earlier if process_alive(pid)]
+
+
+def weed_pids_serving(data_dir: Path) -> list[int]:
+    """The `weed` processes whose data directory is `data_dir` (from /proc: Linux only, as prctl)."""
+    wanted = f"-dir={Path(data_dir).absolute()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        is_weed = Path(argv[0].decode(errors="replace")).name == "weed"
+        if is_weed and wanted in argv and process_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent to collect it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _bindable(host: str, port: int) -> bool:

@@ -21,6 +21,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_LOCAL_MONGO_PORT = 27017
 #: what `jaklapor reset` deletes under LOCAL_DATA_DIR; the numbering mark stays, so report numbers never repeat
 STORE_DIRS = ("mongo", "s3")
+#: how long a start waits for the stores of a killed run on the same data to finish exiting (they flush and unlock
+#: within a few seconds of SIGTERM); a store still there after this is one of a run that is still going
+EARLIER_STORE_EXIT_SECONDS = 10.0
 
 
 class LocalStackError(SystemExit):
@@ -93,6 +97,7 @@ class LocalStack:
     def _start_mongo(self, config: dict[str, Any]) -> None:
         _devtools()
         port = int(setting(config, "LOCAL_MONGO_PORT", DEFAULT_LOCAL_MONGO_PORT))
+        _await_unlocked(self.data_dir / "mongo" / "LOCK", EARLIER_STORE_EXIT_SECONDS)
         if port_open("127.0.0.1", port):
             raise LocalStackError(
                 f"port {port} (the local document store) is already in use by {port_holder(port)}: stop it, or set "
@@ -131,6 +136,11 @@ class LocalStack:
         if host not in LOOPBACK:
             raise LocalStackError(f"S3_ENDPOINT {endpoint} is not reachable and is not local: start MinIO there")
         seaweedfs = _devtools().seaweedfs
+        try:
+            # before the ports are chosen: a killed run's server may hold them for a few seconds more
+            seaweedfs.await_earlier_servers(self.data_dir / "s3", EARLIER_STORE_EXIT_SECONDS)
+        except seaweedfs.LocalS3ServerError as exc:
+            raise LocalStackError(str(exc)) from None
         self.s3 = seaweedfs.LocalS3Server(
             self.data_dir / "s3",
             str(setting(config, "S3_BUCKET", "jaklapor-photos")),
@@ -183,6 +193,14 @@ def reset_local_data(config: dict[str, Any]) -> list[Path]:
             shutil.rmtree(path)
             removed.append(path)
     return removed
+
+
+def _await_unlocked(lock: Path, timeout: float) -> None:
+    """Wait up to `timeout` seconds while `lock` is held: a killed run's document store gets SIGTERM with it and
+    holds its data directory until it has exited. A store that still runs after that is reported by the caller."""
+    deadline = time.monotonic() + timeout
+    while lock.exists() and _locked(lock) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _locked(path: Path) -> bool:

@@ -15,36 +15,54 @@ from devtools import seaweedfs
 from devtools.seaweedfs import LocalS3Server, LocalS3ServerError, SeaweedPorts
 from tests.system import ROOT, wait_for
 
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+alive = seaweedfs.process_alive
 
 
-def test_the_server_dies_with_its_owner_even_on_sigkill(tmp_path: Path) -> None:
+def start_owned_server(data_dir: Path) -> tuple[subprocess.Popen, int]:
+    """A process that starts a local S3 server on `data_dir` and then waits; returns it and the server's pid."""
     owner_code = textwrap.dedent(
         f"""
-        import sys, time
+        import time
         from devtools.seaweedfs import LocalS3Server
-        server = LocalS3Server({str(tmp_path / "s3")!r}, "photos")
+        server = LocalS3Server({str(data_dir)!r}, "photos")
         server.start()
+        server.admin_client().put_object("photos", "kept.txt", __import__("io").BytesIO(b"kept"), 4)
         print(server.pid, flush=True)
         time.sleep(600)
         """
     )
     owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return owner, int(owner.stdout.readline())  # type: ignore[union-attr]
+
+
+def test_the_server_dies_with_its_owner_even_on_sigkill(tmp_path: Path) -> None:
+    owner, weed_pid = start_owned_server(tmp_path / "s3")
     try:
-        weed_pid = int(owner.stdout.readline())  # type: ignore[union-attr]
         assert alive(weed_pid)
+        assert seaweedfs.weed_pids_serving(tmp_path / "s3") == [weed_pid]
         owner.kill()
         owner.wait(10)
         wait_for(lambda: not alive(weed_pid), 30, message=f"weed (pid {weed_pid}) gone after its owner was killed")
     finally:
         owner.kill()
         owner.wait(10)
+
+
+def test_a_restart_right_after_its_owner_was_killed_waits_for_the_old_server_and_keeps_the_objects(
+    tmp_path: Path,
+) -> None:
+    """A killed run's SeaweedFS closes its ports at once but holds its filer store's lock while it shuts down: a
+    new run started in that moment (as `make run` right after a kill) must wait for it, not die on the lock."""
+    owner, weed_pid = start_owned_server(tmp_path / "s3")
+    owner.kill()
+    owner.wait(10)
+    server = LocalS3Server(tmp_path / "s3", "photos")
+    try:
+        server.start()
+        assert not alive(weed_pid)
+        assert server.admin_client().get_object("photos", "kept.txt").read() == b"kept"
+    finally:
+        server.stop()
 
 
 def test_a_missing_weed_binary_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -74,6 +92,10 @@ def test_the_bucket_exists_once_started_and_the_weed_environment_is_ignored(
         assert (tmp_path / "s3" / "s3.json").stat().st_mode & 0o077 == 0, "credentials readable only by the owner"
         with pytest.raises(LocalS3ServerError, match="already running"):
             server.start()
+        # a second server on the same data waits for this one to exit, and leaves a running one alone
+        with pytest.raises(LocalS3ServerError, match="in use by another SeaweedFS"):
+            seaweedfs.await_earlier_servers(tmp_path / "s3", timeout=0.3)
+        assert server.running
     finally:
         server.stop()
     assert not server.running and os.path.isdir(tmp_path / "s3")

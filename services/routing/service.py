@@ -27,7 +27,7 @@ from jaklapor.settings import Settings
 from jaklapor.vocabulary import utcnow
 from services.routing import metrics
 from services.routing.assignment import Assignment, Terms, assign, with_possible_duplicates
-from services.routing.dependencies import RecentReports, RoutingData, RoutingLedger
+from services.routing.dependencies import ClaimBusy, RecentReports, RoutingData, RoutingLedger
 from services.routing.duplicates import DuplicateTerms, index_entry, likely_duplicates, search_for, with_earlier
 from services.routing.incidents import IncidentLedger
 from services.routing.settings import RoutingSettings
@@ -51,6 +51,8 @@ class RoutingService(SurgeDelivery, OperationsEndpoints):
     @batch_consumer(
         work_queue("routing.reports", [("intake", "report_submitted"), ("intake", "report_forwarded")]),
         linger=ON_THE_WAY_TO_OPD,
+        # a batch meeting another worker's claim is handled again one by one: a warning, not an error in the logs
+        expected_exceptions=ClaimBusy,
     )
     def route_reports(self, bodies: list[dict[str, Any]]) -> None:
         # every body is read before anything is written: a malformed one fails the batch untouched, and alone it
