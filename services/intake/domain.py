@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from jaklapor.tokens import tracking_token_for_retry
 from jaklapor.vocabulary import (
@@ -237,6 +237,16 @@ def _disposisi_target(state: ReportState, actor: OpdLike, request: TransitionReq
             "target_opd",
         )
     return sudin
+
+
+HistoryEntry = TypeVar("HistoryEntry", bound=Mapping[str, Any])
+
+
+def versioned_history(history: Sequence[HistoryEntry]) -> Iterator[tuple[int, HistoryEntry]]:
+    """Each history entry of a report with the version it made: every stored change pushes one entry and raises the
+    version by one, so the n-th entry made version n (an entry may also say so itself)."""
+    for index, entry in enumerate(history):
+        yield int(entry.get("version") or index + 1), entry
 
 
 def history_entry(

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from jaklapor.vocabulary import FINAL_STATUSES
-from services.intake.domain import NOTE_MAX_CHARS, OpdLike, TransitionRefused
+from services.intake.domain import NOTE_MAX_CHARS, OpdLike, TransitionRefused, versioned_history
 
 #: roles (besides the OPD holding the report) allowed to merge and unmerge any report: a verifier role, when it
 #: exists, is added here (the attribute `role` of the actor)
@@ -193,22 +193,54 @@ def primary_change_of_event(event: Any) -> PrimaryChange:
     )
 
 
-def primary_change_of_document(primary: Mapping[str, Any]) -> PrimaryChange:
-    """The primary's current state as a change, for a merged report that fell behind it (a change of the primary
-    that raced the merge itself)."""
-    last: Mapping[str, Any] = next(
-        (e for e in reversed(primary.get("history") or []) if e.get("kind") == "transition"), {}
-    )
+#: the history entries of a report that a report_status_changed announced: an OPD's (or the verifier's) transition,
+#: a citizen's reopen
+STATUS_STEP_KINDS = frozenset({"transition", "reopened"})
+
+
+def primary_change_of_entry(primary_id: str, version: int, entry: Mapping[str, Any]) -> PrimaryChange:
+    """One status step of a primary's history (the entry that made `version`) as its followers take it."""
     return PrimaryChange(
-        primary_id=str(primary["_id"]),
-        version=int(primary["version"]),
-        at=primary["updated_at"],
-        status=primary["status"],
-        actor_opd=str(last.get("actor_opd") or (primary.get("assigned_opd") or {}).get("code") or ""),
-        note=str(last.get("note") or ""),
-        reason=last.get("reason"),
-        evidence_ids=list(last.get("photos") or []),
+        primary_id=primary_id,
+        version=version,
+        at=entry["at"],
+        status=str(entry["status"]),
+        actor_opd=str(entry.get("actor_opd") or ""),
+        note=str(entry.get("note") or ""),
+        reason=entry.get("reason"),
+        # a citizen's reopen photos are their own report's, not evidence of work
+        evidence_ids=list(entry.get("photos") or []) if entry.get("kind") == "transition" else [],
     )
+
+
+def last_status_step(primary: Mapping[str, Any], after_version: int) -> PrimaryChange | None:
+    """The primary's latest status step after `after_version`, for a merged report that fell behind it (a change of
+    the primary that raced the merge itself); its earlier ones come with it (`changes_to_follow`)."""
+    steps = [
+        (version, entry)
+        for version, entry in versioned_history(primary.get("history") or [])
+        if version > after_version and entry.get("kind") in STATUS_STEP_KINDS
+    ]
+    return primary_change_of_entry(str(primary["_id"]), *steps[-1]) if steps else None
+
+
+def changes_to_follow(
+    follower: Mapping[str, Any], change: PrimaryChange, primary: Mapping[str, Any] | None
+) -> list[PrimaryChange]:
+    """What `follower` takes, in order, to catch up with `change`: the primary's status steps it missed before it (read
+    from the `primary` as stored), then `change` itself; nothing if it has taken `change` already.
+
+    A primary's changes are handled concurrently, so a later one can come first: taken alone it would make the
+    follower skip the earlier step, and its citizen would never see that step or its note."""
+    if not follows(follower, change):
+        return []
+    followed = int(follower.get("followed_version") or 0)
+    missed = [
+        primary_change_of_entry(change.primary_id, version, entry)
+        for version, entry in versioned_history((primary or {}).get("history") or [])
+        if followed < version < change.version and entry.get("kind") in STATUS_STEP_KINDS
+    ]
+    return [*missed, change]
 
 
 def follows(report: Mapping[str, Any], change: PrimaryChange) -> bool:

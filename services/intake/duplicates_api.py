@@ -26,11 +26,11 @@ from services.intake.dependencies import VersionConflict
 from services.intake.domain import is_report_number, report_summary
 from services.intake.duplicates import (
     PrimaryChange,
+    changes_to_follow,
     decide_merge,
     decide_unmerge,
-    follows,
+    last_status_step,
     may_act_on_duplicates,
-    primary_change_of_document,
     primary_change_of_event,
     supporter_hash,
 )
@@ -163,8 +163,9 @@ class DuplicateEndpoints:
             self.relay.publish_soon(report_id)
             # a change of the primary between its reading and this write finds no follower yet: catch up with it
             latest = self.store.by_id(decision.primary_id)
-            if latest is not None and int(latest["version"]) > decision.primary_version:
-                updated = self._follow(report_id, primary_change_of_document(latest)) or updated
+            missed = last_status_step(latest, decision.primary_version) if latest is not None else None
+            if missed is not None:
+                updated = self._follow(report_id, missed, latest) or updated
             self._wake_lists([opd.code])
             log.info("report merged", extra={"report_id": report_id, "primary_id": decision.primary_id})
             return json_response(self._opd_view(updated, opd), headers=NO_STORE)
@@ -212,22 +213,30 @@ class DuplicateEndpoints:
         if not isinstance(event, ReportStatusChanged) or event.merged_into:
             return  # a follower's own change: merged reports have no followers
         change = primary_change_of_event(event)
-        for follower in self.store.merged_into(event.report_id):
-            self._follow(follower["_id"], change)
+        followers = self.store.merged_into(event.report_id)
+        if followers:
+            primary = self.store.by_id(event.report_id)  # the steps a follower may have missed before this one
+            for follower in followers:
+                self._follow(follower["_id"], change, primary)
 
-    def _follow(self, report_id: str, change: PrimaryChange) -> dict[str, Any] | None:
+    def _follow(self, report_id: str, change: PrimaryChange, primary: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Take `change` of the primary, after any of its steps this report missed, one stored change each."""
         for _attempt in range(5):
             stored = self.store.by_id(report_id)
-            if stored is None or not follows(stored, change):
+            steps = changes_to_follow(stored, change, primary) if stored is not None else []
+            if stored is None or not steps:
                 return None
-            report = Report(stored, self.settings.public_url)
             try:
-                updated = self.store.save(report, report.follow_primary(change, utcnow()))
+                for step in steps:
+                    report = Report(stored, self.settings.public_url)
+                    stored = self.store.save(report, report.follow_primary(step, utcnow()))
+                    followed = {"report_id": report_id, "status": step.status}
+                    log.info("merged report followed its primary", extra=followed)
             except VersionConflict:
-                continue
-            self.relay.publish_soon(report_id)
-            log.info("merged report followed its primary", extra={"report_id": report_id, "status": change.status})
-            return dict(updated)
+                continue  # read again: the steps taken are not taken twice
+            finally:
+                self.relay.publish_soon(report_id)
+            return dict(stored)
         raise VersionConflict(report_id)  # the message is retried
 
     # ---- what the OPD sees of a report -------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from jaklapor.events import (
     ReportUnroutable,
 )
 from jaklapor.vocabulary import FORWARDING_STATUSES, MENUNGGU
+from services.intake.domain import versioned_history
 from services.intake.report import HandOver, forwarded_event, photo_refs
 from services.intake.verification import replayed_verification_events
 
@@ -76,8 +77,7 @@ def replay_report(report: Mapping[str, Any], base_url: str) -> list[Event]:
     trigger_version = 1  # the version of the event routing answers: the submission, then each hand-over
     assigned: str | None = None
     area: AreaRef | None = None  # known from the first routing result on
-    for index, entry in enumerate(history):
-        version = int(entry.get("version") or index + 1)
+    for version, entry in versioned_history(history):
         kind = entry.get("kind")
         at = entry["at"]
         opd = entry.get("opd") or {}

@@ -257,6 +257,27 @@ def test_each_change_of_the_primary_reaches_the_merged_report_through_its_own_ag
     assert [(e.to_status, e.merged_into) for e in replayed] == [(DIKERJAKAN, primary), (SELESAI, primary)]
 
 
+def test_changes_of_the_primary_handled_out_of_order_still_reach_the_merged_report_step_by_step(
+    service: Any,
+) -> None:
+    """The queue's workers handle a primary's changes concurrently: its selesai may be handled before its dikerjakan.
+    The merged report takes the step it missed first, and the late dikerjakan is then a no-op."""
+    primary, duplicate = routed_report(service), routed_report(service)
+    merge(service, duplicate, primary)
+    transition(service, primary, DINAS, {"status": DIKERJAKAN, "note": "Petugas menuju lokasi"})
+    transition(service, primary, DINAS, {"status": SELESAI, "note": "Sudah ditambal"}, [fx.jpeg_bytes()])
+    changes = [m["body"] for m in service.store.messages(primary) if m["routing_key"] == "report_status_changed"]
+    for change in reversed(changes):
+        service.follow_primary(change)
+    stored = service.store.reports[duplicate]
+    steps = [(e["status"], e["note"]) for e in stored["history"] if e["kind"] == "transition"]
+    assert steps == [(DIKERJAKAN, "Petugas menuju lokasi"), (SELESAI, "Sudah ditambal")]
+    assert stored["status"] == SELESAI and stored["followed_version"] == service.store.reports[primary]["version"]
+    announced = [m["body"] for m in service.store.messages(duplicate) if m["routing_key"] == "report_status_changed"]
+    assert [(c["from_status"], c["to_status"]) for c in announced] == [(MENUNGGU, DIKERJAKAN), (DIKERJAKAN, SELESAI)]
+    assert not announced[0]["evidence_photos"] and announced[1]["evidence_photos"]
+
+
 def test_a_change_of_a_follower_is_not_fanned_out_again(service: Any) -> None:
     primary, duplicate = routed_report(service), routed_report(service)
     merge(service, duplicate, primary)
@@ -332,6 +353,33 @@ def test_a_change_of_the_primary_racing_the_merge_is_caught_up(service: Any) -> 
     assert stored["status"] == DIKERJAKAN
     assert stored["followed_version"] == service.store.reports[primary]["version"]
     assert [e["kind"] for e in stored["history"]][-2:] == ["merged", "transition"]
+
+
+def test_several_changes_of_the_primary_racing_the_merge_are_caught_up_in_order(service: Any) -> None:
+    primary, duplicate = routed_report(service), routed_report(service)
+    stale = service.store.by_id(primary)  # the primary as the merge reads it, before its two changes land
+    transition(service, primary, DINAS, {"status": DIKERJAKAN, "note": "Petugas menuju lokasi"})
+    transition(service, primary, DINAS, {"status": SELESAI, "note": "Sudah ditambal"}, [fx.jpeg_bytes()])
+    reads = {"primary": 0}
+    by_id = service.store.by_id
+
+    def racing(report_id: str) -> Any:
+        if report_id == primary and reads["primary"] == 0:
+            reads["primary"] += 1
+            return stale
+        return by_id(report_id)
+
+    service.store.by_id = racing
+    status, view, _ = merge(service, duplicate, primary)
+    assert status == 200, view
+    stored = service.store.reports[duplicate]
+    steps = [(e["kind"], e["status"], e["note"]) for e in stored["history"]][-3:]
+    assert steps == [
+        ("merged", MENUNGGU, steps[0][2]),
+        ("transition", DIKERJAKAN, "Petugas menuju lokasi"),
+        ("transition", SELESAI, "Sudah ditambal"),
+    ]
+    assert stored["followed_version"] == service.store.reports[primary]["version"]
 
 
 def test_a_report_is_supported_by_its_tracking_link_too(service: Any) -> None:
