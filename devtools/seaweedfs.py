@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -53,6 +53,8 @@ PORT_RANGE = (10000, 32767 - GRPC_OFFSET)
 RESERVED_PORTS = frozenset({15672, 15692, 25672})
 #: SIGTERM lets SeaweedFS flush and close its volumes (about 3 s here); after this, SIGKILL
 STOP_SECONDS = 15.0
+#: where a start records its ports in the data directory, for the next start on it
+PORTS_FILE = "jaklapor-ports.json"
 #: unix socket paths are limited to 108 bytes: longer data directories keep SeaweedFS's default sockets in /tmp
 _MAX_SOCKET_PATH = 100
 _DEFAULT_ACCESS_KEY = "jaklapor"
@@ -109,8 +111,12 @@ class SeaweedPorts:
 
     @classmethod
     def previous(cls, data_dir: Path) -> SeaweedPorts | None:
-        """The ports of the last run on `data_dir`, from the options file `weed mini` keeps there (the master's
-        state lives in a directory named after its port, so the same ports pick up the same state)."""
+        """The ports of the last run on `data_dir` (the master's state lives in a directory named after its port, so
+        the same ports pick up the same state): from the file each start writes there (PORTS_FILE), else from the
+        options file `weed mini` itself keeps (written only some seconds after it answers)."""
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            saved = json.loads((data_dir / PORTS_FILE).read_text())
+            return cls(**{f.name: int(saved[f.name]) for f in fields(cls)})
         try:
             text = (data_dir / "mini.options").read_text()
         except OSError:
@@ -120,6 +126,9 @@ class SeaweedPorts:
             return cls(**{f.name: int(found[f.name]) for f in fields(cls)})
         except (KeyError, ValueError):
             return None
+
+    def save(self, data_dir: Path) -> None:
+        (data_dir / PORTS_FILE).write_text(json.dumps(asdict(self)))
 
 
 def find_weed() -> str:
@@ -304,6 +313,7 @@ class LocalS3Server:
 
     def _launch(self, config: Path, wait_seconds: float) -> None:
         command = self.command(config)
+        self.ports.save(self.data_dir)
         # SeaweedFS reads S3_BUCKET (buckets to create at start), S3_EXTERNAL_URL and AWS_* credentials from the
         # environment: a developer's or a service's settings must not change what it does
         env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "AWS_"))}
