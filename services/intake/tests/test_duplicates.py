@@ -333,22 +333,28 @@ def test_the_opd_view_shows_routings_suggestions_still_open(service: Any) -> Non
     assert view["may_merge"] is True and view["merged_reports"] == []
 
 
+def merge_reading(service: Any, report_id: str, primary_id: str, stale: dict[str, Any]) -> None:
+    """Merge `report_id` into `primary_id` while the merge's first read of the primary returns `stale`: the primary
+    changed between that read and the merge's write."""
+    reads = {"primary": 0}
+    by_id = service.store.by_id
+
+    def racing(wanted: str) -> Any:
+        if wanted == primary_id and reads["primary"] == 0:
+            reads["primary"] += 1
+            return stale
+        return by_id(wanted)
+
+    service.store.by_id = racing
+    status, view, _ = merge(service, report_id, primary_id)
+    assert status == 200, view
+
+
 def test_a_change_of_the_primary_racing_the_merge_is_caught_up(service: Any) -> None:
     primary, duplicate = routed_report(service), routed_report(service)
     stale = service.store.by_id(primary)  # the primary as the merge reads it, before its change lands
     transition(service, primary, DINAS, {"status": DIKERJAKAN})
-    reads = {"primary": 0}
-    by_id = service.store.by_id
-
-    def racing(report_id: str) -> Any:
-        if report_id == primary and reads["primary"] == 0:
-            reads["primary"] += 1
-            return stale
-        return by_id(report_id)
-
-    service.store.by_id = racing
-    status, view, _ = merge(service, duplicate, primary)
-    assert status == 200, view
+    merge_reading(service, duplicate, primary, stale)
     stored = service.store.reports[duplicate]
     assert stored["status"] == DIKERJAKAN
     assert stored["followed_version"] == service.store.reports[primary]["version"]
@@ -360,18 +366,7 @@ def test_several_changes_of_the_primary_racing_the_merge_are_caught_up_in_order(
     stale = service.store.by_id(primary)  # the primary as the merge reads it, before its two changes land
     transition(service, primary, DINAS, {"status": DIKERJAKAN, "note": "Petugas menuju lokasi"})
     transition(service, primary, DINAS, {"status": SELESAI, "note": "Sudah ditambal"}, [fx.jpeg_bytes()])
-    reads = {"primary": 0}
-    by_id = service.store.by_id
-
-    def racing(report_id: str) -> Any:
-        if report_id == primary and reads["primary"] == 0:
-            reads["primary"] += 1
-            return stale
-        return by_id(report_id)
-
-    service.store.by_id = racing
-    status, view, _ = merge(service, duplicate, primary)
-    assert status == 200, view
+    merge_reading(service, duplicate, primary, stale)
     stored = service.store.reports[duplicate]
     steps = [(e["kind"], e["status"], e["note"]) for e in stored["history"]][-3:]
     assert steps == [
