@@ -176,9 +176,12 @@ class LocalS3Server:
         *,
         credentials: S3Credentials | None = None,
         ports: SeaweedPorts | None = None,
+        s3_port: int | None = None,
         host: str = "127.0.0.1",
         log_path: Path | str | None = None,
     ) -> None:
+        """`ports` fixes every port; `s3_port` only the S3 API's (the others are then those of the last run on
+        `data_dir` when free, so that its master finds its state again, else free ones)."""
         self.data_dir = Path(data_dir).absolute()
         self.bucket = bucket
         self.credentials = credentials or S3Credentials(_DEFAULT_ACCESS_KEY, _DEFAULT_SECRET_KEY)
@@ -187,7 +190,8 @@ class LocalS3Server:
         self.host = host
         self.log_path = Path(log_path) if log_path is not None else self.data_dir / "weed.log"
         self._ports_given = ports is not None
-        self.ports = ports or self._reusable_ports() or SeaweedPorts.pick(host=host)
+        self._s3_port = s3_port
+        self.ports = ports or self._reusable_ports() or SeaweedPorts.pick(s3=s3_port, host=host)
         self.process: subprocess.Popen | None = None
         self._started_once = False
 
@@ -242,7 +246,7 @@ class LocalS3Server:
                 # start only (later starts keep the address the services were given)
                 if attempt == attempts or self.ports.all_free(self.host):
                     raise
-                self.ports = SeaweedPorts.pick(host=self.host)
+                self.ports = SeaweedPorts.pick(s3=self._s3_port, host=self.host)
         self._started_once = True
         if create_bucket:
             self._ensure_bucket()
@@ -283,7 +287,9 @@ class LocalS3Server:
 
     def _reusable_ports(self) -> SeaweedPorts | None:
         previous = SeaweedPorts.previous(self.data_dir)
-        return previous if previous is not None and previous.all_free(self.host) else None
+        if previous is None or self._s3_port not in (None, previous.s3) or not previous.all_free(self.host):
+            return None
+        return previous
 
     def command(self, config: Path) -> list[str]:
         ports = self.ports
@@ -458,8 +464,7 @@ def main() -> None:  # pragma: no cover - a developer's convenience
     parser.add_argument("bucket", nargs="?", default="jaklapor-photos")
     parser.add_argument("--s3-port", type=int, help="the S3 API's port (default: a free one)")
     args = parser.parse_args()
-    ports = SeaweedPorts.pick(s3=args.s3_port) if args.s3_port else None
-    server = LocalS3Server(args.data_dir, args.bucket, ports=ports)
+    server = LocalS3Server(args.data_dir, args.bucket, s3_port=args.s3_port)
     server.start()
     # blocked only now: the server must not inherit a blocked SIGTERM
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -35,8 +35,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_LOCAL_MONGO_PORT = 27017
 #: what `jaklapor reset` deletes under LOCAL_DATA_DIR; the numbering mark stays, so report numbers never repeat
 STORE_DIRS = ("mongo", "s3")
-#: how long a start waits for the stores of a killed run on the same data to finish exiting (they flush and unlock
-#: within a few seconds of SIGTERM); a store still there after this is one of a run that is still going
+#: how long a start waits for the document store of a killed run on the same data to finish exiting (it flushes and
+#: unlocks within a few seconds of SIGTERM; the S3 server waits for its own, devtools.seaweedfs.await_earlier_servers)
 EARLIER_STORE_EXIT_SECONDS = 10.0
 
 
@@ -136,18 +136,13 @@ class LocalStack:
         if host not in LOOPBACK:
             raise LocalStackError(f"S3_ENDPOINT {endpoint} is not reachable and is not local: start MinIO there")
         seaweedfs = _devtools().seaweedfs
-        try:
-            # before the ports are chosen: a killed run's server may hold them for a few seconds more
-            seaweedfs.await_earlier_servers(self.data_dir / "s3", EARLIER_STORE_EXIT_SECONDS)
-        except seaweedfs.LocalS3ServerError as exc:
-            raise LocalStackError(str(exc)) from None
         self.s3 = seaweedfs.LocalS3Server(
             self.data_dir / "s3",
             str(setting(config, "S3_BUCKET", "jaklapor-photos")),
             credentials=seaweedfs.S3Credentials(
                 str(setting(config, "S3_ACCESS_KEY", "jaklapor")), str(setting(config, "S3_SECRET_KEY", ""))
             ),
-            ports=_seaweed_ports(seaweedfs, self.data_dir / "s3", port, host),
+            s3_port=port,
             host=host,
             log_path=self.data_dir / "logs" / "s3.log",
         )
@@ -164,15 +159,6 @@ class LocalStack:
         if self.mongo is not None:
             self.mongo.stop()
             self.mongo = None
-
-
-def _seaweed_ports(seaweedfs: Any, data_dir: Path, s3_port: int, host: str) -> Any:
-    """The ports of the last run on this data when they are free (SeaweedFS's master keeps its state per port),
-    else new ones; the S3 port is always the configured one."""
-    previous = seaweedfs.SeaweedPorts.previous(data_dir)
-    if previous is not None and previous.s3 == s3_port and previous.all_free(host):
-        return previous
-    return seaweedfs.SeaweedPorts.pick(s3=s3_port, host=host)
 
 
 def reset_local_data(config: dict[str, Any]) -> list[Path]:

@@ -213,15 +213,16 @@ def primary_change_of_entry(primary_id: str, version: int, entry: Mapping[str, A
     )
 
 
-def last_status_step(primary: Mapping[str, Any], after_version: int) -> PrimaryChange | None:
-    """The primary's latest status step after `after_version`, for a merged report that fell behind it (a change of
-    the primary that raced the merge itself); its earlier ones come with it (`changes_to_follow`)."""
-    steps = [
-        (version, entry)
+def status_steps(
+    primary: Mapping[str, Any], after_version: int, before_version: float = float("inf")
+) -> list[PrimaryChange]:
+    """The primary's status steps that made a version between `after_version` and `before_version` (both excluded),
+    in order, as its followers take them."""
+    return [
+        primary_change_of_entry(str(primary["_id"]), version, entry)
         for version, entry in versioned_history(primary.get("history") or [])
-        if version > after_version and entry.get("kind") in STATUS_STEP_KINDS
+        if after_version < version < before_version and entry.get("kind") in STATUS_STEP_KINDS
     ]
-    return primary_change_of_entry(str(primary["_id"]), *steps[-1]) if steps else None
 
 
 def changes_to_follow(
@@ -235,11 +236,7 @@ def changes_to_follow(
     if not follows(follower, change):
         return []
     followed = int(follower.get("followed_version") or 0)
-    missed = [
-        primary_change_of_entry(change.primary_id, version, entry)
-        for version, entry in versioned_history((primary or {}).get("history") or [])
-        if followed < version < change.version and entry.get("kind") in STATUS_STEP_KINDS
-    ]
+    missed = status_steps(primary, followed, change.version) if primary is not None else []
     return [*missed, change]
 
 

@@ -29,9 +29,9 @@ from services.intake.duplicates import (
     changes_to_follow,
     decide_merge,
     decide_unmerge,
-    last_status_step,
     may_act_on_duplicates,
     primary_change_of_event,
+    status_steps,
     supporter_hash,
 )
 from services.intake.nearby import OPEN_STATUSES
@@ -163,9 +163,9 @@ class DuplicateEndpoints:
             self.relay.publish_soon(report_id)
             # a change of the primary between its reading and this write finds no follower yet: catch up with it
             latest = self.store.by_id(decision.primary_id)
-            missed = last_status_step(latest, decision.primary_version) if latest is not None else None
-            if missed is not None:
-                updated = self._follow(report_id, missed, latest) or updated
+            missed = status_steps(latest, decision.primary_version) if latest is not None else []
+            if missed:
+                updated = self._follow(report_id, missed[-1], latest) or updated
             self._wake_lists([opd.code])
             log.info("report merged", extra={"report_id": report_id, "primary_id": decision.primary_id})
             return json_response(self._opd_view(updated, opd), headers=NO_STORE)
@@ -230,12 +230,11 @@ class DuplicateEndpoints:
                 for step in steps:
                     report = Report(stored, self.settings.public_url)
                     stored = self.store.save(report, report.follow_primary(step, utcnow()))
+                    self.relay.publish_soon(report_id)
                     followed = {"report_id": report_id, "status": step.status}
                     log.info("merged report followed its primary", extra=followed)
             except VersionConflict:
                 continue  # read again: the steps taken are not taken twice
-            finally:
-                self.relay.publish_soon(report_id)
             return dict(stored)
         raise VersionConflict(report_id)  # the message is retried
 
