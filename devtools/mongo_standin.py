@@ -2136,10 +2136,12 @@ def main(argv: list[str] | None = None) -> int:
     server = MongoStandIn(
         args.host, args.port, data_dir=args.data_dir, marked=not args.unmarked, fsync=args.fsync == "always"
     )
-    stop = threading.Event()
+    # a plain list, not a threading.Event: the handler runs in the main thread, and Event.set() there deadlocks when
+    # the signal lands while that thread holds the Event's lock inside wait() (seen as a stand-in that never stopped)
+    stop_signals: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
+        stop_signals.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -2152,8 +2154,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"mongo stand-in listening on {server.host}:{server.port}", flush=True)
     try:
-        while not stop.wait(1.0):
-            pass
+        while not stop_signals:
+            time.sleep(0.1)
     finally:
         # a stop that hangs must not keep the port and the data directory from the next run: after
         # STOP_GRACE_SECONDS every thread's stack goes to the log and the process exits. Nothing is lost by that:

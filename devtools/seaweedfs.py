@@ -49,6 +49,7 @@ GRPC_OFFSET = 10000
 #: ports are picked from here, so that port + GRPC_OFFSET stays below the kernel's ephemeral range (32768-60999)
 #: and cannot be taken by a random outgoing connection or a test's `bind(0)`
 PORT_RANGE = (10000, 32767 - GRPC_OFFSET)
+MAX_PORT = 65535
 #: ports of well-known local services that may be briefly closed (RabbitMQ's management, Prometheus, distribution)
 RESERVED_PORTS = frozenset({15672, 15692, 25672})
 #: SIGTERM lets SeaweedFS flush and close its volumes (about 3 s here); after this, SIGKILL
@@ -87,7 +88,8 @@ class SeaweedPorts:
         return http + [port + GRPC_OFFSET for port in http]
 
     def all_free(self, host: str = "127.0.0.1") -> bool:
-        return all(_bindable(host, port) for port in self.every_port())
+        # a fixed S3 port above 55535 (a test's) has no gRPC port: nothing can listen there, nothing to check
+        return all(_bindable(host, port) for port in self.every_port() if port <= MAX_PORT)
 
     @classmethod
     def pick(cls, s3: int | None = None, host: str = "127.0.0.1") -> SeaweedPorts:

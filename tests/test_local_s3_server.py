@@ -80,6 +80,15 @@ def test_picked_ports_are_distinct_and_free_with_their_grpc_ports() -> None:
     assert all(port < 32768 for port in every), "below the ephemeral range"
 
 
+def test_a_high_fixed_s3_port_of_an_earlier_run_is_checked_without_its_impossible_grpc_port(tmp_path: Path) -> None:
+    # a test's local run fixes the S3 port to a free ephemeral one (up to 60999): its gRPC port would be over 65535
+    SeaweedPorts.pick(s3=60999).save(tmp_path)
+    previous = SeaweedPorts.previous(tmp_path)
+    assert previous is not None and previous.s3 == 60999
+    assert previous.all_free()  # no OverflowError: its gRPC port (70999) is not checked
+    assert LocalS3Server(tmp_path, "photos", s3_port=60999).ports.s3 == 60999
+
+
 def test_the_bucket_exists_once_started_and_the_weed_environment_is_ignored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
