@@ -270,8 +270,9 @@ def _sanitize_opened(im: ImageFile.ImageFile, policy: PhotoPolicy) -> SanitizedP
     if method is not None:
         rgb = rgb.transpose(method)
 
-    # A brand-new image: no `info` (comment, exif, icc_profile, xmp, dpi) can be inherited.
-    clean = Image.new("RGB", rgb.size)
+    # A brand-new image: no `info` (comment, exif, icc_profile, xmp, dpi) can be inherited. Left uninitialised
+    # (color None): the paste covers every pixel, and filling 2 MP black first cost 0.3 ms a photo.
+    clean = Image.new("RGB", rgb.size, None)
     clean.paste(rgb)
     out = io.BytesIO()
     clean.save(
