@@ -7,10 +7,15 @@ The photos are the load generator's (bench/workload.py: distinct 150-300 KB, 160
     python bench/bench_photos.py                  # 16 photos, 5 rounds
     python bench/bench_photos.py --photos 32 --rounds 10 --json
     python bench/bench_photos.py --compare        # issue 19: the stored size/quality before and after, back to back
+    python bench/bench_photos.py --decode-scales  # the floor: decoding alone at each scale libjpeg offers
 
 `--compare` runs the policy before issue 19 (2560 px cap, optimised Huffman tables) and the current one alternately
 (before, after, before, after) on the bench's photos and on 12 MP phone originals (4000x3000 and 4032x3024, ~3.5 MB,
 EXIF orientation 6 and GPS), with the intake's image memory reuse on, and prints CPU per photo and stored size.
+
+`--decode-scales` prints what decoding alone costs at each scale libjpeg's draft mode offers (1, 1/2, 1/4, 1/8) for
+the same photos: whatever the stored size, a photo cannot be re-encoded for less than its decode at the scale that
+size needs, and the entropy decoding of the whole file is paid at every scale.
 """
 
 from __future__ import annotations
@@ -101,15 +106,67 @@ def compare(photos: list[bytes], rounds: int) -> dict[str, object]:
     return out
 
 
+DRAFT_SCALES = (1, 2, 4, 8)
+
+
+def decode_at(scale: int) -> object:
+    def decode(photo: bytes) -> None:
+        with Image.open(io.BytesIO(photo)) as image:
+            if scale > 1:
+                image.draft(None, (image.width // scale, image.height // scale))
+            image.load()
+
+    return decode
+
+
+def decode_scales(photos: list[bytes], rounds: int) -> dict[str, dict[str, object]]:
+    """CPU per photo of decoding alone at each draft scale, for the bench's photos and 12 MP originals."""
+    keep_image_memory()
+    sets = {
+        "bench 1600x1200": photos,
+        "12 MP 4000x3000": [phone_original((4000, 3000), 1), phone_original((4000, 3000), 2)],
+        "12 MP 4032x3024": [phone_original((4032, 3024), 3), phone_original((4032, 3024), 4)],
+    }
+    out: dict[str, dict[str, object]] = {}
+    for set_name, items in sets.items():
+        set_rounds = rounds if len(items) > 4 else max(rounds * 2, 6)
+        row: dict[str, object] = {"source_kb": round(sum(map(len, items)) / len(items) / 1024, 1)}
+        for scale in DRAFT_SCALES:
+            decode = decode_at(scale)
+            decode(items[0])  # warm up
+            with Image.open(io.BytesIO(items[0])) as image:
+                if scale > 1:
+                    image.draft(None, (image.width // scale, image.height // scale))
+                size = f"{image.width}x{image.height}"
+            best = min(cpu_ms_per_photo(items, set_rounds, decode) for _ in range(3))
+            row[f"1/{scale}"] = {"decoded": size, "cpu_ms": round(best, 2)}
+        out[set_name] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the result as JSON too")
     parser.add_argument("--compare", action="store_true", help="the policy before issue 19 against the current one")
+    parser.add_argument("--decode-scales", action="store_true", help="decoding alone at each libjpeg draft scale")
     args = parser.parse_args(argv)
 
     photos = photo_pool(args.photos)
+    if args.decode_scales:
+        scales = decode_scales(photos, args.rounds)
+        print(f"{'photos':<18} {'source KB':>9}  " + "  ".join(f"{'1/' + str(s):>20}" for s in DRAFT_SCALES))
+        for name, row in scales.items():
+            cells = [row[f"1/{s}"] for s in DRAFT_SCALES]
+            print(
+                f"{name:<18} {row['source_kb']:>9}  "
+                + "  ".join(f"{c['decoded']:>10} {c['cpu_ms']:>6} ms" for c in cells)  # type: ignore[index]
+            )
+        print("(decoding alone, best of 3, CPU ms per photo; every scale pays the entropy decoding of the whole file)")
+        if args.json:
+            print(json.dumps(scales, indent=2))
+        return 0
     if args.compare:
         rows = compare(photos, args.rounds)
         print(f"{'photos | policy':<50} {'source KB':>9} {'stored':>10} {'stored KB':>9}  CPU ms per photo (runs)")

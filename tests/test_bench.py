@@ -132,3 +132,17 @@ def test_evidence_benchmark_prints_the_cost_and_the_hash_separation() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sanitise with checks" in done.stdout and "dHash of clean image" in done.stdout
     assert "copies recognised 4/4" in done.stdout and "different scenes taken for a copy 0/6" in done.stdout
+
+
+def test_photo_benchmark_prints_the_decode_floor_at_each_scale() -> None:
+    done = run_bench("bench/bench_photos.py", "--photos=2", "--rounds=1", "--decode-scales", "--json", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scales = json.loads(done.stdout[done.stdout.index("{") :])
+    assert set(scales) == {"bench 1600x1200", "12 MP 4000x3000", "12 MP 4032x3024"}
+    assert [scales["12 MP 4000x3000"][f"1/{s}"]["decoded"] for s in (1, 2, 4, 8)] == [
+        "4000x3000",
+        "2000x1500",
+        "1000x750",
+        "500x375",
+    ]
+    assert all(cell["cpu_ms"] > 0 for row in scales.values() for key, cell in row.items() if key.startswith("1/"))
