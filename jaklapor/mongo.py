@@ -14,7 +14,6 @@ from typing import Any
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from jaklapor.config import LOCAL_MODE, InsecureConfiguration, run_mode, setting
 
@@ -24,8 +23,6 @@ SCHEMES = ("mongodb://", "mongodb+srv://")
 #: the field the development stand-in adds to its hello / buildInfo replies (devtools.mongo_standin.STANDIN_MARKER)
 STANDIN_MARKER = "jaklaporStandIn"
 NOT_CONFIGURED = "MONGO_URI is not set: point it at MongoDB, or use `make run` which starts the local store"
-
-_DUPLICATE_KEY = 11000
 
 _warned_standins: set[tuple[str, int]] = set()
 _warned_lock = threading.Lock()
@@ -161,99 +158,3 @@ class MongoDatabase(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Any:
         return self.repository
-
-
-class _PendingInsert:
-    __slots__ = ("document", "done", "error", "leads")
-
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self.leads = False  # handed the writing of the next batch (it is that batch's first document)
-
-
-class GroupedInserts:
-    """Single-document inserts into one collection, group-committed: the inserts that arrive while one is being
-    written go to the store together, in one unordered `insert_many`, as a database groups the commits that wait
-    for one journal flush.
-
-    Each caller still inserts one document and gets that document's own outcome: it returns once the document is
-    stored, raises `DuplicateKeyError` (or another `WriteError`) when the store refused that document alone, or the
-    batch's exception (e.g. `AutoReconnect`) when the write as a whole failed, exactly as its own `insert_one` would.
-    Nothing waits for company: a lone insert is written at once with `insert_one`, and a batch forms only from
-    inserts that would otherwise have queued for the store in parallel (issue 19: a report's insert was 12 % of
-    intake's CPU, mostly per-operation overhead in pymongo and the store). One batch is written at a time per
-    collection; whoever's document heads the queue writes the next one, so no thread of our own is needed, and
-    `threading` primitives are green under eventlet.
-    """
-
-    def __init__(self, collection: Any, max_batch: int = 100) -> None:
-        self._collection = collection
-        self._max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queue: list[_PendingInsert] = []
-        self._writing = False
-
-    @property
-    def waiting(self) -> int:
-        """How many inserts wait for the batch being written to finish."""
-        with self._lock:
-            return len(self._queue)
-
-    def insert(self, document: dict[str, Any]) -> None:
-        """Store `document`, with the same outcome as `insert_one(document)` (see the class)."""
-        pending = _PendingInsert(document)
-        with self._lock:
-            self._queue.append(pending)
-            leads = pending.leads = not self._writing
-            self._writing = True
-        if not leads:
-            pending.done.wait()
-        if pending.leads:
-            self._write_next_batch()
-        if pending.error is not None:
-            raise pending.error
-
-    def _write_next_batch(self) -> None:
-        with self._lock:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
-        try:
-            self._write(batch)
-        except BaseException as exc:  # e.g. the green thread killed mid-write: nobody of the batch may wait forever
-            for pending in batch:
-                pending.error = pending.error or exc
-            raise
-        finally:
-            with self._lock:
-                successor = self._queue[0] if self._queue else None
-                if successor is None:
-                    self._writing = False
-                else:
-                    successor.leads = True
-            for pending in batch[1:]:
-                pending.done.set()
-            if successor is not None:
-                successor.done.set()
-
-    def _write(self, batch: list[_PendingInsert]) -> None:
-        if len(batch) == 1:
-            try:
-                self._collection.insert_one(batch[0].document)
-            except Exception as exc:
-                batch[0].error = exc
-            return
-        try:
-            self._collection.insert_many([pending.document for pending in batch], ordered=False)
-        except BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
-                cls = DuplicateKeyError if error.get("code") == _DUPLICATE_KEY else WriteError
-                batch[error["index"]].error = cls(error.get("errmsg", ""), error.get("code"), error)
-            # whatever the store did not report as refused was written; a write concern error concerns them all
-            if exc.details.get("writeConcernErrors"):
-                for pending in batch:
-                    pending.error = pending.error or exc
-        except Exception as exc:
-            for pending in batch:
-                pending.error = exc

@@ -25,7 +25,7 @@ from jaklapor.contacts import CONTACTS_QUEUE
 from jaklapor.events import ContactRegistered, new_event_id
 from jaklapor.live import LiveHub, LiveStreams
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
-from jaklapor.mongo import GroupedInserts, MongoConnection, MongoDatabase, ping
+from jaklapor.mongo import MongoConnection, MongoDatabase, ping
 from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
 from jaklapor.vocabulary import DIKERJAKAN, VERIFICATION_PENDING, WAITING_STATUSES, utcnow
 from services.intake import metrics
@@ -91,8 +91,6 @@ class ReportRepository:
         # where the day counters must also be kept when the store itself does not outlive the process
         self.numbering_mark = numbering_mark
         self._sequence_blocks: dict[str, Iterator[int]] = {}
-        # concurrent submissions share one write (jaklapor/mongo.py): each still gets its own report's outcome
-        self._new_reports = GroupedInserts(self.reports)
 
     def ensure_indexes(self) -> None:
         self.reports.create_index("tracking_token_hash", unique=True)
@@ -149,7 +147,7 @@ class ReportRepository:
         return int(counter["seq"])
 
     def insert(self, report: dict[str, Any]) -> None:
-        self._new_reports.insert(report)
+        self.reports.insert_one(report)
 
     def by_token_hash(self, token_hash: str) -> dict[str, Any] | None:
         return self.reports.find_one({"tracking_token_hash": token_hash}, {"outbox": 0})
