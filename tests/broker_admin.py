@@ -6,8 +6,9 @@ Standard library only, so CI can run it before the virtualenv exists:
 
 Through the management API when it answers, else rabbitmqctl (bounded, in its own process group). A run can declare
 hundreds of quorum queues (one per OPD it reaches); deleting a vhost with that many at once kept the broker's vhost
-operations blocked for minutes on RabbitMQ 3.10.8 (seen on this machine), so queues are deleted one by one first,
-each with its own timeout, and the vhost last.
+operations blocked for minutes on RabbitMQ 3.10.8 (seen on this machine, whose node then had too few file handles
+for them: docs/operations.md, "RabbitMQ's file handles"), so queues are deleted one by one first, each with its own
+timeout, and the vhost last.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ RABBITMQ_DETAILED = {
     "rabbitmq_detailed_queue_messages_unacked",
     "rabbitmq_detailed_queue_messages",
     "rabbitmq_detailed_queue_consumers",
+    "rabbitmq_process_max_fds",  # /metrics, the node's open-file limit
 }
 REQUIRED_ALERTS = {
     "ServiceDown",

@@ -5,6 +5,7 @@ mode."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -116,6 +117,55 @@ def test_full_stack_has_the_real_backing_services(compose: dict) -> None:
     plugins = (ROOT / "deploy/rabbitmq/enabled_plugins").read_text()
     assert "rabbitmq_management" in plugins and "rabbitmq_prometheus" in plugins
     assert set(services) >= APP_SERVICES
+
+
+def quorum_queues_of_a_deployment() -> int:
+    """Every quorum queue a deployment can declare: the work queues the services consume (with their dead-letter
+    queues) and one queue per OPD of the directory (with the OPD dead-letter queue)."""
+    from nameko.cli.run import import_service
+
+    from jaklapor.reference import load_directory
+
+    work_queues = set()
+    for service in (import_service(path)[0] for path in SERVICES.values()):
+        for _, method in inspect.getmembers(service):
+            for entrypoint in getattr(method, "nameko_entrypoints", ()):
+                queue = getattr(entrypoint, "queue", None)
+                if queue is not None and (queue.queue_arguments or {}).get("x-queue-type") == "quorum":
+                    work_queues.add(queue.name)
+    assert len(work_queues) >= 7
+    return 2 * len(work_queues) + len(load_directory()) + 1
+
+
+def broker_file_handles_wanted() -> int:
+    found = re.search(r"^BROKER_FILE_HANDLES=(\d+)$", (ROOT / "scripts/ensure-rabbitmq").read_text(), re.MULTILINE)
+    assert found, "scripts/ensure-rabbitmq sets BROKER_FILE_HANDLES"
+    return int(found.group(1))
+
+
+# RabbitMQ 3.10 reserves 2 + the cluster size file handles per quorum-queue leader (3 on one node)
+FILE_HANDLES_PER_QUORUM_QUEUE = 3
+
+
+def test_the_local_broker_budget_covers_the_deployments_tests_run_side_by_side() -> None:
+    # the tests and benchmarks keep a few deployments alive at once, each in its own vhost; 500 for connections
+    assert broker_file_handles_wanted() >= 4 * FILE_HANDLES_PER_QUORUM_QUEUE * quorum_queues_of_a_deployment() + 500
+
+
+def test_the_local_broker_has_the_file_handles_the_quorum_queues_reserve() -> None:
+    from tests.broker_admin import rabbitmqctl
+
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("no rabbitmqctl: the broker is not a local node")
+    limit = int(rabbitmqctl("eval", "file_handle_cache:get_limit().", timeout=60).strip())
+    assert limit >= broker_file_handles_wanted(), (
+        f"RabbitMQ's file handle limit is {limit}: scripts/ensure-rabbitmq restarts the node with a higher ulimit -n"
+    )
+
+
+def test_compose_gives_rabbitmq_the_file_handles_of_its_quorum_queues(compose: dict) -> None:
+    nofile = compose["services"]["rabbitmq"]["ulimits"]["nofile"]
+    assert min(nofile["soft"], nofile["hard"]) >= broker_file_handles_wanted()
 
 
 def test_each_service_runs_its_own_code_with_real_stores(compose: dict) -> None:
