@@ -541,10 +541,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         asyncio.run(warmup())
         warmup_ids = {r for r in warm.report_id if r}
+        warmup_errors = collections.Counter(warm.errors)
+        # a cold intake's first requests are slow (first photo, first connections), so admission control may shed
+        # some of the first second's reports with 503 + Retry-After: those are sent again once, as a phone would
+        refused = [reports[i] for i in range(args.warmup) if warm.status[i] == 503 and i in warm.retry_after]
+        if refused:
+            pause = max(warm.retry_after.values())
+            print(f"  warm-up: {len(refused)} of {args.warmup} refused (503, Retry-After), resent after {pause:.0f} s")
+            time.sleep(pause)
+            again = Results(len(refused))
+            again_sender = Sender(urls, refused, photos, addresses, again, 16, args.timeout)
+
+            async def warmup_again() -> float:
+                async with again_sender:
+                    return await run_open_loop(again_sender, 20.0, len(refused))
+
+            asyncio.run(warmup_again())
+            warmup_ids |= {r for r in again.report_id if r}
+            warmup_errors.update(again.errors)
+            result["warmup_refused_then_resent"] = len(refused)
         wait_for_deliveries(consumer, len(warmup_ids), 90, 60, True)
         if len(warmup_ids) < args.warmup or consumer.count.value < len(warmup_ids):
             raise SystemExit(
-                f"warm-up failed: {len(warmup_ids)}/{args.warmup} accepted ({dict(warm.errors)}), "
+                f"warm-up failed: {len(warmup_ids)}/{args.warmup} accepted ({dict(warmup_errors)}), "
                 f"{consumer.count.value} copies arrived; not measuring a broken system "
                 f"(logs: {system.run_dir if system else 'attached'})"
             )

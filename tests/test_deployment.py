@@ -168,6 +168,12 @@ def test_compose_gives_rabbitmq_the_file_handles_of_its_quorum_queues(compose: d
     assert min(nofile["soft"], nofile["hard"]) >= broker_file_handles_wanted()
 
 
+def test_the_alert_on_rabbitmq_file_handles_watches_that_budget() -> None:
+    alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    rule = next(r for g in alerts["groups"] for r in g["rules"] if r.get("alert") == "RabbitMQFileHandlesLow")
+    assert rule["expr"].endswith(f"< {broker_file_handles_wanted()}")
+
+
 def test_each_service_runs_its_own_code_with_real_stores(compose: dict) -> None:
     known = config_variables()
     for name in APP_SERVICES:
