@@ -24,6 +24,12 @@ def _ephemeral_ports_start() -> int:
 #: the lowest port an outgoing connection may be given (32768 on Linux by default)
 EPHEMERAL_START = _ephemeral_ports_start()
 LOWEST = 10000
+#: Two disjoint windows below the ephemeral range. Ports picked by two tools at once must never collide while
+#: neither listens yet: a test picks its services' ports, `make run` then starts the local S3 server, and only then
+#: do the services bind (CI saw the S3 server take a port picked for intake). The local S3 server's HTTP ports come
+#: from the first window (its gRPC ports are 10000 above, 20000-25999); every other port from the second.
+S3_SERVER_WINDOW = (LOWEST, 15999)
+SERVICE_WINDOW = (26000, EPHEMERAL_START - 1)
 #: ports of well-known local services that may be briefly closed (RabbitMQ's management, Prometheus, distribution)
 RESERVED_PORTS = frozenset({15672, 15692, 25672})
 
@@ -39,10 +45,11 @@ def bindable(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now, below the ephemeral range, for a process to listen on next."""
+    """A port nothing listens on now, below the ephemeral range and apart from the local S3 server's, for a process
+    to listen on next."""
     rng = random.SystemRandom()
     for _ in range(1000):
-        port = rng.randint(LOWEST, EPHEMERAL_START - 1)
+        port = rng.randint(*SERVICE_WINDOW)
         if port not in RESERVED_PORTS and bindable(host, port):
             return port
-    raise RuntimeError(f"no free port to listen on between {LOWEST} and {EPHEMERAL_START - 1}")
+    raise RuntimeError(f"no free port to listen on between {SERVICE_WINDOW[0]} and {SERVICE_WINDOW[1]}")

