@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+from amqp.exceptions import NotFound
 from kombu import Connection
 
 from devtools.ports import free_port
@@ -337,9 +338,18 @@ class OpdQueueReader:
         self.connection = Connection(amqp_uri)
         self.channel = self.connection.channel()
 
+    def basic_get(self, opd_code: str, no_ack: bool) -> Any:
+        """The next message on the OPD's queue, or None, also while the queue does not exist yet: routing declares
+        an OPD's queue with its first report (the broker closes the channel on the 404, so a new one is opened)."""
+        try:
+            return self.channel.basic_get(opd_queue_name(opd_code), no_ack=no_ack)
+        except NotFound:
+            self.channel = self.connection.channel()
+            return None
+
     def get(self, opd_code: str, timeout: float = 10.0, predicate: Callable[[dict], bool] | None = None) -> Any:
         def fetch() -> Any:
-            message = self.channel.basic_get(opd_queue_name(opd_code), no_ack=False)
+            message = self.basic_get(opd_code, no_ack=False)
             if message is None:
                 return None
             body = json.loads(message.body)
@@ -489,7 +499,7 @@ class OpdDeliveries:
     def _take(self, reader: OpdQueueReader, opd_codes: set[str]) -> bool:
         took = False
         for code in opd_codes:
-            while (message := reader.channel.basic_get(opd_queue_name(code), no_ack=True)) is not None:
+            while (message := reader.basic_get(code, no_ack=True)) is not None:
                 body = message.body if isinstance(message.body, str) else message.body.decode()
                 report_id = json.loads(body)["report_id"]
                 self.copies.setdefault(report_id, []).append((message.properties.get("message_id"), body))

@@ -16,7 +16,6 @@ import requests
 from openapi_schema_validator import OAS30Validator
 
 from devtools.seaweedfs import LocalS3Server
-from jaklapor.messaging import opd_queue_name
 from jaklapor.opd_keys import derive_key
 from services.stats.tests.e2e_helpers import Filed, photo, stats, submit, view, wait_assigned
 from tests.browser import DESK, browser_fixture, new_phone, serious_accessibility_violations
@@ -72,7 +71,7 @@ def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
 
 def drain(reader: OpdQueueReader, opd_code: str) -> list[dict[str, Any]]:
     found = []
-    while (message := reader.channel.basic_get(opd_queue_name(opd_code), no_ack=True)) is not None:
+    while (message := reader.basic_get(opd_code, no_ack=True)) is not None:
         body = message.body if isinstance(message.body, str) else message.body.decode()
         found.append(json.loads(body))
     return found
