@@ -532,31 +532,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(2)
 
         # ---- warm-up: a few reports through the whole path (declares the OPD queues they hit, fills caches) ----
-        warm = Results(args.warmup)
-        warm_sender = Sender(urls, reports[: args.warmup], photos, addresses, warm, 16, args.timeout)
+        def send_warmup(batch: list[Any]) -> Results:
+            results = Results(len(batch))
+            sender = Sender(urls, batch, photos, addresses, results, 16, args.timeout)
 
-        async def warmup() -> float:
-            async with warm_sender:
-                return await run_open_loop(warm_sender, 20.0, args.warmup)
+            async def send_all() -> float:
+                async with sender:
+                    return await run_open_loop(sender, 20.0, len(batch))
 
-        asyncio.run(warmup())
+            asyncio.run(send_all())
+            return results
+
+        warm = send_warmup(reports[: args.warmup])
         warmup_ids = {r for r in warm.report_id if r}
         warmup_errors = collections.Counter(warm.errors)
-        # a cold intake's first requests are slow (first photo, first connections), so admission control may shed
-        # some of the first second's reports with 503 + Retry-After: those are sent again once, as a phone would
+        # right after the start (four services and two stores starting on the same cores) the first requests are
+        # slow, so admission control may shed some of them with 503 + Retry-After: sent again once, as a phone would
         refused = [reports[i] for i in range(args.warmup) if warm.status[i] == 503 and i in warm.retry_after]
         if refused:
             pause = max(warm.retry_after.values())
             print(f"  warm-up: {len(refused)} of {args.warmup} refused (503, Retry-After), resent after {pause:.0f} s")
             time.sleep(pause)
-            again = Results(len(refused))
-            again_sender = Sender(urls, refused, photos, addresses, again, 16, args.timeout)
-
-            async def warmup_again() -> float:
-                async with again_sender:
-                    return await run_open_loop(again_sender, 20.0, len(refused))
-
-            asyncio.run(warmup_again())
+            again = send_warmup(refused)
             warmup_ids |= {r for r in again.report_id if r}
             warmup_errors.update(again.errors)
             result["warmup_refused_then_resent"] = len(refused)

@@ -347,6 +347,13 @@ class OpdQueueReader:
             self.channel = self.connection.channel()
             return None
 
+    def drain(self, opd_code: str) -> list[tuple[Any, str]]:
+        """Take every message now on the OPD's queue (acknowledged as taken): each with its body as text."""
+        taken = []
+        while (message := self.basic_get(opd_code, no_ack=True)) is not None:
+            taken.append((message, message.body if isinstance(message.body, str) else message.body.decode()))
+        return taken
+
     def get(self, opd_code: str, timeout: float = 10.0, predicate: Callable[[dict], bool] | None = None) -> Any:
         def fetch() -> Any:
             message = self.basic_get(opd_code, no_ack=False)
@@ -499,8 +506,7 @@ class OpdDeliveries:
     def _take(self, reader: OpdQueueReader, opd_codes: set[str]) -> bool:
         took = False
         for code in opd_codes:
-            while (message := reader.basic_get(code, no_ack=True)) is not None:
-                body = message.body if isinstance(message.body, str) else message.body.decode()
+            for message, body in reader.drain(code):
                 report_id = json.loads(body)["report_id"]
                 self.copies.setdefault(report_id, []).append((message.properties.get("message_id"), body))
                 took = True

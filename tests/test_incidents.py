@@ -70,11 +70,7 @@ def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
 
 
 def drain(reader: OpdQueueReader, opd_code: str) -> list[dict[str, Any]]:
-    found = []
-    while (message := reader.basic_get(opd_code, no_ack=True)) is not None:
-        body = message.body if isinstance(message.body, str) else message.body.decode()
-        found.append(json.loads(body))
-    return found
+    return [json.loads(body) for _message, body in reader.drain(opd_code)]
 
 
 def opd_get(system: RunningSystem, opd: str, path: str) -> requests.Response:
