@@ -55,6 +55,9 @@ MAX_PORT = 65535
 STOP_SECONDS = 15.0
 #: where a start records its ports in the data directory, for the next start on it
 PORTS_FILE = "jaklapor-ports.json"
+#: in a started server's environment: the pid of the process that started it (and that it dies with), so a later
+#: start can tell an orphan of a killed run from a server that a running process owns
+OWNER_ENV = "JAKLAPOR_S3_SERVER_OWNER"
 #: unix socket paths are limited to 108 bytes: longer data directories keep SeaweedFS's default sockets in /tmp
 _MAX_SOCKET_PATH = 100
 _DEFAULT_ACCESS_KEY = "jaklapor"
@@ -324,6 +327,7 @@ class LocalS3Server:
         # SeaweedFS reads S3_BUCKET (buckets to create at start), S3_EXTERNAL_URL and AWS_* credentials from the
         # environment: a developer's or a service's settings must not change what it does
         env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "AWS_"))}
+        env[OWNER_ENV] = str(os.getpid())
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -408,16 +412,46 @@ def await_earlier_servers(data_dir: Path, timeout: float = STOP_SECONDS) -> None
     """Wait up to `timeout` seconds for a SeaweedFS on `data_dir` to exit. One whose owner was killed gets SIGTERM
     and closes its S3 port at once, but holds its other ports and the lock on its filer store for a few seconds more:
     a server started meanwhile dies on that lock ("resource temporarily unavailable") or has to take other ports.
-    One still there after `timeout` belongs to a run that is still going, and is left alone."""
+    Such an orphan still there after `timeout` gets SIGKILL, as its owner's own stop would have given it: its volume
+    server sometimes takes 30 s to stop when the machine is busy, and what it stored is on disk already. One whose
+    owner still runs belongs to a run that is still going, and is left alone."""
     earlier = weed_pids_serving(data_dir)
     deadline = time.monotonic() + timeout
     while earlier:
         if time.monotonic() > deadline:
-            raise LocalS3ServerError(
-                f"{data_dir} is in use by another SeaweedFS (pids {earlier}): stop the run that started it"
-            )
+            owned = [pid for pid in earlier if not orphaned(pid)]
+            if owned:
+                raise LocalS3ServerError(
+                    f"{data_dir} is in use by another SeaweedFS (pids {owned}): stop the run that started it"
+                )
+            _kill_orphans(earlier)
+            return
         time.sleep(0.1)
         earlier = [pid for pid in earlier if process_alive(pid)]
+
+
+def _kill_orphans(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_SECONDS
+    while any(process_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise LocalS3ServerError(f"an earlier SeaweedFS on the same data (pids {pids}) did not die on SIGKILL")
+        time.sleep(0.05)
+
+
+def orphaned(pid: int) -> bool:
+    """A local S3 server whose owner is gone: its parent is no longer the process that started it (OWNER_ENV, in its
+    environment since the start). Unknown (unreadable, or started some other way): not an orphan."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return False
+    prefix = f"{OWNER_ENV}=".encode()
+    owners = [entry[len(prefix) :] for entry in environ if entry.startswith(prefix)]
+    return bool(owners) and owners[0] != str(parent).encode()
 
 
 def weed_pids_serving(data_dir: Path) -> list[int]:

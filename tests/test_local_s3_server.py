@@ -65,6 +65,49 @@ def test_a_restart_right_after_its_owner_was_killed_waits_for_the_old_server_and
         server.stop()
 
 
+def fake_weed(tmp_path: Path, data_dir: Path, owner: int) -> subprocess.Popen:
+    """A process that looks like a local S3 server on `data_dir` started by `owner`, and ignores SIGTERM as a volume
+    server busy shutting down does for up to 30 s."""
+    weed = tmp_path / "bin" / "weed"
+    weed.parent.mkdir()
+    weed.symlink_to("/bin/bash")
+    script = 'trap "" TERM; echo ready; while :; do sleep 0.1; done'
+    process = subprocess.Popen(
+        [str(weed), "-c", script, f"-dir={data_dir.absolute()}"],
+        env={**os.environ, seaweedfs.OWNER_ENV: str(owner)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    return process
+
+
+def test_an_orphan_of_a_killed_run_that_does_not_exit_is_killed_before_a_new_start(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = fake_weed(tmp_path, tmp_path / "s3", owner=gone.pid)  # its owner is gone: its parent is not its owner
+    try:
+        assert seaweedfs.weed_pids_serving(tmp_path / "s3") == [orphan.pid]
+        assert seaweedfs.orphaned(orphan.pid)
+        seaweedfs.await_earlier_servers(tmp_path / "s3", timeout=0.3)
+        assert orphan.wait(5) == -9, "SIGKILL once SIGTERM's grace is over"
+    finally:
+        orphan.kill()
+        orphan.wait(5)
+
+
+def test_a_server_whose_owner_still_runs_is_never_killed(tmp_path: Path) -> None:
+    owned = fake_weed(tmp_path, tmp_path / "s3", owner=os.getpid())  # this test process started it and still runs
+    try:
+        assert not seaweedfs.orphaned(owned.pid)
+        with pytest.raises(LocalS3ServerError, match="in use by another SeaweedFS"):
+            seaweedfs.await_earlier_servers(tmp_path / "s3", timeout=0.3)
+        assert owned.poll() is None
+    finally:
+        owned.kill()
+        owned.wait(5)
+
+
 def test_a_missing_weed_binary_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(seaweedfs.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.seaweedfs import SeaweedPorts
 from jaklapor.processes import listening_pids, port_open
 from tests import photo_fixtures as photos
 from tests.system import (
@@ -45,7 +46,9 @@ class LocalRun:
     log_path: Path
     ports: dict[str, int] = field(default_factory=lambda: {name: free_port() for name in ALL_SERVICES})
     mongo_port: int = field(default_factory=free_port)
-    s3_port: int = field(default_factory=free_port)
+    # from the S3 server's own window: its gRPC port (10000 above) must stay below the ephemeral range as well, where
+    # an outgoing connection could take it before the restart binds it again
+    s3_port: int = field(default_factory=lambda: SeaweedPorts.pick().s3)
     process: subprocess.Popen | None = None
 
     def url(self, service: str, path: str = "") -> str:
@@ -82,12 +85,18 @@ class LocalRun:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self.healthy, 90, interval=0.2, message=f"the local run healthy (log: {self.log_path})")
+        process = self.process
+        wait_for(
+            lambda: process.poll() is not None or self.healthy(),
+            90,
+            interval=0.2,
+            message=f"the local run healthy (log: {self.log_path})",
+        )
+        if process.poll() is not None:  # at once, with the reason: CI keeps no files
+            tail = "\n".join(self.logs().splitlines()[-40:])
+            raise AssertionError(f"jaklapor run exited with {process.returncode}; the end of its log:\n{tail}")
 
     def healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"jaklapor run exited with {self.process.returncode}; see {self.log_path}")
         return all(requests.get(self.url(name, "/health"), timeout=5).status_code == 200 for name in self.ports)
 
     def store_pids(self) -> list[int]:
