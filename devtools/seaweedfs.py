@@ -431,6 +431,7 @@ def await_earlier_servers(data_dir: Path, timeout: float = STOP_SECONDS) -> None
 
 
 def _kill_orphans(pids: list[int]) -> None:
+    print(f"jaklapor: the S3 server a killed run left (pids {pids}) did not stop in time: killing it", file=sys.stderr)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
