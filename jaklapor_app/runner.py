@@ -94,6 +94,10 @@ DEFAULT_DRAIN_SECONDS = 20.0
 KILL_GRACE_SECONDS = 5.0
 #: exit status when the drain timed out and in-flight work was cut off
 EXIT_DRAIN_TIMED_OUT = 3
+#: the signals that stop a run gracefully
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: `kill -USR2 <pid>` prints the stack of every thread and green thread to the log, without stopping anything
+STACKS_SIGNAL = signal.SIGUSR2
 
 
 class Shutdown:
@@ -124,8 +128,10 @@ class Shutdown:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, _noted_by_wakeup_fd)
+        # a handler of its own, not the wakeup fd: it must run even when the green threads cannot
+        signal.signal(STACKS_SIGNAL, dump_stacks)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         eventlet.spawn_n(self._watch_signals, read_fd)
 
@@ -139,7 +145,8 @@ class Shutdown:
             except BlockingIOError:
                 continue
             for signum in received:
-                self.on_signal(signal.Signals(signum).name)
+                if signum in STOP_SIGNALS:  # the wakeup fd carries every handled signal, STACKS_SIGNAL too
+                    self.on_signal(signal.Signals(signum).name)
 
     def on_signal(self, name: str) -> None:
         import eventlet
@@ -166,10 +173,31 @@ class Shutdown:
                 return
         self.timed_out = True
         log.error(
-            "in-flight work did not drain within %.0f s (SHUTDOWN_DRAIN_SECONDS): killing the services",
+            "in-flight work did not drain within %.0f s (SHUTDOWN_DRAIN_SECONDS): killing the services; what it "
+            "waited on follows",
             self.drain_seconds,
         )
+        dump_stacks()
         self.runner.kill()
+
+
+def dump_stacks(_signum: int | None = None, _frame: Any = None) -> None:
+    """Every OS thread's and every green thread's stack, to stderr: what a hung request or stop waits on."""
+    import gc
+    import threading
+    import traceback
+
+    import greenlet
+
+    out = [f"jaklapor: stacks of pid {os.getpid()}"]
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        out.append(f"--- thread {names.get(ident, ident)}\n{''.join(traceback.format_stack(frame))}")
+    for item in gc.get_objects():
+        if isinstance(item, greenlet.greenlet) and item.gr_frame is not None:
+            out.append(f"--- green thread {item!r}\n{''.join(traceback.format_stack(item.gr_frame))}")
+    out.append("jaklapor: end of stacks")
+    print("\n".join(out), file=sys.stderr, flush=True)
 
 
 def _noted_by_wakeup_fd(_signum: int, _frame: Any) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import requests
 
 from devtools.seaweedfs import SeaweedPorts
 from jaklapor.processes import listening_pids, port_open
+from jaklapor_app.runner import STACKS_SIGNAL
 from tests import photo_fixtures as photos
 from tests.system import (
     ALL_SERVICES,
@@ -99,6 +101,14 @@ class LocalRun:
     def healthy(self) -> bool:
         return all(requests.get(self.url(name, "/health"), timeout=5).status_code == 200 for name in self.ports)
 
+    def stacks(self) -> str:
+        """What every thread and green thread of the run is doing now (`kill -USR2`), from its log."""
+        assert self.process is not None
+        start = len(self.logs())
+        self.process.send_signal(STACKS_SIGNAL)
+        wait_for(lambda: "jaklapor: end of stacks" in self.logs()[start:], 10, message="the stacks in the log")
+        return self.logs()[start:]
+
     def store_pids(self) -> list[int]:
         return [pid for port in (self.mongo_port, self.s3_port) for pid in listening_pids(port)]
 
@@ -137,6 +147,7 @@ class Citizens:
     def __init__(self, intake_url: str, phones: int = 3) -> None:
         self.url = f"{intake_url}/api/v1/reports"
         self.accepted: list[Accepted] = []
+        self.answers: Counter[str] = Counter()  # every answer or error, for a failure's message
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._send, args=(n,), daemon=True) for n in range(phones)]
@@ -154,9 +165,11 @@ class Citizens:
                     headers=client_headers(f"10.0.{phone}.1"),
                     timeout=10,
                 )
-            except requests.RequestException:
+            except requests.RequestException as exc:
+                self.answers[type(exc).__name__] += 1
                 time.sleep(0.05)  # the run is gone: nothing was accepted
                 continue
+            self.answers[str(response.status_code)] += 1
             if response.status_code == 201:
                 receipt = response.json()
                 with self._lock:
@@ -187,10 +200,14 @@ def test_a_killed_local_run_loses_no_accepted_report_or_photo_and_numbers_go_on(
     run.start()
     try:
         assert "Local mode" in run.logs()
+        assert "green thread" in run.stacks() and run.healthy(), "the stacks printed, and the run goes on"
         stores = run.store_pids()
         assert len(stores) >= 2, f"the run's document store and S3 server listen: {stores}"
         with Citizens(run.url("intake")) as citizens:
-            wait_for(lambda: len(citizens.accepted) >= 30, 120, message="30 reports accepted before the kill")
+            try:
+                wait_for(lambda: len(citizens.accepted) >= 30, 120, message="30 reports accepted before the kill")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; answers: {dict(citizens.answers)}\n{run.stacks()[-20000:]}") from None
             assert run.process is not None
             run.process.kill()  # kill -9, mid-load: no chance to stop anything in order
             run.process.wait(10)
