@@ -207,7 +207,10 @@ def test_a_killed_local_run_loses_no_accepted_report_or_photo_and_numbers_go_on(
             try:
                 wait_for(lambda: len(citizens.accepted) >= 30, 120, message="30 reports accepted before the kill")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}; answers: {dict(citizens.answers)}\n{run.stacks()[-20000:]}") from None
+                raise AssertionError(
+                    f"{exc}; answers: {dict(citizens.answers)}\nthe run's stacks:\n{run.stacks()[-20000:]}\n"
+                    f"the document store's log and stacks:\n{run.store_log('mongo')[-8000:]}"
+                ) from None
             assert run.process is not None
             run.process.kill()  # kill -9, mid-load: no chance to stop anything in order
             run.process.wait(10)
