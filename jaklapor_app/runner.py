@@ -4,6 +4,7 @@ are configured. Each service can also run alone (`jaklapor run --services intake
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import logging.config
@@ -196,8 +197,13 @@ def dump_stacks(_signum: int | None = None, _frame: Any = None) -> None:
     for item in gc.get_objects():
         if isinstance(item, greenlet.greenlet) and item.gr_frame is not None:
             out.append(f"--- green thread {item!r}\n{''.join(traceback.format_stack(item.gr_frame))}")
-    out.append("jaklapor: end of stacks")
-    print("\n".join(out), file=sys.stderr, flush=True)
+    out.append("jaklapor: end of stacks\n")
+    # straight to the file descriptor: a signal may arrive while the interrupted code is inside sys.stderr's buffer,
+    # and an exception raised here would surface in whatever green thread was running
+    data = "\n".join(out).encode(errors="replace")
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(2, data) :]
 
 
 def _noted_by_wakeup_fd(_signum: int, _frame: Any) -> None:
