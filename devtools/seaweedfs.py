@@ -445,9 +445,10 @@ def _kill_orphans(pids: list[int]) -> None:
 def orphaned(pid: int) -> bool:
     """A local S3 server whose owner is gone: its parent is no longer the process that started it (OWNER_ENV, in its
     environment since the start). Unknown (unreadable, or started some other way): not an orphan."""
+    stat = _proc_stat(pid)
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        parent = int(stat[1])
     except (OSError, IndexError, ValueError):
         return False
     prefix = f"{OWNER_ENV}=".encode()
@@ -474,11 +475,16 @@ def weed_pids_serving(data_dir: Path) -> list[int]:
 
 def process_alive(pid: int) -> bool:
     """Running, not a zombie waiting for its parent to collect it."""
+    stat = _proc_stat(pid)
+    return bool(stat) and stat[0] != "Z"
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state, parent pid, …); empty when it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return []
 
 
 def main() -> None:  # pragma: no cover - a developer's convenience

@@ -124,7 +124,8 @@ def test_picked_ports_are_distinct_and_free_with_their_grpc_ports() -> None:
 
 
 def test_a_high_fixed_s3_port_of_an_earlier_run_is_checked_without_its_impossible_grpc_port(tmp_path: Path) -> None:
-    # a test's local run fixes the S3 port to a free ephemeral one (up to 60999): its gRPC port would be over 65535
+    # S3_ENDPOINT may fix the S3 port anywhere, up to 65535 (a test's once took an ephemeral one, up to 60999): its gRPC
+    # port would be over 65535
     SeaweedPorts.pick(s3=60999).save(tmp_path)
     previous = SeaweedPorts.previous(tmp_path)
     assert previous is not None and previous.s3 == 60999

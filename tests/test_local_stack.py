@@ -166,13 +166,14 @@ class Citizens:
                     timeout=10,
                 )
             except requests.RequestException as exc:
-                self.answers[type(exc).__name__] += 1
+                with self._lock:
+                    self.answers[type(exc).__name__] += 1
                 time.sleep(0.05)  # the run is gone: nothing was accepted
                 continue
-            self.answers[str(response.status_code)] += 1
-            if response.status_code == 201:
-                receipt = response.json()
-                with self._lock:
+            with self._lock:
+                self.answers[str(response.status_code)] += 1
+                if response.status_code == 201:
+                    receipt = response.json()
                     self.accepted.append(Accepted(receipt["report_id"], receipt["tracking_token"]))
 
     def __enter__(self) -> Citizens:
