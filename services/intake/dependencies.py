@@ -16,7 +16,7 @@ from eventlet import tpool
 from eventlet.queue import Empty, LightQueue
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateMany, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -43,10 +43,34 @@ from services.intake.worklist import HELD_STATUSES, MAX_HELD, SORT_FIELDS
 log = logging.getLogger(__name__)
 
 OUTBOX_LEASE = timedelta(seconds=30)
+# A new report is stored already leased to the relay of the process that accepted it, so the relay publishes it
+# without a claim and a read of the store. That lease is short, because a process killed before publishing leaves
+# its last reports waiting for it to run out; the relay publishes a report under it only while at least
+# `PRECLAIM_MARGIN` of it is left (a publish takes milliseconds), else the periodic scan takes the report once the
+# lease has run out.
+PRECLAIM_LEASE = timedelta(seconds=10)
+PRECLAIM_MARGIN = timedelta(seconds=5)
 ESCALATION_LEASE = timedelta(seconds=60)
 # report numbers reserved per store write (and, in the local run, per fsync'd mark on disk: 7.6 % of intake's CPU at
 # 20); a process that stops skips the rest of its block, so the day's numbers have gaps of up to this many
 SEQUENCE_BLOCK = 100
+
+
+class OutboxLease(NamedTuple):
+    """One relay's hold on reports' pending messages: no other relay publishes them before `until`."""
+
+    claim: str
+    until: datetime
+
+    @classmethod
+    def taken_at(cls, now: datetime, length: timedelta = OUTBOX_LEASE) -> OutboxLease:
+        # MongoDB keeps milliseconds: the lease is stored exactly as computed, so it can be matched again
+        until = now + length
+        return cls(uuid.uuid4().hex, until.replace(microsecond=(until.microsecond // 1000) * 1000))
+
+    def claim_of(self, report: dict[str, Any]) -> dict[str, Any]:
+        """A report's pending messages (`_id` and `outbox`) as held under this lease: what the relay publishes."""
+        return {"_id": report["_id"], "outbox": report.get("outbox", []), "lease": self.until, "claim": self.claim}
 
 
 class VersionConflict(Exception):
@@ -326,18 +350,16 @@ class ReportRepository:
 
         One write leases them all under a claim of our own; reports already published or leased elsewhere are left
         out. The claims come back in the order of `report_ids`."""
-        # MongoDB keeps milliseconds: the lease is stored exactly as computed, so it can be matched again
-        lease = (now + OUTBOX_LEASE).replace(microsecond=(now.microsecond // 1000) * 1000)
-        claim = uuid.uuid4().hex
+        lease = OutboxLease.taken_at(now)
         leased = self.reports.update_many(
             {"_id": {"$in": report_ids}, "outbox_due": {"$lte": now}},
-            {"$set": {"outbox_due": lease, "outbox_claim": claim}},
+            {"$set": {"outbox_due": lease.until, "outbox_claim": lease.claim}},
         )
         if leased.modified_count == 0:
             return []
         claimed = {
-            report["_id"]: {**report, "lease": lease, "claim": claim}
-            for report in self.reports.find({"_id": {"$in": report_ids}, "outbox_claim": claim}, {"outbox": 1})
+            report["_id"]: lease.claim_of(report)
+            for report in self.reports.find({"_id": {"$in": report_ids}, "outbox_claim": lease.claim}, {"outbox": 1})
         }
         return [claimed[report_id] for report_id in dict.fromkeys(report_ids) if report_id in claimed]
 
@@ -355,10 +377,16 @@ class ReportRepository:
         if not claims:
             return
         report_ids = [claim["_id"] for claim in claims]
-        claim, lease = claims[0]["claim"], claims[0]["lease"]
-        cleared = self.reports.update_many(
-            {"_id": {"$in": report_ids}, "outbox_claim": claim, "outbox_due": lease},
-            {"$set": {"outbox": []}, "$unset": {"outbox_due": "", "outbox_claim": ""}},
+        held: dict[tuple[str, datetime], list[str]] = {}  # the reports of each lease (one, or one per new report)
+        for claim in claims:
+            held.setdefault((claim["claim"], claim["lease"]), []).append(claim["_id"])
+        clear = {"$set": {"outbox": []}, "$unset": {"outbox_due": "", "outbox_claim": ""}}
+        cleared = self.reports.bulk_write(
+            [
+                UpdateMany({"_id": {"$in": ids}, "outbox_claim": claim, "outbox_due": lease}, clear)
+                for (claim, lease), ids in held.items()
+            ],
+            ordered=False,
         )
         if cleared.matched_count == len(report_ids):
             return
@@ -368,6 +396,13 @@ class ReportRepository:
         for report in claims:
             if report["_id"] in not_cleared:
                 self.outbox_published(report["_id"], [message["message_id"] for message in report["outbox"]])
+
+    def release_leases(self, claims: list[dict[str, Any]]) -> None:
+        """Make the reports still held under these claims due now (another relay may publish them at once)."""
+        self.reports.update_many(
+            {"_id": {"$in": [claim["_id"] for claim in claims]}, "outbox_claim": {"$in": [c["claim"] for c in claims]}},
+            {"$set": {"outbox_due": utcnow()}},
+        )
 
     def outbox_published(self, report_id: str, message_ids: list[str]) -> None:
         """Drop some published messages of a report; clear its due date if none is left, else make the rest due."""
@@ -494,20 +529,24 @@ def outbox_entry(message: Message) -> dict[str, Any]:
     }
 
 
-def insert_new_report(repository: ReportRepository, new: NewReport) -> dict[str, Any] | None:
-    """Insert a submitted report with its messages; on an Idempotency-Key collision return the report that already
-    answered that key."""
-    document = new.document
-    report = {
-        **document,
+def stored_report(new: NewReport, lease: OutboxLease) -> dict[str, Any]:
+    """A submitted report as stored: with its messages, already leased to the relay that will publish them."""
+    return {
+        **new.document,
         "outbox": [outbox_entry(message) for message in new.messages],
-        "outbox_due": document["submitted_at"],
+        "outbox_due": lease.until,
+        "outbox_claim": lease.claim,
     }
+
+
+def insert_new_report(repository: ReportRepository, report: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert a submitted report (`stored_report`); on an Idempotency-Key collision return the report that already
+    answered that key."""
     try:
         repository.insert(report)
     except DuplicateKeyError:
-        if document.get("idempotency_key_hash"):
-            return repository.by_idempotency_key(document["idempotency_key_hash"])
+        if report.get("idempotency_key_hash"):
+            return repository.by_idempotency_key(report["idempotency_key_hash"])
         raise
     return None
 
@@ -529,24 +568,33 @@ class OutboxRelay(DependencyProvider):
         self.scan_interval = scan_interval
 
     def setup(self) -> None:
-        config = self.container.config
         settings = IntakeSettings.of_container(self.container)
-        # the container's one MongoDB client (closed by MongoConnection when the container stops)
-        self.repository = ReportRepository(self.connection.database(ReportStore.database))
-        # several relays in parallel, each with its own connection: their store round trips and broker confirms
-        # overlap, while each report's own messages still go out in order through one of them
-        self.workers = max(1, settings.outbox_relay_workers)
-        # reports claimed, published and cleared together: a few round trips per batch instead of per report
-        self.batch_size = max(1, settings.outbox_relay_batch)
-        self.linger = max(0.0, settings.outbox_relay_linger)
-        self.publishers = [ConfirmedPublisher(config["AMQP_URI"]) for _ in range(self.workers)]
+        amqp_uri = self.container.config["AMQP_URI"]
+        self.configure(
+            # the container's one MongoDB client (closed by MongoConnection when the container stops)
+            ReportRepository(self.connection.database(ReportStore.database)),
+            # several relays in parallel, each with its own connection: their store round trips and broker confirms
+            # overlap, while each report's own messages still go out in order through one of them
+            [ConfirmedPublisher(amqp_uri) for _ in range(max(1, settings.outbox_relay_workers))],
+            # reports claimed, published and cleared together: a few round trips per batch instead of per report
+            batch_size=settings.outbox_relay_batch,
+            linger=settings.outbox_relay_linger,
+        )
+        metrics.OUTBOX_PENDING.set_function(self.repository.pending_outbox_count)
+
+    def configure(self, repository: ReportRepository, publishers: list[Any], batch_size: int, linger: float) -> None:
+        """The relay's store, its publishers (one relay thread each) and its batches, before it starts."""
+        self.repository = repository
+        self.publishers = publishers
+        self.workers = len(publishers)
+        self.batch_size = max(1, batch_size)
+        self.linger = max(0.0, linger)
         self._wakeups: LightQueue = LightQueue(maxsize=self.workers)
-        self._handed_over: deque[str] = deque()
+        self._handed_over: deque[str | dict[str, Any]] = deque()  # report ids, or new reports' leased claims
         self._handed_over_at: deque[float] = deque()  # when each was handed over (monotonic seconds)
         self._next_scan = 0.0
         self._running = False
         self._threads: list[Any] = []
-        metrics.OUTBOX_PENDING.set_function(self.repository.pending_outbox_count)
 
     def start(self) -> None:
         self._running = True
@@ -564,6 +612,19 @@ class OutboxRelay(DependencyProvider):
             thread.wait()
         for publisher in self.publishers:
             publisher.close()
+        self._release_leases()
+
+    def _release_leases(self) -> None:
+        """New reports handed over but not published are due now, not when their lease runs out: the next relay
+        (another replica, or this service started again) publishes them at once. If the store is away, they wait
+        for their lease."""
+        leased = [entry for entry in self._handed_over if isinstance(entry, dict)]
+        if not leased:
+            return
+        try:
+            self.repository.release_leases(leased)
+        except Exception as exc:
+            log.warning("outbox relay: %d new reports wait for their lease to run out: %r", len(leased), exc)
 
     def kill(self) -> None:
         self._running = False
@@ -574,7 +635,19 @@ class OutboxRelay(DependencyProvider):
 
     def publish_soon(self, report_id: str) -> None:
         """A report's new messages are stored: publish them now (the periodic scan would find them later)."""
-        self._handed_over.append(report_id)
+        self._hand_over(report_id)
+
+    @staticmethod
+    def new_lease() -> OutboxLease:
+        """The lease a new report is stored under (`stored_report`), so that `publish_leased` needs no claim."""
+        return OutboxLease.taken_at(utcnow(), PRECLAIM_LEASE)
+
+    def publish_leased(self, claim: dict[str, Any]) -> None:
+        """A new report is stored under this relay's lease (`OutboxLease.claim_of`): publish its messages now."""
+        self._hand_over(claim)
+
+    def _hand_over(self, entry: str | dict[str, Any]) -> None:
+        self._handed_over.append(entry)
         self._handed_over_at.append(time.monotonic())
         self.wake()
 
@@ -617,12 +690,12 @@ class OutboxRelay(DependencyProvider):
     def _next_claims(self, now: datetime) -> list[dict[str, Any]]:
         while self._handed_over:
             size = min(self.batch_size, len(self._handed_over))
-            report_ids = [self._handed_over.popleft() for _ in range(size)]
+            entries = [self._handed_over.popleft() for _ in range(size)]
             for _ in range(size):
                 self._handed_over_at.popleft()
             if self._handed_over:
                 self.wake()  # more work than one batch: a sibling relay starts on it while this one publishes
-            claims = self.repository.claim_outboxes(report_ids, now)
+            claims = self._claim_handed_over(entries, now)
             if claims:
                 return claims
         if time.monotonic() < self._next_scan:
@@ -631,6 +704,21 @@ class OutboxRelay(DependencyProvider):
         if not claims:
             self._next_scan = time.monotonic() + self.scan_interval
         return claims
+
+    def _claim_handed_over(self, entries: list[str | dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The claims of handed-over reports: new reports already leased to us as they are, the others leased now.
+
+        A new report whose lease is about to run out is left to the scan, which takes it once the lease has run
+        out; one that was also handed over by id (a change queued more messages) is claimed with all of them."""
+        report_ids = [entry for entry in entries if isinstance(entry, str)]
+        claimed = self.repository.claim_outboxes(report_ids, now) if report_ids else []
+        taken = set(report_ids)
+        leased = [
+            entry
+            for entry in entries
+            if isinstance(entry, dict) and entry["_id"] not in taken and entry["lease"] - now >= PRECLAIM_MARGIN
+        ]
+        return leased + claimed
 
     def _linger(self) -> None:
         """Let a round that is not full wait for company, until its oldest report has waited `linger`."""

@@ -42,6 +42,7 @@ from services.intake.dependencies import (
     SubmissionLimiter,
     VersionConflict,
     insert_new_report,
+    stored_report,
 )
 from services.intake.domain import (
     MAX_PHOTOS_PER_REPORT,
@@ -255,7 +256,9 @@ class IntakeService(
                 photo_base_url=self.settings.public_url,
                 retry=retry,
             )
-            existing = insert_new_report(self.store, new)
+            lease = self.relay.new_lease()  # the report is stored leased to our relay: it publishes without a claim
+            stored = stored_report(new, lease)
+            existing = insert_new_report(self.store, stored)
         except PyMongoError as exc:
             delete_photos(self.photos, photos)
             log.error("report store unavailable: %r", exc)
@@ -263,7 +266,7 @@ class IntakeService(
         if existing is not None:  # a concurrent retry with the same Idempotency-Key stored it first
             delete_photos(self.photos, photos)
             return self._replay(existing, retry)
-        self.relay.publish_soon(report_id)
+        self.relay.publish_leased(lease.claim_of(stored))
         metrics.SUBMISSIONS.labels(category.code).inc()
         log.info("report submitted", extra={"report_id": report_id, "category": category.code})
         return Accepted(new.document, token, replayed=False)

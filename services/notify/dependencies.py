@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateMany
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
@@ -174,24 +174,64 @@ class NotifyRepository:
             if position not in known:
                 sets = [writes[i].set_on_report for i in reports[report_id]]
                 numbers.update(zip(reports[report_id], numbered(None, sets), strict=True))
-        for report_id, positions in reports.items():
-            if positions[0] in numbers:
-                continue  # registered by the insert
-            sets = [writes[i].set_on_report for i in positions]
-            update: dict[str, Any] = {"$inc": {"seq": len(positions)}}
-            fields = merged_fields(sets)
-            if fields:
-                update["$set"] = fields
-            before = self.reports.find_one_and_update(
-                {"_id": report_id}, update, upsert=True, return_document=ReturnDocument.BEFORE
-            )
-            numbers.update(zip(positions, numbered(before, sets), strict=True))
+        known_reports = {
+            report_id: positions for report_id, positions in reports.items() if positions[0] not in numbers
+        }
+        numbers.update(self._number_known(writes, known_reports))
         documents = [
             {"_id": write.entry["event_id"], "report_id": write.report_id, "seq": numbers[i].seq, "entry": write.entry}
             for i, write in enumerate(writes)
         ]
         there = self._insert_new(self.timeline, documents)
         return [None if i in there else numbers[i] for i in range(len(writes))]
+
+    def _number_known(self, writes: Sequence[TimelineWrite], reports: dict[str, list[int]]) -> dict[int, Appended]:
+        """Number the writes of reports registered before this batch: one read of them all, then one write that
+        numbers each on the condition that nothing numbering reads has changed since (another worker's entries, a
+        stream opened, a contact). If any report changed meanwhile, or is not there, each report is numbered on its
+        own, atomically; the numbers a write of the first round took stay unused (gaps are harmless, see above)."""
+        if not reports:
+            return {}
+        if len(reports) == 1:  # one report: its one atomic write below is the fewest
+            return self._number_each(writes, reports)
+        fields_read = {"seq": 1, "streams": 1, "has_contact": 1, "supporter_contacts": 1}
+        before = {report["_id"]: report for report in self.reports.find({"_id": {"$in": list(reports)}}, fields_read)}
+        sets = {report_id: [writes[i].set_on_report for i in positions] for report_id, positions in reports.items()}
+        if len(before) == len(reports):
+            # keyed by _id, so each matches one report (mongomock, the unit tests' store, cannot bulk an UpdateOne)
+            updates = [
+                UpdateMany(
+                    {"_id": report_id, **{field: before[report_id].get(field) for field in fields_read}},
+                    self._numbering(sets[report_id]),
+                )
+                for report_id in reports
+            ]
+            if self.reports.bulk_write(updates, ordered=False).matched_count == len(updates):
+                numbers: dict[int, Appended] = {}
+                for report_id, positions in reports.items():
+                    numbers.update(zip(positions, numbered(before[report_id], sets[report_id]), strict=True))
+                return numbers
+        return self._number_each(writes, reports)
+
+    def _number_each(self, writes: Sequence[TimelineWrite], reports: dict[str, list[int]]) -> dict[int, Appended]:
+        """Number each report's writes in one atomic write of its own (registering a report not there yet)."""
+        numbers: dict[int, Appended] = {}
+        for report_id, positions in reports.items():
+            sets = [writes[i].set_on_report for i in positions]
+            report = self.reports.find_one_and_update(
+                {"_id": report_id}, self._numbering(sets), upsert=True, return_document=ReturnDocument.BEFORE
+            )
+            numbers.update(zip(positions, numbered(report, sets), strict=True))
+        return numbers
+
+    @staticmethod
+    def _numbering(sets: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+        """The write that takes a report's next numbers for these entries, with their report fields."""
+        update: dict[str, Any] = {"$inc": {"seq": len(sets)}}
+        fields = merged_fields(sets)
+        if fields:
+            update["$set"] = fields
+        return update
 
     @staticmethod
     def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from jaklapor.storage import PhotoNotFound, StorageUnavailable, StoredObject
-from services.intake.dependencies import OnceChange, VersionConflict, outbox_entry
+from services.intake.dependencies import OnceChange, OutboxLease, OutboxRelay, VersionConflict, outbox_entry
 from services.intake.domain import PUBLIC_SUMMARY_FIELDS
 from services.intake.nearby import OPEN_STATUSES, BoundingBox
 from services.intake.report import Change, Report
@@ -291,6 +291,15 @@ class FakeRelay:
 
     def __init__(self) -> None:
         self.handed_over: list[str] = []
+        self.leased: list[dict[str, Any]] = []  # new reports' claims, as the relay would publish them
 
     def publish_soon(self, report_id: str) -> None:
         self.handed_over.append(report_id)
+
+    @staticmethod
+    def new_lease() -> OutboxLease:
+        return OutboxRelay.new_lease()
+
+    def publish_leased(self, claim: dict[str, Any]) -> None:
+        self.leased.append(claim)
+        self.handed_over.append(claim["_id"])

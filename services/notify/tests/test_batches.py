@@ -105,6 +105,45 @@ def test_a_batch_with_entries_there_already_stores_the_others_once(repository: N
     assert repository.entries_after("r2", 0) == [(1, {"event_id": "f1", "kind": "status"})]
 
 
+def test_a_batch_of_reports_known_before_numbers_each_as_if_alone(repository: NotifyRepository) -> None:
+    repository.append("r1", {"event_id": "e0"})
+    repository.stream_opened("r1")
+    repository.append("r2", {"event_id": "f0"}, report_fields("h" * 64, True))
+    repository.append("r2", {"event_id": "f1"})
+    results = repository.append_many([write("r1", "e1"), write("r2", "f2"), write("r1", "e2")])
+    assert results == [(2, True, None, False), (3, False, True, False), (3, True, None, False)]
+    assert [seq for seq, _ in repository.entries_after("r2", 0)] == [1, 2, 3]
+
+
+class StreamOpenedDuringTheBatch:
+    """The reports collection, where a live stream of `report_id` opens right after the batch has read the reports."""
+
+    def __init__(self, repository: NotifyRepository, report_id: str) -> None:
+        self.collection, self.repository, self.report_id = repository.reports, repository, report_id
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        found = list(self.collection.find(*args, **kwargs))
+        self.collection.update_one({"_id": self.report_id}, {"$inc": {"streams": 1}})  # as `stream_opened`
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+
+def test_a_report_that_changes_while_its_batch_is_numbered_is_numbered_again_on_its_own(
+    repository: NotifyRepository,
+) -> None:
+    repository.append("r1", {"event_id": "e0"})
+    repository.append("r2", {"event_id": "f0"})
+    repository.reports = StreamOpenedDuringTheBatch(repository, "r2")  # type: ignore[assignment]
+    results = repository.append_many([write("r1", "e1"), write("r2", "f1")])
+    # r2's stream must be woken for f1; the first round's numbers of r1 are left as a gap
+    assert results[1] is not None and results[1].watched
+    r1_seq = [seq for seq, _ in repository.entries_after("r1", 0)]
+    assert r1_seq[0] == 1 and r1_seq[1] > 1 and len(r1_seq) == 2
+    assert [entry["event_id"] for _, entry in repository.entries_after("r2", 0)] == ["f0", "f1"]
+
+
 def test_deliveries_of_a_batch_are_stored_once_each(repository: NotifyRepository) -> None:
     repository.enqueue_delivery({"_id": "d1", "state": "pending"})
     assert repository.enqueue_deliveries([{"_id": "d1"}, {"_id": "d2"}, {"_id": "d2"}, {"_id": "d3"}]) == 2
@@ -184,6 +223,18 @@ def test_one_by_one_the_same_events_cost_six_and_a_known_report_is_numbered_by_a
     assert commands.take() == {"insert": 2}  # registered and numbered in one insert; nobody is told of a submission
     service.record_events([routed().to_message()])
     assert commands.take() == {"findAndModify": 1, "insert": 2, "find": 1}
+
+
+def test_reports_known_before_are_numbered_by_one_read_and_one_write_whatever_their_number(
+    wire: tuple[NotifyRepository, StoreCommands],
+) -> None:
+    repository, commands = wire
+    for report_id in ("r1", "r2", "r3"):
+        repository.append(report_id, {"event_id": f"{report_id}-submitted"}, report_fields(report_id * 32, False))
+    commands.take()
+    repository.append_many([write("r1", "e1"), write("r2", "f1"), write("r3", "g1"), write("r1", "e2")])
+    assert commands.take() == {"find": 1, "update": 1, "insert": 1}  # the read, the numbering, the entries
+    assert [seq for seq, _ in repository.entries_after("r1", 0)] == [1, 2, 3]
 
 
 def test_a_redelivered_batch_adds_nothing(wire: tuple[NotifyRepository, StoreCommands]) -> None:
