@@ -28,20 +28,36 @@ def test_in_flight_bound_refuses_the_next_and_admits_again_when_one_leaves() -> 
     assert admission.enter("d") is None
 
 
-def test_waiting_bound_refuses_while_the_oldest_admitted_is_late_whatever_the_count() -> None:
+def test_waiting_bound_refuses_while_enough_admitted_are_late_whatever_the_count() -> None:
     now = [100.0]
-    admission = Admission(AdmissionPolicy(max_in_flight=0, max_wait_seconds=0.5, max_outbox_pending=0), lambda: now[0])
+    policy = AdmissionPolicy(max_in_flight=0, max_wait_seconds=0.5, min_late=2, max_outbox_pending=0)
+    admission = Admission(policy, lambda: now[0])
     assert admission.enter("first") is None
     now[0] += 0.3
     assert admission.enter("second") is None  # the oldest has waited 0.3 s: still admitted
     now[0] += 0.3
-    assert admission.enter("third") == WAITING  # the oldest has waited 0.6 s
-    assert "0.6 s" in admission.refusal(WAITING).body()["error"]["message"]
-    admission.leave("first")  # answered: the oldest is now "second", 0.3 s old
-    assert admission.enter("fourth") is None
-    admission.leave("second")
-    admission.leave("fourth")
+    assert admission.enter("third") is None  # only the oldest is late (0.6 s): one slow submission
+    now[0] += 0.3
+    assert admission.enter("fourth") == WAITING  # "first" and "second" are late (0.9 and 0.6 s)
+    message = admission.refusal(WAITING).body()["error"]["message"]
+    assert "2 or more submissions" in message and "over 0.5 s" in message and "the oldest 0.9 s" in message
+    admission.leave("second")  # answered: of the rest only "first" is late
+    assert admission.enter("fifth") is None
+    for key in ("first", "third", "fifth"):
+        admission.leave(key)
     assert admission.in_flight == 0 and admission.oldest_wait() == 0.0
+
+
+def test_one_submission_stuck_on_the_store_turns_nobody_away() -> None:
+    now = [100.0]
+    admission = Admission(AdmissionPolicy(max_in_flight=32, max_outbox_pending=0), lambda: now[0])
+    assert admission.enter("stuck") is None
+    for n in range(200):  # 20 s of others, each answered in 10 ms, while the stuck one waits for its store call
+        now[0] += 0.1
+        assert admission.enter(n) is None, f"refused {now[0] - 100:.1f} s after one submission got stuck"
+        now[0] += 0.01
+        admission.leave(n)
+    assert admission.oldest_wait() > 20
 
 
 def test_outbox_bound_uses_the_last_sample_and_keeps_it_when_the_count_fails() -> None:
@@ -88,6 +104,9 @@ def test_policy_from_config_with_defaults_and_checks() -> None:
     with pytest.raises(ValueError):
         AdmissionPolicy.from_config({"ADMISSION_MAX_WAIT_SECONDS": "-0.5"})
     assert AdmissionPolicy.from_config({"ADMISSION_MAX_WAIT_SECONDS": "0.25"}).max_wait_seconds == 0.25
+    assert AdmissionPolicy.from_config({"ADMISSION_MIN_LATE": "1"}).min_late == 1
+    with pytest.raises(ValueError):
+        AdmissionPolicy.from_config({"ADMISSION_MIN_LATE": "0"})
 
 
 # ---- through HTTP: the in-flight bound answers at once, while admitted requests wait for their slots -------------
