@@ -20,12 +20,18 @@ for a batch holding it. If the handler raises, each message of the batch is hand
 message never sends its neighbours to the dead-letter queue; a message that fails on its own is requeued (and
 dead-lettered past the delivery limit) or, on a PermanentFailure, dead-lettered at once. Handlers are idempotent
 per message, as for a redelivery: a batch that failed half-way may be partly applied already.
+
+An event pack (jaklapor/messaging.py, "event packs") hands the handler each of its events as a body of its own,
+and counts as that many messages in a batch. A pack that fails on its own is taken apart: its events are put back
+on the queue one message each (confirmed by the broker before the pack is acknowledged), so each then succeeds, is
+retried or is dead-lettered alone, as if it had come alone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from functools import partial
@@ -37,11 +43,15 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import Entrypoint
 
 from jaklapor.messaging import (
+    ConfirmedPublisher,
+    Outgoing,
+    PublishFailed,
     RejectingQueueConsumer,
     broadcast_queue,
     declare_with_dead_letters,
     settle_handled,
     start_consumer_series,
+    unpacked,
 )
 from jaklapor.metrics import consumer_metrics
 
@@ -65,6 +75,7 @@ class BatchQueueConsumer(RejectingQueueConsumer):
 
 class BatchConsumer(Entrypoint):
     queue_consumer = BatchQueueConsumer()
+    takes_packs_apart = True  # a failed pack's events go back on the queue one by one (a durable work queue)
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class BatchConsumer(Entrypoint):
         self._running = 0
         self._timer: Any = None  # a lingering batch's wake-up
         self._stopped = False
+        self._pack_publisher: ConfirmedPublisher | None = None  # puts a failed pack's events back, made when needed
         super().__init__(**kwargs)
 
     def setup(self) -> None:
@@ -100,16 +112,21 @@ class BatchConsumer(Entrypoint):
             self._timer.cancel()
             self._timer = None
         self.queue_consumer.unregister_provider(self)
+        if self._pack_publisher is not None:
+            self._pack_publisher.close()
 
     def handle_message(self, body: Any, message: Any) -> None:
         """Called by the queue consumer for each delivery (in its own green thread)."""
-        self._waiting.append((body, message))
+        self._waiting.append((unpacked(body), message))
         self._arrived.append(time.monotonic())
         self._dispatch()
 
+    def _events_waiting(self) -> int:
+        return sum(len(events) for events, _ in self._waiting)
+
     def _lingering(self) -> bool:
         """Whether the next batch waits for company; if so, a wake-up is set for when its oldest message is due."""
-        if not self.linger or len(self._waiting) >= self.max_batch:
+        if not self.linger or len(self._waiting) >= self.max_batch or self._events_waiting() >= self.max_batch:
             return False
         wait = self._arrived[0] + self.linger - time.monotonic()
         if wait <= 0:
@@ -129,16 +146,16 @@ class BatchConsumer(Entrypoint):
             elif self._lingering():
                 return
             else:
-                size = min(self.max_batch, len(self._waiting))
-                batch = [self._waiting.popleft() for _ in range(size)]
-                for _ in range(size):
+                batch, events = [], 0
+                while self._waiting and events < self.max_batch:  # at least one message, however big a pack
+                    batch.append(self._waiting.popleft())
                     self._arrived.popleft()
+                    events += len(batch[-1][0])
             self._running += 1
-            consumer_metrics(self.container.service_name).batch_size.labels(self.queue.name).observe(len(batch))
+            bodies = [body for events_of_message, _ in batch for body in events_of_message]
+            consumer_metrics(self.container.service_name).batch_size.labels(self.queue.name).observe(len(bodies))
             try:
-                self.container.spawn_worker(
-                    self, ([body for body, _ in batch],), {}, handle_result=partial(self._handle_result, batch)
-                )
+                self.container.spawn_worker(self, (bodies,), {}, handle_result=partial(self._handle_result, batch))
             except ContainerBeingKilled:
                 self._running -= 1
                 for _, message in batch:
@@ -153,6 +170,8 @@ class BatchConsumer(Entrypoint):
         if exc_info is None:
             consumer_metrics(self.container.service_name).handled.labels(self.queue.name, "ok").inc(len(batch))
             self.queue_consumer.acks.finished_many(messages)
+        elif len(batch) == 1 and len(batch[0][0]) > 1 and self.takes_packs_apart:
+            self._take_apart(batch[0][0], messages[0], exc_info)
         elif len(batch) > 1:
             log.warning(
                 "a batch of %d from %s failed (%s); handling its messages one by one",
@@ -167,10 +186,36 @@ class BatchConsumer(Entrypoint):
         eventlet.spawn_n(self._dispatch)
         return result, exc_info
 
+    def _take_apart(self, events: list[Any], message: Any, exc_info: Any) -> None:
+        """A pack failed on its own: its events go back on the queue one message each, then the pack is acked.
+        If the broker does not confirm them, the pack is settled as any failed message (retried as a pack)."""
+        log.warning(
+            "a pack of %d events from %s failed (%s); putting them back on the queue one by one",
+            len(events),
+            self.queue.name,
+            exc_info[1],
+        )
+        singles = [Outgoing(event, "", self.queue.name, str(_event_id(event) or uuid.uuid4())) for event in events]
+        try:
+            self._publisher().publish_many(singles)
+        except PublishFailed as exc:
+            log.warning("could not put a pack's events back on %s: %s", self.queue.name, exc)
+            settle_handled(self.queue_consumer, self.container.service_name, self.queue, message, exc_info)
+            return
+        consumer_metrics(self.container.service_name).handled.labels(self.queue.name, "taken_apart").inc()
+        self.queue_consumer.acks.finished_many([message])
+
+    def _publisher(self) -> ConfirmedPublisher:
+        if self._pack_publisher is None:
+            self._pack_publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
+        return self._pack_publisher
+
 
 class BroadcastBatchConsumer(BatchConsumer):
     """A batch consumer of its own exclusive, auto-deleted queue (jaklapor.messaging.broadcast_queue): in-memory
     fan-out, such as waking live streams, for every message waiting at once."""
+
+    takes_packs_apart = False  # what it does is in memory for this process only: a failed pack is retried whole
 
     def __init__(self, name_prefix: str, bindings: Iterable[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(broadcast_queue(name_prefix, bindings), **kwargs)
@@ -178,3 +223,7 @@ class BroadcastBatchConsumer(BatchConsumer):
 
 batch_consumer = BatchConsumer.decorator
 broadcast_batch_consumer = BroadcastBatchConsumer.decorator
+
+
+def _event_id(event: Any) -> Any:
+    return event.get("event_id") if isinstance(event, dict) else None

@@ -139,6 +139,54 @@ class Outgoing:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+# ---- event packs ----------------------------------------------------------------------------------------------
+#
+# A batch handler publishes many events of one kind at once (routing a batch announces each report's routing, the
+# outbox relay publishes a batch of submissions). Each would be delivered to every queue bound to it: four queues
+# for a routing, three for a submission, and the broker's and the consumers' cost is per delivery. Such events
+# travel as one *pack*: one message whose body is `{"pack": 1, "events": [event, ...]}`, with the events' exchange
+# and routing key, in the position of the first of them. Batch consumers (jaklapor/batches.py) unpack it: each event
+# is handled as if it had come alone, and one that fails is never dead-lettered with its neighbours (the failed
+# pack's events are put back on the queue one message each). The version is the value of "pack": a consumer must
+# know it before a publisher sends it (deploy consumers first, docs/architecture.md "Event packs").
+
+PACK_VERSION = 1
+PACK_HEADER = "x-jaklapor-pack"  # the number of events in a pack, for people reading a queue
+
+
+def is_pack(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("pack") == PACK_VERSION and isinstance(body.get("events"), list)
+
+
+def unpacked(body: Any) -> list[Any]:
+    """The events a message carries: a pack's, or the message's body itself."""
+    return list(body["events"]) if is_pack(body) else [body]
+
+
+def pack_messages(
+    messages: Sequence[Outgoing], routing_keys: Iterable[str]
+) -> tuple[list[Outgoing], dict[str, list[str]]]:
+    """The messages to send, with those of each of `routing_keys` (per exchange, without headers of their own) as
+    one pack where the first of them was; and the ids of each pack's events, by the pack's id."""
+    keys = set(routing_keys)
+    groups: dict[tuple[str, str], list[Outgoing]] = {}
+    for message in messages:
+        if message.routing_key in keys and not message.headers:
+            groups.setdefault((message.exchange, message.routing_key), []).append(message)
+    wire: list[Outgoing] = []
+    members: dict[str, list[str]] = {}
+    for message in messages:
+        group = groups.get((message.exchange, message.routing_key))
+        if group is None or len(group) == 1 or message.headers:
+            wire.append(message)
+        elif message is group[0]:
+            pack_id = f"pack-{message.message_id}-{len(group)}"
+            body = {"pack": PACK_VERSION, "events": [member.body for member in group]}
+            wire.append(Outgoing(body, message.exchange, message.routing_key, pack_id, {PACK_HEADER: len(group)}))
+            members[pack_id] = [member.message_id for member in group]
+    return wire, members
+
+
 class _CollectedFrames:
     """A transport stand-in that keeps the frames written to it, so a batch goes to the socket in one write."""
 
@@ -252,13 +300,26 @@ class ConfirmedPublisher:
         exchange_name = exchange.name if isinstance(exchange, Exchange) else exchange
         self.publish_many([Outgoing(body, exchange_name, routing_key, message_id, headers or {})], declare=declare)
 
-    def publish_many(self, messages: Sequence[Outgoing], *, declare: Iterable[Exchange | Queue] = ()) -> None:
-        """Publish messages in order and return once the broker confirmed all of them.
+    def publish_many(
+        self, messages: Sequence[Outgoing], *, declare: Iterable[Exchange | Queue] = (), pack: Iterable[str] = ()
+    ) -> None:
+        """Publish messages in order and return once the broker confirmed all of them; those of the routing keys
+        in `pack` travel as event packs (`pack_messages`).
 
         Raises Unroutable if one had no queue bound (the others were stored), PublishFailed if the broker failed
-        us; both carry the ids the broker confirmed as stored."""
+        us; both carry the ids the broker confirmed as stored (a confirmed pack's: its events')."""
         if not messages:
             return
+        wire, members = pack_messages(messages, pack)
+        try:
+            self._publish_wire(wire, declare)
+        except PublishFailed as exc:
+            exc.confirmed = [
+                event_id for message_id in exc.confirmed for event_id in members.get(message_id, [message_id])
+            ]
+            raise
+
+    def _publish_wire(self, messages: Sequence[Outgoing], declare: Iterable[Exchange | Queue]) -> None:
         with self._lock:
             self._nacked.clear()
             self._returned.clear()

@@ -83,7 +83,8 @@ def consumer_metrics(service: str) -> ConsumerMetrics:
                 metrics = _consumers[service] = ConsumerMetrics(
                     Counter(
                         "jaklapor_messages_handled_total",
-                        "Messages consumed from work queues, by queue and outcome (ok, retry, dead_letter)",
+                        "Messages consumed from work queues, by queue and outcome (ok, retry, dead_letter; "
+                        "taken_apart: a failed event pack, its events put back on the queue one by one)",
                         ["queue", "outcome"],
                         registry=registry,
                     ),

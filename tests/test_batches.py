@@ -11,7 +11,7 @@ import eventlet
 from nameko.exceptions import ContainerBeingKilled
 
 from jaklapor.batches import BatchConsumer
-from jaklapor.messaging import PermanentFailure, work_queue
+from jaklapor.messaging import Outgoing, PermanentFailure, PublishFailed, work_queue
 
 
 @dataclass
@@ -172,3 +172,60 @@ def test_a_stopped_consumer_hands_nothing_more_to_workers() -> None:
     eventlet.sleep(0.05)
     assert container.workers == []  # left unacknowledged: the broker delivers it again
     assert queue_consumer.acks.acked == [] and queue_consumer.requeued == []
+
+
+# ---- event packs (jaklapor/messaging.py) ----------------------------------------------------------------------------
+
+
+class RecordingPublisher:
+    def __init__(self, failure: PublishFailed | None = None) -> None:
+        self.published: list[Outgoing] = []
+        self.failure = failure
+
+    def publish_many(self, messages: list[Outgoing]) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.published.extend(messages)
+
+    def close(self) -> None:
+        pass
+
+
+def deliver_pack(entrypoint: BatchConsumer, tag: int, *events: Any) -> None:
+    entrypoint.handle_message({"pack": 1, "events": list(events)}, Message(tag))
+
+
+def test_a_pack_hands_over_each_of_its_events_and_counts_as_that_many() -> None:
+    entrypoint, container, queue_consumer = consumer(max_batch=3)
+    deliver(entrypoint, 1)
+    deliver_pack(entrypoint, 2, {"n": "2a"}, {"n": "2b"})
+    deliver(entrypoint, 3, 4)
+    container.finish()
+    assert container.finish() == [{"n": "2a"}, {"n": "2b"}, {"n": 3}]  # three events: the batch is full
+    assert container.finish() == [{"n": 4}]
+    assert queue_consumer.acks.acked == [1, 2, 3, 4]
+
+
+def test_a_pack_failing_on_its_own_goes_back_on_the_queue_one_event_each_then_is_acked() -> None:
+    entrypoint, container, queue_consumer = consumer(max_batch=5)
+    entrypoint._pack_publisher = publisher = RecordingPublisher()  # type: ignore[assignment]
+    deliver_pack(entrypoint, 5, {"event_id": "e1"}, {"event_id": "bad"}, {"event_id": "e3"})
+    assert container.finish(exc=PermanentFailure("event bad is malformed")) == [
+        {"event_id": "e1"},
+        {"event_id": "bad"},
+        {"event_id": "e3"},
+    ]
+    assert [(m.exchange, m.routing_key, m.message_id, m.body) for m in publisher.published] == [
+        ("", "batch-test", "e1", {"event_id": "e1"}),
+        ("", "batch-test", "bad", {"event_id": "bad"}),
+        ("", "batch-test", "e3", {"event_id": "e3"}),
+    ]
+    assert queue_consumer.acks.acked == [5] and queue_consumer.rejected == []  # each event is judged alone, later
+
+
+def test_a_pack_whose_events_cannot_be_put_back_is_settled_as_a_failed_message() -> None:
+    entrypoint, container, queue_consumer = consumer()
+    entrypoint._pack_publisher = RecordingPublisher(PublishFailed("the broker is away"))  # type: ignore[assignment]
+    deliver_pack(entrypoint, 6, {"event_id": "e1"}, {"event_id": "e2"})
+    container.finish(exc=LookupError("the store is away"))
+    assert queue_consumer.requeued == [6] and queue_consumer.acks.acked == []  # retried whole, nothing lost

@@ -15,7 +15,9 @@ import pytest
 import requests
 from kombu import Connection, Exchange
 
-from jaklapor.messaging import event_exchange
+from jaklapor.events import Location, ReportSubmitted
+from jaklapor.messaging import event_exchange, opd_queue
+from jaklapor.vocabulary import utcnow
 from tests.broker_admin import rabbitmqctl
 from tests.photo_fixtures import jpeg_bytes
 from tests.system import (
@@ -328,3 +330,51 @@ def test_gateway_creates_its_bucket_again_on_a_wiped_object_store(fault_system: 
     # the photo lost with the old store is a clean 404, not an error
     lost = photo_of(first.json())
     assert lost.status_code == 404 and lost.json()["error"]["code"] == "photo_not_found"
+
+
+def test_a_pack_with_a_poison_event_is_taken_apart_and_only_the_poison_is_dead_lettered(
+    fault_system: RunningSystem,
+) -> None:
+    # last in this module: its good event is a report intake never stored, which the other tests' counts would see
+    uri = fault_system.amqp_uri
+    lat, lon, category = FLOOD_SCENARIOS[0]  # Monas: roads go to this Suku Dinas
+    good = ReportSubmitted(
+        report_id="JK-19990102-000001",
+        version=1,
+        occurred_at=utcnow(),
+        category=category,
+        description="Jalan berlubang",
+        location=Location(lat=lat, lon=lon),
+        photos=[],
+        submitted_at=utcnow(),
+        tracking_token_hash="c" * 64,
+        has_contact=False,
+    ).to_message()
+    poison = {"event_type": "intake.report_submitted", "event_id": "poison-in-a-pack"}
+    pack = {"pack": 1, "events": [good, poison]}
+    taken_apart = 'jaklapor_messages_handled_total{outcome="taken_apart",queue="routing.reports"}'
+    assert taken_apart not in requests.get(fault_system.url("routing", "/metrics"), timeout=10).text
+    dead_letters(uri, "routing.reports.dead-letter")  # what an earlier test left there is taken off
+    with Connection(uri) as connection:  # the reader below needs the queue, which routing declares when it delivers
+        opd_queue("sudin-bina-marga-jakarta-pusat")(connection.channel()).declare()
+    publish_raw(uri, event_exchange("intake"), "report_submitted", json.dumps(pack).encode(), "application/json")
+
+    reader = OpdQueueReader(uri)
+    try:  # the good event of the pack is routed as if it had come alone
+        reader.get(
+            "sudin-bina-marga-jakarta-pusat", timeout=30, predicate=lambda b: b["report_id"] == good["report_id"]
+        )
+    finally:
+        reader.close()
+    found: list[tuple[dict, bytes]] = []
+
+    def dead_lettered() -> bool:
+        found.extend(dead_letters(uri, "routing.reports.dead-letter"))
+        return len(found) >= 1
+
+    wait_for(dead_lettered, 30, interval=0.2, message="the poison event in routing's dead-letter queue")
+    assert [json.loads(body) for _, body in found] == [poison], "the poison alone, not its pack"
+    assert found[0][0].get("x-first-death-reason") == "rejected"
+    # counted once the broker confirmed the events put back, which may come after the poison was already rejected
+    wait_for(lambda: taken_apart in requests.get(fault_system.url("routing", "/metrics"), timeout=10).text, 10)
+    assert metric(fault_system, "routing", taken_apart) == 1

@@ -1,5 +1,5 @@
 """The confirmed publisher against the real broker: batches are confirmed as a whole, in order, and a failure says
-exactly which messages the broker stored."""
+exactly which messages the broker stored; events of a packed kind travel as one message."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from collections.abc import Iterator
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, Unroutable
+from jaklapor.messaging import (
+    PACK_HEADER,
+    ConfirmedPublisher,
+    Outgoing,
+    PublishFailed,
+    Unroutable,
+    is_pack,
+    pack_messages,
+    unpacked,
+)
 from tests.broker_admin import _api, _api_json
 from tests.system import Vhost, wait_for
 
@@ -132,3 +141,56 @@ def test_a_connection_closed_by_the_broker_fails_once_then_reconnects(
     # ...and the next one reconnects
     publisher.publish_many(outgoing(queue.exchange.name, 2))
     assert [message_id for message_id, _ in read_all(vhost.amqp_uri, queue)] == ["m0", "m0", "m1"]
+
+
+# ---- event packs ----------------------------------------------------------------------------------------------------
+
+
+def test_events_of_a_packed_kind_travel_as_one_message_where_the_first_was_and_the_rest_as_they_are(
+    vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
+) -> None:
+    publisher, queue = target
+    exchange = queue.exchange.name
+    batch = [
+        Outgoing({"n": 0}, exchange, "bound.other", "o0"),
+        Outgoing({"n": 1}, exchange, "bound.routed", "r1"),
+        Outgoing({"n": 2}, exchange, "bound.other", "o2"),
+        Outgoing({"n": 3}, exchange, "bound.routed", "r3"),
+    ]
+    publisher.publish_many(batch, pack=["bound.routed", "bound.single"])
+    publisher.publish_many([Outgoing({"n": 4}, exchange, "bound.single", "s4")], pack=["bound.single"])
+
+    stored = read_all(vhost.amqp_uri, queue)
+    assert [message_id for message_id, _ in stored] == ["o0", "pack-r1-2", "o2", "s4"]  # one alone is no pack
+    assert stored[1][1] == {"pack": 1, "events": [{"n": 1}, {"n": 3}]}
+    assert is_pack(stored[1][1]) and unpacked(stored[1][1]) == [{"n": 1}, {"n": 3}]
+    assert unpacked(stored[3][1]) == [{"n": 4}]
+
+
+def test_a_failure_names_the_events_of_the_packs_the_broker_stored(
+    vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
+) -> None:
+    publisher, queue = target
+    exchange = queue.exchange.name
+    batch = [
+        Outgoing({"n": 1}, exchange, "bound.routed", "r1"),
+        Outgoing({"n": 2}, exchange, "nobody.listens", "orphan"),
+        Outgoing({"n": 3}, exchange, "bound.routed", "r3"),
+    ]
+    with pytest.raises(Unroutable) as refused:
+        publisher.publish_many(batch, pack=["bound.routed"])
+    assert refused.value.confirmed == ["r1", "r3"]  # stored, inside their pack
+    assert [message_id for message_id, _ in read_all(vhost.amqp_uri, queue)] == ["pack-r1-2"]
+
+
+def test_messages_with_headers_of_their_own_are_never_packed() -> None:
+    batch = [
+        Outgoing({"n": 1}, "x", "k", "a"),
+        Outgoing({"n": 2}, "x", "k", "b", {"x-trace": "1"}),
+        Outgoing({"n": 3}, "y", "k", "c"),
+        Outgoing({"n": 4}, "x", "k", "d"),
+    ]
+    wire, members = pack_messages(batch, ["k"])
+    assert [message.message_id for message in wire] == ["pack-a-2", "b", "c"]  # per exchange: y's one stays alone
+    assert members == {"pack-a-2": ["a", "d"]}
+    assert wire[0].headers == {PACK_HEADER: 2}

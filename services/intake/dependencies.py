@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from jaklapor.config import LOCAL_MODE, local_data_dir, run_mode
 from jaklapor.contacts import CONTACTS_QUEUE
-from jaklapor.events import ContactRegistered, new_event_id
+from jaklapor.events import ContactRegistered, ReportSubmitted, new_event_id
 from jaklapor.live import LiveHub, LiveStreams
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
 from jaklapor.mongo import MongoConnection, MongoDatabase, ping
@@ -736,7 +736,8 @@ class OutboxRelay(DependencyProvider):
             for message in claim.get("outbox", [])
         ]
         try:
-            publisher.publish_many(messages)
+            # a batch's submissions travel as one event pack: one delivery to each of their three queues
+            publisher.publish_many(messages, pack=[ReportSubmitted.type_name])
         except PublishFailed as exc:
             self._keep_unconfirmed(claims, set(exc.confirmed), exc)
             return False

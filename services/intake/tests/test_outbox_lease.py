@@ -87,7 +87,7 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.published: list[str] = []
 
-    def publish_many(self, messages: list[Outgoing]) -> None:
+    def publish_many(self, messages: list[Outgoing], pack: list[str] | None = None) -> None:
         self.published.extend(message.message_id for message in messages)
 
     def close(self) -> None:

@@ -95,16 +95,21 @@ class FakePublisher:
     def __init__(self) -> None:
         self.batches: list[list[Outgoing]] = []
         self.declared: list[Exchange | Queue] = []
+        self.packed: set[str] = set()  # the routing keys asked to travel as event packs
         self._failure: PublishFailed | None = None
 
     def fail_next(self, failure: PublishFailed) -> None:
         self._failure = failure
 
-    def publish_many(self, messages: Sequence[Outgoing], *, declare: Iterable[Exchange | Queue] = ()) -> None:
+    def publish_many(
+        self, messages: Sequence[Outgoing], *, declare: Iterable[Exchange | Queue] = (), pack: Iterable[str] = ()
+    ) -> None:
+        """Keeps the messages as the caller gave them (how packs travel is `pack_messages`'s, tested on its own)."""
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
         self.declared.extend(declare)
+        self.packed.update(pack)
         self.batches.append(list(messages))
 
     @property
