@@ -96,7 +96,8 @@ def consumer_metrics(service: str) -> ConsumerMetrics:
                     ),
                     Histogram(
                         "jaklapor_consumer_batch_size",
-                        "Messages handed to one worker by a batch consumer (jaklapor/batches.py), by queue",
+                        "Events handed to one worker by a batch consumer (jaklapor/batches.py; a pack counts its "
+                        "events), by queue",
                         ["queue"],
                         buckets=(1, 2, 5, 10, 20, 50, 100, 200),
                         registry=registry,
