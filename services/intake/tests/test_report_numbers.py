@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import eventlet
 import mongomock
 import pytest
 from pymongo.database import Database
@@ -26,6 +27,23 @@ def test_replicas_sharing_the_store_never_hand_out_the_same_number() -> None:
     assert numbers_first[0] == 1
     # four blocks reserved for 2 × (block + 5) numbers: one write per block, not per report
     assert db.counters.find_one({"_id": "report-20261128"})["seq"] == 4 * SEQUENCE_BLOCK
+
+
+def test_concurrent_submissions_share_one_block_instead_of_reserving_one_each() -> None:
+    db = mongomock.MongoClient(tz_aware=True)["intake"]
+    repository = ReportRepository(db)
+    store_write = repository.counters.find_one_and_update
+
+    def slow_write(*args: object, **kwargs: object) -> object:
+        eventlet.sleep(0.01)  # the store's round trip, during which the other green threads run
+        return store_write(*args, **kwargs)
+
+    repository.counters = SimpleNamespace(find_one_and_update=slow_write)  # type: ignore[assignment]
+    pool = eventlet.GreenPool()
+    numbers = list(pool.imap(lambda _: repository.next_sequence("20261128"), range(50)))
+
+    assert sorted(numbers) == list(range(1, 51))  # no number skipped, none twice
+    assert db.counters.find_one({"_id": "report-20261128"})["seq"] == SEQUENCE_BLOCK  # one block reserved
 
 
 def test_each_day_counts_from_one() -> None:
