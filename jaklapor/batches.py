@@ -126,7 +126,7 @@ class BatchConsumer(Entrypoint):
 
     def _lingering(self) -> bool:
         """Whether the next batch waits for company; if so, a wake-up is set for when its oldest message is due."""
-        if not self.linger or len(self._waiting) >= self.max_batch or self._events_waiting() >= self.max_batch:
+        if not self.linger or self._events_waiting() >= self.max_batch:
             return False
         wait = self._arrived[0] + self.linger - time.monotonic()
         if wait <= 0:

@@ -146,17 +146,18 @@ def test_a_connection_closed_by_the_broker_fails_once_then_reconnects(
 # ---- event packs ----------------------------------------------------------------------------------------------------
 
 
+def keyed(exchange: str, *keys_and_ids: tuple[str, str]) -> list[Outgoing]:
+    """Messages to `exchange` with these routing keys and ids; the n-th one's body is {"n": n}."""
+    return [Outgoing({"n": n}, exchange, key, message_id) for n, (key, message_id) in enumerate(keys_and_ids)]
+
+
 def test_events_of_a_packed_kind_travel_as_one_message_where_the_first_was_and_the_rest_as_they_are(
     vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
 ) -> None:
     publisher, queue = target
     exchange = queue.exchange.name
-    batch = [
-        Outgoing({"n": 0}, exchange, "bound.other", "o0"),
-        Outgoing({"n": 1}, exchange, "bound.routed", "r1"),
-        Outgoing({"n": 2}, exchange, "bound.other", "o2"),
-        Outgoing({"n": 3}, exchange, "bound.routed", "r3"),
-    ]
+    other, routed = "bound.other", "bound.routed"
+    batch = keyed(exchange, (other, "o0"), (routed, "r1"), (other, "o2"), (routed, "r3"))
     publisher.publish_many(batch, pack=["bound.routed", "bound.single"])
     publisher.publish_many([Outgoing({"n": 4}, exchange, "bound.single", "s4")], pack=["bound.single"])
 
@@ -171,12 +172,7 @@ def test_a_failure_names_the_events_of_the_packs_the_broker_stored(
     vhost: Vhost, target: tuple[ConfirmedPublisher, Queue]
 ) -> None:
     publisher, queue = target
-    exchange = queue.exchange.name
-    batch = [
-        Outgoing({"n": 1}, exchange, "bound.routed", "r1"),
-        Outgoing({"n": 2}, exchange, "nobody.listens", "orphan"),
-        Outgoing({"n": 3}, exchange, "bound.routed", "r3"),
-    ]
+    batch = keyed(queue.exchange.name, ("bound.routed", "r1"), ("nobody.listens", "orphan"), ("bound.routed", "r3"))
     with pytest.raises(Unroutable) as refused:
         publisher.publish_many(batch, pack=["bound.routed"])
     assert refused.value.confirmed == ["r1", "r3"]  # stored, inside their pack
