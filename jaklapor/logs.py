@@ -3,6 +3,9 @@ wherever there is one (`extra={"report_id": ...}`), never reporter identity or c
 
 from __future__ import annotations
 
+import logging
+import logging.config
+from collections.abc import Mapping
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
@@ -13,3 +16,14 @@ class JsonFormatter(_BaseJsonFormatter):
         kwargs.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s")
         kwargs.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
         super().__init__(*args, **kwargs)
+
+
+def configure_logging(config: Mapping[str, Any]) -> None:
+    """Apply a `LOGGING` config (a `logging.config.dictConfig` dict). Records leave out what no line of ours shows:
+    the caller's file and line, the thread and the process (the logging HOWTO's "Optimization"). Finding them cost
+    more than half of each line under eventlet (35 against 15 µs), and intake and routing log every report."""
+    logging._srcfile = None  # type: ignore[attr-defined]  # no stack walk for the caller's file, line and function
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging.config.dictConfig(dict(config))

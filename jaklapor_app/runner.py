@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jaklapor.config import load_config, setting
+from jaklapor.logs import configure_logging
 from jaklapor_app.local_stack import LocalStack, split_endpoint
 from jaklapor_app.system import DEMO_INTAKE_URL, DEMO_STATS_URL, SERVICES, jaklapor_command
 
@@ -268,7 +269,7 @@ def run_services(config_path: str | None, names: list[str], standin: bool = True
     from jaklapor.web import PortInUseError, check_ports_free
 
     config = load_config(config_path)
-    logging.config.dictConfig(config["LOGGING"])
+    configure_logging(config["LOGGING"])
     unknown = [n for n in names if n not in SERVICES]
     if unknown:
         print(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}", file=sys.stderr)

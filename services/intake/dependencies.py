@@ -601,6 +601,8 @@ class OutboxRelay(DependencyProvider):
         self._wakeups: LightQueue = LightQueue(maxsize=self.workers)
         self._handed_over: deque[str | dict[str, Any]] = deque()  # report ids, or new reports' leased claims
         self._handed_over_at: deque[float] = deque()  # when each was handed over (monotonic seconds)
+        self._last_handed_over: float | None = None
+        self._last_gap = float("inf")  # seconds between the last two hand-overs: is company likely within `linger`?
         self._next_scan = 0.0
         self._running = False
         self._threads: list[Any] = []
@@ -656,8 +658,12 @@ class OutboxRelay(DependencyProvider):
         self._hand_over(claim)
 
     def _hand_over(self, entry: str | dict[str, Any]) -> None:
+        now = time.monotonic()
+        if self._last_handed_over is not None:
+            self._last_gap = now - self._last_handed_over
+        self._last_handed_over = now
         self._handed_over.append(entry)
-        self._handed_over_at.append(time.monotonic())
+        self._handed_over_at.append(now)
         self.wake()
 
     def wake(self) -> None:
@@ -730,8 +736,9 @@ class OutboxRelay(DependencyProvider):
         return leased + claimed
 
     def _linger(self) -> None:
-        """Let a round that is not full wait for company, until its oldest report has waited `linger`."""
-        if self._handed_over and len(self._handed_over) < self.batch_size:
+        """Let a round that is not full wait for company, until its oldest report has waited `linger`; only while
+        reports come closer together than `linger`: after a quiet spell, a lone report would wait for nobody."""
+        if self._handed_over and len(self._handed_over) < self.batch_size and self._last_gap < self.linger:
             wait = self._handed_over_at[0] + self.linger - time.monotonic()
             if wait > 0:
                 eventlet.sleep(wait)

@@ -30,9 +30,11 @@ class IntakeSettings(ServiceSettings):
     outbox_relay_workers: int = 4
     #: reports claimed, published and cleared together by one relay round
     outbox_relay_batch: int = 100
-    #: seconds a relay round that is not full waits for more reports handed over (store round trips and a broker
-    #: confirm per round, whatever its size: at 100 reports/s, 10 ms makes rounds of a few instead of one)
-    outbox_relay_linger: float = 0.01
+    #: seconds a relay round that is not full waits for more reports handed over, while they come closer together
+    #: than that (a store write, a broker confirm and one event pack per round, whatever its size: at 300 reports/s,
+    #: 50 ms makes rounds of about 15 instead of 3; docs/performance.md, session 10). A report handed over after a
+    #: quiet spell goes out at once
+    outbox_relay_linger: float = 0.05
     #: the largest request body the gateway takes (enforced by jaklapor.web): a report's photos and text together
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     #: the map tiles a client's map shows under the kelurahan boundaries (a {z}/{x}/{y} template, "osm" for
