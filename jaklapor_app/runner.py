@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import logging.config
 import os
 import signal
 import sys
