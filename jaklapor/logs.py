@@ -22,7 +22,7 @@ def configure_logging(config: Mapping[str, Any]) -> None:
     """Apply a `LOGGING` config (a `logging.config.dictConfig` dict). Records leave out what no line of ours shows:
     the caller's file and line, the thread and the process (the logging HOWTO's "Optimization"). Finding them cost
     more than half of each line under eventlet (35 against 15 µs), and intake and routing log every report."""
-    logging._srcfile = None  # type: ignore[attr-defined]  # no stack walk for the caller's file, line and function
+    logging._srcfile = None  # no stack walk for the caller's file, line and function
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

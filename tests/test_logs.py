@@ -16,7 +16,7 @@ from jaklapor.logs import configure_logging
 
 @pytest.fixture
 def configured() -> Iterator[io.StringIO]:
-    saved = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)  # type: ignore[attr-defined]
+    saved = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     configure_logging(load_config(None)["LOGGING"])
@@ -27,7 +27,7 @@ def configured() -> Iterator[io.StringIO]:
     root.removeHandler(handler)
     root.handlers[:] = handlers
     root.setLevel(level)
-    logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved  # type: ignore[attr-defined]
+    logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved
 
 
 def test_a_log_line_is_one_json_object_with_the_records_extra_fields(configured: io.StringIO) -> None:
@@ -47,5 +47,5 @@ def test_a_log_line_is_one_json_object_with_the_records_extra_fields(configured:
 def test_records_skip_the_caller_thread_and_process_lookups(configured: io.StringIO) -> None:
     record = logging.getLogger("x").makeRecord("x", logging.INFO, "(unknown file)", 0, "m", (), None)
 
-    assert logging._srcfile is None  # type: ignore[attr-defined]
+    assert logging._srcfile is None
     assert (record.thread, record.process) == (None, None)
