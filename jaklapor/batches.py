@@ -10,10 +10,11 @@ How batches form: at most `concurrency` batches are handled at once; a message a
 the next batch takes every message waiting (up to `max_batch`). Under a backlog the batches grow by themselves.
 Below it, when the consumers keep up, each message would be a batch of its own and pay the whole per-message cost;
 `linger` (seconds) lets a batch that is not full wait for company until its oldest message has waited that long. It
-is latency traded for CPU, chosen per consumer: nothing on the way to an OPD's queue lingers long (routing: 20 ms),
-nor intake's record of where a report went (an OPD acts on it through intake as soon as its queue has it: no
-linger); the timeline and the statistics may (notify, stats: 250 ms; a citizen does not see a quarter of a
-second). A full batch never waits.
+is latency traded for CPU, chosen per consumer: nothing on the way to an OPD's queue lingers long (routing: 20 ms;
+intake's outbox relay before it, OUTBOX_RELAY_LINGER, 50 ms and only while reports keep coming), nor intake's
+record of where a report went (an OPD acts on it through intake as soon as its queue has it: no linger); the
+timeline and the statistics may (notify, stats: 250 ms; a citizen does not see a quarter of a second). A full
+batch never waits.
 
 Guarantees are the work queue's (jaklapor/messaging.py): a message is acknowledged only after the handler returned
 for a batch holding it. If the handler raises, each message of the batch is handled again on its own, so one bad
