@@ -75,6 +75,14 @@ def submit(relay: OutboxRelay, report_id: str) -> None:
     relay.publish_leased(lease.claim_of(report))
 
 
+def submit_spaced(relay: OutboxRelay, clock: Clock, gap: float, *report_ids: str) -> None:
+    """Submissions `gap` seconds apart; the clock stays at the last one."""
+    for n, report_id in enumerate(report_ids):
+        if n:
+            clock.now += gap
+        submit(relay, report_id)
+
+
 def test_the_first_report_goes_out_at_once(clock: Clock, relay: tuple[OutboxRelay, RoundRecorder]) -> None:
     relay_, publisher = relay
     submit(relay_, "JK-1")
@@ -89,11 +97,7 @@ def test_reports_closer_together_than_the_linger_share_a_round(
     clock: Clock, relay: tuple[OutboxRelay, RoundRecorder]
 ) -> None:
     relay_, publisher = relay
-    submit(relay_, "JK-1")
-    clock.now += 0.005
-    submit(relay_, "JK-2")
-    clock.now += 0.005
-    submit(relay_, "JK-3")
+    submit_spaced(relay_, clock, 0.005, "JK-1", "JK-2", "JK-3")
 
     assert relay_.drain(publisher)
 
@@ -105,9 +109,7 @@ def test_a_report_after_a_quiet_spell_does_not_wait_for_company(
     clock: Clock, relay: tuple[OutboxRelay, RoundRecorder]
 ) -> None:
     relay_, publisher = relay
-    submit(relay_, "JK-1")
-    clock.now += 0.002
-    submit(relay_, "JK-2")
+    submit_spaced(relay_, clock, 0.002, "JK-1", "JK-2")
     assert relay_.drain(publisher)
     clock.sleeps.clear()
 
@@ -122,12 +124,10 @@ def test_a_report_after_a_quiet_spell_does_not_wait_for_company(
 def test_a_full_round_never_waits(clock: Clock, relay: tuple[OutboxRelay, RoundRecorder]) -> None:
     relay_, publisher = relay
     relay_.batch_size = 3
-    for n in range(1, 5):
-        submit(relay_, f"JK-{n}")
-        clock.now += 0.001
+    submit_spaced(relay_, clock, 0.001, "JK-1", "JK-2", "JK-3", "JK-4")
 
     assert relay_.drain(publisher)
 
     # the full round went out at once; the last report then waited for company until it had waited LINGER
     assert publisher.rounds == [["JK-1:m1", "JK-2:m1", "JK-3:m1"], ["JK-4:m1"]]
-    assert clock.sleeps == [pytest.approx(LINGER - 0.001)]
+    assert clock.sleeps == [pytest.approx(LINGER)]
