@@ -19,7 +19,9 @@ def configured() -> Iterator[io.StringIO]:
     saved = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    configure_logging(load_config(None)["LOGGING"])
+    config = load_config(None)["LOGGING"]
+    levels = {name: logging.getLogger(name).level for name in config.get("loggers", {})}
+    configure_logging(config)
     stream = io.StringIO()
     (handler,) = [h for h in root.handlers if h not in handlers]
     handler.setStream(stream)
@@ -27,6 +29,8 @@ def configured() -> Iterator[io.StringIO]:
     root.removeHandler(handler)
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, logger_level in levels.items():  # config.yaml quiets nameko, kombu...: later tests see them as before
+        logging.getLogger(name).setLevel(logger_level)
     logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved
 
 
