@@ -120,7 +120,14 @@ def _moment(text: Any, offset: Any) -> datetime | None:
 def dhash(im: Image.Image) -> str:
     """The difference hash of an image: 64 bits (is each pixel of a 9×8 grey thumbnail brighter than its right
     neighbour), as 16 hex digits. Survives re-encoding, resizing and mild colour changes; not cropping."""
-    small = im.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.BOX)
+    if im.mode not in ("RGB", "L"):
+        im = im.convert("RGB")
+    # Average the colour image down first, then grey only the 72 pixels left: greying the whole photo first cost
+    # 2.8 of its 3.9 ms per 1600x1200 photo (issue 19). reducing_gap=30 lets Pillow start with reduce(), a cheap
+    # integer box average, down to about 30 times the 9x8 (320x240 for 1600x1200). Grey is linear in R, G and B,
+    # so only rounding differs from greying first: at most 2-3 of 64 bits on 104 test and bench photos, as much
+    # as a plain box average of the colour image moves it, and far inside SAME_PHOTO_MAX_BITS.
+    small = im.resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.BOX, reducing_gap=30.0).convert("L")
     pixels = list(small.tobytes())  # one byte per pixel (mode L)
     bits = 0
     for row in range(HASH_SIZE):

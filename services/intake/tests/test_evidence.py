@@ -3,9 +3,11 @@ hash against the citizen's photos, the verdict in words; only the verdict is kep
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from PIL import Image
 
 from services.intake.evidence import (
     FAR,
@@ -20,6 +22,7 @@ from services.intake.evidence import (
     Capture,
     check_evidence,
     describe,
+    dhash,
     distance_m,
     hash_distance,
 )
@@ -93,6 +96,21 @@ def test_other_scenes_are_far_apart_in_hash() -> None:
             assert hash_distance(a, b) > SAME_PHOTO_MAX_BITS
     result = check(photo(1, north_of(REPORT["lat"], REPORT["lon"], 20), FILED + timedelta(hours=1)), [photo(2)])
     assert SAME_AS_CITIZEN not in result.verdicts and result.matched
+
+
+def greyed_first_dhash(im: Image.Image) -> str:
+    """The hash as it was computed before issue 19: the whole photo greyed, then averaged down to 9×8."""
+    pixels = im.convert("L").resize((9, 8), Image.Resampling.BOX).tobytes()
+    bits = "".join("1" if pixels[r * 9 + c] > pixels[r * 9 + c + 1] else "0" for r in range(8) for c in range(8))
+    return f"{int(bits, 2):016x}"
+
+
+def test_hashes_stored_before_the_faster_hash_still_match() -> None:
+    # Reports filed earlier keep the hash of their photos: today's evidence photo is compared with those.
+    for seed in range(8):
+        with Image.open(io.BytesIO(sanitize_photo(photo(seed)).content)) as im:
+            im.load()
+            assert hash_distance(dhash(im), greyed_first_dhash(im)) <= 2
 
 
 def test_the_capture_stays_in_memory_and_the_clean_photo_has_no_metadata() -> None:
