@@ -325,6 +325,20 @@ def _snapshot(value: Any) -> Any:
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None), datetime.datetime, ObjectId, Int64, bytes})
+_TIMELESS_LEAVES = _LEAVES - {datetime.datetime}
+
+
+def _as_stored(value: Any) -> Any:
+    """mongomock's `patch_datetime_awareness_in_document` (a copy of the containers, datetimes as MongoDB keeps
+    them: naive UTC, millisecond precision), with plain leaves passed over by their exact type. mongomock's own
+    walk tests every value against five types in a generator: it was the stand-in's largest cost (issue 19)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: (v if type(v) in _TIMELESS_LEAVES else _as_stored(v)) for k, v in value.items()}
+    if kind is list:
+        return [(v if type(v) in _TIMELESS_LEAVES else _as_stored(v)) for v in value]
+    # datetimes, OrderedDicts, SONs, tuples, an empty Timestamp, other leaves: exactly as mongomock does them
+    return mm_helpers.patch_datetime_awareness_in_document(value)
 
 
 def _validate_update_pipeline(pipeline: list[Any]) -> None:
@@ -352,8 +366,9 @@ _PATH_OPS = frozenset({"$regex", "$size", "$elemMatch", "$all"})  # match only w
 class _FieldIndex:
     """Candidate sets for one indexed path: value -> store keys, plus the documents whose value there is complex.
 
-    It over-approximates: every stored document is filed under its current value (maintained on insert and
-    update), while entries left by later changes and deletions stay until a query meets them and drops them.
+    It over-approximates: every stored document is filed under its current value (maintained on insert, update
+    and delete), while entries left by other removals (TTL expiry, a dropped write) stay until a query meets them
+    and drops them.
     Queries therefore only narrow the documents that mongomock's matcher then checks, so results are mongomock's.
     """
 
@@ -402,6 +417,23 @@ class _FieldIndex:
         elif key not in bucket:
             bucket[key] = None
             self.entries += 1
+
+    def discard(self, key: Any, doc: Mapping[str, Any]) -> None:
+        """Take `key` out from under the value `doc` holds here: the document's value before an update or a
+        delete. Without it an index on a field that keeps changing (the outbox's due time) fills with stale
+        entries until its estimate passes the collection's size, and every query on it scans the collection."""
+        value = self.value_of(doc)
+        if value is _MISSING:
+            return
+        if value is _COMPLEX:
+            if self.complex.pop(key, _MISSING) is not _MISSING:
+                self.entries -= 1
+            return
+        bucket = self.by_value.get(value)
+        if bucket is not None and bucket.pop(key, _MISSING) is not _MISSING:
+            self.entries -= 1
+            if not bucket:
+                del self.by_value[value]
 
     def estimate(self, values: list[Any] | None) -> int:
         if values is None:
@@ -572,6 +604,20 @@ class FastCollection(_MockCollection):
             for index in _field_indexes(store).values():
                 index.add(key, doc)
 
+    def _reindex_document(self, key: Any, before: Mapping[str, Any], after: dict[str, Any]) -> None:
+        """A document changed from `before` to `after`: file it under its new values only."""
+        store = self._store
+        if store.indexes:
+            for index in _field_indexes(store).values():
+                index.discard(key, before)
+                index.add(key, after)
+
+    def _unindex_document(self, key: Any, doc: Mapping[str, Any]) -> None:
+        store = self._store
+        if store.indexes:
+            for index in _field_indexes(store).values():
+                index.discard(key, doc)
+
     # used by mongomock internally (updates, unique checks): the documents it hands out are recorded as touched
     def _iter_documents(self, filter: Any) -> Iterable[dict[str, Any]]:
         docs = self._find_docs(filter)
@@ -615,8 +661,8 @@ class FastCollection(_MockCollection):
             raise TypeError("filter must be a mapping")
         if not isinstance(document, (Mapping, list)):
             raise TypeError("update must be a document or a pipeline")
-        spec = mm_helpers.patch_datetime_awareness_in_document(spec)
-        document = mm_helpers.patch_datetime_awareness_in_document(document)
+        spec = _as_stored(spec)
+        document = _as_stored(document)
         if isinstance(document, list):
             _validate_update_pipeline(document)
         self._unique_indexes()  # built from documents at rest, before any of them changes
@@ -671,13 +717,13 @@ class FastCollection(_MockCollection):
                         f"to _id: {existing_document.get('_id')}",
                         66,
                     )
-                self._index_document(key, existing_document)
+                self._reindex_document(key, original, existing_document)
                 try:
                     self._ensure_uniques(existing_document)
                     num_updated += 1
                 except DuplicateKeyError:
                     self._store[key] = original
-                    self._index_document(key, original)
+                    self._reindex_document(key, existing_document, original)
                     raise
             if not multi:
                 break
@@ -703,7 +749,7 @@ class FastCollection(_MockCollection):
             raise WriteError("can't use an array for _id", 2)
         # stored as MongoDB stores it (naive UTC, millisecond precision) and as a copy: an in-process caller keeps
         # its own dict, and aware and naive datetimes never meet in a comparison
-        data = mm_helpers.patch_datetime_awareness_in_document(data)
+        data = _as_stored(data)
         key = _store_key(object_id)
         store = self._store
         if store._ttl_indexes:
@@ -1710,17 +1756,20 @@ class MongoStandIn:
                     if statement.get("collation"):
                         raise NotImplementedError("collation")
                     docs = collection._find_docs(statement.get("q") or {})
-                    ids = []
+                    doomed = []
                     for doc in docs:
-                        ids.append(doc["_id"])
+                        doomed.append(doc)
                         if statement.get("limit"):
                             break
                     store = collection._store
-                    for object_id in ids:
-                        del store[_store_key(object_id)]
+                    for doc in doomed:
+                        object_id = doc["_id"]
+                        key = _store_key(object_id)
+                        del store[key]
+                        collection._unindex_document(key, doc)
                         if recorder is not None:
                             recorder.append(("t", db_name, collection.name, object_id))
-                    removed += len(ids)
+                    removed += len(doomed)
                 except Exception as exc:
                     write_errors.append(self._write_error(index, exc))
                     if ordered:

@@ -873,6 +873,41 @@ def test_indexed_queries_do_not_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls >= 2000
 
 
+def test_a_field_that_keeps_changing_stays_narrowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox's way: every report is stored with its own due time, which the relay then clears or moves. The
+    due reports are still found among the documents that hold a due time, not by scanning the collection."""
+    from mongomock import collection as mongomock_collection
+    from mongomock import filtering
+
+    from devtools.mongo_standin import FastClient
+
+    reports = FastClient().jaklapor_intake.reports
+    reports.create_index("outbox_due", sparse=True)
+    start = datetime.datetime(2025, 3, 1)
+    for i in range(2000):
+        reports.insert_one({"_id": f"R{i}", "outbox_due": start + datetime.timedelta(milliseconds=i)})
+        if i % 3 == 0:  # handed over, then put back with a later due time, as a failed publish does
+            reports.update_one({"_id": f"R{i}"}, {"$set": {"outbox_due": start + datetime.timedelta(hours=1)}})
+        if i % 100 != 0:  # published
+            reports.update_one({"_id": f"R{i}"}, {"$unset": {"outbox_due": ""}})
+    reports.delete_many({"_id": {"$in": ["R0", "R100"]}})
+
+    calls = 0
+    original = filtering.filter_applies
+
+    def counting(*args: object, **kwargs: object) -> bool:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(filtering, "filter_applies", counting)
+    monkeypatch.setattr(mongomock_collection, "filter_applies", counting)
+    due = [d["_id"] for d in reports.find({"outbox_due": {"$lte": start + datetime.timedelta(minutes=1)}})]
+    assert sorted(due) == sorted(f"R{i}" for i in range(200, 2000, 100) if i % 3 != 0)
+    assert reports.count_documents({"outbox_due": {"$exists": True}}) == 18
+    assert calls < 60
+
+
 # ---- the journal's fsync policy (the local mode's durability) -------------------------------------------------------
 
 
