@@ -337,6 +337,8 @@ def _as_stored(value: Any) -> Any:
         return {k: (v if type(v) in _TIMELESS_LEAVES else _as_stored(v)) for k, v in value.items()}
     if kind is list:
         return [(v if type(v) in _TIMELESS_LEAVES else _as_stored(v)) for v in value]
+    if kind is datetime.datetime and value.tzinfo is None and not value.microsecond % 1000:
+        return value  # as every datetime off the wire is: naive UTC in milliseconds
     # datetimes, OrderedDicts, SONs, tuples, an empty Timestamp, other leaves: exactly as mongomock does them
     return mm_helpers.patch_datetime_awareness_in_document(value)
 
@@ -597,6 +599,10 @@ class FastCollection(_MockCollection):
             doc = documents.get(key)
             if doc is not None and applies(filter, doc):
                 yield doc
+
+    def _internalize_dict(self, d: Mapping[str, Any]) -> dict[str, Any]:
+        """A replacement document's copy: `_snapshot` instead of mongomock's `copy.deepcopy` of every value."""
+        return {k: (v if type(v) in _LEAVES else _snapshot(v)) for k, v in d.items()}
 
     def _index_document(self, key: Any, doc: dict[str, Any]) -> None:
         store = self._store
