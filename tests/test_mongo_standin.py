@@ -181,6 +181,34 @@ def test_datetimes_round_trip_as_utc(standin: MongoStandIn, db: pymongo.database
         assert naive[db.name].events.find_one({"_id": "e1"})["at"] == datetime.datetime(2025, 3, 1, 2, 30, 15, 123000)
 
 
+def test_documents_are_stored_as_mongomock_stores_them() -> None:
+    """The stand-in's cheap walk over a written document gives what mongomock's own gives: a copy of every
+    container, datetimes in naive UTC milliseconds, an empty Timestamp set to now, everything else untouched."""
+    from collections import OrderedDict
+
+    from bson import SON, Decimal128, Int64, ObjectId, Timestamp
+    from bson.binary import Binary
+    from mongomock import helpers
+
+    from devtools.mongo_standin import _as_stored
+
+    jakarta = datetime.datetime(2025, 3, 1, 9, 30, 15, 123456, tzinfo=WIB)
+    document = {
+        "naive": datetime.datetime(2025, 3, 1, 2, 30, 15, 999999),
+        "wire": datetime.datetime(2025, 3, 1, 2, 30, 15, 123000),
+        "nested": [1, {"at": jakarta, "pair": (1, jakarta)}],
+        "ordered": OrderedDict(a=jakarta),
+        "son": SON(b=1),
+        "plain": ["x", 1, 1.5, True, None, Int64(5), ObjectId(), Binary(b"x"), Decimal128("1.1"), Timestamp(5, 1)],
+    }
+    ours, theirs = _as_stored(document), helpers.patch_datetime_awareness_in_document(document)
+    assert ours == theirs
+    assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in theirs.items()}
+    assert ours is not document and ours["nested"] is not document["nested"]
+    assert ours["nested"][1]["at"] == datetime.datetime(2025, 3, 1, 2, 30, 15, 123000)
+    assert _as_stored({"t": Timestamp(0, 0)})["t"].time > 0
+
+
 def test_find_one_and_update_patterns(db: pymongo.database.Database) -> None:
     # a per-day counter (intake.next_sequence, notify's seq)
     for expected in (1, 2, 3):
