@@ -378,6 +378,10 @@ class _FieldIndex:
 
     def __init__(self, path: str, documents: Mapping[Any, dict[str, Any]]) -> None:
         self.parts = path.split(".")
+        self.refile(documents)
+
+    def refile(self, documents: Mapping[Any, dict[str, Any]]) -> None:
+        """File every document afresh, dropping whatever stale entries had piled up."""
         self.by_value: dict[Any, dict[Any, None]] = {}
         self.complex: dict[Any, None] = {}
         self.entries = 0
@@ -470,6 +474,10 @@ class _FieldIndex:
                 continue
             found[key] = None
         return list(found)
+
+
+#: Stale entries an index may hold beyond twice its collection's size before it files every document afresh.
+_STALE_ENTRIES_SLACK = 64
 
 
 def _equality_restriction(value: Any) -> Any:
@@ -587,6 +595,11 @@ class FastCollection(_MockCollection):
         if store._ttl_indexes:
             store._remove_expired_documents()
         documents = store._documents
+        if best[1].entries > 2 * len(documents) + _STALE_ENTRIES_SLACK:
+            # Documents that expired (TTL) leave their entries behind, and a query that scans never meets them to
+            # drop them: refile, at a cost spread over at least as many expiries as there are documents.
+            best[1].refile(documents)
+            return self._planned(store, filter)
         if best[0] >= len(documents):
             return None
         keys = best[1].candidates(documents, best[2])

@@ -936,6 +936,25 @@ def test_a_field_that_keeps_changing_stays_narrowed(monkeypatch: pytest.MonkeyPa
     assert calls < 60
 
 
+def test_expired_documents_do_not_pile_up_in_the_indexes() -> None:
+    """Routing's recent reports expire (TTL) by the thousand. Their entries in the stand-in's indexes must not stay
+    behind for good, or a stand-in left running keeps one per report ever routed."""
+    from devtools.mongo_standin import FastClient, _field_indexes
+
+    recent = FastClient().jaklapor_routing.recent_reports
+    recent.create_index([("cell", ASCENDING), ("category", ASCENDING)])
+    recent.create_index("expires_at", expireAfterSeconds=0)
+    past = datetime.datetime(2025, 3, 1)
+    future = datetime.datetime.now() + datetime.timedelta(days=1)
+    recent.insert_many([{"_id": f"live{i}", "cell": f"c{i}", "expires_at": future} for i in range(10)])
+    for day in range(10):
+        recent.insert_many([{"_id": f"d{day}-{i}", "cell": f"c{i % 10}", "expires_at": past} for i in range(300)])
+        recent._store._jaklapor_swept_at = float("-inf")  # the once-a-second sweep is due
+        assert [doc["_id"] for doc in recent.find({"cell": "c3"})] == ["live3"]
+    assert recent.count_documents({}) == 10
+    assert _field_indexes(recent._store)["cell"].entries <= 2 * 10 + 64
+
+
 # ---- the journal's fsync policy (the local mode's durability) -------------------------------------------------------
 
 
