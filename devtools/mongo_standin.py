@@ -22,8 +22,7 @@ create, drop, dropDatabase, renameCollection, collMod (ignored), dbStats. Anythi
 
 Query and update semantics are mongomock's; only how documents are found is faster. Filters on `_id` (equality,
 `$eq`, `$in`) are direct lookups; a filter with an equality, `$in`, range, `$exists: true`... condition on the
-leading field of an index only checks the documents holding a value there, and one with values (equality, `$in`) for
-the first two fields of a compound index only those holding one of the pairs (mongomock's matcher still decides);
+leading field of an index only checks the documents holding a value there (mongomock's matcher still decides);
 unique indexes keep a hash map instead of scanning the collection on every write; documents are encoded straight
 from the store instead of being deep-copied. Other filters scan the collection, as mongomock does. Unsorted results
 found through an index come in index order (as in MongoDB), not in insertion order.
@@ -366,27 +365,6 @@ _RANGE_OPS = frozenset({"$gt", "$gte", "$lt", "$lte"})
 _PATH_OPS = frozenset({"$regex", "$size", "$elemMatch", "$all"})  # match only where the path exists
 
 
-def _value_at(doc: Mapping[str, Any], parts: list[str]) -> Any:
-    """The indexable value at a dotted path: _MISSING, _COMPLEX (arrays, documents, other types, NaN), or a value."""
-    current: Any = doc
-    for part in parts:
-        if type(current) is dict:
-            current = current.get(part, _MISSING)
-            if current is _MISSING:
-                return _MISSING
-        elif isinstance(current, list):
-            return _COMPLEX
-        elif isinstance(current, dict):
-            current = current.get(part, _MISSING)
-            if current is _MISSING:
-                return _MISSING
-        else:
-            return _MISSING
-    if type(current) not in _INDEXABLE_TYPES or current != current:  # arrays, documents, other types, NaN
-        return _COMPLEX
-    return current
-
-
 class _FieldIndex:
     """Candidate sets for one indexed path: value -> store keys, plus the documents whose value there is complex.
 
@@ -411,7 +389,23 @@ class _FieldIndex:
             self.add(key, doc)
 
     def value_of(self, doc: Mapping[str, Any]) -> Any:
-        return _value_at(doc, self.parts)
+        current: Any = doc
+        for part in self.parts:
+            if type(current) is dict:
+                current = current.get(part, _MISSING)
+                if current is _MISSING:
+                    return _MISSING
+            elif isinstance(current, list):
+                return _COMPLEX
+            elif isinstance(current, dict):
+                current = current.get(part, _MISSING)
+                if current is _MISSING:
+                    return _MISSING
+            else:
+                return _MISSING
+        if type(current) not in _INDEXABLE_TYPES or current != current:  # arrays, documents, other types, NaN
+            return _COMPLEX
+        return current
 
     def add(self, key: Any, doc: Mapping[str, Any]) -> None:
         value = self.value_of(doc)
@@ -486,31 +480,6 @@ class _FieldIndex:
 _STALE_ENTRIES_SLACK = 64
 
 
-class _PairIndex(_FieldIndex):
-    """Candidate sets for the first two paths of a compound index, filed under the pair of their values: a filter
-    with values for both (routing's duplicate search: `cell` and `category` in lists) checks only the documents
-    holding one of those pairs, as MongoDB's compound index would, not every document in those cells."""
-
-    __slots__ = ("second",)
-
-    def __init__(self, first: str, second: str, documents: Mapping[Any, dict[str, Any]]) -> None:
-        self.second = second.split(".")
-        super().__init__(first, documents)
-
-    def value_of(self, doc: Mapping[str, Any]) -> Any:
-        first = _value_at(doc, self.parts)
-        if first is _MISSING or first is _COMPLEX:
-            return first
-        second = _value_at(doc, self.second)
-        if second is _MISSING or second is _COMPLEX:
-            return second
-        return (first, second)
-
-
-#: Most value pairs a filter may ask a _PairIndex for (the product of its two lists) before it is not worth it.
-_MAX_PAIRS = 4096
-
-
 def _equality_restriction(value: Any) -> Any:
     if value is None or isinstance(value, (MinKey, MaxKey)):
         return None  # null also matches a missing field
@@ -548,23 +517,19 @@ def _restriction(condition: Any) -> Any:
     return best
 
 
-def _field_indexes(store: Any) -> dict[Any, _FieldIndex]:
-    """The candidate index of each path that leads an index of the collection, and of each pair of paths that
-    leads a compound one (keyed by the tuple of the two), kept in sync with the indexes."""
+def _field_indexes(store: Any) -> dict[str, _FieldIndex]:
+    """The candidate index of each path that leads an index of the collection (kept in sync with the indexes)."""
     state = store.__dict__.get("_standin_fields")
     names = tuple(store.indexes)
     if state is not None and state[0] == names:
         return state[1]
-    paths: dict[Any, _FieldIndex] = {}
+    paths: dict[str, _FieldIndex] = {}
     previous = state[1] if state is not None else {}
     for spec in store.indexes.values():
-        keys = [pair[0] for pair in spec["key"][:2]]
-        if any(path.startswith("$") for path in keys):
+        path = spec["key"][0][0]
+        if path in paths or path.startswith("$"):
             continue
-        if keys[0] not in paths:
-            paths[keys[0]] = previous.get(keys[0]) or _FieldIndex(keys[0], store._documents)
-        if len(keys) == 2 and keys[0] != keys[1] and tuple(keys) not in paths:
-            paths[tuple(keys)] = previous.get(tuple(keys)) or _PairIndex(keys[0], keys[1], store._documents)
+        paths[path] = previous.get(path) or _FieldIndex(path, store._documents)
     store.__dict__["_standin_fields"] = (names, paths)
     return paths
 
@@ -614,25 +579,14 @@ class FastCollection(_MockCollection):
         if not fields:
             return None
         best: tuple[int, _FieldIndex, list[Any] | None] | None = None
-        restrictions: dict[str, Any] = {}
         for path, condition in filter.items():
             index = fields.get(path)
             if index is None:
                 continue
-            restriction = restrictions[path] = _restriction(condition)
+            restriction = _restriction(condition)
             if restriction is None:
                 continue
             values = None if restriction is _PRESENT else restriction
-            estimate = index.estimate(values)
-            if best is None or estimate < best[0]:
-                best = (estimate, index, values)
-        for key, index in fields.items():
-            if type(key) is not tuple or key[0] not in restrictions or key[1] not in filter:
-                continue
-            firsts, seconds = restrictions[key[0]], _restriction(filter[key[1]])
-            if type(firsts) is not list or type(seconds) is not list or len(firsts) * len(seconds) > _MAX_PAIRS:
-                continue
-            values = [(first, second) for first in firsts for second in seconds]
             estimate = index.estimate(values)
             if best is None or estimate < best[0]:
                 best = (estimate, index, values)

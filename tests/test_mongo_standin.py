@@ -787,9 +787,6 @@ def test_index_shortcuts_agree_with_mongomock() -> None:
                 {"a": [1, 2]},
                 {"a": {"k": 1}},
                 {"a": v, "d": {"$gt": days[1]}},
-                {"b.c": rng.choice("pqr"), "a": v},  # both paths of the compound index: narrowed by pairs
-                {"b.c": {"$in": ["p", "q"]}, "a": {"$in": [v, rng.choice([0, 1, "x"])]}},
-                {"b.c": {"$in": ["p", "r"]}, "a": {"$gte": 1}},
             ]
         )
 
@@ -956,39 +953,6 @@ def test_expired_documents_do_not_pile_up_in_the_indexes() -> None:
         assert [doc["_id"] for doc in recent.find({"cell": "c3"})] == ["live3"]
     assert recent.count_documents({}) == 10
     assert _field_indexes(recent._store)["cell"].entries <= 2 * 10 + 64
-
-
-def test_a_query_on_both_leading_paths_of_a_compound_index_is_narrowed_by_both(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Routing's duplicate search asks for reports in some cells and some categories: only the reports holding one
-    of those (cell, category) pairs are checked, as with MongoDB's compound index, not every report in those cells."""
-    from mongomock import collection as mongomock_collection
-    from mongomock import filtering
-
-    from devtools.mongo_standin import FastClient
-
-    recent = FastClient().jaklapor_routing.recent_reports
-    recent.create_index([("cell", ASCENDING), ("category", ASCENDING), ("submitted_at", ASCENDING)])
-    at = datetime.datetime(2025, 3, 1)
-    categories = [f"k{n}" for n in range(20)]
-    recent.insert_many(
-        [{"_id": i, "cell": f"c{i % 10}", "category": categories[i % 20], "submitted_at": at} for i in range(4000)]
-    )
-    recent.insert_one({"_id": "listed", "cell": "c1", "category": ["k1", "k3"], "submitted_at": at})
-
-    calls = 0
-    original = filtering.filter_applies
-
-    def counting(*args: object, **kwargs: object) -> bool:
-        nonlocal calls
-        calls += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(filtering, "filter_applies", counting)
-    monkeypatch.setattr(mongomock_collection, "filter_applies", counting)
-    query = {"cell": {"$in": ["c1", "c3"]}, "category": {"$in": ["k1", "k3"]}, "submitted_at": {"$lte": at}}
-    found = {doc["_id"] for doc in recent.find(query)}
-    assert found == {i for i in range(4000) if i % 20 in (1, 3)} | {"listed"}
-    assert calls <= len(found) + 5  # the 800 reports in those cells hold 400 of the pairs
 
 
 # ---- the journal's fsync policy (the local mode's durability) -------------------------------------------------------
