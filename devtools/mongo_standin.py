@@ -101,22 +101,6 @@ def _sweep_expired_at_most_every_second(store: Any) -> None:
 
 
 mongomock.store.CollectionStore._remove_expired_documents = _sweep_expired_at_most_every_second
-_delete_stored = mongomock.store.CollectionStore.__delitem__
-
-
-def _delete_and_unindex(store: Any, key: Any) -> None:
-    """Every removal (a delete, a TTL expiry, a write undone) also takes the document out of the stand-in's
-    candidate indexes: otherwise routing's recent reports, which expire by the thousand, would each leave an entry
-    behind for as long as the stand-in runs."""
-    doc = store._documents.get(key)
-    _delete_stored(store, key)
-    state = store.__dict__.get("_standin_fields")
-    if doc is not None and state is not None:
-        for index in state[1].values():
-            index.discard(key, doc)
-
-
-mongomock.store.CollectionStore.__delitem__ = _delete_and_unindex
 
 __all__ = ["MongoStandIn", "main"]
 
@@ -386,7 +370,8 @@ class _FieldIndex:
     """Candidate sets for one indexed path: value -> store keys, plus the documents whose value there is complex.
 
     It over-approximates: every stored document is filed under its current value (maintained on insert, update
-    and every removal); a stale entry left by any other change is dropped when a query meets it.
+    and delete), while entries left by other removals (TTL expiry, a dropped write) stay until a query meets them
+    and drops them.
     Queries therefore only narrow the documents that mongomock's matcher then checks, so results are mongomock's.
     """
 
@@ -394,6 +379,10 @@ class _FieldIndex:
 
     def __init__(self, path: str, documents: Mapping[Any, dict[str, Any]]) -> None:
         self.parts = path.split(".")
+        self.refile(documents)
+
+    def refile(self, documents: Mapping[Any, dict[str, Any]]) -> None:
+        """File every document afresh, dropping whatever stale entries had piled up."""
         self.by_value: dict[Any, dict[Any, None]] = {}
         self.complex: dict[Any, None] = {}
         self.entries = 0
@@ -486,6 +475,10 @@ class _FieldIndex:
                 continue
             found[key] = None
         return list(found)
+
+
+#: Stale entries an index may hold beyond twice its collection's size before it files every document afresh.
+_STALE_ENTRIES_SLACK = 64
 
 
 def _equality_restriction(value: Any) -> Any:
@@ -603,6 +596,11 @@ class FastCollection(_MockCollection):
         if store._ttl_indexes:
             store._remove_expired_documents()
         documents = store._documents
+        if best[1].entries > 2 * len(documents) + _STALE_ENTRIES_SLACK:
+            # Documents that expired (TTL) leave their entries behind, and a query that scans never meets them to
+            # drop them: refile, at a cost spread over at least as many expiries as there are documents.
+            best[1].refile(documents)
+            return self._planned(store, filter)
         if best[0] >= len(documents):
             return None
         keys = best[1].candidates(documents, best[2])
@@ -634,6 +632,12 @@ class FastCollection(_MockCollection):
             for index in _field_indexes(store).values():
                 index.discard(key, before)
                 index.add(key, after)
+
+    def _unindex_document(self, key: Any, doc: Mapping[str, Any]) -> None:
+        store = self._store
+        if store.indexes:
+            for index in _field_indexes(store).values():
+                index.discard(key, doc)
 
     # used by mongomock internally (updates, unique checks): the documents it hands out are recorded as touched
     def _iter_documents(self, filter: Any) -> Iterable[dict[str, Any]]:
@@ -782,7 +786,7 @@ class FastCollection(_MockCollection):
         try:
             self._ensure_uniques(data)
         except DuplicateKeyError:
-            del store[key]  # and out of the candidate indexes
+            del documents[key]
             raise
         recorder = self.database.client._recorder
         if recorder is not None:
@@ -1773,17 +1777,20 @@ class MongoStandIn:
                     if statement.get("collation"):
                         raise NotImplementedError("collation")
                     docs = collection._find_docs(statement.get("q") or {})
-                    ids = []
+                    doomed = []
                     for doc in docs:
-                        ids.append(doc["_id"])
+                        doomed.append(doc)
                         if statement.get("limit"):
                             break
                     store = collection._store
-                    for object_id in ids:
-                        del store[_store_key(object_id)]  # out of the candidate indexes too
+                    for doc in doomed:
+                        object_id = doc["_id"]
+                        key = _store_key(object_id)
+                        del store[key]
+                        collection._unindex_document(key, doc)
                         if recorder is not None:
                             recorder.append(("t", db_name, collection.name, object_id))
-                    removed += len(ids)
+                    removed += len(doomed)
                 except Exception as exc:
                     write_errors.append(self._write_error(index, exc))
                     if ordered:

