@@ -39,6 +39,10 @@ CONTACT_KEY = "ZTJlLXRlc3QtY29udGFjdC1rZXktMzItYnl0ZXMhISE="
 E2E_BUCKET = "e2e-photos"
 
 
+class ProcessExited(RuntimeError):
+    """A process a condition waits on has exited: waiting longer cannot help (wait_for raises it at once)."""
+
+
 def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, message: str = "") -> T:
     """Poll until `condition()` returns something truthy; fail with `message` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -46,13 +50,17 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
     while time.monotonic() < deadline:
         try:
             result = condition()
+        except ProcessExited:
+            raise
         except Exception as exc:  # the condition may fail until the system catches up
             last_error = exc
         else:
             if result:
                 return result
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}; last error: {last_error!r}")
+    # the last error as str, not repr: a process's log tail in it stays readable, one line per line
+    error = "none" if last_error is None else f"{type(last_error).__name__}: {last_error}"
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}; last error: {error}")
 
 
 def client_headers(address: str | None = None) -> dict[str, str]:
@@ -287,7 +295,9 @@ class RunningSystem:
     def healthy(self) -> bool:
         for group, process in self.processes.items():
             if process.poll() is not None:
-                raise RuntimeError(f"{group} exited with {process.returncode}; see {self.log_path}")
+                raise ProcessExited(
+                    f"{group} exited with {process.returncode}; the end of {self.log_path}:\n{self.log_tail()}"
+                )
         return all(requests.get(self.url(name, "/health"), timeout=5).status_code == 200 for name in self.ports)
 
     def send_signal(self, service: str, sig: int, timeout: float = 60) -> int:
@@ -307,6 +317,13 @@ class RunningSystem:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the services' log: why a process exited, in the failure a CI run prints."""
+        try:
+            return "\n".join(self.logs().splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
 
 
 def start_system(
