@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import bson
+import mongomock
 import pymongo
 import pytest
 from bson import SON
@@ -207,6 +208,34 @@ def test_documents_are_stored_as_mongomock_stores_them() -> None:
     assert ours is not document and ours["nested"] is not document["nested"]
     assert ours["nested"][1]["at"] == datetime.datetime(2025, 3, 1, 2, 30, 15, 123000)
     assert _as_stored({"t": Timestamp(0, 0)})["t"].time > 0
+    # the new document of an upsert, as mongomock builds it
+    upserted = OrderedDict(_id=1, at=jakarta, inner={"at": jakarta}, also=OrderedDict(n=[jakarta]))
+    ours, theirs = _as_stored(upserted), helpers.patch_datetime_awareness_in_document(upserted)
+    assert ours == theirs and type(ours) is type(theirs) is OrderedDict
+    assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in theirs.items()}
+    assert ours["inner"] is not upserted["inner"] and ours["also"]["n"] is not upserted["also"]["n"]
+
+
+def test_a_replacement_off_the_wire_stores_what_mongomock_stores(db: pymongo.database.Database) -> None:
+    """The stand-in replaces a decoded document without mongomock's second validation of it (BSON did that): the
+    stored documents, the answers and the refusals are mongomock's own."""
+    reference = mongomock.MongoClient(tz_aware=True).db.projections
+    at = datetime.datetime(2025, 3, 1, 2, 30, 15, 123000, tzinfo=datetime.UTC)
+    replacement = {"rev": 2, "status": {"code": "selesai", "at": at}, "steps": [{"s": "menunggu", "at": at}, 1]}
+    for projections in (db.projections, reference):
+        projections.insert_one({"_id": "P", "rev": 1, "old": "gone"})
+        assert projections.replace_one({"_id": "P", "rev": 1}, replacement).modified_count == 1
+        assert projections.replace_one({"_id": "Q"}, {"rev": 1, "nested": {"a": [1]}}, upsert=True).upserted_id == "Q"
+        projections.find_one_and_replace({"_id": "Q"}, {"rev": 2, "nested": {"a": [2]}})
+    assert list(db.projections.find().sort("_id")) == list(reference.find().sort("_id"))
+    assert db.projections.find_one({"_id": "P"}) == {"_id": "P", **replacement}
+    # a replacement may not change the _id; the document stays as it was (mongomock's own would keep half of it)
+    with pytest.raises(WriteError):
+        db.projections.replace_one({"_id": "P"}, {"_id": "other", "rev": 3})
+    assert db.projections.find_one({"_id": "P"}) == {"_id": "P", **replacement}
+    # a replacement that also holds an operator is mongomock's to refuse, as before
+    with pytest.raises((WriteError, OperationFailure, ValueError)):
+        db.projections.replace_one({"_id": "P"}, {"rev": 4, "$set": {"x": 1}})
 
 
 def test_find_one_and_update_patterns(db: pymongo.database.Database) -> None:
