@@ -146,3 +146,10 @@ def test_photo_benchmark_prints_the_decode_floor_at_each_scale() -> None:
         "500x375",
     ]
     assert all(cell["cpu_ms"] > 0 for row in scales.values() for key, cell in row.items() if key.startswith("1/"))
+
+
+def test_stand_in_write_benchmark_prints_each_kind_of_write() -> None:
+    done = run_bench("bench/bench_standin_writes.py", "--reports=200", "--batch=20", "--rounds=2", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kinds = [line.split("  ")[1].strip() for line in done.stdout.splitlines() if line.endswith("µs")]
+    assert kinds == ["inserted through the upsert", "replaced (revision 2)", "replaced (revision 3)"], done.stdout
