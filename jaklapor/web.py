@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import http.client
 import json
 import logging
 import re
@@ -236,9 +237,21 @@ class ConnectionCounter:
         return self._open.get(address, 0)
 
 
+class RequestHeaders(http.client.HTTPMessage):
+    """A request's headers. The standard library parses them as an e-mail message, and for a multipart Content-Type
+    it went on to split the (absent) body at its boundary with a regular expression compiled for that boundary: a new
+    one for every upload, since clients pick a random boundary each time (~125 µs of CPU per request, issue 19).
+    Here no request says it is multipart while its headers are parsed; the Content-Type header is unchanged."""
+
+    def get_content_maintype(self) -> str:
+        return "text"
+
+
 class GatewayProtocol(HttpOnlyProtocol):
     """nameko's HTTP protocol, letting the application ask for the connection to be closed after its response
     (eventlet would otherwise try to read the rest of the body to reach the next request)."""
+
+    MessageClass = RequestHeaders
 
     def get_environ(self) -> dict[str, Any]:
         environ = super().get_environ()

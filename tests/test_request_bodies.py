@@ -4,8 +4,10 @@ and JSON bodies, nesting depth, repeated fields and several files. Every body ge
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
+import re
 from typing import Any
 
 import eventlet.wsgi
@@ -19,6 +21,7 @@ from jaklapor.web import (
     JSON_MAX_DEPTH,
     TEXT_BODY_MAX_BYTES,
     ApiError,
+    RequestHeaders,
     buffer_request_body,
     json_nesting_problem,
     read_fields,
@@ -282,3 +285,30 @@ def test_a_json_body_above_the_text_limit_gets_413_before_parsing() -> None:
     error = refused(request_for(body, "application/json", limit=10 * TEXT_BODY_MAX_BYTES))
     assert (error.status, error.code) == (413, "request_too_large")
     assert f"{TEXT_BODY_MAX_BYTES} bytes" in error.message
+
+
+@pytest.mark.parametrize("message_class", [RequestHeaders, http.client.HTTPMessage])
+def test_the_headers_of_an_upload_are_parsed_without_compiling_its_boundary(
+    monkeypatch: pytest.MonkeyPatch, message_class: type[http.client.HTTPMessage]
+) -> None:
+    # a browser picks a new boundary for every upload: a pattern compiled for it is compiled on every request
+    boundary = "----WebKitFormBoundaryq9V2cMx8Hk3LrT0a"
+    raw = (
+        "Host: jaklapor.example\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Content-Length: 2048\r\n\r\n"
+    ).encode("latin-1")
+    compiled: list[str] = []
+    original = re.compile
+
+    def spying_compile(pattern: Any, flags: int = 0) -> Any:
+        compiled.append(str(pattern))
+        return original(pattern, flags)
+
+    monkeypatch.setattr(re, "compile", spying_compile)
+    headers = http.client.parse_headers(io.BytesIO(raw), _class=message_class)
+    assert headers["Content-Type"] == f"multipart/form-data; boundary={boundary}"
+    assert headers.get_content_type() == "multipart/form-data" and headers["Content-Length"] == "2048"
+    boundary_patterns = [p for p in compiled if "WebKitFormBoundary" in p]
+    # the standard library's own message class compiles one (the control case): ours does not
+    assert bool(boundary_patterns) is (message_class is http.client.HTTPMessage), boundary_patterns
