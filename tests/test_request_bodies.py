@@ -21,6 +21,7 @@ from jaklapor.web import (
     JSON_MAX_DEPTH,
     TEXT_BODY_MAX_BYTES,
     ApiError,
+    GatewayProtocol,
     RequestHeaders,
     buffer_request_body,
     json_nesting_problem,
@@ -312,3 +313,4 @@ def test_the_headers_of_an_upload_are_parsed_without_compiling_its_boundary(
     boundary_patterns = [p for p in compiled if "WebKitFormBoundary" in p]
     # the standard library's own message class compiles one (the control case): ours does not
     assert bool(boundary_patterns) is (message_class is http.client.HTTPMessage), boundary_patterns
+    assert GatewayProtocol.MessageClass is RequestHeaders  # what every service's HTTP server parses with
