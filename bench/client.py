@@ -52,6 +52,7 @@ class Sender:
         results: Results,
         connections: int,
         timeout: float,
+        plain_body: str = "urlencoded",
     ) -> None:
         self.urls = [u.rstrip("/") + "/api/v1/reports" for u in urls]
         self.reports = reports
@@ -60,8 +61,13 @@ class Sender:
         self.results = results
         self.connections = connections
         self.timeout = timeout
-        # urlencoded bodies (no photo) are built now; multipart ones (a 150-300 KB copy each) when sent
-        self.bodies: list[bytes | None] = [urlencoded_body(r) if r.photo is None else None for r in reports]
+        # urlencoded bodies (no photo) are built now; multipart ones (a 150-300 KB copy each) when sent.
+        # plain_body="form": a report without a photo is multipart too, as the citizen app sends every report
+        # (`FormData`, a new boundary each time)
+        self.form_always = plain_body == "form"
+        self.bodies: list[bytes | None] = [
+            urlencoded_body(r) if r.photo is None and not self.form_always else None for r in reports
+        ]
         self.session: aiohttp.ClientSession | None = None
         self.slots = asyncio.Semaphore(connections)
 
@@ -100,7 +106,7 @@ class Sender:
         report = self.reports[i]
         body = self.bodies[i]
         if body is None:
-            body, content_type = multipart_body(report, self.photos[report.photo or 0])
+            body, content_type = multipart_body(report, None if report.photo is None else self.photos[report.photo])
         else:
             content_type = "application/x-www-form-urlencoded"
             self.bodies[i] = None  # free it

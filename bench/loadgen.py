@@ -10,6 +10,7 @@
     python bench/loadgen.py --scenario max --layout two-per-service
     python bench/loadgen.py --scenario max --profile intake,routing   # py-spy flame graphs during the load
     python bench/loadgen.py --scenario max --layout per-service --versus-naive   # then issue 19's naive baseline
+    python bench/loadgen.py --scenario max --plain-body form      # reports as the citizen app sends them: multipart
     python bench/loadgen.py --url http://127.0.0.1:8000 --amqp-uri pyamqp://guest:guest@127.0.0.1:5672/ \
         --pid all=12345 --scenario smoke                           # attach to a running system
 
@@ -102,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pid", action="append", default=[], help="attach: label=pid of a process to watch")
     parser.add_argument("--wait-quiet", type=float, default=0.0, help="first wait up to this long for an idle machine")
     parser.add_argument("--retries", type=int, default=2, help="runs voided by a broker restart are run again")
+    parser.add_argument(
+        "--plain-body",
+        choices=("urlencoded", "form"),
+        default="urlencoded",
+        help="how reports without a photo are sent: urlencoded, or multipart as the citizen app sends every report",
+    )
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--tag", default="", help="added to the result file name")
@@ -454,6 +461,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["workload"] = {
         "reports_prepared": len(reports),
         "photo_share": args.photo_share,
+        "plain_body": args.plain_body,
         "photo_pool": len(photos),
         "photo_kib": [round(len(p) / 1024) for p in photos],
         "kelurahan_weighting": args.kelurahan_weight,
@@ -534,7 +542,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # ---- warm-up: a few reports through the whole path (declares the OPD queues they hit, fills caches) ----
         def send_warmup(batch: list[Any]) -> Results:
             results = Results(len(batch))
-            sender = Sender(urls, batch, photos, addresses, results, 16, args.timeout)
+            sender = Sender(urls, batch, photos, addresses, results, 16, args.timeout, args.plain_body)
 
             async def send_all() -> float:
                 async with sender:
@@ -573,7 +581,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         load_reports = reports[args.warmup :]
         res = Results(len(load_reports))
         connections = args.connections if args.mode == "fixed" else args.clients
-        sender = Sender(urls, load_reports, photos, addresses, res, connections, args.timeout)
+        sender = Sender(urls, load_reports, photos, addresses, res, connections, args.timeout, args.plain_body)
         profiles: list[dict[str, Any]] = []
         profile_targets = {}
         if args.profile and system is not None:

@@ -227,8 +227,9 @@ def urlencoded_body(report: Report) -> bytes:
     ).encode()
 
 
-def multipart_body(report: Report, photo: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body with the text fields and the photo; (body, content type)."""
+def multipart_body(report: Report, photo: bytes | None) -> tuple[bytes, str]:
+    """A multipart/form-data body with the text fields and the photo, if any, under a boundary of its own as a
+    browser's `FormData` has; (body, content type)."""
     boundary = f"jaklapor-bench-{uuid.uuid4().hex}"
     parts = []
     for name, value in (
@@ -238,12 +239,13 @@ def multipart_body(report: Report, photo: bytes) -> tuple[bytes, str]:
         ("lon", str(report.lon)),
     ):
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="laporan.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n".encode()
-    )
-    parts.append(photo)
-    parts.append(f"\r\n--{boundary}--\r\n".encode())
+    if photo is not None:
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="laporan.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n".encode()
+        )
+        parts += [photo, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 

@@ -153,3 +153,21 @@ def test_stand_in_write_benchmark_prints_each_kind_of_write() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     kinds = [line.split("  ")[1].strip() for line in done.stdout.splitlines() if line.endswith("µs")]
     assert kinds == ["inserted through the upsert", "replaced (revision 2)", "replaced (revision 3)"], done.stdout
+
+
+@pytest.mark.parametrize("photo", [None, b"\xff\xd8 a photo's bytes \r\n--not-the-boundary \xff\xd9"])
+def test_the_load_generator_sends_forms_as_a_browser_does(photo: bytes | None) -> None:
+    # --plain-body form: a report without a photo is multipart too, under a boundary of its own
+    from werkzeug.formparser import parse_form_data
+    from werkzeug.test import EnvironBuilder
+
+    from bench.workload import Report, multipart_body
+
+    report = Report("jalan", "Jalan berlubang di depan halte", -6.2088, 106.82, None if photo is None else 0)
+    bodies = [multipart_body(report, photo) for _ in range(2)]
+    assert bodies[0][1] != bodies[1][1]  # a new boundary each time
+    body, content_type = bodies[0]
+    environ = EnvironBuilder(method="POST", data=body, content_type=content_type).get_environ()
+    _stream, form, files = parse_form_data(environ, silent=False)
+    assert form.to_dict() == {"category": "jalan", "description": report.description, "lat": "-6.2088", "lon": "106.82"}
+    assert [f.read() for f in files.getlist("photo")] == ([] if photo is None else [photo])
