@@ -64,9 +64,9 @@ class Sender:
         # urlencoded bodies (no photo) are built now; multipart ones (a 150-300 KB copy each) when sent.
         # plain_body="form": a report without a photo is multipart too, as the citizen app sends every report
         # (`FormData`, a new boundary each time)
-        self.form_always = plain_body == "form"
+        urlencoded = plain_body != "form"
         self.bodies: list[bytes | None] = [
-            urlencoded_body(r) if r.photo is None and not self.form_always else None for r in reports
+            urlencoded_body(r) if r.photo is None and urlencoded else None for r in reports
         ]
         self.session: aiohttp.ClientSession | None = None
         self.slots = asyncio.Semaphore(connections)

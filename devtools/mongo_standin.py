@@ -343,7 +343,7 @@ def _as_stored(value: Any) -> Any:
         return collections.OrderedDict(stored)
     if kind is datetime.datetime and value.tzinfo is None and not value.microsecond % 1000:
         return value  # as every datetime off the wire is: naive UTC in milliseconds
-    # datetimes, OrderedDicts, SONs, tuples, an empty Timestamp, other leaves: exactly as mongomock does them
+    # other datetimes, SONs and other dict kinds, tuples, an empty Timestamp, other leaves: as mongomock does them
     return mm_helpers.patch_datetime_awareness_in_document(value)
 
 
