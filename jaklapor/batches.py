@@ -189,7 +189,9 @@ class BatchConsumer(Entrypoint):
 
     def _take_apart(self, events: list[Any], message: Any, exc_info: Any) -> None:
         """A pack failed on its own: its events go back on the queue one message each, then the pack is acked.
-        If the broker does not confirm them, the pack is settled as any failed message (retried as a pack)."""
+        If the broker does not confirm them, the pack is retried whole, as a message whose handling failed for a
+        passing reason: the broker's failure is, and a poison event must not take its pack's good events to the
+        dead letters (past the delivery limit the broker dead-letters it, as any message)."""
         log.warning(
             "a pack of %d events from %s failed (%s); putting them back on the queue one by one",
             len(events),
@@ -201,7 +203,8 @@ class BatchConsumer(Entrypoint):
             self._publisher().publish_many(singles)
         except PublishFailed as exc:
             log.warning("could not put a pack's events back on %s: %s", self.queue.name, exc)
-            settle_handled(self.queue_consumer, self.container.service_name, self.queue, message, exc_info)
+            put_back_failed = (type(exc), exc, exc.__traceback__)
+            settle_handled(self.queue_consumer, self.container.service_name, self.queue, message, put_back_failed)
             return
         consumer_metrics(self.container.service_name).handled.labels(self.queue.name, "taken_apart").inc()
         self.queue_consumer.acks.finished_many([message])

@@ -229,3 +229,13 @@ def test_a_pack_whose_events_cannot_be_put_back_is_settled_as_a_failed_message()
     deliver_pack(entrypoint, 6, {"event_id": "e1"}, {"event_id": "e2"})
     container.finish(exc=LookupError("the store is away"))
     assert queue_consumer.requeued == [6] and queue_consumer.acks.acked == []  # retried whole, nothing lost
+
+
+def test_a_pack_with_a_poison_event_that_cannot_be_put_back_is_retried_not_dead_lettered() -> None:
+    # seen in a fresh clone's make test: the put-back's connection was closed by an earlier broker restart, and the
+    # pack went the poison's way (dead-lettered with its good event) instead of being taken apart on its next delivery
+    entrypoint, container, queue_consumer = consumer()
+    entrypoint._pack_publisher = RecordingPublisher(PublishFailed("connection forced: shutdown"))  # type: ignore[assignment]
+    deliver_pack(entrypoint, 7, {"event_id": "good"}, {"event_id": "poison"})
+    container.finish(exc=PermanentFailure("event poison is malformed"))
+    assert queue_consumer.requeued == [7] and queue_consumer.rejected == [] and queue_consumer.acks.acked == []
