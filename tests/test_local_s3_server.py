@@ -70,8 +70,11 @@ def fake_weed(tmp_path: Path, data_dir: Path, owner: int) -> subprocess.Popen:
     server busy shutting down does for up to 30 s."""
     weed = tmp_path / "bin" / "weed"
     weed.parent.mkdir()
-    weed.symlink_to("/bin/bash")
-    script = 'trap "" TERM; echo ready; while :; do sleep 0.1; done'
+    # Python, not a shell: a shell's loop forks, and a child between fork and exec carries the same command line,
+    # so it would be counted as a second server on the directory.
+    weed.symlink_to(os.path.realpath(sys.executable))
+    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True)"
+    script += "; time.sleep(600)"
     process = subprocess.Popen(
         [str(weed), "-c", script, f"-dir={data_dir.absolute()}"],
         env={**os.environ, seaweedfs.OWNER_ENV: str(owner)},
