@@ -13,7 +13,9 @@ from typing import Any
 
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, PyMongoError, WriteConcernError, WriteError
 
 from jaklapor.config import LOCAL_MODE, InsecureConfiguration, run_mode, setting
 
@@ -158,3 +160,95 @@ class MongoDatabase(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Any:
         return self.repository
+
+
+#: the server's codes for a unique index violation (as pymongo's own insert_one tells them apart)
+_DUPLICATE_KEY_CODES = (11000, 11001, 12582)
+
+
+class _PendingInsert:
+    __slots__ = ("document", "error", "ready", "written")
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.written = False
+        self.error: BaseException | None = None
+        self.ready = threading.Event()  # set when it is written, or when it is its turn to write
+
+
+class GroupedInserts:
+    """`insert_one` for many concurrent callers, written together (group commit): while one `insert_many` is on
+    its way to the store, the documents of the callers that arrive meanwhile wait and go in the next one.
+
+    Each caller still returns only once its own document is acknowledged, and gets its own outcome, as from
+    pymongo's `insert_one`: `DuplicateKeyError` or `WriteError` for its document alone, the batch's `PyMongoError`
+    when the write as a whole failed. There is no timer: a lone insert goes at once, and batches grow only with
+    the load. One insert costs the store a command, a lock and a journal write whatever its size, so at intake's
+    peak this cuts the store's and intake's CPU per report (docs/performance.md, issue 19).
+
+    Callers are threads or green threads (the lock and events are eventlet's under its monkey patching). Invariant,
+    under the lock: while nobody is writing, nobody waits; the one writer takes the oldest waiting documents, and
+    hands over to the oldest left, so every waiting caller is written or becomes the writer.
+    """
+
+    def __init__(self, collection: Collection, max_documents: int = 64) -> None:
+        self.collection = collection
+        self.max_documents = max_documents
+        self._lock = threading.Lock()
+        self._waiting: list[_PendingInsert] = []
+        self._writing = False
+
+    def insert_one(self, document: dict[str, Any]) -> None:
+        entry = _PendingInsert(document)
+        with self._lock:
+            self._waiting.append(entry)
+            writer = not self._writing
+            self._writing = True
+        if not writer:
+            entry.ready.wait()
+        if not entry.written:  # its turn: it heads the waiting documents
+            self._write_next_batch()
+        if entry.error is not None:
+            raise entry.error
+
+    def _write_next_batch(self) -> None:
+        with self._lock:
+            batch = self._waiting[: self.max_documents]
+            del self._waiting[: self.max_documents]
+        try:
+            self._write(batch)
+        finally:
+            with self._lock:
+                following = self._waiting[0] if self._waiting else None
+                self._writing = following is not None
+            for entry in batch:
+                entry.written = True
+                entry.ready.set()
+            if following is not None:
+                following.ready.set()
+
+    def _write(self, batch: list[_PendingInsert]) -> None:
+        try:
+            self.collection.insert_many([entry.document for entry in batch], ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            for failure in details.get("writeErrors", []):
+                batch[failure["index"]].error = _single_write_error(failure)
+            for concern in details.get("writeConcernErrors", [])[:1]:
+                for entry in batch:
+                    if entry.error is None:
+                        entry.error = WriteConcernError(concern.get("errmsg", ""), concern.get("code"), concern)
+        except PyMongoError as exc:
+            for entry in batch:
+                entry.error = exc
+        except BaseException as exc:  # the writer itself was killed or failed: the others must not hang
+            for entry in batch[1:]:
+                entry.error = AutoReconnect(f"the grouped insert was interrupted: {exc!r}")
+            batch[0].error = exc
+            raise
+
+
+def _single_write_error(failure: dict[str, Any]) -> WriteError:
+    """The error pymongo's insert_one would have raised for this document of a bulk insert."""
+    kind = DuplicateKeyError if failure.get("code") in _DUPLICATE_KEY_CODES else WriteError
+    return kind(failure.get("errmsg", ""), failure.get("code"), failure)

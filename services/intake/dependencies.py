@@ -25,7 +25,7 @@ from jaklapor.contacts import CONTACTS_QUEUE
 from jaklapor.events import ContactRegistered, ReportSubmitted, new_event_id
 from jaklapor.live import LiveHub, LiveStreams
 from jaklapor.messaging import ConfirmedPublisher, Outgoing, PublishFailed, event_exchange
-from jaklapor.mongo import MongoConnection, MongoDatabase, ping
+from jaklapor.mongo import GroupedInserts, MongoConnection, MongoDatabase, ping
 from jaklapor.reference import load_areas, load_categories, load_directory, load_kelurahan_geojson
 from jaklapor.vocabulary import DIKERJAKAN, VERIFICATION_PENDING, WAITING_STATUSES, utcnow
 from services.intake import metrics
@@ -111,6 +111,9 @@ class ReportRepository:
 
     def __init__(self, db: Database, numbering_mark: NumberingMark | None = None) -> None:
         self.reports = db["reports"]
+        # new reports of concurrent requests are written together: at intake's peak, one insert per report was a
+        # fifth of the store's commands, each with its own lock and journal write
+        self._new_reports = GroupedInserts(self.reports)
         self.counters = db["counters"]
         # where the day counters must also be kept when the store itself does not outlive the process
         self.numbering_mark = numbering_mark
@@ -180,7 +183,8 @@ class ReportRepository:
         return int(counter["seq"])
 
     def insert(self, report: dict[str, Any]) -> None:
-        self.reports.insert_one(report)
+        """Store a new report (DuplicateKeyError: its tracking token or Idempotency-Key is taken)."""
+        self._new_reports.insert_one(report)
 
     def by_token_hash(self, token_hash: str) -> dict[str, Any] | None:
         return self.reports.find_one({"tracking_token_hash": token_hash}, {"outbox": 0})
