@@ -206,30 +206,53 @@ class GroupedInserts:
             writer = not self._writing
             self._writing = True
         if not writer:
-            entry.ready.wait()
+            try:
+                entry.ready.wait()
+            except BaseException:  # killed while waiting: its document may still go, but it never writes
+                self._abandon(entry)
+                raise
         if not entry.written:  # its turn: it heads the waiting documents
-            self._write_next_batch()
+            self._write_next_batch(entry)
         if entry.error is not None:
             raise entry.error
 
-    def _write_next_batch(self) -> None:
-        # let the threads that can run now go first (under eventlet: the green threads ready to run), so that
-        # those about to insert join this batch instead of waiting for the next one; a lone insert loses a switch
-        time.sleep(0)
-        with self._lock:
-            batch = self._waiting[: self.max_documents]
-            del self._waiting[: self.max_documents]
+    def _write_next_batch(self, own: _PendingInsert) -> None:
+        batch: list[_PendingInsert] = []
         try:
+            # let the threads that can run now go first (under eventlet: the green threads ready to run), so that
+            # those about to insert join this batch instead of waiting for the next; a lone insert loses a switch
+            time.sleep(0)
+            with self._lock:
+                batch = self._waiting[: self.max_documents]
+                del self._waiting[: self.max_documents]
             self._write(batch)
         finally:
             with self._lock:
-                following = self._waiting[0] if self._waiting else None
-                self._writing = following is not None
+                if not batch:  # interrupted before it took the batch that its own document heads
+                    self._waiting.remove(own)
+                following = self._hand_over()
             for entry in batch:
                 entry.written = True
                 entry.ready.set()
             if following is not None:
                 following.ready.set()
+
+    def _abandon(self, entry: _PendingInsert) -> None:
+        """A waiting caller is gone: if it had been handed the turn, the next one gets it."""
+        with self._lock:
+            if entry not in self._waiting:  # taken into a batch: written with it
+                return
+            had_the_turn = entry.ready.is_set()
+            self._waiting.remove(entry)
+            following = self._hand_over() if had_the_turn else None
+        if following is not None:
+            following.ready.set()
+
+    def _hand_over(self) -> _PendingInsert | None:
+        """Under the lock: the next writer, the oldest waiting caller; without one, nobody is writing."""
+        following = self._waiting[0] if self._waiting else None
+        self._writing = following is not None
+        return following
 
     def _write(self, batch: list[_PendingInsert]) -> None:
         try:

@@ -6,6 +6,7 @@ to arrive while it is on its way."""
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from devtools.mongo_standin import MongoStandIn
+from jaklapor import mongo
 from jaklapor.mongo import GroupedInserts
 from tests.system import wait_for
 
@@ -70,10 +72,10 @@ def insert_concurrently(
         except BaseException as exc:
             outcomes[document["_id"]] = exc
 
-    first = threading.Thread(target=insert, args=(documents[0],))
+    first = threading.Thread(target=insert, args=(documents[0],), daemon=True)  # a stranded one must not hold pytest
     first.start()
     wait_for(lambda: len(gated.calls) == 1, 10, message="the first insert is on its way")
-    others = [threading.Thread(target=insert, args=(document,)) for document in documents[1:]]
+    others = [threading.Thread(target=insert, args=(document,), daemon=True) for document in documents[1:]]
     for thread in others:
         thread.start()
     wait_for(lambda: len(grouped._waiting) == len(others), 10, message="every other insert waits")
@@ -145,6 +147,58 @@ def test_a_writer_killed_mid_write_hands_over_and_strands_nobody(reports: Collec
     assert isinstance(outcomes.pop("JK-20261205-000002"), Interrupted)  # the writer: its own exception
     assert isinstance(outcomes.pop("JK-20261205-000003"), AutoReconnect)  # its batch: a store error, as a 503
     assert outcomes == {f"JK-20261205-00000{n}": None for n in (1, 4, 5, 6)}
+    assert not grouped._waiting and not grouped._writing
+
+
+def test_a_writer_killed_before_it_took_its_batch_hands_over(
+    reports: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes = []
+
+    def sleep(seconds: float) -> None:  # the writer's pass of the hub, where a green thread can be killed
+        passes.append(seconds)
+        if len(passes) == 2:  # the second writer's
+            raise Interrupted()
+
+    monkeypatch.setattr(mongo, "time", types.SimpleNamespace(sleep=sleep))
+    gated = GatedCollection(reports)
+    grouped = GroupedInserts(gated)  # type: ignore[arg-type]
+    documents = [report(n) for n in range(1, 5)]
+
+    outcomes = insert_concurrently(grouped, gated, documents)
+
+    assert isinstance(outcomes.pop("JK-20261205-000002"), Interrupted)
+    assert outcomes == {f"JK-20261205-00000{n}": None for n in (1, 3, 4)}
+    assert gated.calls == [["JK-20261205-000001"], ["JK-20261205-000003", "JK-20261205-000004"]]
+    assert not grouped._waiting and not grouped._writing
+
+
+def test_a_caller_killed_as_it_was_handed_the_turn_hands_it_on(
+    reports: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = []
+
+    class Event(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            woken = super().wait(timeout)
+            if self is events[1]:  # the second caller's: killed the moment it is woken
+                raise Interrupted()
+            return woken
+
+    def new_event() -> threading.Event:
+        events.append(Event())
+        return events[-1]
+
+    monkeypatch.setattr(mongo, "threading", types.SimpleNamespace(Lock=threading.Lock, Event=new_event))
+    gated = GatedCollection(reports)
+    grouped = GroupedInserts(gated, max_documents=1)  # type: ignore[arg-type]
+    documents = [report(n) for n in range(1, 5)]
+
+    outcomes = insert_concurrently(grouped, gated, documents)
+
+    assert isinstance(outcomes.pop("JK-20261205-000002"), Interrupted)
+    assert outcomes == {f"JK-20261205-00000{n}": None for n in (1, 3, 4)}
+    assert gated.calls == [["JK-20261205-000001"], ["JK-20261205-000003"], ["JK-20261205-000004"]]
     assert not grouped._waiting and not grouped._writing
 
 
