@@ -74,7 +74,8 @@ def reference_names() -> dict[str, Any]:
 
 class ResponseCache(DependencyProvider):
     """Computed statistics kept briefly: at most `fresh` seconds old, or up to `idle` seconds while no event changed
-    the projections in this process (another replica's changes show within `fresh`)."""
+    the projections in this process. Another replica's changes are not seen as events here: a replica that folds
+    none shows them within `idle`, not `fresh`."""
 
     def __init__(self, fresh: float = 1.0, idle: float = 30.0, size: int = 256) -> None:
         self.fresh = fresh
