@@ -268,10 +268,9 @@ class GroupedInserts:
         except PyMongoError as exc:
             for entry in batch:
                 entry.error = exc
-        except BaseException as exc:  # the writer itself was killed or failed: the others must not hang
+        except BaseException as exc:  # the writer (batch[0]) was killed or failed: it raises, the others must not hang
             for entry in batch[1:]:
                 entry.error = AutoReconnect(f"the grouped insert was interrupted: {exc!r}")
-            batch[0].error = exc
             raise
 
 
