@@ -4,6 +4,7 @@ clients a user would use (HTTP, AMQP, SSE)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -364,12 +365,11 @@ class OpdQueueReader:
             self.channel = self.connection.channel()
             return None
 
-    def drain(self, opd_code: str) -> list[tuple[Any, str]]:
-        """Take every message now on the OPD's queue (acknowledged as taken): each with its body as text."""
-        taken = []
+    def drain(self, opd_code: str) -> Iterator[tuple[Any, str]]:
+        """Take every message now on the OPD's queue (acknowledged as taken): each with its body as text, yielded as
+        it is taken, so that a broker error half-way loses none of those already off the queue."""
         while (message := self.basic_get(opd_code, no_ack=True)) is not None:
-            taken.append((message, message.body if isinstance(message.body, str) else message.body.decode()))
-        return taken
+            yield message, message.body if isinstance(message.body, str) else message.body.decode()
 
     def get(self, opd_code: str, timeout: float = 10.0, predicate: Callable[[dict], bool] | None = None) -> Any:
         def fetch() -> Any:
@@ -489,6 +489,9 @@ class OpdDeliveries:
     """Every copy found on OPD queues, per report: what an agency de-duplicating by message_id would see."""
 
     copies: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: why `collect` stopped before every expected report arrived (its last reader error included): for the
+    #: caller's failure message, so that a reader that could not read is not taken for reports that were lost
+    shortfall: str = ""
 
     @classmethod
     def collect(cls, amqp_uri: str, opd_codes: set[str], expected: set[str], timeout: float = 180) -> OpdDeliveries:
@@ -499,7 +502,15 @@ class OpdDeliveries:
         try:
 
             def all_arrived() -> bool:
-                found._take(reader, opd_codes)
+                nonlocal reader
+                try:
+                    found._take(reader, opd_codes)
+                except Exception:
+                    # a broken channel or connection stays broken: read on with a new one (wait_for keeps the error)
+                    with contextlib.suppress(Exception):
+                        reader.close()
+                    reader = OpdQueueReader(amqp_uri)
+                    raise
                 return expected <= found.reports
 
             # a report whose relay died holding its outbox lease comes only once the lease ran out (30 s)
@@ -514,8 +525,8 @@ class OpdDeliveries:
                 _name, waiting, _consumers = reader.channel.queue_declare("routing.reports", passive=True)
                 quiet = 0 if found._take(reader, opd_codes) or waiting else quiet + 1
                 time.sleep(0.2)
-        except AssertionError:
-            pass  # the caller reports what is missing
+        except AssertionError as exc:
+            found.shortfall = str(exc)  # the caller reports what is missing, and this
         finally:
             reader.close()
         return found

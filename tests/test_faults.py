@@ -140,7 +140,9 @@ def test_broker_stopped_mid_flood_loses_and_duplicates_nothing(fault_system: Run
         f"{len(delivered.reports)} delivered, {len(missing)} missing, "
         f"{delivered.redundant_copies()} redundant copies"
     )
-    assert not missing, f"{len(missing)} accepted reports never reached their OPD: {sorted(missing)[:5]}"
+    assert not missing, (
+        f"{len(missing)} accepted reports never reached their OPD: {sorted(missing)[:5]}; {delivered.shortfall}"
+    )
     assert not delivered.second_assignments(), delivered.second_assignments()
     # a confirm lost with the connection may leave an identical copy (same message_id): see docs/reliability.md
     assert delivered.all_copies_identical()

@@ -194,7 +194,10 @@ def assert_every_accepted_report_delivered(system: RunningSystem, accepted: list
     finally:
         system.stop()
     missing = set(accepted) - delivered.reports
-    assert not missing, f"{len(missing)} of {len(accepted)} accepted reports never reached their OPD: {sorted(missing)}"
+    assert not missing, (
+        f"{len(missing)} of {len(accepted)} accepted reports never reached their OPD: {sorted(missing)}; "
+        f"{delivered.shortfall}"
+    )
     assert not delivered.second_assignments()
 
 

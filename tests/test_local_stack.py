@@ -237,7 +237,7 @@ def test_a_killed_local_run_loses_no_accepted_report_or_photo_and_numbers_go_on(
             run.env()["AMQP_URI"], flood_scenario_opds(), {r.report_id for r in accepted}
         )
         missing = {r.report_id for r in accepted} - deliveries.reports
-        assert not missing, f"accepted but never reached their OPD: {sorted(missing)}"
+        assert not missing, f"accepted but never reached their OPD: {sorted(missing)}; {deliveries.shortfall}"
         assert deliveries.second_assignments() == {}
         assert deliveries.all_copies_identical()  # a re-publication repeats one message_id, never reuses it
 

@@ -129,7 +129,7 @@ def test_sigterm_drains_in_flight_work(split_system: RunningSystem) -> None:
         f"{delivered.redundant_copies()} redundant copies"
     )
     assert len(flood.accepted) == flood.total, Counter(s for s, _ in flood.outcomes)
-    assert not missing
+    assert not missing, delivered.shortfall
     assert not delivered.second_assignments()
     assert delivered.redundant_copies() == 0, "a graceful stop leaves no delivery in doubt"
 
